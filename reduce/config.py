@@ -1,0 +1,260 @@
+"""Instrument and site definitions: built-in defaults plus an optional user YAML file.
+
+An :class:`Instrument` says which header keywords carry which quantity, how frame types are
+spelled (in ``IMAGETYP`` and in file names), the detector constants and the site. Unknown
+telescopes get :data:`DEFAULT_INSTRUMENT`, whose keyword lists cover the common conventions.
+Nothing here writes files; the user file is read only when asked (``--config`` / standard path).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .core.errors import ConfigError
+
+__all__ = ["Instrument", "Config", "DEFAULT_INSTRUMENT", "load_config", "default_config_path"]
+
+FRAME_TYPES = ("bias", "dark", "flat", "light")
+
+DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "telescope": ("TELESCOP", "INSTRUME", "OBSERVAT"),
+    "instrument": ("INSTRUME",),
+    "imagetyp": ("IMAGETYP", "IMGTYPE", "OBSTYPE", "FRAMETYP", "FRAME"),
+    "exptime": ("EXPTIME", "EXPOSURE", "EXP_TIME", "ITIME"),
+    "filter": ("FILTER", "FILTER1", "FILTNAME", "FILT"),
+    "object": ("OBJECT", "FIELD", "TARGET", "OBJNAME"),
+    "date_obs": ("DATE-OBS", "DATE_OBS", "DATE"),
+    "time_obs": ("TIME-OBS", "UT", "UTSTART", "UTC", "TIME"),
+    "jd": ("JD", "JD-OBS", "JD_UTC", "JD-START"),
+    "mjd": ("MJD-OBS", "MJD", "MJD_OBS"),
+    "ra": ("RA", "OBJCTRA", "RA_OBJ", "TELRA"),
+    "dec": ("DEC", "OBJCTDEC", "DEC_OBJ", "TELDEC"),
+    "airmass": ("AIRMASS", "SECZ", "AMASS"),
+    "gain": ("GAIN", "EGAIN", "CCDGAIN"),
+    "read_noise": ("RDNOISE", "READNOIS", "RON", "READNOISE"),
+    "saturation": ("SATURATE", "SATLEVEL"),
+    "latitude": ("SITELAT", "LATITUDE", "OBS-LAT", "LAT-OBS"),
+    "longitude": ("SITELONG", "LONGITUD", "OBS-LONG", "LONG-OBS"),
+    "elevation": ("SITEELEV", "ALTITUDE", "OBS-ELEV", "ALT-OBS"),
+}
+
+DEFAULT_TYPE_ALIASES: dict[str, tuple[str, ...]] = {
+    "bias": ("bias", "bias frame", "zero", "offset", "masterbias"),
+    "dark": ("dark", "dark frame", "dark current"),
+    "flat": ("flat", "flat field", "flat frame", "flatfield", "sky flat", "skyflat", "dome flat",
+             "domeflat", "twilight flat"),
+    "light": ("light", "light frame", "object", "science", "sci", "expose", "target"),
+}
+
+DEFAULT_FILENAME_PATTERNS: dict[str, tuple[str, ...]] = {
+    "bias": (r"(^|[._\-\s])(bias|biases|zero|offset)([._\-\s\d]|$)",),
+    "dark": (r"(^|[._\-\s])(dark|darks)([._\-\s\d]|$)",),
+    "flat": (r"(^|[._\-\s])(flat|flats|flatfield|skyflat|domeflat)([._\-\s\d]|$)",),
+    "light": (),
+}
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One telescope/camera: header conventions, detector constants and site.
+
+    ``match`` lists TELESCOP/INSTRUME values (case-insensitive, exact after stripping) that
+    select this definition. ``longitude`` is east-positive in degrees; a header whose longitude
+    is west-positive is corrected when ``longitude_positive_west`` is true. ``time_reference``
+    says whether the header time marks the ``start`` (default) or the ``mid`` of the exposure.
+    Sections (``overscan``, ``trim``) use FITS 1-based ``[x1:x2,y1:y2]`` syntax.
+    """
+
+    name: str = "default"
+    match: tuple[str, ...] = ()
+    keywords: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_KEYWORDS))
+    type_aliases: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_TYPE_ALIASES))
+    filename_patterns: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_FILENAME_PATTERNS))
+    gain: float | None = None
+    read_noise: float | None = None
+    saturation: float | None = None
+    overscan: str | None = None
+    trim: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    elevation: float | None = None
+    longitude_positive_west: bool = False
+    time_reference: str = "start"
+    timezone_offset_hours: float | None = None
+
+    def keys(self, role: str) -> tuple[str, ...]:
+        """Header keywords to try, in order, for ``role`` (e.g. ``'exptime'``)."""
+        return self.keywords.get(role, DEFAULT_KEYWORDS.get(role, ()))
+
+    def type_from_value(self, value: str) -> str | None:
+        """Frame type named by an IMAGETYP-like value, or None when unrecognised."""
+        v = " ".join(str(value).strip().lower().replace("_", " ").split())
+        if not v:
+            return None
+        for ftype in FRAME_TYPES:
+            if v in self.type_aliases.get(ftype, ()):
+                return ftype
+        for ftype in ("bias", "dark", "flat"):  # 'Master Dark', 'FLAT_V' ...
+            if any(alias in v for alias in self.type_aliases.get(ftype, ()) if len(alias) > 3):
+                return ftype
+        return None
+
+    def type_from_filename(self, name: str) -> str | None:
+        """Frame type named by a file name (``.BIAS.FIT``, ``dark_``, ``flat-``), or None."""
+        low = Path(name).name.lower()
+        for ftype in ("bias", "dark", "flat"):
+            for pattern in self.filename_patterns.get(ftype, ()):
+                if re.search(pattern, low):
+                    return ftype
+        return None
+
+
+DEFAULT_INSTRUMENT = Instrument()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The instrument definitions in force and where they came from."""
+
+    instruments: tuple[Instrument, ...] = ()
+    source: str | None = None
+    default: Instrument = DEFAULT_INSTRUMENT
+
+    def instrument_for(self, header: Any) -> Instrument:
+        """The definition whose ``match`` names this header's TELESCOP or INSTRUME."""
+        values = set()
+        for key in ("TELESCOP", "INSTRUME", "OBSERVAT"):
+            try:
+                v = header.get(key)
+            except Exception:
+                v = None
+            if v is not None and str(v).strip():
+                values.add(str(v).strip().lower())
+        for inst in self.instruments:
+            if any(m.strip().lower() in values for m in inst.match):
+                return inst
+        return self.default
+
+    def by_name(self, name: str) -> Instrument | None:
+        """Definition named ``name`` (or matching it), None when absent."""
+        low = str(name).strip().lower()
+        for inst in self.instruments:
+            if inst.name.lower() == low or low in (m.lower() for m in inst.match):
+                return inst
+        return None
+
+
+def default_config_path() -> Path | None:
+    """The standard user config: ``$REDUCE_CONFIG`` or ``$XDG_CONFIG_HOME/reduce/config.yaml``."""
+    env = os.environ.get("REDUCE_CONFIG")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    p = Path(base) / "reduce" / "config.yaml"
+    return p if p.exists() else None
+
+
+_FLOAT_FIELDS = {"gain", "read_noise", "saturation", "latitude", "longitude", "elevation",
+                 "timezone_offset_hours"}
+_STR_FIELDS = {"overscan", "trim", "name"}
+
+
+def _as_tuple(v: Any, where: str) -> tuple[str, ...]:
+    if isinstance(v, str):
+        return (v,)
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v):
+        return tuple(str(x) for x in v)
+    raise ConfigError(f"{where}: expected a string or a list of strings, got {v!r}")
+
+
+def _instrument_from_dict(name: str, spec: dict, where: str) -> Instrument:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: instrument '{name}' must be a mapping")
+    known = {f.name for f in fields(Instrument)}
+    kwargs: dict[str, Any] = {"name": str(name)}
+    for key, value in spec.items():
+        k = str(key)
+        loc = f"{where}: instruments.{name}.{k}"
+        if k == "site" and isinstance(value, dict):
+            for sk, sv in value.items():
+                if sk not in ("latitude", "longitude", "elevation", "longitude_positive_west"):
+                    raise ConfigError(f"{loc}.{sk}: unknown site key")
+                kwargs[sk] = bool(sv) if sk == "longitude_positive_west" else float(sv)
+            continue
+        if k not in known:
+            import difflib
+            hint = difflib.get_close_matches(k, sorted(known | {"site"}), n=1)
+            raise ConfigError(f"{loc}: unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+        if k == "match":
+            kwargs[k] = _as_tuple(value, loc)
+        elif k in ("keywords", "type_aliases", "filename_patterns"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{loc}: expected a mapping")
+            base = {"keywords": DEFAULT_KEYWORDS, "type_aliases": DEFAULT_TYPE_ALIASES,
+                    "filename_patterns": DEFAULT_FILENAME_PATTERNS}[k]
+            merged = dict(base)
+            for role, v in value.items():
+                vals = _as_tuple(v, f"{loc}.{role}")
+                if k == "type_aliases":
+                    if role not in FRAME_TYPES:
+                        raise ConfigError(f"{loc}.{role}: frame type must be one of {FRAME_TYPES}")
+                    vals = tuple(x.strip().lower() for x in vals) + base.get(role, ())
+                if k == "filename_patterns":
+                    for pat in vals:
+                        try:
+                            re.compile(pat)
+                        except re.error as e:
+                            raise ConfigError(f"{loc}.{role}: bad regular expression {pat!r}: {e}")
+                if k == "keywords":
+                    vals = tuple(x.upper() for x in vals)
+                merged[role] = vals
+            kwargs[k] = merged
+        elif k in _FLOAT_FIELDS:
+            try:
+                kwargs[k] = None if value is None else float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{loc}: expected a number, got {value!r}")
+        elif k == "longitude_positive_west":
+            kwargs[k] = bool(value)
+        elif k == "time_reference":
+            if value not in ("start", "mid"):
+                raise ConfigError(f"{loc}: must be 'start' or 'mid'")
+            kwargs[k] = value
+        else:
+            kwargs[k] = None if value is None else str(value)
+    inst = Instrument(**kwargs)
+    if inst.longitude is not None and inst.longitude_positive_west:
+        inst = replace(inst, longitude=-inst.longitude, longitude_positive_west=False)
+    return inst
+
+
+def load_config(path: str | os.PathLike | None = None, *, use_default_location: bool = True) -> Config:
+    """Read the instrument definitions from ``path`` (or the standard location when None)."""
+    if path is None and use_default_location:
+        path = default_config_path()
+    if path is None:
+        return Config()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: configuration file not found")
+    import yaml
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    unknown = set(data) - {"instruments", "default", "version"}
+    if unknown:
+        raise ConfigError(f"{p}: unknown top-level key(s) {sorted(unknown)}; expected 'instruments', 'default'")
+    instruments = []
+    for name, spec in (data.get("instruments") or {}).items():
+        instruments.append(_instrument_from_dict(name, spec, str(p)))
+    default = DEFAULT_INSTRUMENT
+    if data.get("default"):
+        default = _instrument_from_dict("default", data["default"], str(p))
+    return Config(instruments=tuple(instruments), source=str(p), default=default)

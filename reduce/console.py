@@ -1,0 +1,117 @@
+"""The one rich Console of the CLI: tables and progress on a TTY, plain timestamped lines otherwise.
+
+Science code never imports this module (it logs through ``logging``); the CLI and the Sequence's
+progress display do.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+
+__all__ = ["get_console", "is_interactive", "progress", "setup_logging"]
+
+_console = None
+
+
+def is_interactive() -> bool:
+    """True when stderr is a terminal and we are not under CI (progress bars make sense)."""
+    if os.environ.get("REDUCE_NO_PROGRESS"):
+        return False
+    try:
+        return sys.stderr.isatty()
+    except Exception:
+        return False
+
+
+def get_console(stderr: bool = False):
+    """The shared rich Console (stdout), or a stderr one for diagnostics."""
+    global _console
+    from rich.console import Console
+
+    if stderr:
+        return Console(stderr=True, highlight=False)
+    if _console is None or _console.file is not sys.stdout:
+        _console = Console(highlight=False, soft_wrap=False)
+    return _console
+
+
+class _PlainProgress:
+    """Progress stand-in without a TTY: one line at start and one at the end."""
+
+    def __init__(self, description, total):
+        self.description, self.total, self.done = description, total, 0
+        self.t0 = time.perf_counter()
+        logging.getLogger("reduce").info("%s: %s items", description, total if total is not None else "?")
+
+    def advance(self, n=1):
+        self.done += n
+
+    def close(self):
+        dt = time.perf_counter() - self.t0
+        rate = self.done / dt if dt > 0 else float("nan")
+        logging.getLogger("reduce").info("%s: %d done in %.1f s (%.1f/s)", self.description,
+                                         self.done, dt, rate)
+
+
+class _RichProgress:
+    def __init__(self, description, total, unit):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                           TextColumn("ETA"), TimeRemainingColumn(),
+                           console=get_console(stderr=True), transient=False)
+        self._p.start()
+        self._task = self._p.add_task(description, total=total, rate="")
+        self._unit = unit
+
+    def advance(self, n=1):
+        task = self._p.tasks[0]
+        speed = task.speed
+        self._p.update(self._task, advance=n,
+                       rate=f"{speed:6.1f} {self._unit}/s" if speed else "")
+
+    def close(self):
+        self._p.stop()
+
+
+@contextmanager
+def progress(description: str, total: int | None, show: bool = True, unit: str = "frames"):
+    """A progress display: a rich bar on a TTY, plain log lines otherwise, nothing if not ``show``."""
+    if not show:
+        class _Null:
+            def advance(self, n=1):
+                pass
+        yield _Null()
+        return
+    bar = _RichProgress(description, total, unit) if is_interactive() else _PlainProgress(description, total)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
+    """Configure the ``reduce`` logger: rich handler on a TTY, timestamped plain lines otherwise."""
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    logger = logging.getLogger("reduce")
+    logger.setLevel(level)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    if is_interactive():
+        from rich.logging import RichHandler
+        handler = RichHandler(console=get_console(stderr=True), show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    logger.addHandler(handler)
+    if log_file:
+        fh = logging.FileHandler(log_file)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        logger.addHandler(fh)
+    logger.propagate = False

@@ -1,0 +1,1 @@
+"""Engine of reduce: blocks, sequences, errors and flags (knows no astronomy)."""
