@@ -1,13 +1,25 @@
 """Fluxes: the photometry of a night (apertures x stars x frames) and what is derived from it.
 
 Constructed by the ``GetFluxes`` block (or by hand); differential photometry, binning, plots and
-tables are methods (see ``reduce.diffphot`` for the weighting maths).
+tables are methods (see ``reduce.diffphot`` for the weighting maths). Every method returns a new
+``Fluxes``; nothing is modified in place except the settable ``target``.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["Fluxes"]
+from . import diffphot
+from .core.errors import Flag
+
+__all__ = ["Fluxes", "TABLE_SCHEMA_VERSION"]
+
+TABLE_SCHEMA_VERSION = 1
+_ALIASES = {"bkg": "sky"}
+_PER_FRAME = ("fwhm", "sky", "airmass", "dx", "dy")
 
 
 class Fluxes:
@@ -24,12 +36,16 @@ class Fluxes:
         ``peak``, ``bkg``).
     flags : (n_frames,) int bit masks (see ``reduce.core.errors.Flag``).
     files : (n_frames,) source file names.
-    meta : free metadata (comparison stars, weights, chosen aperture, ...).
+    meta : free metadata (comparison stars, weights, chosen aperture, ``saturation`` level, ...).
+        After differential photometry: ``comparisons`` (star indices, by decreasing weight),
+        ``weights`` (matching ``comparisons``, sum 1), ``weights_all`` (n_apertures, n_stars),
+        ``aperture`` (chosen index), ``aperture_radius`` (pixels), ``raw`` (the raw Fluxes).
+        After ``sigma_clipping_data``/``mask``: ``rejected`` (list of dicts describing removed frames).
     """
 
     def __init__(self, time, flux, error=None, apertures=None, target: int = 0, data=None,
                  flags=None, files=None, meta=None):
-        self.time = np.asarray(time, dtype=float)
+        self.time = np.asarray(time, dtype=float).reshape(-1)
         flux = np.asarray(flux, dtype=float)
         if flux.ndim == 1:
             flux = flux[None, None, :]
@@ -43,13 +59,34 @@ class Fluxes:
                       else np.asarray(error, dtype=float).reshape(flux.shape))
         self.apertures = (np.arange(flux.shape[0], dtype=float) if apertures is None
                           else np.asarray(apertures, dtype=float))
-        self.target = int(target)
+        if self.apertures.shape[0] != flux.shape[0]:
+            raise ValueError(f"apertures has {self.apertures.shape[0]} radii for "
+                             f"{flux.shape[0]} flux apertures")
+        self.target = target
         self.data = {k: np.asarray(v) for k, v in (data or {}).items()}
+        for k, v in self.data.items():
+            if v.ndim == 0 or v.shape[-1] != self.time.size:
+                raise ValueError(f"data[{k!r}] must end with the frame axis ({self.time.size}), "
+                                 f"got shape {v.shape}")
         self.flags = (np.zeros(self.time.size, dtype=np.int64) if flags is None
                       else np.asarray(flags, dtype=np.int64).reshape(self.time.size))
         self.files = (np.array([""] * self.time.size, dtype=object) if files is None
-                      else np.asarray(files, dtype=object))
+                      else np.asarray(files, dtype=object).reshape(self.time.size))
         self.meta = dict(meta or {})
+
+    # ------------------------------------------------------------------ basic access
+    @property
+    def target(self) -> int:
+        """Index of the target star (settable; checked against the number of stars)."""
+        return self._target
+
+    @target.setter
+    def target(self, value):
+        value = int(value)
+        n = self.flux.shape[1]
+        if not -n <= value < n:
+            raise ValueError(f"target {value} out of range for {n} stars")
+        self._target = value % n
 
     @property
     def shape(self):
@@ -59,8 +96,358 @@ class Fluxes:
     def __len__(self) -> int:
         return self.time.size
 
+    def __repr__(self) -> str:
+        a, s, f = self.shape
+        kind = "differential" if "weights_all" in self.meta else "raw"
+        return f"<Fluxes {kind}: {a} apertures x {s} stars x {f} frames, target={self.target}>"
+
     def __getattr__(self, name):
         data = self.__dict__.get("data", {})
         if name in data:
             return data[name]
         raise AttributeError(f"'Fluxes' has no attribute {name!r}")
+
+    def get(self, name, default=None):
+        """Per-frame quantity ``name`` (n_frames,), or ``default`` when not measured.
+
+        ``sky`` (alias ``bkg``) falls back to the target's row of a per-star ``bkg`` array; per-star
+        arrays (``x``, ``y``, ``peak``) give the target's row.
+        """
+        name = _ALIASES.get(name, name)
+        candidates = [name, "bkg"] if name == "sky" else [name]
+        for key in candidates:
+            if key in self.data:
+                v = np.asarray(self.data[key], dtype=float)
+                return v[self.target] if v.ndim == 2 else v
+        return default
+
+    fwhm = property(lambda self: self.get("fwhm"), doc="Per-frame FWHM (pixels) or None.")
+    sky = property(lambda self: self.get("sky"), doc="Per-frame sky level (ADU/pixel) or None.")
+    airmass = property(lambda self: self.get("airmass"), doc="Per-frame airmass or None.")
+    dx = property(lambda self: self.get("dx"), doc="Per-frame x shift to the reference or None.")
+    dy = property(lambda self: self.get("dy"), doc="Per-frame y shift to the reference or None.")
+    x = property(lambda self: self.data.get("x"), doc="Star x positions (n_stars, n_frames) or None.")
+    y = property(lambda self: self.data.get("y"), doc="Star y positions (n_stars, n_frames) or None.")
+
+    @property
+    def aperture(self) -> int:
+        """Chosen aperture index (meta ``aperture``; the middle one before differential photometry)."""
+        return int(self.meta.get("aperture", self.shape[0] // 2))
+
+    @property
+    def aperture_radius(self) -> float:
+        """Radius in pixels of the chosen aperture (median over frames when radii vary)."""
+        r = np.atleast_1d(self.apertures[self.aperture])
+        return float(np.nanmedian(r))
+
+    @property
+    def comparisons(self) -> list[int]:
+        """Comparison star indices (empty before differential photometry)."""
+        return list(self.meta.get("comparisons", []))
+
+    @property
+    def weights(self) -> list[float]:
+        """Weights matching ``comparisons`` (sum 1)."""
+        return list(self.meta.get("weights", []))
+
+    @property
+    def raw(self) -> "Fluxes":
+        """The raw Fluxes this differential one was derived from (self when raw)."""
+        return self.meta.get("raw", self)
+
+    @property
+    def diff_flux(self) -> np.ndarray:
+        """Target flux in the chosen aperture (n_frames,): the light curve after ``autodiff``/``diff``."""
+        return self.flux[self.aperture, self.target]
+
+    @property
+    def diff_error(self) -> np.ndarray:
+        """Error of ``diff_flux`` (n_frames,)."""
+        return self.error[self.aperture, self.target]
+
+    # ------------------------------------------------------------------ frame selection
+    def _replace(self, **changes) -> "Fluxes":
+        """A copy with some constructor arguments replaced (arrays are shared, meta copied)."""
+        kw = dict(time=self.time, flux=self.flux, error=self.error, apertures=self.apertures,
+                  target=self.target, data=self.data, flags=self.flags, files=self.files,
+                  meta=dict(self.meta))
+        kw.update(changes)
+        return Fluxes(**kw)
+
+    def mask(self, keep, *, reason="masked", flag=Flag.OUTLIER_REJECTED) -> "Fluxes":
+        """A new Fluxes with only the frames where ``keep`` is True.
+
+        Removed frames are not lost: each is appended to ``meta['rejected']`` as a dict (``time``,
+        ``file``, ``index`` in this Fluxes, ``flag`` = previous flags | ``flag``, ``reason``).
+        """
+        keep = np.asarray(keep, dtype=bool).reshape(self.time.size)
+        reasons = np.broadcast_to(np.asarray(reason, dtype=object), keep.shape)
+        rejected = list(self.meta.get("rejected", []))
+        for i in np.flatnonzero(~keep):
+            rejected.append({"index": int(i), "time": float(self.time[i]), "file": str(self.files[i]),
+                             "flag": int(self.flags[i] | int(flag)), "reason": str(reasons[i])})
+        data = {}
+        for k, v in self.data.items():
+            data[k] = v[..., keep]
+        aps = self.apertures[:, keep] if self.apertures.ndim == 2 else self.apertures
+        meta = dict(self.meta, rejected=rejected)
+        raw = meta.get("raw")
+        if isinstance(raw, Fluxes) and raw is not self and len(raw) == len(self):
+            meta["raw"] = raw.mask(keep, reason=reason, flag=flag)  # keep raw aligned with self
+        return self._replace(time=self.time[keep], flux=self.flux[..., keep],
+                             error=self.error[..., keep], apertures=aps, data=data,
+                             flags=self.flags[keep], files=self.files[keep], meta=meta)
+
+    def sigma_clipping_data(self, *, iterations: int = 5, **sigmas) -> "Fluxes":
+        """Remove frames that are outliers in named per-frame quantities.
+
+        ``sigma_clipping_data(bkg=3, fwhm=5)`` drops frames whose sky (``bkg`` is an alias of
+        ``sky``) deviates from the median by more than 3 robust sigmas (1.4826 x MAD), or whose
+        FWHM deviates by more than 5, iterating up to ``iterations`` times. NaN values are not
+        outliers (those frames carry their own flags). Removed frames are recorded in
+        ``meta['rejected']`` with ``Flag.OUTLIER_REJECTED`` and the reason (see ``mask``).
+        """
+        if not sigmas:
+            raise ValueError("name at least one quantity, e.g. sigma_clipping_data(bkg=3)")
+        series = {}
+        for name, n_sigma in sigmas.items():
+            values = self.get(name)
+            if values is None:
+                raise ValueError(f"no per-frame {name!r} data to clip on; have {sorted(self.data)}")
+            if not float(n_sigma) > 0:
+                raise ValueError(f"{name}={n_sigma!r}: the clipping threshold must be > 0 sigma")
+            series[name] = (np.asarray(values, float), float(n_sigma))
+        keep = np.ones(self.time.size, bool)
+        reason = np.array([""] * self.time.size, dtype=object)
+        for _ in range(max(1, int(iterations))):
+            new_keep = keep.copy()
+            for name, (v, n_sigma) in series.items():
+                med = np.nanmedian(v[keep])
+                sig = diffphot.MAD_TO_SIGMA * np.nanmedian(np.abs(v[keep] - med))
+                if not sig > 0:
+                    continue
+                with np.errstate(invalid="ignore"):
+                    dev = np.abs(v - med) / sig
+                out = new_keep & (dev > n_sigma)
+                for i in np.flatnonzero(out):
+                    reason[i] = f"{name} outlier: {dev[i]:.1f} sigma > {n_sigma:g}"
+                new_keep &= ~out
+            if np.array_equal(new_keep, keep):
+                break
+            keep = new_keep
+        return self.mask(keep, reason=reason, flag=Flag.OUTLIER_REJECTED)
+
+    # ------------------------------------------------------------------ differential photometry
+    def _frames(self):
+        return diffphot.usable_frames(self.flux, self.target)
+
+    def autodiff(self, *, max_comps: int = 20, iterations: int = 50, reject: float = 2.0,
+                 exclude=(), method: str = "p2p", dt: float | None = None,
+                 saturation: float | None = None) -> "Fluxes":
+        """Automatic differential photometry (Broeg et al. 2005 ensemble, best aperture).
+
+        Comparison candidates are the ``max_comps`` brightest stars that are not the target, not in
+        ``exclude``, never saturated (``data['peak'] >= saturation``, default ``meta['saturation']``,
+        or ``data['saturated']``) and finite in every usable frame. They are weighted, per aperture,
+        by the inverse variance of their light curve against the weighted ensemble of the others,
+        iterated (at most ``iterations`` times); comparisons noisier than ``reject`` x the fitted
+        noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
+        "binned" with ``dt`` days, or "std") is chosen. Returns differential Fluxes: every star and
+        aperture divided by its ensemble (see ``diffphot.differential``), with ``meta`` holding
+        ``comparisons``, ``weights``, ``weights_all``, ``aperture``, ``aperture_radius``, ``raw``,
+        ``scatter`` (per aperture) and ``rejected_comparisons``.
+        """
+        if max_comps < 1:
+            raise ValueError("max_comps must be >= 1")
+        frames = self._frames()
+        if not frames.any():
+            raise ValueError("the target has no finite positive flux in any frame")
+        sat = self.meta.get("saturation") if saturation is None else saturation
+        comps = diffphot.select_comparisons(
+            self.flux, target=self.target, frames=frames, peak=self.data.get("peak"),
+            saturation=None if sat is None else float(sat), saturated=self.data.get("saturated"),
+            max_comps=int(max_comps), exclude=exclude)
+        if not comps.any():
+            raise ValueError("no usable comparison star (all saturated, non-finite or excluded)")
+        weights, info = diffphot.weights_broeg(self.flux, self.error, comps=comps, frames=frames,
+                                               iterations=int(iterations), reject=reject)
+        rejected = [int(i) for i in np.flatnonzero(info["rejected"].any(axis=0))]
+        return self._differential(weights, frames, method=method, dt=dt,
+                                  extra={"method": "broeg2005", "iterations": info["iterations"],
+                                         "rejected_comparisons": rejected,
+                                         "comparison_scatter": info["sigma"]})
+
+    def diff(self, comps, weights=None, aperture: int | None = None, *, method: str = "p2p",
+             dt: float | None = None) -> "Fluxes":
+        """Differential photometry with explicit comparison stars ``comps`` (indices).
+
+        ``weights`` (same length as ``comps``; default equal) are used in every aperture. The
+        aperture is ``aperture`` when given, else the one minimising the target's scatter.
+        """
+        comps = np.atleast_1d(np.asarray(comps, dtype=int))
+        n_ap, n_stars, _ = self.shape
+        if comps.size == 0:
+            raise ValueError("give at least one comparison star")
+        if np.any((comps < 0) | (comps >= n_stars)) or self.target in comps:
+            raise ValueError(f"comparisons must be star indices in [0, {n_stars}) other than the "
+                             f"target {self.target}, got {comps.tolist()}")
+        w = np.ones(comps.size) if weights is None else np.asarray(weights, dtype=float)
+        if w.shape != comps.shape or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
+            raise ValueError("weights must be finite, non-negative, not all zero, one per comparison")
+        full = np.zeros((n_ap, n_stars))
+        full[:, comps] = w / w.sum()
+        if aperture is not None and not -n_ap <= int(aperture) < n_ap:
+            raise ValueError(f"aperture {aperture} out of range for {n_ap} apertures")
+        return self._differential(full, self._frames(), method=method, dt=dt, aperture=aperture,
+                                  extra={"method": "explicit"})
+
+    def _differential(self, weights, frames, *, method, dt, aperture=None, extra=None) -> "Fluxes":
+        """Divide by the ensemble, choose the aperture and package the metadata."""
+        d, e = diffphot.differential(self.flux, self.error, weights, frames=frames)
+        idx, metric = diffphot.best_aperture(d[:, self.target], time=self.time, method=method,
+                                             dt=dt, frames=frames)
+        if aperture is not None:
+            idx = int(aperture) % self.shape[0]
+        w = weights[idx]
+        order = [int(i) for i in np.argsort(-w, kind="stable") if w[i] > 0]
+        meta = dict(self.meta)
+        meta.update(extra or {})
+        meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
+                    aperture=idx, scatter=metric, raw=self.raw)
+        out = self._replace(flux=d, error=e, meta=meta)
+        out.meta["aperture_radius"] = out.aperture_radius
+        return out
+
+    # ------------------------------------------------------------------ binning
+    def bin(self, dt: float, estimate_error: bool = True) -> "Fluxes":
+        """Fluxes averaged in time bins of ``dt`` days (bins start at the first frame).
+
+        ``estimate_error=True``: error = scatter within the bin / sqrt(n) (propagated error when a
+        bin holds one point); otherwise sqrt(sum(error^2)) / n. Per-frame data are averaged, flags
+        OR-ed; ``data['n_binned']`` holds the number of frames per bin and ``files`` the first file.
+        """
+        t, f, e, _ = diffphot.binned(self.time, self.flux, dt, error=self.error,
+                                     estimate_error=estimate_error)
+        order, starts = diffphot.bin_edges(self.time, dt)
+        counts = np.diff(np.r_[starts, self.time.size])
+        data = {}
+        for k, v in self.data.items():
+            if np.issubdtype(np.asarray(v).dtype, np.number) or np.asarray(v).dtype == bool:
+                data[k] = diffphot.binned(self.time, np.asarray(v, float), dt)[1]
+        data["n_binned"] = counts
+        flags = np.bitwise_or.reduceat(self.flags[order], starts)
+        aps = self.apertures
+        if aps.ndim == 2:
+            aps = diffphot.binned(self.time, aps, dt)[1]
+        meta = dict(self.meta, binned=float(dt))
+        return self._replace(time=t, flux=f, error=e, apertures=aps, data=data, flags=flags,
+                             files=self.files[order][starts], meta=meta)
+
+    # ------------------------------------------------------------------ outputs
+    def plot(self, ax=None, *, binned: float | None = None, **kwargs):
+        """Target light curve (chosen aperture) as points, with an optional ``binned`` (days) overlay."""
+        from .plots import plot_lightcurve
+        return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=False, **kwargs)
+
+    def errorbar(self, ax=None, *, binned: float | None = None, **kwargs):
+        """Target light curve (chosen aperture) with error bars, optional ``binned`` overlay."""
+        from .plots import plot_lightcurve
+        return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=True, **kwargs)
+
+    def to_table(self):
+        """astropy Table: time, flux, flux_err (target, chosen aperture) and the per-frame columns.
+
+        Columns airmass, fwhm, sky, dx, dy, x, y (target), flag and file appear when present.
+        ``meta`` holds target, aperture, aperture_radius, comparisons, weights, schema version.
+        """
+        from astropy.table import Table
+        cols = {"time": self.time, "flux": self.diff_flux, "flux_err": self.diff_error}
+        for name in ("airmass", "fwhm", "sky", "dx", "dy", "x", "y"):
+            v = self.get(name)
+            if v is not None:
+                cols[name] = np.asarray(v, float)
+        cols["flag"] = self.flags.astype(np.int64)
+        if any(str(f) for f in self.files):
+            cols["file"] = np.array([str(f) for f in self.files], dtype=str)
+        table = Table(cols)
+        table["time"].description = "JD UTC at mid-exposure"
+        table["flux"].description = "normalised differential flux of the target"
+        table.meta.update(self._table_meta())
+        return table
+
+    def _table_meta(self) -> dict:
+        meta = {"schema": TABLE_SCHEMA_VERSION, "target": self.target, "aperture": self.aperture,
+                "aperture_radius": self.aperture_radius,
+                "comparisons": [int(i) for i in self.comparisons],
+                "weights": [float(w) for w in self.weights]}
+        if "binned" in self.meta:
+            meta["binned"] = float(self.meta["binned"])
+        return meta
+
+    def save(self, path) -> Path:
+        """Write ``to_table()`` as .csv, .ecsv or .fits (by extension), atomically.
+
+        CSV carries the metadata as ``# key: value`` comment lines; ECSV keeps it in its YAML
+        header; FITS keeps it in the table header (lists as comma-separated strings) and adds image
+        HDUs ``FLUX``/``ERROR`` (n_apertures, n_stars, n_frames), ``RAWFLUX``/``RAWERROR`` when
+        differential, ``WEIGHTS`` (n_apertures, n_stars) and ``APERTURES``.
+        """
+        path = Path(path)
+        ext = path.suffix.lower()
+        writers = {".csv": self._write_csv, ".ecsv": self._write_ecsv, ".fits": self._write_fits,
+                   ".fit": self._write_fits}
+        if ext not in writers:
+            raise ValueError(f"cannot save {path.name!r}: use a .csv, .ecsv or .fits extension")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"output folder {path.parent} does not exist")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=ext)
+        os.close(fd)
+        try:
+            writers[ext](tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    def _write_csv(self, tmp):
+        table = self.to_table()
+        comments = [f"{k}: {_fmt(v)}" for k, v in table.meta.items()]
+        table.meta = {"comments": comments}
+        table.write(tmp, format="ascii.csv", overwrite=True, comment="# ")
+
+    def _write_ecsv(self, tmp):
+        self.to_table().write(tmp, format="ascii.ecsv", overwrite=True)
+
+    def _write_fits(self, tmp):
+        from astropy.io import fits
+        table = self.to_table()
+        header = fits.Header()
+        for k, v in table.meta.items():
+            header[f"HIERARCH {k.upper()}" if len(k) > 8 else k.upper()] = _fmt(v)
+        table.meta = {}
+        hdus = [fits.PrimaryHDU(), fits.table_to_hdu(table)]
+        hdus[1].name = "LIGHTCURVE"
+        hdus[1].header.extend(header)
+        hdus.append(fits.ImageHDU(self.flux, name="FLUX"))
+        hdus.append(fits.ImageHDU(self.error, name="ERROR"))
+        raw = self.raw
+        if raw is not self:
+            hdus.append(fits.ImageHDU(raw.flux, name="RAWFLUX"))
+            hdus.append(fits.ImageHDU(raw.error, name="RAWERROR"))
+        if "weights_all" in self.meta:
+            hdus.append(fits.ImageHDU(np.asarray(self.meta["weights_all"], float), name="WEIGHTS"))
+        hdus.append(fits.ImageHDU(np.asarray(self.apertures, float), name="APERTURES"))
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+
+
+def _fmt(value):
+    """Header/comment-friendly scalar: lists become comma-separated strings."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value

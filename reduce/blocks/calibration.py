@@ -1,0 +1,365 @@
+"""Calibration (overscan, bias, dark, flat) and Trim blocks.
+
+Masters are built once (in ``setup`` or lazily on the first frame) with a sigma-clipped median
+combine bounded by ``mem_limit_mb``. The master dark is a rate (ADU/s) scaled to each frame's
+exposure; the master flat is normalised to a median of 1. Negative pixels are kept as they are
+and non-finite values stay NaN: no sentinel values (a prose pitfall).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..algorithms.combine import n_tiles, tiled_combine
+from ..core.block import Block
+
+__all__ = ["Calibration", "Trim", "parse_section", "overscan_level"]
+
+log = logging.getLogger("reduce")
+
+_SECTION = re.compile(r"^\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]$")
+
+
+def parse_section(section: str, shape: tuple[int, int] | None = None) -> tuple[slice, slice]:
+    """``'[x1:x2,y1:y2]'`` (FITS/IRAF, 1-based inclusive, spaces allowed) -> numpy (rows, cols) slices."""
+    m = _SECTION.match(str(section).strip())
+    if not m:
+        raise ValueError(f"not a FITS section '[x1:x2,y1:y2]': {section!r}")
+    x1, x2, y1, y2 = (int(v) for v in m.groups())
+    if min(x1, x2, y1, y2) < 1 or x2 < x1 or y2 < y1:
+        raise ValueError(f"invalid section {section!r} (1-based, x1<=x2, y1<=y2)")
+    if shape is not None and (y2 > shape[0] or x2 > shape[1]):
+        raise ValueError(f"section {section!r} falls outside the {shape[1]}x{shape[0]} frame")
+    return slice(y1 - 1, y2), slice(x1 - 1, x2)
+
+
+def overscan_level(data: np.ndarray, section: str) -> np.ndarray:
+    """Overscan level to subtract: per-line medians of the section, smoothed over 15 lines.
+
+    A strip narrower than it is tall gives one level per row (shape (h, 1)); a wide strip one
+    level per column (shape (1, w)).
+    """
+    from scipy.ndimage import median_filter
+
+    rows, cols = parse_section(section, data.shape)
+    region = data[rows, cols]
+    vertical = region.shape[1] <= region.shape[0]
+    lines = np.nanmedian(region, axis=1 if vertical else 0)
+    if lines.size >= 5:
+        lines = median_filter(lines, size=min(15, lines.size), mode="nearest")
+    n = data.shape[0] if vertical else data.shape[1]
+    level = np.full(n, np.nanmedian(lines), dtype=np.float32)
+    level[rows if vertical else cols] = lines
+    return level[:, None] if vertical else level[None, :]
+
+
+def _as_list(x) -> list:
+    """Calibration input (None, a path, an Image, a 2D array or an iterable of them) as a list."""
+    if x is None:
+        return []
+    if isinstance(x, np.ndarray):
+        return [x] if x.ndim == 2 else list(x)
+    if isinstance(x, (str, os.PathLike)) or _is_image(x):
+        return [x]
+    return list(x)
+
+
+def _is_image(x) -> bool:
+    from ..image import Image
+
+    return isinstance(x, Image)
+
+
+def _label(item) -> str:
+    if isinstance(item, np.ndarray):
+        return "<array>"
+    return str(getattr(item, "path", None) or "<in-memory image>") if _is_image(item) else str(item)
+
+
+class Calibration(Block):
+    """Subtract overscan, bias and scaled dark, divide by the flat.
+
+    Parameters
+    ----------
+    darks, bias, flats : path, Image or iterable of them, optional
+        Raw calibration frames; a missing type is skipped with a warning.
+    loader : callable, optional
+        Turns a path into an Image (default :class:`~reduce.io.fitsimage.FITSImage`).
+    overscan : str or bool, optional
+        A FITS section ``'[x1:x2,y1:y2]'``; ``None`` takes the instrument's ``overscan`` or the
+        header's ``BIASSEC``; ``False`` disables overscan subtraction.
+    combine : {'median', 'mean'}
+        How masters are combined after sigma clipping.
+    sigma : float
+        Clipping threshold in robust standard deviations (0 disables clipping).
+    mem_limit_mb : float
+        Memory budget for combining; larger sets are combined by row tiles.
+    """
+
+    requires = ("data",)
+    provides = ("data",)
+    modifies_data = True
+
+    def __init__(self, *, darks: Any = None, bias: Any = None, flats: Any = None,
+                 loader: Callable | None = None, overscan: str | bool | None = None,
+                 combine: str = "median", sigma: float = 3.0, mem_limit_mb: float = 512):
+        if combine not in ("median", "mean"):
+            raise ValueError(f"combine must be 'median' or 'mean', not {combine!r}")
+        if overscan not in (None, False) and not isinstance(overscan, str):
+            raise TypeError("overscan must be a section string like '[1:20,1:512]', None or False")
+        if isinstance(overscan, str):
+            parse_section(overscan)
+        if not mem_limit_mb or mem_limit_mb <= 0:
+            raise ValueError("mem_limit_mb must be positive")
+        self.darks, self.bias, self.flats = _as_list(darks), _as_list(bias), _as_list(flats)
+        self.loader = loader
+        self.overscan = overscan
+        self.combine = combine
+        self.sigma = float(sigma)
+        self.mem_limit_mb = float(mem_limit_mb)
+        self.master_bias: np.ndarray | None = None
+        self.master_dark: np.ndarray | None = None
+        self.master_flat: np.ndarray | None = None
+        self.dark_is_rate = True
+        self._inv_flat: np.ndarray | None = None
+        self._built = False
+        self._used: dict[str, list[str]] = {"bias": [], "darks": [], "flats": []}
+        self._overscan_used: set[str] = set()
+
+    # -- building masters ------------------------------------------------------------------
+    def setup(self, context=None) -> None:
+        """Build the master frames (once; later calls reuse them)."""
+        if not self._built:
+            self.build()
+
+    def build(self) -> None:
+        """Combine the calibration frames into ``master_bias``, ``master_dark``, ``master_flat``."""
+        if not self.bias:
+            log.warning("Calibration: no bias frames, bias subtraction skipped")
+        else:
+            self.master_bias = self._master("bias", self.bias, self._prep_bias)
+        if not self.darks:
+            log.warning("Calibration: no dark frames, dark subtraction skipped")
+        else:
+            self.dark_is_rate = None  # decided on the first dark (needs a bias or an overscan)
+            self.master_dark = self._master("darks", self.darks, self._prep_dark)
+        if not self.flats:
+            log.warning("Calibration: no flat frames, flat-fielding skipped")
+        else:
+            flat = self._master("flats", self.flats, self._prep_flat)
+            if flat is not None:
+                med = np.nanmedian(flat[np.isfinite(flat) & (flat > 0)])
+                flat = flat / med
+                flat[~np.isfinite(flat) | (flat <= 1e-3)] = np.nan
+                self.master_flat = flat.astype(np.float32)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    self._inv_flat = (1.0 / self.master_flat).astype(np.float32)
+        self._built = True
+
+    def _load(self, item):
+        if _is_image(item):
+            return item
+        if isinstance(item, np.ndarray):
+            from ..image import Image
+
+            return Image(data=item)
+        loader = self.loader
+        if loader is None:
+            from ..io.fitsimage import FITSImage
+
+            loader = FITSImage
+        return loader(item)
+
+    def _master(self, kind: str, items: list, prep: Callable) -> np.ndarray | None:
+        """Pre-process and combine ``items``; unreadable or odd-shaped frames are skipped."""
+        arrays, scal, used, shape = [], [], [], None
+        budget = self.mem_limit_mb * 2**20
+        keep = True
+        for item in items:
+            try:
+                image = self._load(item)
+                arr, s = prep(image, None)
+            except Exception as exc:
+                log.warning("Calibration: %s frame %s skipped: %s", kind, _label(item), exc)
+                continue
+            if shape is None:
+                shape = arr.shape
+            if arr.shape != shape:
+                log.warning("Calibration: %s frame %s skipped: shape %s differs from %s",
+                            kind, _label(item), arr.shape, shape)
+                continue
+            used.append(item)
+            scal.append(s)
+            keep = keep and n_tiles(len(items), shape, budget) == 1
+            arrays.append(arr if keep else None)
+        if not used:
+            log.warning("Calibration: no usable %s frames, %s correction skipped", kind, kind)
+            return None
+        self._used[kind] = [_label(i) for i in used]
+        if all(a is not None for a in arrays):
+            get = lambda i, r0, r1: arrays[i][r0:r1]  # noqa: E731
+        else:
+            arrays.clear()
+            log.info("Calibration: combining %d %s frames in row tiles (mem_limit_mb=%g)",
+                     len(used), kind, self.mem_limit_mb)
+            get = lambda i, r0, r1: prep(self._load(used[i]), scal[i])[0][r0:r1]  # noqa: E731
+        master = tiled_combine(len(used), shape, get, method=self.combine, sigma=self.sigma,
+                               mem_limit_bytes=budget)
+        log.info("Calibration: master %s from %d frame(s)", kind, len(used))
+        return master
+
+    def _raw(self, image, record: bool = False) -> np.ndarray:
+        """Pixels as float32 with the overscan level subtracted (when a section is known)."""
+        data = np.asarray(image.data, dtype=np.float32)
+        section = self._section(image)
+        if section:
+            data = data - overscan_level(data, section)
+            if record:
+                self._overscan_used.add(section)
+        return data
+
+    def _section(self, image) -> str | None:
+        if self.overscan is False:
+            return None
+        if isinstance(self.overscan, str):
+            return self.overscan
+        inst = getattr(image, "instrument", None)
+        if inst is not None and getattr(inst, "overscan", None):
+            return inst.overscan
+        header = getattr(image, "header", None)
+        if header is not None:
+            try:
+                sec = header.get("BIASSEC")
+            except Exception:
+                sec = None
+            if sec and _SECTION.match(str(sec).strip()):
+                return str(sec).strip()
+        return None
+
+    def _prep_bias(self, image, _):
+        return self._raw(image, record=True), None
+
+    def _prep_dark(self, image, _):
+        if self.dark_is_rate is None:
+            self.dark_is_rate = self.master_bias is not None or self._section(image) is not None
+            if not self.dark_is_rate:
+                log.warning("Calibration: no bias frames nor overscan: the master dark (bias included) "
+                            "is applied without exposure scaling; it suits frames of the darks' "
+                            "exposure only")
+        data = self._raw(image, record=True)
+        if not self.dark_is_rate:
+            return data, None
+        t = image.exposure
+        if t is None or not np.isfinite(t) or t <= 0:
+            raise ValueError(f"dark exposure time is {t!r}; a dark rate needs a positive one")
+        if self.master_bias is not None:
+            data = data - self.master_bias
+        return data / np.float32(t), None
+
+    def _prep_flat(self, image, scale):
+        data = self._raw(image, record=True)
+        if self.master_bias is not None:
+            data = data - self.master_bias
+        if self.master_dark is not None:
+            data = data - self._dark_for(image)
+        if scale is None:
+            finite = data[np.isfinite(data)]
+            scale = float(np.median(finite)) if finite.size else float("nan")
+            if not np.isfinite(scale) or scale <= 0:
+                raise ValueError(f"flat median level is {scale:g} after bias/dark subtraction")
+        return data / np.float32(scale), scale
+
+    def _dark_for(self, image) -> np.ndarray:
+        if not self.dark_is_rate:
+            return self.master_dark
+        t = image.exposure
+        if t is None or not np.isfinite(t):
+            raise ValueError("the frame has no exposure time; the master dark rate cannot be scaled")
+        return self.master_dark * np.float32(t)
+
+    # -- applying -------------------------------------------------------------------------
+    def run(self, image) -> None:
+        if not self._built:
+            self.build()
+        data = self._raw(image)
+        if data is image.data and not data.flags.writeable:
+            data = data.copy()
+        for name, master in (("bias", self.master_bias), ("dark", self.master_dark),
+                             ("flat", self.master_flat)):
+            if master is not None and master.shape != data.shape:
+                raise ValueError(f"frame shape {data.shape} does not match the master {name} "
+                                 f"shape {master.shape}")
+        if self.master_bias is not None:
+            np.subtract(data, self.master_bias, out=data)
+        if self.master_dark is not None:
+            np.subtract(data, self._dark_for(image), out=data)
+        if self._inv_flat is not None:
+            np.multiply(data, self._inv_flat, out=data)
+        image.data = data
+
+    def provenance(self) -> dict:
+        """Files and settings the masters came from."""
+        return {"bias": list(self._used["bias"]), "darks": list(self._used["darks"]),
+                "flats": list(self._used["flats"]), "overscan": sorted(self._overscan_used),
+                "combine": self.combine, "sigma": self.sigma, "dark_is_rate": self.dark_is_rate}
+
+
+class Trim(Block):
+    """Crop the frame: ``margin`` px on each side, else the instrument's ``trim``, else TRIMSEC.
+
+    ``margin`` is an int or an ``(x, y)`` pair. Sources and the WCS, when present, are moved to the
+    new pixel grid (sources falling outside are dropped). With no section anywhere, the frame is
+    left untouched.
+    """
+
+    requires = ("data",)
+    provides = ("data",)
+    modifies_data = True
+
+    def __init__(self, *, margin: int | tuple[int, int] | None = None):
+        if margin is not None:
+            m = (margin, margin) if np.isscalar(margin) else tuple(margin)
+            if len(m) != 2 or any(int(v) != v or v < 0 for v in m):
+                raise ValueError(f"margin must be a non-negative int or (x, y) pair, got {margin!r}")
+        self.margin = margin
+
+    def _slices(self, image) -> tuple[slice, slice] | None:
+        h, w = image.data.shape
+        if self.margin is not None:
+            mx, my = (self.margin, self.margin) if np.isscalar(self.margin) else self.margin
+            if 2 * mx >= w or 2 * my >= h:
+                raise ValueError(f"margin {self.margin} leaves nothing of a {w}x{h} frame")
+            return slice(int(my), h - int(my)), slice(int(mx), w - int(mx))
+        inst = getattr(image, "instrument", None)
+        if inst is not None and getattr(inst, "trim", None):
+            return parse_section(inst.trim, (h, w))
+        header = image.header
+        sec = header.get("TRIMSEC") if header is not None else None
+        if sec and _SECTION.match(str(sec).strip()):
+            return parse_section(str(sec), (h, w))
+        return None
+
+    def run(self, image) -> None:
+        sl = self._slices(image)
+        if sl is None:
+            return
+        rows, cols = sl
+        image.data = image.data[rows, cols]
+        image.computed["trim"] = (cols.start, cols.stop, rows.start, rows.stop)
+        if image.sources is not None and len(image.sources):
+            xy = image.sources.coords - [cols.start, rows.start]
+            h, w = image.data.shape
+            inside = (xy[:, 0] >= -0.5) & (xy[:, 0] < w - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] < h - 0.5)
+            src = image.sources[np.flatnonzero(inside)]
+            src.coords = xy[inside]
+            image.sources = src
+        if image.wcs is not None:
+            try:
+                image.wcs = image.wcs.slice((rows, cols))
+            except Exception as exc:  # a WCS that cannot be sliced is dropped, not kept wrong
+                log.warning("Trim: WCS dropped (%s)", exc)
+                image.wcs = None

@@ -1,0 +1,360 @@
+"""Differential photometry maths: comparison weights, ensemble division, aperture choice, binning.
+
+Pure numpy functions on arrays shaped ``(n_apertures, n_stars, n_frames)``; ``reduce.fluxes.Fluxes``
+calls them. The weighting follows Broeg, Fernández & Neuhäuser (2005, AN 326, 134): each comparison
+star is weighted by the inverse variance of its own light curve divided by the weighted ensemble of
+the *other* comparison stars, iterated to convergence; stars far noisier than a fitted noise model
+(variables, blends) are dropped.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import nnls
+
+__all__ = [
+    "robust_std", "p2p_scatter", "binned_scatter", "usable_frames", "select_comparisons",
+    "weights_broeg", "differential", "best_aperture", "bin_edges", "binned",
+]
+
+MAD_TO_SIGMA = 1.482602218505602
+
+
+def robust_std(x, axis=-1):
+    """Standard deviation estimated from the median absolute deviation (NaNs ignored)."""
+    x = np.asarray(x, dtype=float)
+    med = np.nanmedian(x, axis=axis, keepdims=True)
+    return MAD_TO_SIGMA * np.nanmedian(np.abs(x - med), axis=axis)
+
+
+def p2p_scatter(x, axis=-1):
+    """Robust point-to-point scatter: white noise per point, insensitive to slow trends and outliers.
+
+    ``1.4826 * MAD(diff(x)) / sqrt(2)``; NaNs are ignored (a NaN frame spoils its two differences).
+    """
+    d = np.diff(np.asarray(x, dtype=float), axis=axis)
+    return robust_std(d, axis=axis) / np.sqrt(2.0)
+
+
+def binned_scatter(x, time, dt, axis=-1):
+    """Standard deviation of the means of ``x`` in time bins of width ``dt`` (days), times sqrt(n).
+
+    Red noise (trends on the bin scale) keeps this high where the point-to-point scatter would not;
+    multiplied by sqrt(mean points per bin) so it is comparable to a per-point scatter.
+    """
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    order, starts = bin_edges(time, dt)
+    xs = x[..., order]
+    ok = np.isfinite(xs)
+    sums = np.add.reduceat(np.where(ok, xs, 0.0), starts, axis=-1)
+    counts = np.add.reduceat(ok, starts, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+        n_mean = np.mean(counts, axis=-1)
+    return np.nanstd(means, axis=-1) * np.sqrt(n_mean)
+
+
+def usable_frames(flux, target, *, min_fraction=0.5):
+    """Frames usable for statistics, per aperture: (n_apertures, n_frames) bool.
+
+    A frame is usable when the target flux is finite and positive and at least ``min_fraction`` of
+    the stars are finite (frames rejected upstream are all-NaN and drop out here).
+    """
+    flux = np.asarray(flux, dtype=float)
+    t = flux[:, target, :]
+    good_t = np.isfinite(t) & (t > 0)
+    frac = np.mean(np.isfinite(flux), axis=1)
+    return good_t & (frac >= min_fraction)
+
+
+def select_comparisons(flux, *, target, frames, peak=None, saturation=None, saturated=None,
+                       max_comps=20, exclude=()):
+    """Candidate comparison stars: (n_apertures, n_stars) bool.
+
+    A candidate is not the target nor in ``exclude``, never saturated (``peak >= saturation`` or a
+    ``saturated`` flag in any frame), finite and positive in every usable frame of that aperture;
+    of these, the ``max_comps`` brightest (median flux in the middle aperture) are kept.
+    """
+    flux = np.asarray(flux, dtype=float)
+    n_ap, n_stars, _ = flux.shape
+    ok_frames = frames[:, None, :]
+    valid = np.all(~ok_frames | (np.isfinite(flux) & (flux > 0)), axis=-1)
+    valid &= frames.any(axis=-1)[:, None]
+    bad = np.zeros(n_stars, bool)
+    bad[target] = True
+    bad[list(exclude)] = True
+    if peak is not None and saturation is not None and np.isfinite(saturation):
+        with np.errstate(invalid="ignore"):
+            bad |= np.any(np.asarray(peak, float) >= saturation, axis=-1)
+    if saturated is not None:
+        bad |= np.any(np.asarray(saturated, bool), axis=-1)
+    valid &= ~bad[None, :]
+    mid = n_ap // 2
+    with np.errstate(invalid="ignore"):
+        level = np.nanmedian(np.where(ok_frames[mid], flux[mid], np.nan), axis=-1)
+    level = np.where(np.isfinite(level) & (valid.sum(0) > 0), level, -np.inf)
+    ranked = [i for i in np.argsort(-level) if np.isfinite(level[i]) and not bad[i]]
+    keep = np.zeros(n_stars, bool)
+    keep[ranked[:max_comps]] = True
+    return valid & keep[None, :]
+
+
+def _normalise(flux, frames):
+    """Each series divided by its median over usable frames; unusable frames set to 1 (ignored)."""
+    masked = np.where(frames[:, None, :], flux, np.nan)
+    with np.errstate(invalid="ignore"):
+        med = np.nanmedian(masked, axis=-1, keepdims=True)
+    return med, masked / med
+
+
+def _leave_one_out_sigma(n, w, m):
+    """Relative scatter of each star divided by the weighted ensemble of the others: (A, C)."""
+    sw = np.einsum("ac,acf->af", w, n)
+    wsum = w.sum(axis=1)
+    denom = wsum[:, None] - w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ens = (sw[:, None, :] - w[..., None] * n) / denom[..., None]
+        d = n / ens
+        nm = m.sum(axis=-1)
+        mean = np.einsum("acf,af->ac", np.nan_to_num(d), m) / nm[:, None]
+        r = np.where(m[:, None, :], d / mean[..., None] - 1.0, 0.0)
+        var = np.einsum("acf,acf->ac", r, r) / (nm[:, None] - 1)
+    return np.sqrt(var)
+
+
+def _noise_outliers(sigma, expected, active, reject):
+    """Comparisons whose scatter exceeds ``reject`` x a fitted model sigma^2 = a*expected^2 + b."""
+    out = np.zeros_like(active)
+    for a in range(sigma.shape[0]):
+        idx = np.flatnonzero(active[a] & np.isfinite(sigma[a]) & np.isfinite(expected[a]))
+        if idx.size < 3:
+            continue
+        y, x = sigma[a, idx] ** 2, expected[a, idx] ** 2
+        keep = np.ones(idx.size, bool)
+        for _ in range(5):
+            design = np.column_stack([x[keep], np.ones(keep.sum())]) / y[keep, None]
+            coef, _ = nnls(design, np.ones(keep.sum()))
+            model = coef[0] * x + coef[1]
+            if not np.any(model > 0):
+                break
+            new = y <= reject ** 2 * model
+            if new.sum() < 2 or np.array_equal(new, keep):
+                keep = new if new.sum() >= 2 else keep
+                break
+            keep = new
+        out[a, idx[~keep]] = True
+    return out
+
+
+def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e-4, reject=2.0):
+    """Broeg (2005) weights of comparison stars, per aperture.
+
+    Parameters
+    ----------
+    flux, error : (n_apertures, n_stars, n_frames) raw fluxes and errors (errors may be NaN/None).
+    comps : (n_apertures, n_stars) bool, candidate comparison stars.
+    frames : (n_apertures, n_frames) bool, frames used for the statistics (default: all).
+    iterations : maximum number of weight iterations.
+    tol : convergence on the largest relative weight change.
+    reject : a comparison is dropped when its scatter exceeds ``reject`` times the fitted noise
+        model ``sigma^2 = a*expected^2 + b`` (expected = photon error, or 1/sqrt(flux) without
+        errors), the fit being made on the other comparisons; then the weights are iterated again.
+
+    Returns
+    -------
+    weights : (n_apertures, n_stars), zero for non-comparisons, summing to 1 per aperture.
+    info : dict with ``sigma`` (n_apertures, n_stars) final relative scatter of each comparison,
+        ``rejected`` (n_apertures, n_stars) bool and ``iterations`` used.
+    """
+    flux = np.asarray(flux, dtype=float)
+    n_ap, n_stars, n_fr = flux.shape
+    comps = np.broadcast_to(np.asarray(comps, bool), (n_ap, n_stars))
+    frames = np.ones((n_ap, n_fr), bool) if frames is None else np.asarray(frames, bool)
+    cidx = np.flatnonzero(comps.any(axis=0))
+    weights = np.zeros((n_ap, n_stars))
+    sigma_all = np.full((n_ap, n_stars), np.nan)
+    rejected = np.zeros((n_ap, n_stars), bool)
+    if cidx.size == 0:
+        return weights, {"sigma": sigma_all, "rejected": rejected, "iterations": 0}
+    f = flux[:, cidx, :]
+    med, n = _normalise(f, frames)
+    n = np.where(frames[:, None, :], n, 1.0)
+    active = comps[:, cidx].copy()
+    expected = _expected_noise(f, None if error is None else np.asarray(error, float)[:, cidx, :],
+                               med, frames)
+    w = np.where(active, 1.0 / expected ** 2, 0.0)
+    w = np.where(np.isfinite(w), w, 0.0)
+    used, sigma = 0, np.full(active.shape, np.nan)
+    for _round in range(5):
+        for used_round in range(1, iterations + 1):
+            sigma = _leave_one_out_sigma(n, w, frames)
+            new = np.where(active & np.isfinite(sigma) & (sigma > 0), 1.0 / sigma ** 2, 0.0)
+            single = active.sum(axis=1) == 1
+            new[single] = active[single].astype(float)
+            change = np.max(np.abs(new - w) / np.maximum(new, 1e-300), initial=0.0, where=active)
+            w = new
+            if change < tol:
+                break
+        used += used_round
+        outliers = _noise_outliers(sigma, expected, active & (w > 0), reject)
+        if not outliers.any():
+            break
+        rejected |= outliers
+        active &= ~outliers
+        w = np.where(active, w, 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(total > 0, w / total, 0.0)
+    weights[:, cidx] = w
+    sigma_all[:, cidx] = np.where(comps[:, cidx], sigma, np.nan)
+    full_rej = np.zeros((n_ap, n_stars), bool)
+    full_rej[:, cidx] = rejected
+    return weights, {"sigma": sigma_all, "rejected": full_rej, "iterations": used}
+
+
+def _expected_noise(f, e, med, frames):
+    """Expected relative noise per star (A, C): median e/f, or 1/sqrt(flux) without errors."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if e is not None:
+            rel = np.where(frames[:, None, :], e / f, np.nan)
+            out = np.nanmedian(rel, axis=-1)
+            if np.all(np.isfinite(out[np.isfinite(med[..., 0])])):
+                return out
+        return 1.0 / np.sqrt(np.abs(med[..., 0]))
+
+
+def differential(flux, error=None, weights=None, *, frames=None, leave_one_out=True):
+    """Differential light curves of every star against the weighted comparison ensemble.
+
+    Each star's flux is divided by its median, then by the ensemble ``E = sum(w_k n_k) / sum(w_k)``
+    of the normalised comparison fluxes ``n_k`` (for a comparison star itself, the ensemble of the
+    *others* when ``leave_one_out``), and renormalised to a median of 1 over ``frames``. Errors are
+    the quadrature sum of the star's relative error and the ensemble's relative error
+    ``sqrt(sum(w_k^2 sigma_k^2)) / sum(w_k)`` (sigma_k the relative error of comparison k).
+
+    Parameters
+    ----------
+    flux, error : (n_apertures, n_stars, n_frames); ``error`` may be None (errors are then NaN).
+    weights : (n_apertures, n_stars) or (n_stars,), non-negative; zero for non-comparisons.
+    frames : (n_apertures, n_frames) bool used for the normalisation (default: all finite).
+
+    Returns
+    -------
+    diff, diff_error : (n_apertures, n_stars, n_frames); NaN where no ensemble exists.
+    """
+    flux = np.asarray(flux, dtype=float)
+    n_ap, n_stars, n_fr = flux.shape
+    w = np.broadcast_to(np.asarray(weights, dtype=float), (n_ap, n_stars))
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite and non-negative")
+    err = np.full_like(flux, np.nan) if error is None else np.asarray(error, dtype=float)
+    if frames is None:
+        frames = np.ones((n_ap, n_fr), bool)
+    cidx = np.flatnonzero(np.any(w > 0, axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        med = np.nanmedian(np.where(frames[:, None, :], flux, np.nan), axis=-1, keepdims=True)
+        n = flux / med
+        rel = err / flux
+        wc = w[:, cidx]
+        nc = np.where(wc[..., None] > 0, n[:, cidx, :], 0.0)
+        vc = np.where(wc[..., None] > 0, (nc * rel[:, cidx, :]) ** 2, 0.0)
+        sw = np.einsum("ac,acf->af", wc, nc)
+        sv = np.einsum("ac,acf->af", wc ** 2, vc)
+        wsum = wc.sum(axis=1)
+        ens = np.broadcast_to((sw / wsum[:, None])[:, None, :], flux.shape).copy()
+        ens_var = np.broadcast_to((sv / wsum[:, None] ** 2)[:, None, :], flux.shape).copy()
+        if leave_one_out and cidx.size:
+            denom = (wsum[:, None] - wc)[..., None]
+            loo = np.where(wc[..., None] > 0, (sw[:, None, :] - wc[..., None] * nc) / denom,
+                           ens[:, cidx, :])
+            loo_var = np.where(wc[..., None] > 0,
+                               (sv[:, None, :] - wc[..., None] ** 2 * vc) / denom ** 2,
+                               ens_var[:, cidx, :])
+            ens[:, cidx, :], ens_var[:, cidx, :] = loo, loo_var
+        d = n / ens
+        d_rel = np.sqrt(rel ** 2 + ens_var / ens ** 2)
+        dmed = np.nanmedian(np.where(frames[:, None, :], d, np.nan), axis=-1, keepdims=True)
+        d = d / dmed
+    return d, d_rel * np.abs(d)
+
+
+def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None):
+    """Index of the aperture whose light curve ``diff`` (n_apertures, n_frames) scatters least.
+
+    ``method``: ``"p2p"`` robust point-to-point scatter (default; ignores slow astrophysical trends
+    such as a transit), ``"binned"`` scatter of ``dt``-day bin means (needs ``time``; sensitive to red
+    noise), ``"std"`` plain standard deviation. Returns ``(index, metric)`` with metric (n_apertures,).
+    """
+    diff = np.asarray(diff, dtype=float)
+    if frames is not None:
+        diff = np.where(frames, diff, np.nan)
+    if time is not None:
+        diff = diff[:, np.argsort(time, kind="stable")]
+    if method == "p2p":
+        metric = p2p_scatter(diff)
+    elif method == "binned":
+        if time is None or dt is None:
+            raise ValueError("method='binned' needs time and dt")
+        metric = binned_scatter(diff, np.sort(time), dt)
+    elif method == "std":
+        metric = np.nanstd(diff, axis=-1)
+    else:
+        raise ValueError(f"unknown method {method!r}; use 'p2p', 'binned' or 'std'")
+    metric = np.where(np.isfinite(metric) & (metric > 0), metric, np.inf)
+    if not np.any(np.isfinite(metric)):
+        raise ValueError("no aperture gives a finite differential light curve")
+    return int(np.argmin(metric)), metric
+
+
+def bin_edges(time, dt):
+    """Time order and start index of each ``dt``-wide bin (bins start at the earliest time).
+
+    Returns ``(order, starts)``: ``time[order]`` is sorted and ``starts`` indexes, in that sorted
+    array, the first frame of each non-empty bin (as needed by ``np.add.reduceat``).
+    """
+    time = np.asarray(time, dtype=float)
+    if not dt > 0:
+        raise ValueError(f"bin width dt must be > 0 days, got {dt!r}")
+    if time.size == 0:
+        raise ValueError("cannot bin an empty series")
+    order = np.argsort(time, kind="stable")
+    ts = time[order]
+    k = np.floor((ts - ts[0]) / dt).astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, np.diff(k) > 0])
+    return order, starts
+
+
+def binned(time, values, dt, *, error=None, estimate_error=True):
+    """Mean of ``values`` (..., n_frames) in ``dt``-day time bins, NaNs ignored.
+
+    Errors: with ``estimate_error`` the standard error of the mean from the scatter in the bin
+    (``std(ddof=1) / sqrt(n)``), falling back to the propagated error when n == 1; otherwise the
+    propagated error ``sqrt(sum(e^2)) / n``. Returns ``(time_b, mean, err, n)`` with ``n`` the
+    number of finite values per bin (same shape as ``mean``); ``time_b`` is the mean frame time.
+    """
+    values = np.asarray(values, dtype=float)
+    order, starts = bin_edges(time, dt)
+    t = np.asarray(time, float)[order]
+    counts_t = np.diff(np.r_[starts, t.size])
+    time_b = np.add.reduceat(t, starts) / counts_t
+    v = values[..., order]
+    ok = np.isfinite(v)
+    n = np.add.reduceat(ok, starts, axis=-1)
+    s1 = np.add.reduceat(np.where(ok, v, 0.0), starts, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / n
+        idx = np.repeat(np.arange(starts.size), counts_t)
+        dev = np.where(ok, v - mean[..., idx], 0.0)
+        ss = np.add.reduceat(dev ** 2, starts, axis=-1)
+        prop = np.full_like(mean, np.nan)
+        if error is not None:
+            e = np.broadcast_to(np.asarray(error, float), values.shape)[..., order]
+            e2 = np.add.reduceat(np.where(ok, e ** 2, 0.0), starts, axis=-1)
+            prop = np.sqrt(e2) / n
+        if estimate_error:
+            est = np.sqrt(ss / (n - 1)) / np.sqrt(n)
+            err = np.where(n > 1, est, prop)
+        else:
+            err = prop
+        mean = np.where(n > 0, mean, np.nan)
+        err = np.where(n > 0, err, np.nan)
+    return time_b, mean, err, n

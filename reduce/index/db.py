@@ -1,0 +1,175 @@
+"""The persistent SQLite index of a night: one row per file, keyed by absolute path.
+
+WAL journal + busy timeout let two scans run at once without corrupting anything (each commits
+small batches; the last writer wins with identical content). All SQL is parameterised. The
+default location is ``NIGHT/.reduce/index.sqlite``, or a per-user cache file when the night folder
+is read-only (a mounted archive).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .headers import FRAME_FIELDS, FrameInfo
+
+__all__ = ["Index", "default_index_path", "cache_index_path", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+BATCH = 2000
+
+# file identity + status, then every FrameInfo field except 'path'
+_INFO_COLUMNS = [f for f in FRAME_FIELDS if f != "path"]
+COLUMNS = ["path", "size", "mtime_ns", "error"] + _INFO_COLUMNS
+_TYPES = {"size": "INTEGER", "mtime_ns": "INTEGER", "hdu": "INTEGER", "width": "INTEGER",
+          "height": "INTEGER", "bitpix": "INTEGER", "exptime": "REAL", "jd": "REAL", "ra": "REAL",
+          "dec": "REAL", "airmass": "REAL", "gain": "REAL", "read_noise": "REAL",
+          "saturation": "REAL", "bzero": "REAL"}
+
+
+def _writable_dir(path: Path) -> bool:
+    """True when ``path`` is a directory we may write into.
+
+    The owner-write permission bit is honoured even for root, so a folder marked read-only
+    (``chmod a-w``, as archives are) is left untouched by everyone.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and bool(st.st_mode & stat.S_IWUSR) \
+        and os.access(path, os.W_OK | os.X_OK)
+
+
+def cache_index_path(night) -> Path:
+    """Per-user cache location: ``$XDG_CACHE_HOME/reduce/<hash of the night path>.sqlite``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha1(os.path.abspath(os.fspath(night)).encode()).hexdigest()[:16]
+    return Path(base) / "reduce" / f"{digest}.sqlite"
+
+
+def default_index_path(night) -> Path:
+    """``NIGHT/.reduce/index.sqlite`` when that can be written, else :func:`cache_index_path`."""
+    night = Path(os.path.abspath(os.fspath(night)))
+    folder = night / ".reduce"
+    target = folder / "index.sqlite"
+    if folder.is_dir():
+        if _writable_dir(folder) and (not target.exists() or os.access(target, os.W_OK)):
+            return target
+    elif _writable_dir(night):
+        return target
+    return cache_index_path(night)
+
+
+class Index:
+    """One SQLite index file; rows are :data:`COLUMNS` (``error`` set for unreadable files)."""
+
+    def __init__(self, path, *, timeout: float = 60.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise OSError(f"cannot open the index {self.path}: {e}") from None
+        self.con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self._execute_retry("PRAGMA journal_mode = WAL")
+        self.con.execute("PRAGMA synchronous = NORMAL")
+        self._create()
+
+    def _execute_retry(self, sql: str):
+        """Run a statement that may meet a lock before busy_timeout applies (journal mode)."""
+        import time
+        for attempt in range(100):
+            try:
+                return self.con.execute(sql)
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 99:
+                    raise
+                time.sleep(0.05)
+
+    def _create(self):
+        cols = ", ".join(f'"{c}" {_TYPES.get(c, "TEXT")}' for c in COLUMNS[1:])
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            self.con.execute(f'CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, {cols})')
+            self.con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None or row[0] != str(SCHEMA_VERSION):
+                self.con.execute("DROP TABLE files")
+                self.con.execute(f'CREATE TABLE files (path TEXT PRIMARY KEY, {cols})')
+                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------------ rows
+    def rows_under(self, root: str) -> dict[str, tuple]:
+        """Every row whose path lies under folder ``root`` (absolute), keyed by path."""
+        root = root.rstrip(os.sep)
+        lo, hi = root + os.sep, root + chr(ord(os.sep) + 1)
+        sql = f'SELECT {", ".join(chr(34) + c + chr(34) for c in COLUMNS)} FROM files WHERE path >= ? AND path < ?'
+        return {row[0]: row for row in self.con.execute(sql, (lo, hi))}
+
+    def write(self, rows: Iterable[tuple], *, delete: Iterable[str] = ()) -> None:
+        """Insert or replace ``rows`` (full :data:`COLUMNS` tuples) and delete paths, in batches."""
+        sql = f'INSERT OR REPLACE INTO files VALUES ({", ".join("?" * len(COLUMNS))})'
+        for chunk in _chunks(rows, BATCH):
+            self._transaction(lambda c=chunk: self.con.executemany(sql, c))
+        for chunk in _chunks(((p,) for p in delete), BATCH):
+            self._transaction(lambda c=chunk: self.con.executemany("DELETE FROM files WHERE path = ?", c))
+
+    def _transaction(self, fn) -> None:
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            fn()
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _chunks(items: Iterable, n: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def row_from_info(info: FrameInfo, size: int, mtime_ns: int) -> tuple:
+    """The index row of a readable file."""
+    return (info.path, size, mtime_ns, None) + tuple(getattr(info, c) for c in _INFO_COLUMNS)
+
+
+def row_from_error(path: str, size: int, mtime_ns: int, reason: str) -> tuple:
+    """The index row of an unreadable file (``error`` holds the reason)."""
+    return (path, size, mtime_ns, reason) + (None,) * len(_INFO_COLUMNS)
+
+
+def info_from_row(row: tuple) -> FrameInfo:
+    """Rebuild a :class:`FrameInfo` from a readable file's row."""
+    return FrameInfo(row[0], *row[4:])

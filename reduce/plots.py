@@ -1,0 +1,192 @@
+"""Figures: light curve with per-frame diagnostics, reference frame with the chosen stars.
+
+matplotlib is imported inside the functions (``import reduce`` stays fast). Figures are built with
+``matplotlib.figure.Figure`` directly, not pyplot, so they need no display, touch no global state
+and are safe in worker processes; only ``plot_lightcurve(ax=None)`` (interactive use) uses pyplot.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["lightcurve_figure", "reference_figure", "save_figure", "plot_lightcurve"]
+
+_TARGET_COLOR = "#d62728"
+_COMP_COLOR = "#1f77b4"
+
+
+def _time_axis(time):
+    """Time offset (integer JD) and label for readable tick values."""
+    t0 = float(np.floor(np.nanmin(time))) if np.any(np.isfinite(time)) else 0.0
+    return t0, f"JD - {t0:.0f}"
+
+
+def plot_lightcurve(fluxes, ax=None, *, binned_dt=None, errorbars=False, t0=None, **kwargs):
+    """Target light curve (chosen aperture) on ``ax`` (pyplot's current axes when None).
+
+    Points (or error bars), plus ``binned_dt``-day bin means with their errors when given.
+    Returns the axes.
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+        ax = plt.gca()
+    if t0 is None:
+        t0, label = _time_axis(fluxes.time)
+    else:
+        label = f"JD - {t0:.0f}"
+    t, f, e = fluxes.time - t0, fluxes.diff_flux, fluxes.diff_error
+    style = {"color": "0.55", "ms": 2.5, "alpha": 0.8, "zorder": 1, **kwargs}
+    if errorbars:
+        ax.errorbar(t, f, yerr=np.where(np.isfinite(e), e, 0), fmt=".", elinewidth=0.6,
+                    label="frames", **style)
+    else:
+        ax.plot(t, f, ".", label="frames", **style)
+    if binned_dt:
+        b = fluxes.bin(binned_dt, estimate_error=True)
+        ax.errorbar(b.time - t0, b.diff_flux, yerr=np.where(np.isfinite(b.diff_error), b.diff_error, 0),
+                    fmt="o", color="k", ms=4, elinewidth=1, capsize=2, zorder=3,
+                    label=f"binned {binned_dt * 1440:.3g} min")
+    ax.set_xlabel(label)
+    ax.set_ylabel("differential flux" if fluxes.comparisons else "flux")
+    return ax
+
+
+def _diagnostics(fluxes):
+    """(label, [(series, name)]) for each per-frame quantity present."""
+    panels = []
+    for name, label in (("fwhm", "FWHM (px)"), ("sky", "sky (ADU)"), ("airmass", "airmass")):
+        v = fluxes.get(name)
+        if v is not None and np.any(np.isfinite(v)):
+            panels.append((label, [(np.asarray(v, float), name)]))
+    shifts = [(np.asarray(fluxes.get(n), float), n) for n in ("dx", "dy")
+              if fluxes.get(n) is not None and np.any(np.isfinite(fluxes.get(n)))]
+    if shifts:
+        panels.append(("shift (px)", shifts))
+    return panels
+
+
+def lightcurve_figure(fluxes, binned_dt=0.005, *, title=None):
+    """Figure: differential light curve (frames + bins, with error bars) over per-frame panels.
+
+    Below the light curve, panels share its time axis for fwhm, sky, airmass and the dx/dy shift
+    (whichever are present). ``binned_dt`` in days (None: no bins). Returns a matplotlib Figure.
+    """
+    from matplotlib.figure import Figure
+    panels = _diagnostics(fluxes)
+    ratios = [3.0] + [1.0] * len(panels)
+    fig = Figure(figsize=(8.0, 3.2 + 1.2 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios},
+                        squeeze=False)[:, 0]
+    t0, label = _time_axis(fluxes.time)
+    plot_lightcurve(fluxes, axes[0], binned_dt=binned_dt, errorbars=True, t0=t0)
+    axes[0].legend(loc="best", fontsize=8, frameon=False)
+    axes[0].set_title(title or _lc_title(fluxes), fontsize=10)
+    for ax, (ylabel, series) in zip(axes[1:], panels):
+        for values, name in series:
+            ax.plot(fluxes.time - t0, values, ".", ms=2.5, label=name)
+        if len(series) > 1:
+            ax.legend(loc="best", fontsize=7, frameon=False, ncol=len(series))
+        ax.set_ylabel(ylabel, fontsize=9)
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    axes[-1].set_xlabel(label)
+    return fig
+
+
+def _lc_title(fluxes):
+    parts = [f"target {fluxes.target}"]
+    if fluxes.comparisons:
+        parts.append(f"{len(fluxes.comparisons)} comparisons")
+    parts.append(f"aperture {fluxes.aperture} (r = {fluxes.aperture_radius:.1f} px)")
+    return ", ".join(parts)
+
+
+def _positions(spec, sources):
+    """((n, 2) x, y, labels) from source indices (integers) or coordinates (floats or {x, y})."""
+    if spec is None:
+        return np.empty((0, 2)), []
+    if isinstance(spec, dict):
+        return np.array([[float(spec["x"]), float(spec["y"])]]), [""]
+    arr = np.asarray(spec)
+    if arr.size == 0:
+        return np.empty((0, 2)), []
+    if arr.ndim <= 1 and np.issubdtype(arr.dtype, np.integer):
+        if sources is None:
+            raise ValueError("star indices need an image with sources (or give float x, y)")
+        idx = np.atleast_1d(arr)
+        coords = np.asarray(getattr(sources, "coords", sources), float).reshape(-1, 2)
+        if np.any((idx < 0) | (idx >= len(coords))):
+            raise ValueError(f"star index out of range for {len(coords)} sources")
+        return coords[idx], [str(int(i)) for i in idx]
+    coords = np.asarray(arr, float).reshape(-1, 2)
+    return coords, [str(i) for i in range(len(coords))]
+
+
+def reference_figure(image, target, comparisons, *, radius=None, title=None):
+    """Figure: zscaled reference frame with the target (red) and comparisons (blue) circled and labelled.
+
+    ``image`` is a 2-D array or an object with ``data`` (and ``sources`` for index lookups, e.g.
+    ``reduce.image.Image``). ``target`` is a source index (int) or float ``(x, y)`` / ``{x, y}``;
+    ``comparisons`` integer source indices or a float (n, 2) array of x, y. ``radius`` (pixels) of the circles
+    defaults to the image aperture or 2 x fwhm when known, else 8.
+    """
+    from astropy.visualization import ZScaleInterval
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+    data = np.asarray(getattr(image, "data", image), dtype=float)
+    if data.ndim != 2:
+        raise ValueError(f"reference_figure needs a 2-D image, got shape {data.shape}")
+    sources = getattr(image, "sources", None)
+    tpos, _ = _positions(target, sources)
+    cpos, cidx = _positions(comparisons, sources)
+    radius = radius or _default_radius(image)
+    finite = data[np.isfinite(data)]
+    vmin, vmax = ZScaleInterval().get_limits(finite if finite.size else np.zeros(1))
+    h, w = data.shape
+    fig = Figure(figsize=(7.0, 7.0 * h / w + 0.4), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(data, origin="lower", cmap="Greys_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+    for (x, y), label in zip(cpos, cidx):
+        ax.add_patch(Circle((x, y), radius, fill=False, color=_COMP_COLOR, lw=1.2))
+        ax.annotate(f"C{label}", (x + radius, y + radius), color=_COMP_COLOR, fontsize=8)
+    for x, y in tpos:
+        ax.add_patch(Circle((x, y), radius, fill=False, color=_TARGET_COLOR, lw=1.8))
+        ax.annotate("T", (x + radius, y + radius), color=_TARGET_COLOR, fontsize=10,
+                    fontweight="bold")
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(-0.5, h - 0.5)
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    ax.set_title(title or f"reference: target (red), {len(cpos)} comparisons (blue)", fontsize=10)
+    return fig
+
+
+def _default_radius(image):
+    ap = getattr(image, "aperture", None)
+    if isinstance(ap, (int, float)) and ap > 0:
+        return float(ap)
+    fwhm = getattr(image, "fwhm", None)
+    if isinstance(fwhm, (int, float)) and np.isfinite(fwhm) and fwhm > 0:
+        return 2.0 * float(fwhm)
+    return 8.0
+
+
+def save_figure(fig, path, *, dpi=110):
+    """Save ``fig`` to ``path`` atomically (temp file in the same folder + os.replace)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {path.parent} does not exist")
+    fmt = path.suffix.lower().lstrip(".") or "png"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
