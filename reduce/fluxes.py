@@ -6,8 +6,6 @@ tables are methods (see ``reduce.diffphot`` for the weighting maths). Every meth
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +136,7 @@ class Fluxes:
     def aperture_radius(self) -> float:
         """Radius in pixels of the chosen aperture (median over frames when radii vary)."""
         r = np.atleast_1d(self.apertures[self.aperture])
-        return float(np.nanmedian(r))
+        return float(diffphot.nanmedian(r))
 
     @property
     def comparisons(self) -> list[int]:
@@ -222,8 +220,8 @@ class Fluxes:
         for _ in range(max(1, int(iterations))):
             new_keep = keep.copy()
             for name, (v, n_sigma) in series.items():
-                med = np.nanmedian(v[keep])
-                sig = diffphot.MAD_TO_SIGMA * np.nanmedian(np.abs(v[keep] - med))
+                med = diffphot.nanmedian(v[keep])
+                sig = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(np.abs(v[keep] - med))
                 if not sig > 0:
                     continue
                 with np.errstate(invalid="ignore"):
@@ -241,7 +239,7 @@ class Fluxes:
     def _frames(self):
         return diffphot.usable_frames(self.flux, self.target)
 
-    def autodiff(self, *, max_comps: int = 20, iterations: int = 50, reject: float = 2.0,
+    def autodiff(self, *, max_comps: int = 20, iterations: int = 50, reject: float = 1.5,
                  exclude=(), method: str = "p2p", dt: float | None = None,
                  saturation: float | None = None) -> "Fluxes":
         """Automatic differential photometry (Broeg et al. 2005 ensemble, best aperture).
@@ -387,40 +385,31 @@ class Fluxes:
     def save(self, path) -> Path:
         """Write ``to_table()`` as .csv, .ecsv or .fits (by extension), atomically.
 
-        CSV carries the metadata as ``# key: value`` comment lines; ECSV keeps it in its YAML
-        header; FITS keeps it in the table header (lists as comma-separated strings) and adds image
+        Uses ``reduce.io.atomic.atomic_write`` (temp file + fsync + os.replace; a missing folder
+        raises ``OutputError``). CSV carries the metadata as ``# key: value`` comment lines; ECSV
+        keeps it in its YAML header; FITS keeps it in the table header (lists as comma-separated strings) and adds image
         HDUs ``FLUX``/``ERROR`` (n_apertures, n_stars, n_frames), ``RAWFLUX``/``RAWERROR`` when
         differential, ``WEIGHTS`` (n_apertures, n_stars) and ``APERTURES``.
         """
+        from .io.atomic import atomic_write
         path = Path(path)
         ext = path.suffix.lower()
-        writers = {".csv": self._write_csv, ".ecsv": self._write_ecsv, ".fits": self._write_fits,
-                   ".fit": self._write_fits}
-        if ext not in writers:
+        if ext not in (".csv", ".ecsv", ".fits", ".fit"):
             raise ValueError(f"cannot save {path.name!r}: use a .csv, .ecsv or .fits extension")
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"output folder {path.parent} does not exist")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=ext)
-        os.close(fd)
-        try:
-            writers[ext](tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        if ext in (".csv", ".ecsv"):
+            table = self.to_table()
+            if ext == ".csv":  # plain CSV has no metadata block: keep it as comment lines
+                table.meta = {"comments": [f"{k}: {_fmt(v)}" for k, v in table.meta.items()]}
+            kw = {"format": "ascii.csv", "comment": "# "} if ext == ".csv" else {"format": "ascii.ecsv"}
+            with atomic_write(path, "w") as fh:
+                table.write(fh, **kw)
+        else:
+            with atomic_write(path, "wb") as fh:
+                self._hdulist().writeto(fh)
         return path
 
-    def _write_csv(self, tmp):
-        table = self.to_table()
-        comments = [f"{k}: {_fmt(v)}" for k, v in table.meta.items()]
-        table.meta = {"comments": comments}
-        table.write(tmp, format="ascii.csv", overwrite=True, comment="# ")
-
-    def _write_ecsv(self, tmp):
-        self.to_table().write(tmp, format="ascii.ecsv", overwrite=True)
-
-    def _write_fits(self, tmp):
+    def _hdulist(self):
+        """FITS product: LIGHTCURVE table (meta in its header) and the flux/error/weight cubes."""
         from astropy.io import fits
         table = self.to_table()
         header = fits.Header()
@@ -439,7 +428,7 @@ class Fluxes:
         if "weights_all" in self.meta:
             hdus.append(fits.ImageHDU(np.asarray(self.meta["weights_all"], float), name="WEIGHTS"))
         hdus.append(fits.ImageHDU(np.asarray(self.apertures, float), name="APERTURES"))
-        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+        return fits.HDUList(hdus)
 
 
 def _fmt(value):

@@ -6,16 +6,14 @@ and are safe in worker processes; only ``plot_lightcurve(ax=None)`` (interactive
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["lightcurve_figure", "reference_figure", "save_figure", "plot_lightcurve"]
 
-_TARGET_COLOR = "#d62728"
-_COMP_COLOR = "#1f77b4"
+_TARGET_COLOR = "#ff3b3b"
+_COMP_COLOR = "#00d5ff"
 
 
 def _time_axis(time):
@@ -136,6 +134,7 @@ def reference_figure(image, target, comparisons, *, radius=None, title=None):
     from astropy.visualization import ZScaleInterval
     from matplotlib.figure import Figure
     from matplotlib.patches import Circle
+    from matplotlib.patheffects import withStroke
     data = np.asarray(getattr(image, "data", image), dtype=float)
     if data.ndim != 2:
         raise ValueError(f"reference_figure needs a 2-D image, got shape {data.shape}")
@@ -149,18 +148,21 @@ def reference_figure(image, target, comparisons, *, radius=None, title=None):
     fig = Figure(figsize=(7.0, 7.0 * h / w + 0.4), layout="constrained")
     ax = fig.subplots()
     ax.imshow(data, origin="lower", cmap="Greys_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+    outline = [withStroke(linewidth=2.5, foreground="black")]
     for (x, y), label in zip(cpos, cidx):
-        ax.add_patch(Circle((x, y), radius, fill=False, color=_COMP_COLOR, lw=1.2))
-        ax.annotate(f"C{label}", (x + radius, y + radius), color=_COMP_COLOR, fontsize=8)
+        ax.add_patch(Circle((x, y), radius, fill=False, color=_COMP_COLOR, lw=1.4))
+        ax.annotate(f"C{label}", (x + 0.8 * radius, y + 0.8 * radius), color=_COMP_COLOR,
+                    fontsize=9, fontweight="bold", path_effects=outline)
     for x, y in tpos:
-        ax.add_patch(Circle((x, y), radius, fill=False, color=_TARGET_COLOR, lw=1.8))
-        ax.annotate("T", (x + radius, y + radius), color=_TARGET_COLOR, fontsize=10,
-                    fontweight="bold")
+        ax.add_patch(Circle((x, y), radius, fill=False, color=_TARGET_COLOR, lw=2.0))
+        ax.annotate("T", (x + 0.8 * radius, y + 0.8 * radius), color=_TARGET_COLOR, fontsize=11,
+                    fontweight="bold", path_effects=outline)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(-0.5, h - 0.5)
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
-    ax.set_title(title or f"reference: target (red), {len(cpos)} comparisons (blue)", fontsize=10)
+    ax.set_title(title or f"reference: target T (red), {len(cpos)} comparisons C<index> (cyan)",
+                 fontsize=10)
     return fig
 
 
@@ -175,18 +177,13 @@ def _default_radius(image):
 
 
 def save_figure(fig, path, *, dpi=110):
-    """Save ``fig`` to ``path`` atomically (temp file in the same folder + os.replace)."""
+    """Save ``fig`` to ``path`` atomically (``reduce.io.atomic``: temp file + fsync + os.replace).
+
+    The format follows the extension (png by default). A missing folder raises ``OutputError``.
+    """
+    from .io.atomic import atomic_write
     path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output folder {path.parent} does not exist")
     fmt = path.suffix.lower().lstrip(".") or "png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, dpi=dpi)
     return path

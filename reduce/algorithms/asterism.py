@@ -51,11 +51,15 @@ def apply_transform(t: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares affine 3x3 matrix mapping ``src`` (n>=3, 2) onto ``dst``."""
-    a = np.column_stack([src, np.ones(len(src))])
-    m, *_ = np.linalg.lstsq(a, dst, rcond=None)
+    """Least-squares affine 3x3 matrix mapping ``src`` (n>=3, 2) onto ``dst`` (centred normal
+    equations: well conditioned and much cheaper than a general lstsq for these tiny systems)."""
+    src, dst = np.asarray(src, float), np.asarray(dst, float)
+    cs, cd = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - cs, dst - cd
+    lin = np.linalg.solve(a.T @ a, a.T @ b).T
     t = np.eye(3)
-    t[:2, :] = m.T
+    t[:2, :2] = lin
+    t[:2, 2] = cd - lin @ cs
     return t
 
 
@@ -304,7 +308,10 @@ def _solve(ref: StarSet, frame: StarSet, *, tolerance, min_match, max_rms, max_s
         raise MatchError("no similar asterisms between the reference and the frame")
     if votes < min_match:
         raise MatchError(f"best asterism explains only {votes} stars (< {min_match})")
-    t, pairs, rms = _refine(t0, ref, frame, tolerance)
+    try:
+        t, pairs, rms = _refine(t0, ref, frame, tolerance)
+    except np.linalg.LinAlgError as e:
+        raise MatchError(f"degenerate star configuration ({e})") from None
     info = transform_summary(t)
     if len(pairs) < min_match:
         raise MatchError(f"only {len(pairs)} stars cross-matched (< {min_match})")

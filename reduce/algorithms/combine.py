@@ -29,9 +29,10 @@ def sigma_clip_mask(stack: np.ndarray, *, sigma: float = 3.0, maxiters: int = 3)
         work = np.where(mask, np.nan, stack)
         med = np.nanmedian(work, axis=0)
         mad = np.nanmedian(np.abs(work - med), axis=0) * 1.4826
-        # never clip below what a handful of frames can measure: floor at the median of the MADs
-        floor = np.nanmedian(mad) if np.isfinite(mad).any() else 0.0
-        std = np.maximum(np.nan_to_num(mad, nan=0.0), 0.5 * floor)
+        # a MAD of 0 (repeated integer values) must not clip everything: floor it with a
+        # fraction of the plain std; per pixel only, so tiling cannot change the result
+        floor = 0.3 * np.nanstd(work, axis=0)
+        std = np.maximum(np.nan_to_num(mad, nan=0.0), np.nan_to_num(floor, nan=0.0))
         new = mask | (np.abs(stack - med) > sigma * std)
         new &= ~np.all(new, axis=0, keepdims=True) | mask  # never reject every frame of a pixel
         if np.array_equal(new, mask):

@@ -8,6 +8,7 @@ is read-only (a mounted archive).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import stat
@@ -17,6 +18,8 @@ from typing import Iterable, Iterator
 from .headers import FRAME_FIELDS, FrameInfo
 
 __all__ = ["Index", "default_index_path", "cache_index_path", "SCHEMA_VERSION"]
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 BATCH = 2000
@@ -69,12 +72,27 @@ class Index:
 
     def __init__(self, path, *, timeout: float = 60.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        except sqlite3.Error as e:
-            raise OSError(f"cannot open the index {self.path}: {e}") from None
-        self.con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._open()
+        except sqlite3.DatabaseError as e:
+            if "not a database" not in str(e) and "malformed" not in str(e):
+                raise OSError(f"cannot use the index {self.path}: {e}") from None
+            # the index is only a cache of headers: rebuild it rather than fail the scan
+            log.warning("index %s is corrupt (%s); rebuilding it", self.path, e)
+            self.con.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            try:
+                self._open()
+            except sqlite3.Error as e2:
+                raise OSError(f"cannot use the index {self.path}: {e2}") from None
+
+    def _open(self) -> None:
+        self.con = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+        self.con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         self._execute_retry("PRAGMA journal_mode = WAL")
         self.con.execute("PRAGMA synchronous = NORMAL")
         self._create()

@@ -107,7 +107,8 @@ def groups_table(groups: Sequence[Group], *, title: str | None = None):
     from rich.table import Table
     t = Table(title=title, header_style="bold")
     for c in GROUP_COLUMNS:
-        t.add_column(c, justify="right" if c in ("width", "height", "exposure", "files") else "left")
+        t.add_column(c, justify="right" if c in ("width", "height", "exposure", "files") else "left",
+                     no_wrap=c in ("date", "type", "width", "height", "exposure", "files"))
     for g in groups:
         t.add_row(g.night or "-", g.telescope or "-", g.filter or "-", g.type, g.target or "-",
                   str(g.width), str(g.height), _fmt_exposure(g), str(len(g.files)))

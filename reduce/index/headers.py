@@ -13,12 +13,11 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_INSTRUMENT, Config, Instrument
 
-__all__ = ["UnreadableFile", "FrameInfo", "read_header", "describe", "frame_info", "is_fits_name",
+__all__ = ["UnreadableFile", "NotAnImage", "FrameInfo", "read_header", "describe", "frame_info", "is_fits_name",
            "jd_from_datetime", "datetime_from_jd"]
 
 BLOCK = 2880
@@ -30,6 +29,10 @@ _J2000 = datetime(2000, 1, 1, 12, tzinfo=timezone.utc)
 
 class UnreadableFile(Exception):
     """The file cannot be used as a FITS image; the message says why."""
+
+
+class NotAnImage(UnreadableFile):
+    """A valid FITS file that holds tables but no image (e.g. a light-curve table): not an error."""
 
 
 def is_fits_name(name: str) -> bool:
@@ -45,17 +48,40 @@ def is_fits_name(name: str) -> bool:
 # ---------------------------------------------------------------- raw header parsing
 
 class RawHeader(dict):
-    """Header keywords -> values parsed from raw cards (first occurrence wins), upper-case keys.
+    """Header keywords -> values from raw cards (first occurrence wins, upper-case keys).
 
-    Quacks like :class:`astropy.io.fits.Header` for ``get`` and ``in``, which is all
-    :func:`describe` and :meth:`Config.instrument_for` use.
+    Values are kept as their raw text and parsed on first access (a scan asks for a few dozen
+    keywords of which most are absent). Quacks like :class:`astropy.io.fits.Header` for ``get``,
+    ``[]`` and ``in``, which is all :func:`describe` and :meth:`Config.instrument_for` use.
     """
 
     def get(self, key, default=None):
-        return dict.get(self, key.upper(), default)
+        raw = dict.get(self, key)
+        if raw is None:
+            if key.isupper() or not dict.__contains__(self, key.upper()):
+                return default
+            key = key.upper()
+            raw = dict.__getitem__(self, key)
+        if isinstance(raw, _Raw):
+            raw = _parse_value(raw)
+            dict.__setitem__(self, key, raw)
+        return default if raw is None else raw
+
+    def __getitem__(self, key):
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
 
     def __contains__(self, key):
         return dict.__contains__(self, str(key).upper())
+
+
+class _Raw(str):
+    """An unparsed card value field."""
+
+
+_MISSING = object()
 
 
 def _parse_value(v: str) -> Any:
@@ -93,31 +119,29 @@ def _parse_value(v: str) -> Any:
 
 
 def _parse_cards(text: str) -> RawHeader:
-    """Parse the 80-character cards of one header (up to END) into a :class:`RawHeader`."""
-    cards = RawHeader()
+    """Split the 80-character cards of one header (up to END) into a :class:`RawHeader`."""
+    cards: dict = {}
     last = None
     for i in range(0, len(text), CARD):
         card = text[i:i + CARD]
         key = card[:8].rstrip()
-        if key == "END":
+        if card[8:10] == "= " and key != "HIERARCH":
+            if key not in cards:
+                cards[key] = _Raw(card[10:])
+                last = key
+        elif key == "END":
             break
-        if key == "CONTINUE" and last is not None and isinstance(cards[last], str) \
-                and cards[last].endswith("&"):
-            cards[last] = cards[last][:-1] + str(_parse_value(card[8:]) or "")
-            continue
-        if key == "HIERARCH":
+        elif key == "CONTINUE" and last is not None:
+            prev = _parse_value(cards[last]) if isinstance(cards[last], _Raw) else cards[last]
+            if isinstance(prev, str) and prev.endswith("&"):
+                cards[last] = prev[:-1] + str(_parse_value(card[8:]) or "")
+        elif key == "HIERARCH":
             eq = card.find("=")
-            if eq < 0:
-                continue
-            key, value = card[9:eq].strip().upper(), card[eq + 1:]
-        elif card[8:10] == "= ":
-            value = card[10:]
-        else:
-            continue
-        if key not in cards:
-            cards[key] = _parse_value(value)
-            last = key
-    return cards
+            hkey = card[9:eq].strip().upper() if eq > 0 else ""
+            if hkey and hkey not in cards:
+                cards[hkey] = _Raw(card[eq + 1:])
+                last = hkey
+    return RawHeader(cards)
 
 
 def _read_header_block(f) -> str | None:
@@ -176,7 +200,7 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
     if not head.startswith(b"SIMPLE  ="):
         raise UnreadableFile("not a FITS file (does not start with SIMPLE)")
     f.seek(0)
-    offset, index = 0, 0
+    offset, index, tables = 0, 0, 0
     while True:
         text = _read_header_block(f)
         if text is None:
@@ -193,12 +217,15 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
         shape = _image_shape(cards)
         if shape is not None and xt in ("", "IMAGE"):
             return text, cards, index, shape
+        tables += xt in ("BINTABLE", "TABLE")
         if padded:
             f.seek(padded, os.SEEK_CUR)
         offset += padded
         index += 1
         if size is not None and offset >= size:
             break
+    if tables:
+        raise NotAnImage(f"no image: FITS table(s) only ({tables})")
     raise UnreadableFile("no image data (header only)")
 
 
@@ -492,16 +519,36 @@ def night_of(utc: datetime, *, longitude: float | None = None, offset: timedelta
     return (local - timedelta(hours=12)).date().isoformat()
 
 
+_PATTERNS: dict[int, tuple] = {}
+
+
+def _filename_type(inst: Instrument, name: str) -> str | None:
+    """Frame type named by a file or folder name (the instrument's compiled patterns, cached)."""
+    entry = _PATTERNS.get(id(inst))
+    if entry is None or entry[0] is not inst:
+        compiled = [(t, re.compile(p)) for t in ("bias", "dark", "flat")
+                    for p in inst.filename_patterns.get(t, ())]
+        entry = _PATTERNS[id(inst)] = (inst, compiled)
+    low = name.lower()
+    for ftype, rx in entry[1]:
+        if rx.search(low):
+            return ftype
+    return None
+
+
 def _frame_type(header, path: str, inst: Instrument, exptime: float | None) -> str:
-    """bias/dark/flat/light from IMAGETYP, the file (or folder) name and the exposure time."""
+    """bias/dark/flat/light from IMAGETYP, the file (or folder) name and the exposure time.
+
+    A calibration type in IMAGETYP is trusted; 'light' or no IMAGETYP yields to a file name (then
+    folder name) that says bias/dark/flat; a zero-second dark or light is a bias.
+    """
     declared = None
     v = _first(header, inst.keys("imagetyp"))
     if v is not None:
         declared = inst.type_from_value(str(v))
     if declared in (None, "light"):
-        p = Path(path)
-        named = inst.type_from_filename(p.name) or (
-            inst.type_from_filename(p.parent.name) if p.parent.name else None)
+        folder, name = os.path.split(path)
+        named = _filename_type(inst, name) or _filename_type(inst, os.path.basename(folder))
         if named is not None:
             declared = named
     ftype = declared or "light"

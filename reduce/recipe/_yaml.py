@@ -71,9 +71,16 @@ def parse_yaml(text: str, problems: Problems):
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        msg = " ".join(str(p) for p in (e.context, e.problem) if p) or "invalid YAML"
+        if e.context_mark and "<stream end>" in str(e.problem):  # unclosed bracket: point at its opening
+            mark = e.context_mark
+        msg = str(e.problem or e.context or "invalid YAML")
+        if e.context and e.problem:
+            started = e.context_mark.line + 1 if e.context_mark else None
+            msg += f" ({e.context}" + (f" started on line {started})" if started and mark and
+                                        started != mark.line + 1 else ")")
         hint = _TAB_HINT if "'\\t'" in msg else None
-        problems.add((), f"YAML syntax error: {msg}", hint, line=(mark.line + 1) if mark else 1)
+        last = max(1, len(text.rstrip().splitlines()))  # errors at the end of input: the last line
+        problems.add((), f"YAML syntax error: {msg}", hint, line=min(mark.line + 1, last) if mark else 1)
     except yaml.YAMLError as e:
         problems.add((), f"YAML error: {e}")
     finally:

@@ -20,7 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 __all__ = [
     "CoercionError", "resolve_annotations", "coerce", "describe", "is_settable",
-    "runtime_parameters", "settable_parameters", "RANGE_KEYS", "finite",
+    "runtime_parameters", "settable_parameters", "RANGE_KEYS", "finite", "RUNNER_SUPPLIED",
 ]
 
 EMPTY = inspect.Parameter.empty
@@ -63,12 +63,20 @@ def resolve_annotations(cls) -> dict[str, Any]:
     return out
 
 
+# Names the runner always supplies itself (matched calibration frames, the reference image, the
+# frame loader), even for a block that forgot to list them in ``runtime_params``.
+RUNNER_SUPPLIED = ("darks", "bias", "flats", "loader", "reference")
+
+
 def runtime_parameters(cls) -> tuple[str, ...]:
-    """Parameters the runner supplies (objects, not YAML): the class's ``runtime_params`` plus
-    every parameter whose annotation no YAML value can satisfy (e.g. an ``Image``)."""
+    """Parameters the runner supplies (objects, not YAML): the class's ``runtime_params``, the
+    :data:`RUNNER_SUPPLIED` names it takes, and every parameter whose annotation no YAML value
+    can satisfy (e.g. an ``Image``)."""
+    params = cls.parameters()
     explicit = tuple(getattr(cls, "runtime_params", ()) or ())
+    explicit += tuple(n for n in RUNNER_SUPPLIED if n in params and n not in explicit)
     hints = resolve_annotations(cls)
-    implicit = tuple(n for n in cls.parameters() if n not in explicit and not is_settable(hints.get(n, Any)))
+    implicit = tuple(n for n in params if n not in explicit and not is_settable(hints.get(n, Any)))
     return explicit + implicit
 
 

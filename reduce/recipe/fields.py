@@ -1,4 +1,4 @@
-"""The recipe's non-block sections: reference frame, target, differential photometry, outputs.
+"""The recipe's non-block sections: reference frame, target (see ``targets``), differential, outputs.
 
 Each ``parse_*`` takes the YAML value and a ``report(path, message, hint)`` callback, reports every
 problem it finds and returns a (frozen) spec with defaults filled in. ``target_from_string`` and
@@ -6,13 +6,12 @@ problem it finds and returns a (frozen) spec with defaults filled in. ``target_f
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ._yaml import close_match_hint
 from .coerce import finite
+from .targets import TargetSpec, parse_target, target_from_string
 
 __all__ = [
     "ReferenceSpec", "TargetSpec", "DifferentialSpec", "OutputsSpec",
@@ -50,53 +49,52 @@ class ReferenceSpec:
 
 
 @dataclass(frozen=True)
-class TargetSpec:
-    """Which star is the target: ``kind`` auto | index | pixel | sky.
-
-    index: position in the reference frame's source list; pixel: ``x, y`` (0-based pixels on the
-    reference frame); sky: ``ra, dec`` in degrees (ICRS; needs a WCS); auto: the runner decides
-    (header RA/DEC when the frames have a WCS, else the source nearest the frame centre).
-    """
-
-    kind: str = "auto"
-    index: int | None = None
-    x: float | None = None
-    y: float | None = None
-    ra: float | None = None
-    dec: float | None = None
-
-    def __str__(self) -> str:
-        return {"auto": "automatic", "index": f"source #{self.index} of the reference",
-                "pixel": f"pixel ({self.x:g}, {self.y:g}) on the reference",
-                "sky": f"RA {self.ra:.6f} Dec {self.dec:+.6f} (deg)"}[self.kind]
-
-    def to_plain(self):
-        return {"auto": "auto", "index": self.index, "pixel": {"x": self.x, "y": self.y},
-                "sky": {"ra": self.ra, "dec": self.dec}}[self.kind]
-
-
-@dataclass(frozen=True)
 class DifferentialSpec:
-    """Differential photometry: ``autodiff`` (Broeg-style weighted ensemble, best aperture, stars in
-    ``exclude`` never used) or ``diff`` with explicit ``comps``; frames whose per-frame quantity
-    (``sigma_clip`` name -> sigma) is an outlier are rejected; ``bin`` is the plotted bin width in
-    days (None: no binning)."""
+    """Differential photometry.
+
+    ``autodiff``: Broeg-style weighted ensemble of at most ``max_comps`` stars (never those in
+    ``exclude``; comparisons noisier than ``reject`` x the noise model dropped) and the aperture
+    minimising the target's ``scatter`` (p2p | binned | std). ``diff``: explicit ``comps`` with
+    optional ``weights`` and ``aperture`` index. Frames whose per-frame quantity is an outlier
+    (``sigma_clip``: name -> sigma, e.g. ``{sky: 3}``) are rejected first; ``bin`` is the bin width
+    in days for plots (and for ``scatter: binned``). None means the Fluxes default.
+    """
 
     method: str = "autodiff"
     comps: tuple[int, ...] | None = None
+    weights: tuple[float, ...] | None = None
+    aperture: int | None = None
     exclude: tuple[int, ...] = ()
+    max_comps: int | None = None
+    reject: float | None = None
+    scatter: str = "p2p"
     sigma_clip: dict = field(default_factory=dict)
     bin: float | None = None
 
     def to_plain(self) -> dict:
         d = {"method": self.method}
-        if self.comps is not None:
-            d["comps"] = list(self.comps)
-        if self.exclude:
-            d["exclude"] = list(self.exclude)
-        d["sigma_clip"] = dict(self.sigma_clip)
-        d["bin"] = self.bin
+        for name in ("comps", "weights", "aperture", "exclude", "max_comps", "reject"):
+            v = getattr(self, name)
+            if v is not None and v != ():
+                d[name] = list(v) if isinstance(v, tuple) else v
+        d.update(scatter=self.scatter, sigma_clip=dict(self.sigma_clip), bin=self.bin)
         return d
+
+    def fluxes_kwargs(self) -> dict:
+        """Keyword arguments for ``Fluxes.autodiff`` or ``Fluxes.diff`` (per ``method``)."""
+        kw = {"method": self.scatter}
+        if self.scatter == "binned":
+            kw["dt"] = self.bin
+        if self.method == "diff":
+            kw.update(comps=list(self.comps or ()), weights=None if self.weights is None else list(self.weights),
+                      aperture=self.aperture)
+            return kw
+        kw["exclude"] = list(self.exclude)
+        if self.max_comps is not None:
+            kw["max_comps"] = self.max_comps
+        if self.reject is not None:
+            kw["reject"] = self.reject
+        return kw
 
 
 @dataclass(frozen=True)
@@ -161,109 +159,6 @@ def reference_from_string(text: str) -> ReferenceSpec:
     return spec
 
 
-# --- target ----------------------------------------------------------------------------------
-_SEXA = re.compile(r"^([+-])?\s*(\d+(?:\.\d*)?)[:hd\s°]\s*(\d+(?:\.\d*)?)(?:[:m'\s]\s*(\d+(?:\.\d*)?)[s\"]?)?$")
-
-
-def _angle(value, *, hours: bool, name: str) -> float:
-    """Degrees from a number (degrees) or a sexagesimal string (RA in hours, Dec in degrees)."""
-    if finite(value):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        m = _SEXA.match(text)
-        if m:
-            sign, a, b, c = m.groups()
-            b, c = float(b), float(c or 0)
-            if b >= 60 or c >= 60:
-                raise ValueError(f"{name} {value!r}: minutes and seconds must be below 60")
-            deg = float(a) + b / 60 + c / 3600
-            deg *= 15.0 if hours else 1.0
-            return -deg if sign == "-" else deg
-    raise ValueError(f"{name} {value!r} is neither degrees nor " + ("hh:mm:ss" if hours else "dd:mm:ss"))
-
-
-def _sky(ra, dec) -> TargetSpec:
-    ra_deg, dec_deg = _angle(ra, hours=True, name="ra"), _angle(dec, hours=False, name="dec")
-    if not 0 <= ra_deg < 360:
-        raise ValueError(f"ra must be in [0, 360) degrees, got {ra_deg:g}")
-    if not -90 <= dec_deg <= 90:
-        raise ValueError(f"dec must be in [-90, 90] degrees, got {dec_deg:g}")
-    return TargetSpec("sky", ra=ra_deg, dec=dec_deg)
-
-
-def parse_target(value, report: Report, path=("target",)) -> TargetSpec:
-    """``<index>``, ``{x: .., y: ..}``, ``{ra: .., dec: ..}``, a string form, or ``auto``."""
-    if value is None or value == "auto":
-        return TargetSpec()
-    if isinstance(value, bool):
-        report(path, f"invalid target {value!r}", "an index, {x: .., y: ..} or {ra: .., dec: ..}")
-    elif _is_int(value):
-        if value >= 0:
-            return TargetSpec("index", index=value)
-        report(path, f"target index must be >= 0, got {value}")
-    elif isinstance(value, str):
-        try:
-            return target_from_string(value)
-        except ValueError as e:
-            report(path, str(e))
-    elif isinstance(value, dict):
-        return _target_mapping(value, report, path)
-    else:
-        report(path, f"invalid target {value!r}", "an index, {x: .., y: ..} or {ra: .., dec: ..}")
-    return TargetSpec()
-
-
-def _target_mapping(value: dict, report: Report, path) -> TargetSpec:
-    keys = set(value)
-    if keys == {"x", "y"}:
-        bad = [k for k in ("x", "y") if not finite(value[k]) or value[k] < 0]
-        for k in bad:
-            report(path + (k,), f"target {k} must be a pixel coordinate >= 0, got {value[k]!r}")
-        return TargetSpec() if bad else TargetSpec("pixel", x=float(value["x"]), y=float(value["y"]))
-    if keys == {"ra", "dec"}:
-        try:
-            return _sky(value["ra"], value["dec"])
-        except ValueError as e:
-            report(path, f"invalid target: {e}")
-            return TargetSpec()
-    unknown = sorted(str(k) for k in keys - {"x", "y", "ra", "dec"})
-    if unknown:
-        report(path + (unknown[0],), f"unknown key {unknown[0]!r} in 'target'",
-               close_match_hint(unknown[0], ("x", "y", "ra", "dec")) or "use {x, y} or {ra, dec}")
-    else:
-        report(path, "target needs both x and y, or both ra and dec", f"got {', '.join(sorted(map(str, keys)))}")
-    return TargetSpec()
-
-
-def target_from_string(text: str) -> TargetSpec:
-    """``N`` (index), ``X,Y`` (pixels), ``"RA DEC"`` (degrees or sexagesimal), or ``auto``."""
-    s = str(text).strip()
-    if s in ("", "auto"):
-        return TargetSpec()
-    if re.fullmatch(r"\d+", s):
-        return TargetSpec("index", index=int(s))
-    if "," in s:
-        parts = [p.strip() for p in s.split(",")]
-        try:
-            x, y = (float(p) for p in parts)
-        except ValueError:
-            raise ValueError(f"target {text!r}: expected X,Y pixel coordinates") from None
-        if not (math.isfinite(x) and math.isfinite(y) and x >= 0 and y >= 0):
-            raise ValueError(f"target {text!r}: pixel coordinates must be finite and >= 0")
-        return TargetSpec("pixel", x=x, y=y)
-    tokens = s.split()
-    if len(tokens) == 6:
-        tokens = [":".join(tokens[:3]), ":".join(tokens[3:])]
-    if len(tokens) == 2:
-        return _sky(*tokens)
-    raise ValueError(f"target {text!r}: expected an index N, pixels X,Y or sky coordinates 'RA DEC'")
-
-
 # --- differential ----------------------------------------------------------------------------
 def _indices(value, path, name: str, report: Report):
     if not isinstance(value, list) or not all(_is_int(v) and v >= 0 for v in value):
@@ -274,16 +169,23 @@ def _indices(value, path, name: str, report: Report):
     return tuple(value)
 
 
+_DIFF_KEYS = ("method", "comps", "weights", "aperture", "exclude", "max_comps", "reject", "scatter",
+              "sigma_clip", "bin")
+_ONLY = {"comps": "diff", "weights": "diff", "aperture": "diff", "exclude": "autodiff",
+         "max_comps": "autodiff", "reject": "autodiff"}
+SCATTER = ("p2p", "binned", "std")
+
+
 def parse_differential(value, report: Report, path=("differential",)) -> DifferentialSpec:
-    """``{method: autodiff | diff, comps: [..], exclude: [..], sigma_clip: {name: sigma}, bin: days}``."""
+    """``{method: autodiff | diff, comps, weights, aperture, exclude, max_comps, reject, scatter,
+    sigma_clip, bin}`` (see :class:`DifferentialSpec`)."""
     if value is None:
         return DifferentialSpec()
     if not isinstance(value, dict):
         report(path, f"'differential' must be a mapping, got {value!r}", "e.g. {method: autodiff}")
         return DifferentialSpec()
-    _check_keys(value, ("method", "comps", "exclude", "sigma_clip", "bin"), path, report)
+    _check_keys(value, _DIFF_KEYS, path, report)
     comps = _indices(value["comps"], path + ("comps",), "comps", report) if "comps" in value else None
-    exclude = _indices(value.get("exclude", []), path + ("exclude",), "exclude", report) or ()
     method = value.get("method", "diff" if comps else "autodiff")
     if method not in ("autodiff", "diff"):
         report(path + ("method",), f"unknown differential method {method!r}",
@@ -291,10 +193,52 @@ def parse_differential(value, report: Report, path=("differential",)) -> Differe
         method = "autodiff"
     if method == "diff" and not comps:
         report(path + ("method",), "method: diff needs a non-empty 'comps' list of comparison stars")
-    if method == "autodiff" and comps:
-        report(path + ("comps",), "'comps' is only used with method: diff", "remove it or set method: diff")
-    return DifferentialSpec(method, comps, exclude, _sigma_clip(value.get("sigma_clip"), path, report),
-                            _bin(value.get("bin"), path, report))
+    for key, only in _ONLY.items():
+        if key in value and method != only:
+            report(path + (key,), f"{key!r} is only used with method: {only}",
+                   f"remove it or set method: {only}")
+    out = {"method": method, "comps": comps}
+    out["exclude"] = _indices(value.get("exclude", []), path + ("exclude",), "exclude", report) or ()
+    out["weights"] = _weights(value.get("weights"), comps, path + ("weights",), report)
+    out["aperture"] = _optional_int(value.get("aperture"), path + ("aperture",), "aperture", 0, report)
+    out["max_comps"] = _optional_int(value.get("max_comps"), path + ("max_comps",), "max_comps", 1, report)
+    reject = value.get("reject")
+    if reject is not None and (not finite(reject) or reject <= 0):
+        report(path + ("reject",), f"reject must be a positive number, got {reject!r}")
+        reject = None
+    out["reject"] = None if reject is None else float(reject)
+    scatter = value.get("scatter", "p2p")
+    if scatter not in SCATTER:
+        report(path + ("scatter",), f"unknown scatter measure {scatter!r}",
+               close_match_hint(str(scatter), SCATTER) or "p2p, binned or std")
+        scatter = "p2p"
+    out["scatter"] = scatter
+    out["sigma_clip"] = _sigma_clip(value.get("sigma_clip"), path, report)
+    out["bin"] = _bin(value.get("bin"), path, report)
+    if scatter == "binned" and out["bin"] is None:
+        report(path + ("scatter",), "scatter: binned needs a bin width", "add e.g. bin: 0.005")
+    return DifferentialSpec(**out)
+
+
+def _optional_int(value, path, name: str, minimum: int, report: Report):
+    if value is None:
+        return None
+    if not _is_int(value) or value < minimum:
+        report(path, f"{name} must be an integer >= {minimum}, got {value!r}")
+        return None
+    return value
+
+
+def _weights(value, comps, path, report: Report):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(finite(v) and v >= 0 for v in value) or not any(value):
+        report(path, f"weights must be a list of non-negative numbers, not all zero, got {value!r}")
+        return None
+    if comps is not None and len(value) != len(comps):
+        report(path, f"weights has {len(value)} values for {len(comps)} comparison stars")
+        return None
+    return tuple(float(v) for v in value)
 
 
 def _sigma_clip(value, path, report: Report) -> dict:

@@ -21,8 +21,10 @@ Format (version 1)::
     reference: best                 # first | middle | best | <index> | {frame: best, sample: 20}
     target: 0                       # <index> | {x: 300, y: 300} | {ra: 123.4, dec: -5.6} | auto
     differential:
-      method: autodiff              # autodiff | diff (then comps: [1, 2, 3] is required)
+      method: autodiff              # autodiff | diff (then comps: [1, 2, 3], optional weights: [..])
       exclude: [4]                  # autodiff: never use these stars as comparisons
+      max_comps: 20                 # autodiff: at most this many (brightest usable) comparisons
+      scatter: p2p                  # aperture chosen by the target's p2p | binned | std scatter
       sigma_clip: {sky: 3}          # reject frames whose per-frame quantity is an outlier
       bin: 0.005                    # bin width of the plotted light curve, days
     missing_calibration: warn       # warn | fail  when a bias/dark/flat type is missing
@@ -139,18 +141,23 @@ class RecipeSpec:
             lines.append(f"  {self.description}")
         for s in BLOCK_SECTIONS:
             chain = " -> ".join(str(b) for b in self.sections[s]) or "(none)"
-            lines.append(f"  {s + ':':13s}{chain}")
+            lines.append(f"  {s + ':':15s}{chain}")
         d = self.differential
-        diff = "autodiff" + (f", excluding {list(d.exclude)}" if d.exclude else "") if d.method == "autodiff" \
-            else f"diff with comparisons {list(d.comps or ())}"
+        if d.method == "autodiff":
+            diff = "autodiff" + (f", at most {d.max_comps} comparisons" if d.max_comps else "") \
+                + (f", excluding {list(d.exclude)}" if d.exclude else "")
+        else:
+            diff = f"diff with comparisons {list(d.comps or ())}" + (f" weighted {list(d.weights)}"
+                                                                     if d.weights else "")
+        diff += f", aperture by {d.scatter} scatter" if d.aperture is None else f", aperture #{d.aperture}"
         if d.sigma_clip:
             diff += ", clip " + ", ".join(f"{k}>{v:g}sigma" for k, v in d.sigma_clip.items())
         if d.bin:
             diff += f", bin {d.bin:g} d"
         outs = ", ".join(k for k, v in self.outputs.to_plain().items() if v) or "nothing"
-        lines += [f"  {'reference:':13s}{self.reference}", f"  {'target:':13s}{self.target}",
-                  f"  {'differential:':13s}{diff}",
-                  f"  {'missing cal.:':13s}{self.missing_calibration}", f"  {'outputs:':13s}{outs}"]
+        lines += [f"  {'reference:':15s}{self.reference}", f"  {'target:':15s}{self.target}",
+                  f"  {'differential:':15s}{diff}",
+                  f"  {'missing cal.:':15s}{self.missing_calibration}", f"  {'outputs:':15s}{outs}"]
         return lines
 
 
@@ -266,14 +273,16 @@ def _block(name, params, path, section, registry, problems: Problems) -> BlockSp
         return None
     cls = registry[name]
     n_before = len(problems.items)
-    values = _parameters(cls, name, params, path, problems)
-    if len(problems.items) == n_before:
+    values, complete = _parameters(cls, name, params, path, problems)
+    if complete:  # the constructor's own checks, on the values that passed (defaults for the rest)
         _construct(cls, name, values, path, problems)
     return BlockSpec(name, values, problems.line(path), section) if len(problems.items) == n_before else None
 
 
-def _parameters(cls, name, params: dict, path, problems: Problems) -> dict:
-    """Coerce each written parameter; report unknown, runtime-only and missing required ones."""
+def _parameters(cls, name, params: dict, path, problems: Problems) -> tuple[dict, bool]:
+    """Coerce each written parameter; report unknown, runtime-only and missing required ones.
+
+    Returns the coerced values and whether every required parameter has one."""
     signature = cls.parameters()
     runtime = set(runtime_parameters(cls))
     hints = resolve_annotations(cls)
@@ -291,10 +300,13 @@ def _parameters(cls, name, params: dict, path, problems: Problems) -> dict:
                 values[key] = coerce(value, hints.get(key, EMPTY), default=signature[key].default)
             except CoercionError as e:
                 problems.add(where, f"{name}.{key}: {e.message}", e.hint)
+    complete = True
     for key in settable:
-        if signature[key].default is EMPTY and key not in params:
-            problems.add(path, f"{name}: missing required parameter {key!r}")
-    return values
+        if signature[key].default is EMPTY and key not in values:
+            complete = False
+            if key not in params:
+                problems.add(path, f"{name}: missing required parameter {key!r}")
+    return values, complete
 
 
 def _construct(cls, name, values: dict, path, problems: Problems) -> None:

@@ -1,0 +1,206 @@
+"""PSF stamps, empirical PSF and analytic PSF fits (pure array code).
+
+Moffat profile: ``amp * (1 + (u/ax)^2 + (v/ay)^2)^(-beta) + b`` with ``(u, v)`` the pixel offsets
+rotated by ``theta``; its FWHM along an axis is ``2 * alpha * sqrt(2^(1/beta) - 1)`` (not the
+Gaussian ``2.3548 * sigma``, a prose pitfall). Gaussian: ``amp * exp(-(u/sx)^2/2 - (v/sy)^2/2) + b``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["extract_stamps", "recenter", "median_epsf", "moffat2d", "gaussian2d", "fit_moffat",
+           "fit_gaussian", "moffat_fwhm", "GAUSSIAN_FWHM"]
+
+GAUSSIAN_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+def moffat_fwhm(alpha, beta):
+    """FWHM (px) of a Moffat profile of core width ``alpha`` (px) and power ``beta``."""
+    return 2.0 * np.asarray(alpha) * np.sqrt(2.0 ** (1.0 / np.asarray(beta)) - 1.0)
+
+
+def extract_stamps(data: np.ndarray, xy: np.ndarray, size: int, *, pad: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps of ``size`` (odd) px re-centred so each star sits on the central pixel.
+
+    Returns ``(stamps (k, size, size), keep)`` where ``keep`` indexes the positions whose padded
+    stamp lies fully inside ``data``. Sub-pixel re-centring uses a Fourier shift on a stamp padded
+    by ``pad`` px, so median stacking does not blur the PSF.
+    """
+    if size % 2 == 0:
+        raise ValueError(f"stamp size must be odd, got {size}")
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    h, w = data.shape
+    half = size // 2 + pad
+    ix, iy = np.rint(xy[:, 0]).astype(int), np.rint(xy[:, 1]).astype(int)
+    keep = np.flatnonzero((ix - half >= 0) & (iy - half >= 0) & (ix + half < w) & (iy + half < h))
+    n = 2 * half + 1
+    if keep.size == 0:
+        return np.empty((0, size, size), np.float64), keep
+    offs = np.arange(-half, half + 1)
+    rows = (iy[keep, None] + offs)[:, :, None]
+    cols = (ix[keep, None] + offs)[:, None, :]
+    big = np.asarray(data[rows, cols], dtype=np.float64).reshape(len(keep), n, n)
+    big = recenter(big, xy[keep, 0] - ix[keep], xy[keep, 1] - iy[keep])
+    return big[:, pad:pad + size, pad:pad + size], keep
+
+
+def recenter(stamps: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Shift each stamp (k, n, n) by ``(-dx, -dy)`` px with a Fourier phase ramp (batched)."""
+    k, ny, nx = stamps.shape
+    fy = np.fft.fftfreq(ny)[None, :, None]
+    fx = np.fft.rfftfreq(nx)[None, None, :]
+    phase = np.exp(2j * np.pi * (fx * np.asarray(dx)[:, None, None] + fy * np.asarray(dy)[:, None, None]))
+    return np.fft.irfft2(np.fft.rfft2(stamps) * phase, s=(ny, nx))
+
+
+def median_epsf(stamps: np.ndarray) -> np.ndarray:
+    """Median of the stamps each normalised to unit sum; the result is normalised to unit sum."""
+    stamps = np.asarray(stamps, dtype=np.float64)
+    sums = stamps.reshape(len(stamps), -1).sum(axis=1)
+    good = np.isfinite(sums) & (sums > 0)
+    if not good.any():
+        raise ValueError("no stamp has a positive total flux")
+    epsf = np.median(stamps[good] / sums[good, None, None], axis=0)
+    total = epsf.sum()
+    return epsf / total if total > 0 else epsf
+
+
+def _rotated(x, y, x0, y0, theta):
+    c, s = np.cos(theta), np.sin(theta)
+    dx, dy = x - x0, y - y0
+    return dx * c + dy * s, -dx * s + dy * c
+
+
+def moffat2d(x, y, amp, x0, y0, ax, ay, theta, beta, b=0.0):
+    """Elliptical Moffat profile (see module docstring)."""
+    u, v = _rotated(x, y, x0, y0, theta)
+    return amp * (1.0 + (u / ax) ** 2 + (v / ay) ** 2) ** (-beta) + b
+
+
+def gaussian2d(x, y, amp, x0, y0, sx, sy, theta, b=0.0):
+    """Elliptical Gaussian profile (see module docstring)."""
+    u, v = _rotated(x, y, x0, y0, theta)
+    return amp * np.exp(-0.5 * ((u / sx) ** 2 + (v / sy) ** 2)) + b
+
+
+def _moments(stamp):
+    """Amplitude, centroid and rms width guesses from the positive part of the stamp."""
+    ny, nx = stamp.shape
+    y, x = np.mgrid[0:ny, 0:nx]
+    w = np.clip(stamp - np.median(stamp), 0, None)
+    tot = w.sum()
+    if tot <= 0:
+        return float(stamp.max()), (nx - 1) / 2, (ny - 1) / 2, 1.5
+    x0, y0 = (w * x).sum() / tot, (w * y).sum() / tot
+    # half-light radius is robust to the truncated wings: for a Gaussian r_half = 1.1774 sigma
+    r = np.hypot(x - x0, y - y0).ravel()
+    order = np.argsort(r)
+    cum = np.cumsum(w.ravel()[order])
+    r_half = r[order][np.searchsorted(cum, 0.5 * cum[-1])]
+    return float(stamp.max()), float(x0), float(y0), max(float(r_half) / 1.1774, 0.5)
+
+
+def _quad(x, y, x0, y0, qa, qb, qc):
+    """The quadratic form ``qa dx^2 + qb dy^2 + qc dx dy`` (well conditioned for round PSFs)."""
+    dx, dy = x - x0, y - y0
+    return dx, dy, qa * dx * dx + qb * dy * dy + qc * dx * dy
+
+
+def _moffat_q(x, y, amp, x0, y0, qa, qb, qc, beta, b):
+    return amp * (1.0 + _quad(x, y, x0, y0, qa, qb, qc)[2]) ** (-beta) + b
+
+
+def _moffat_jac(x, y, amp, x0, y0, qa, qb, qc, beta, b):
+    """Analytic Jacobian of the quadratic-form Moffat, shape (n_pixels, 8)."""
+    dx, dy, q = _quad(x, y, x0, y0, qa, qb, qc)
+    d = 1.0 + q
+    dpow = d ** (-beta)
+    g = -beta * amp * dpow / d
+    return np.stack([dpow, -g * (2 * qa * dx + qc * dy), -g * (2 * qb * dy + qc * dx),
+                     g * dx * dx, g * dy * dy, g * dx * dy, -amp * dpow * np.log(d),
+                     np.ones_like(d)], axis=1)
+
+
+def _gaussian_q(x, y, amp, x0, y0, qa, qb, qc, b):
+    return amp * np.exp(-0.5 * _quad(x, y, x0, y0, qa, qb, qc)[2]) + b
+
+
+def _gaussian_jac(x, y, amp, x0, y0, qa, qb, qc, b):
+    """Analytic Jacobian of the quadratic-form Gaussian, shape (n_pixels, 7)."""
+    dx, dy, q = _quad(x, y, x0, y0, qa, qb, qc)
+    e = np.exp(-0.5 * q)
+    g = -0.5 * amp * e
+    return np.stack([e, -g * (2 * qa * dx + qc * dy), -g * (2 * qb * dy + qc * dx),
+                     g * dx * dx, g * dy * dy, g * dx * dy, np.ones_like(e)], axis=1)
+
+
+def _axes(qa, qb, qc):
+    """(major, minor, theta) widths (px) and major-axis angle (rad, (-pi/2, pi/2]) of a quadratic form."""
+    m = np.array([[qa, qc / 2.0], [qc / 2.0, qb]])
+    lam, vec = np.linalg.eigh(m)  # ascending: lam[0] -> the major axis
+    lam = np.clip(lam, 1e-12, None)
+    theta = float(np.arctan2(vec[1, 0], vec[0, 0]))
+    theta = (theta + np.pi / 2) % np.pi - np.pi / 2
+    return float(1 / np.sqrt(lam[0])), float(1 / np.sqrt(lam[1])), theta
+
+
+def _fit(model, jac, stamp, p0, lower, upper):
+    """Levenberg-Marquardt with an analytic Jacobian; bounded TRF when LM leaves the bounds."""
+    from scipy.optimize import least_squares
+
+    ny, nx = stamp.shape
+    y, x = np.mgrid[0:ny, 0:nx]
+    x, y, z = x.ravel().astype(float), y.ravel().astype(float), np.asarray(stamp, float).ravel()
+    ok = np.isfinite(z)
+    x, y, z = x[ok], y[ok], z[ok]
+    scale = float(np.max(np.abs(z))) or 1.0
+    lower, upper = np.array(lower, float), np.array(upper, float)
+    p0 = np.clip(np.array(p0, float), lower + 1e-9, upper - 1e-9)
+    fun = lambda p: (model(x, y, *p) - z) / scale  # noqa: E731
+    jf = lambda p: jac(x, y, *p) / scale  # noqa: E731
+    res = least_squares(fun, p0, jac=jf, method="lm", max_nfev=400)
+    p = res.x
+    if res.success and np.all(p >= lower) and np.all(p <= upper):
+        return p, True
+    res = least_squares(fun, np.clip(p0, lower + 1e-9, upper - 1e-9), jac=jf,
+                        bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=400)
+    return res.x, bool(res.success)
+
+
+def fit_moffat(stamp: np.ndarray) -> dict:
+    """Least-squares elliptical Moffat fit of a PSF stamp; widths in px, theta in radians.
+
+    Returns amp, x, y, alpha_major, alpha_minor, theta (major axis, from +x towards +y), beta,
+    background, fwhm (mean of the major and minor axis FWHM), fwhm_major, fwhm_minor,
+    ellipticity (1 - minor/major) and success.
+    """
+    amp, x0, y0, sig = _moments(stamp)
+    alpha = sig * GAUSSIAN_FWHM / (2 * np.sqrt(2 ** (1 / 3.0) - 1))
+    p0 = [amp, x0, y0, alpha ** -2, alpha ** -2, 0.0, 3.0, 0.0]
+    ny, nx = stamp.shape
+    lo = [0, -0.5, -0.5, 1e-5, 1e-5, -50.0, 1.01, -np.inf]
+    hi = [np.inf, nx - 0.5, ny - 0.5, 50.0, 50.0, 50.0, 50.0, np.inf]
+    p, ok = _fit(_moffat_q, _moffat_jac, stamp, p0, lo, hi)
+    amp, x0, y0, qa, qb, qc, beta, b = (float(v) for v in p)
+    major, minor, theta = _axes(qa, qb, qc)
+    f_major, f_minor = float(moffat_fwhm(major, beta)), float(moffat_fwhm(minor, beta))
+    return {"model": "moffat", "amp": amp, "x": x0, "y": y0, "alpha_major": major,
+            "alpha_minor": minor, "theta": theta, "beta": beta, "background": b,
+            "fwhm": 0.5 * (f_major + f_minor), "fwhm_major": f_major, "fwhm_minor": f_minor,
+            "ellipticity": 1.0 - minor / major, "success": ok}
+
+
+def fit_gaussian(stamp: np.ndarray) -> dict:
+    """Least-squares elliptical Gaussian fit; FWHM = 2.3548 sigma (mean of the two axes)."""
+    amp, x0, y0, sig = _moments(stamp)
+    p0 = [amp, x0, y0, sig ** -2, sig ** -2, 0.0, 0.0]
+    ny, nx = stamp.shape
+    lo = [0, -0.5, -0.5, 1e-5, 1e-5, -50.0, -np.inf]
+    hi = [np.inf, nx - 0.5, ny - 0.5, 50.0, 50.0, 50.0, np.inf]
+    p, ok = _fit(_gaussian_q, _gaussian_jac, stamp, p0, lo, hi)
+    amp, x0, y0, qa, qb, qc, b = (float(v) for v in p)
+    major, minor, theta = _axes(qa, qb, qc)
+    return {"model": "gaussian", "amp": amp, "x": x0, "y": y0, "sigma_major": major,
+            "sigma_minor": minor, "theta": theta, "background": b,
+            "fwhm": GAUSSIAN_FWHM * 0.5 * (major + minor), "fwhm_major": GAUSSIAN_FWHM * major,
+            "fwhm_minor": GAUSSIAN_FWHM * minor, "ellipticity": 1.0 - minor / major, "success": ok}

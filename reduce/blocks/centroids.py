@@ -1,0 +1,116 @@
+"""Centroid refinement blocks with a runaway guard.
+
+Each block moves ``image.sources`` to a centroid measured around the predicted position (e.g. the
+reference position mapped by AlignReferenceSources). When the new position is NaN or more than
+``limit`` px away (a faint star, a cosmic ray or a brighter neighbour in the box), the predicted
+position is kept and the star is marked in ``image.computed['centroid_ran_away']``; the frame
+is flagged CENTROID_RAN_AWAY only when that star is the ``target``. Sources outside the frame keep
+their predicted position without being marked.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..algorithms import centroids as _c
+from ..core.block import Block
+from ..core.errors import Flag
+
+__all__ = ["CentroidQuadratic", "CentroidCOM", "CentroidGaussian2D"]
+
+
+class _CentroidBlock(Block):
+    """Shared guard and bookkeeping; subclasses implement ``_centroid(data, xy, image)``."""
+
+    register = False
+    requires = ("sources",)
+    provides = ("sources",)
+
+    def __init__(self, *, cutout: int = 21, limit: float | None = None, target: int = 0):
+        if int(cutout) != cutout or cutout < 3 or cutout % 2 == 0:
+            raise ValueError(f"cutout must be an odd integer >= 3 px, got {cutout!r}")
+        if limit is not None and not limit > 0:
+            raise ValueError(f"limit must be a positive number of pixels, got {limit!r}")
+        if int(target) != target or target < 0:
+            raise ValueError(f"target must be a non-negative star index, got {target!r}")
+        self.cutout = int(cutout)
+        self.limit = limit
+        self.target = int(target)
+
+    def _limit(self, image) -> float:
+        """The runaway distance: ``limit`` or, by default, max(2 px, the frame FWHM)."""
+        if self.limit is not None:
+            return float(self.limit)
+        fwhm = image.fwhm if image.fwhm is not None and np.isfinite(image.fwhm) else 0.0
+        return max(2.0, float(fwhm))
+
+    def _centroid(self, data, xy, image):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, image) -> None:
+        sources = image.sources
+        if sources is None or len(sources) == 0:
+            image.computed["centroid_ran_away"] = np.zeros(0, bool)
+            return
+        xy = sources.coords
+        ny, nx = image.data.shape
+        inside = np.isfinite(xy).all(axis=1) & (xy[:, 0] >= 0) & (xy[:, 0] <= nx - 1) \
+            & (xy[:, 1] >= 0) & (xy[:, 1] <= ny - 1)
+        new = np.array(xy, dtype=float)
+        if inside.any():
+            new[inside] = self._centroid(image.data, xy[inside], image)
+        moved = np.hypot(*(new - xy).T)
+        ran = inside & ~(moved <= self._limit(image))
+        out = sources.copy()
+        out.coords = np.where(ran[:, None], xy, new)
+        image.sources = out
+        image.computed["centroid_ran_away"] = ran
+        if self.target < len(ran) and ran[self.target]:
+            why = "no centroid" if not np.isfinite(moved[self.target]) else f"moved {moved[self.target]:.1f} px"
+            image.flag(Flag.CENTROID_RAN_AWAY, f"target centroid {why}; predicted position kept", self.name)
+
+
+class CentroidQuadratic(_CentroidBlock):
+    """Quadratic-fit centroid (photutils ``centroid_quadratic``, vectorised): brightest pixel
+    in a ``cutout`` box, 2-D quadratic fitted to the ``fit_box`` pixels around it.
+
+    ``fit_box=None`` picks ~0.8 FWHM (odd, >= 3): on simulated Gaussian stars the photutils
+    default of 5 px is biased by ~0.1 px when FWHM < 4 px. ``limit`` (px) is the runaway guard
+    (default max(2, FWHM)); ``target`` the star whose runaway flags the frame.
+    """
+
+    def __init__(self, *, cutout: int = 21, limit: float | None = None, target: int = 0,
+                 fit_box: int | None = None):
+        super().__init__(cutout=cutout, limit=limit, target=target)
+        if fit_box is not None and (int(fit_box) != fit_box or fit_box < 3 or fit_box % 2 == 0):
+            raise ValueError(f"fit_box must be an odd integer >= 3, got {fit_box!r}")
+        if fit_box is not None and fit_box > self.cutout:
+            raise ValueError(f"fit_box ({fit_box}) must not exceed cutout ({self.cutout})")
+        self.fit_box = fit_box
+
+    def _centroid(self, data, xy, image):
+        fit = self.fit_box or min(_c.quadratic_fit_box(image.fwhm), self.cutout)
+        return _c.centroid_quadratic(data, xy, self.cutout, fit)
+
+
+class CentroidCOM(_CentroidBlock):
+    """Centre of mass in a ``cutout`` box after subtracting the box median (vectorised).
+
+    Use a box of ~3 FWHM (e.g. ``cutout=11``): a large box lets noise and neighbours pull it.
+    """
+
+    def __init__(self, *, cutout: int = 11, limit: float | None = None, target: int = 0):
+        super().__init__(cutout=cutout, limit=limit, target=target)
+
+    def _centroid(self, data, xy, image):
+        return _c.centroid_com(data, xy, self.cutout)
+
+
+class CentroidGaussian2D(_CentroidBlock):
+    """Centre of a 2-D Gaussian plus constant fitted in a ``cutout`` box (batched
+    Levenberg-Marquardt, ~15x faster than photutils ``centroid_2dg`` on 40 stars)."""
+
+    def __init__(self, *, cutout: int = 11, limit: float | None = None, target: int = 0):
+        super().__init__(cutout=cutout, limit=limit, target=target)
+
+    def _centroid(self, data, xy, image):
+        return _c.centroid_gaussian(data, xy, self.cutout, image.fwhm)

@@ -1,0 +1,123 @@
+"""``reduce scan NIGHT``: index the FITS headers of a night and print its groups or files."""
+from __future__ import annotations
+
+import click
+
+__all__ = ["scan"]
+
+EPILOG = """\b
+Exit status:
+  0  every FITS file was readable
+  1  some files are unreadable (zero-byte, truncated, not FITS, header only,
+     no permission); list them with --errors
+  2  usage error (missing folder, bad option, invalid --config file)
+"""
+
+
+def _load_config(path):
+    from ..config import load_config
+    from ..core.errors import ConfigError
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="'--config'") from None
+
+
+def _console():
+    """The shared console; off a terminal, wide enough that tables do not wrap."""
+    from rich.console import Console
+
+    from ..console import get_console
+    console = get_console()
+    if console.is_terminal:
+        return console
+    return Console(width=max(console.width, 200), highlight=False, color_system=None)
+
+
+def _emit_groups(fm, fmt: str) -> None:
+    from ..index import groups as g
+    groups = fm.groups()
+    if fmt == "json":
+        click.echo(g.groups_json(groups))
+    elif fmt == "csv":
+        click.echo(g.groups_csv(groups), nl=False)
+    else:
+        _console().print(g.groups_table(groups, title=f"{fm.folder}"))
+
+
+def _emit_files(fm, fmt: str) -> None:
+    from ..index import groups as g
+    frames = fm.frames()
+    if fmt == "json":
+        click.echo(g.files_json(frames))
+    elif fmt == "csv":
+        click.echo(g.files_csv(frames), nl=False)
+    else:
+        _console().print(g.files_table(frames, title=f"{fm.folder}"))
+
+
+def _emit_errors(unreadable, fmt: str) -> None:
+    import csv
+    import io
+    import json
+    if fmt == "json":
+        click.echo(json.dumps([{"path": p, "reason": r} for p, r in unreadable], indent=2))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(("path", "reason"))
+        w.writerows(unreadable)
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        from rich.table import Table
+        t = Table(title="unreadable files", header_style="bold")
+        t.add_column("path", overflow="fold")
+        t.add_column("reason")
+        for p, r in unreadable:
+            t.add_row(p, r)
+        _console().print(t)
+
+
+@click.command("scan", epilog=EPILOG)
+@click.argument("night", type=click.Path(exists=True, file_okay=False, dir_okay=True))
+@click.option("--depth", type=click.IntRange(min=0), default=None,
+              help="Sub-folder levels to descend (0: NIGHT only). Default: unlimited.")
+@click.option("--files", "list_files", is_flag=True, help="List files instead of groups.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="Output format (csv/json for scripts).")
+@click.option("--errors", is_flag=True,
+              help="List the unreadable files with the reason instead of the groups.")
+@click.option("--index", "index_path", type=click.Path(dir_okay=False), default=None,
+              help="SQLite index file. Default: NIGHT/.reduce/index.sqlite, or a per-user cache "
+                   "file ($XDG_CACHE_HOME/reduce/) when NIGHT is read-only.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Instrument configuration YAML (see sample_config.yaml). Default: "
+                   "$REDUCE_CONFIG or ~/.config/reduce/config.yaml when present.")
+def scan(night, depth, list_files, fmt, errors, index_path, config_path):
+    """Index the FITS headers of NIGHT and print its groups.
+
+    Reads headers only (never pixels) of .fits/.fit/.fts files, also .fz and .gz compressed;
+    unchanged files are not re-read on the next scan. A group is one night, telescope, filter,
+    type (bias/dark/flat/light), target, size and exposure.
+    """
+    from ..index.manager import FitsManager
+
+    config = _load_config(config_path)
+    try:
+        fm = FitsManager(night, depth, index=index_path, config=config,
+                         show_progress=fmt == "table")
+    except OSError as e:
+        raise click.UsageError(f"cannot scan {night}: {e}") from None
+    unreadable = fm.unreadable
+    if errors:
+        _emit_errors(unreadable, fmt)
+    elif len(fm) or fmt != "table":
+        (_emit_files if list_files else _emit_groups)(fm, fmt)
+    if not len(fm) and not unreadable:
+        where = f" (depth {depth})" if depth is not None else ""
+        click.echo(f"No FITS files (.fits .fit .fts, .fz, .gz) found in {fm.folder}{where}.", err=True)
+    if unreadable and not errors:
+        click.echo(f"{len(unreadable)} unreadable file(s); run with --errors to list them.",
+                   err=True)
+    if unreadable:
+        click.get_current_context().exit(1)

@@ -1,0 +1,158 @@
+"""Which star is the target: an index in the reference's source list, pixels on the reference, or
+sky coordinates (degrees or sexagesimal), from the recipe or from a ``--target`` option.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from ._yaml import close_match_hint
+from .coerce import finite
+
+__all__ = ["TargetSpec", "parse_target", "target_from_string"]
+
+Report = Callable[..., None]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Which star is the target: ``kind`` auto | index | pixel | sky.
+
+    index: position in the reference frame's source list; pixel: ``x, y`` (0-based pixels on the
+    reference frame); sky: ``ra, dec`` in degrees (ICRS; needs a WCS); auto: the runner decides
+    (header RA/DEC when the frames have a WCS, else the source nearest the frame centre).
+    """
+
+    kind: str = "auto"
+    index: int | None = None
+    x: float | None = None
+    y: float | None = None
+    ra: float | None = None
+    dec: float | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "index":
+            return f"source #{self.index} of the reference"
+        if self.kind == "pixel":
+            return f"pixel ({self.x:g}, {self.y:g}) on the reference"
+        if self.kind == "sky":
+            return f"RA {self.ra:.6f} Dec {self.dec:+.6f} (deg)"
+        return "automatic"
+
+    def to_plain(self):
+        if self.kind == "index":
+            return self.index
+        if self.kind == "pixel":
+            return {"x": self.x, "y": self.y}
+        if self.kind == "sky":
+            return {"ra": self.ra, "dec": self.dec}
+        return "auto"
+
+
+# --- target ----------------------------------------------------------------------------------
+_SEXA = re.compile(r"^([+-])?\s*(\d+(?:\.\d*)?)[:hd\s°]\s*(\d+(?:\.\d*)?)(?:[:m'\s]\s*(\d+(?:\.\d*)?)[s\"]?)?$")
+
+
+def _angle(value, *, hours: bool, name: str) -> float:
+    """Degrees from a number (degrees) or a sexagesimal string (RA in hours, Dec in degrees)."""
+    if finite(value):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        m = _SEXA.match(text)
+        if m:
+            sign, a, b, c = m.groups()
+            b, c = float(b), float(c or 0)
+            if b >= 60 or c >= 60:
+                raise ValueError(f"{name} {value!r}: minutes and seconds must be below 60")
+            deg = float(a) + b / 60 + c / 3600
+            deg *= 15.0 if hours else 1.0
+            return -deg if sign == "-" else deg
+    raise ValueError(f"{name} {value!r} is neither degrees nor " + ("hh:mm:ss" if hours else "dd:mm:ss"))
+
+
+def _sky(ra, dec) -> TargetSpec:
+    ra_deg, dec_deg = _angle(ra, hours=True, name="ra"), _angle(dec, hours=False, name="dec")
+    if not 0 <= ra_deg < 360:
+        raise ValueError(f"ra must be in [0, 360) degrees, got {ra_deg:g}")
+    if not -90 <= dec_deg <= 90:
+        raise ValueError(f"dec must be in [-90, 90] degrees, got {dec_deg:g}")
+    return TargetSpec("sky", ra=ra_deg, dec=dec_deg)
+
+
+def parse_target(value, report: Report, path=("target",)) -> TargetSpec:
+    """``<index>``, ``{x: .., y: ..}``, ``{ra: .., dec: ..}``, a string form, or ``auto``."""
+    if value is None or value == "auto":
+        return TargetSpec()
+    if isinstance(value, bool):
+        report(path, f"invalid target {value!r}", "an index, {x: .., y: ..} or {ra: .., dec: ..}")
+    elif _is_int(value):
+        if value >= 0:
+            return TargetSpec("index", index=value)
+        report(path, f"target index must be >= 0, got {value}")
+    elif isinstance(value, str):
+        try:
+            return target_from_string(value)
+        except ValueError as e:
+            report(path, str(e) if str(e).startswith("target") else f"target: {e}")
+    elif isinstance(value, dict):
+        return _target_mapping(value, report, path)
+    else:
+        report(path, f"invalid target {value!r}", "an index, {x: .., y: ..} or {ra: .., dec: ..}")
+    return TargetSpec()
+
+
+def _target_mapping(value: dict, report: Report, path) -> TargetSpec:
+    keys = set(value)
+    if keys == {"x", "y"}:
+        bad = [k for k in ("x", "y") if not finite(value[k]) or value[k] < 0]
+        for k in bad:
+            report(path + (k,), f"target {k} must be a pixel coordinate >= 0, got {value[k]!r}")
+        return TargetSpec() if bad else TargetSpec("pixel", x=float(value["x"]), y=float(value["y"]))
+    if keys == {"ra", "dec"}:
+        try:
+            return _sky(value["ra"], value["dec"])
+        except ValueError as e:
+            report(path, f"invalid target: {e}")
+            return TargetSpec()
+    unknown = sorted(str(k) for k in keys - {"x", "y", "ra", "dec"})
+    if unknown:
+        report(path + (unknown[0],), f"unknown key {unknown[0]!r} in 'target'",
+               close_match_hint(unknown[0], ("x", "y", "ra", "dec")) or "use {x, y} or {ra, dec}")
+    else:
+        report(path, "target needs both x and y, or both ra and dec", f"got {', '.join(sorted(map(str, keys)))}")
+    return TargetSpec()
+
+
+def target_from_string(text: str) -> TargetSpec:
+    """``N`` (index), ``X,Y`` (pixels), ``"RA DEC"`` (degrees or sexagesimal), or ``auto``."""
+    s = str(text).strip()
+    if s in ("", "auto"):
+        return TargetSpec()
+    if re.fullmatch(r"\d+", s):
+        return TargetSpec("index", index=int(s))
+    if "," in s:
+        parts = [p.strip() for p in s.split(",")]
+        try:
+            x, y = (float(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"target {text!r}: expected X,Y pixel coordinates") from None
+        if not (math.isfinite(x) and math.isfinite(y) and x >= 0 and y >= 0):
+            raise ValueError(f"target {text!r}: pixel coordinates must be finite and >= 0")
+        return TargetSpec("pixel", x=x, y=y)
+    tokens = s.split()
+    if len(tokens) == 6:
+        tokens = [":".join(tokens[:3]), ":".join(tokens[3:])]
+    if len(tokens) == 2:
+        return _sky(*tokens)
+    raise ValueError(f"target {text!r}: expected an index N, pixels X,Y or sky coordinates 'RA DEC'")

@@ -1,0 +1,100 @@
+"""PointSourceDetection: positions against injected truth, flags, ordering and failures."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from reduce.blocks import PointSourceDetection
+from reduce.core.errors import NoSources
+from reduce.image import Image
+
+from ._make import star_field
+
+
+def _match(found, truth):
+    d, i = cKDTree(truth).query(found)
+    return d, i
+
+
+@pytest.mark.parametrize("fwhm,model", [(2.5, "moffat"), (4.0, "gaussian"), (6.0, "moffat")])
+def test_bright_star_positions_within_a_tenth_of_a_pixel(fwhm, model):
+    f = star_field((300, 300), n=40, fwhm=fwhm, model=model, seed=7, min_sep=16)
+    image = Image(data=f.data.astype(np.float32))
+    PointSourceDetection().run(image)
+    src = image.sources
+    d, i = _match(src.coords, f.xy)
+    bright = f.flux[i] > 3e4
+    assert bright.sum() >= 20
+    assert d[bright].max() < 0.1, d[bright].max()
+    assert len(set(i)) == 40  # every star found once
+    assert np.all(np.diff(src.flux) <= 0)  # brightest first
+    assert abs(image.bkg - f.sky) < 3.0 and abs(image.bkg_rms - 5.0) < 1.0  # wings add light
+
+
+def test_saturated_and_edge_flags():
+    f = star_field((200, 200), n=10, seed=2, min_sep=20, margin=20)
+    data = f.data.astype(np.float32)
+    x0, y0 = f.xy[0]
+    data[int(y0) - 1:int(y0) + 2, int(x0) - 1:int(x0) + 2] = 60000.0     # a clipped star core
+    yy, xx = np.mgrid[0:200, 0:200]
+    data += (3e4 * np.exp(-((xx - 2.0) ** 2 + (yy - 100.0) ** 2) / (2 * 1.7 ** 2))).astype(np.float32)
+    image = Image(data=data, saturation=60000.0)
+    PointSourceDetection(edge=5).run(image)
+    src = image.sources
+    sat = src.coords[src.saturated]
+    assert len(sat) == 1 and np.hypot(*(sat[0] - [x0, y0])) < 1.5
+    edge = src.coords[src.edge]
+    assert len(edge) == 1 and edge[0][0] < 5 and abs(edge[0][1] - 100) < 1
+    assert not (src.saturated & src.edge).any()
+
+
+def test_n_and_min_separation():
+    f = star_field((200, 200), n=12, seed=4, min_sep=30)
+    data = f.data.copy()
+    # a fainter companion 8 px from the brightest star
+    b = int(np.argmax(f.flux))
+    yy, xx = np.mgrid[0:200, 0:200]
+    cx, cy = f.xy[b] + [8.0, 0.0]
+    data += 5000 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5 ** 2))
+    all_src = PointSourceDetection()(Image(data=data.astype(np.float32))).sources
+    assert np.min(cKDTree(all_src.coords).query(all_src.coords, k=2)[0][:, 1]) < 9  # deblended pair
+    assert len(PointSourceDetection(deblend=False)(Image(data=data.astype(np.float32))).sources) == 12
+    pruned = PointSourceDetection(min_separation=10)(Image(data=data.astype(np.float32))).sources
+    assert len(pruned) == len(all_src) - 1
+    assert np.min(cKDTree(pruned.coords).query(pruned.coords, k=2)[0][:, 1]) >= 10
+    top = PointSourceDetection(n=5)(Image(data=data.astype(np.float32))).sources
+    assert len(top) == 5 and np.allclose(top.flux, all_src.flux[:5])
+
+
+def test_background_map_mode_and_nan_pixels():
+    f = star_field((200, 200), n=10, seed=5, min_sep=20)
+    yy, xx = np.mgrid[0:200, 0:200]
+    data = (f.data + 0.5 * xx).astype(np.float32)  # a sky gradient
+    data[50:60, 10:20] = np.nan
+    image = Image(data=data)
+    PointSourceDetection(background="map").run(image)
+    d, _ = _match(image.sources.coords, f.xy)
+    assert len(image.sources) == 10 and d.max() < 0.2
+
+
+def test_blank_frame_raises_no_sources():
+    rng = np.random.default_rng(0)
+    with pytest.raises(NoSources):
+        PointSourceDetection().run(Image(data=rng.normal(100, 5, (100, 100)).astype(np.float32)))
+    with pytest.raises(NoSources):
+        PointSourceDetection().run(Image(data=np.full((50, 50), 7.0, np.float32)))
+
+
+def test_big_endian_input_is_accepted():
+    f = star_field((150, 150), n=6, seed=6, min_sep=25)
+    image = Image(data=f.data.astype(">f4"))
+    PointSourceDetection().run(image)
+    assert len(image.sources) == 6
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError):
+        PointSourceDetection(threshold=0)
+    with pytest.raises(ValueError):
+        PointSourceDetection(background="mesh")

@@ -1,0 +1,86 @@
+"""Cutouts, MedianEPSF and the Moffat/Gaussian fits against injected PSFs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reduce import blocks
+from reduce.algorithms.psf import fit_moffat, moffat2d, moffat_fwhm
+from reduce.core.errors import NoSources
+from reduce.core.sequence import Sequence
+from reduce.image import Image, Sources
+
+from ._make import moffat_alpha, star_field
+
+
+def _psf_chain(fit):
+    return Sequence([blocks.PointSourceDetection(), blocks.Cutouts(), blocks.MedianEPSF(), fit])
+
+
+@pytest.mark.parametrize("fwhm,beta", [(2.5, 2.5), (3.5, 3.0), (6.0, 4.5)])
+def test_moffat_fwhm_within_5_percent(fwhm, beta):
+    f = star_field((300, 300), n=30, fwhm=fwhm, beta=beta, seed=11, min_sep=25)
+    image = Image(data=f.data.astype(np.float32))
+    _psf_chain(blocks.psf.Moffat2D()).run(image, show_progress=False)
+    assert abs(image.fwhm / fwhm - 1) < 0.05, image.fwhm
+    assert abs(image.psf_params["beta"] - beta) < 0.5
+    assert image.ellipticity < 0.05
+    # the Gaussian formula applied to alpha would be far off: make sure we did not use it
+    assert abs(2.3548 * image.psf_params["alpha_major"] / fwhm - 1) > 0.3
+
+
+@pytest.mark.parametrize("fwhm", [2.5, 5.0])
+def test_gaussian_fwhm_within_5_percent(fwhm):
+    f = star_field((300, 300), n=30, fwhm=fwhm, model="gaussian", seed=12, min_sep=25)
+    image = Image(data=f.data.astype(np.float32))
+    _psf_chain(blocks.Gaussian2D()).run(image, show_progress=False)
+    assert abs(image.fwhm / fwhm - 1) < 0.05
+
+
+def test_ellipticity_and_angle():
+    f = star_field((300, 300), n=30, fwhm=4.0, seed=13, min_sep=25, ellipticity=0.3, theta=0.6)
+    image = Image(data=f.data.astype(np.float32))
+    _psf_chain(blocks.Moffat2D()).run(image, show_progress=False)
+    assert abs(image.ellipticity - 0.3) < 0.05
+    assert abs(image.theta - 0.6) < 0.05
+
+
+def test_moffat_fwhm_formula_on_a_noise_free_model():
+    y, x = np.mgrid[0:25, 0:25]
+    alpha, beta = moffat_alpha(4.0, 3.0), 3.0
+    stamp = moffat2d(x, y, 1.0, 12.3, 11.8, alpha * 1.2, alpha / 1.2, 0.3, beta)
+    p = fit_moffat(stamp)
+    assert np.isclose(p["fwhm_major"], moffat_fwhm(alpha * 1.2, beta), rtol=1e-4)
+    assert np.isclose(p["x"], 12.3, atol=1e-4) and np.isclose(p["theta"], 0.3, atol=1e-4)
+
+
+def test_cutouts_skip_saturated_edge_and_crowded_sources():
+    f = star_field((200, 200), n=6, seed=14, min_sep=40, margin=30)
+    image = Image(data=f.data.astype(np.float32), bkg=f.sky)
+    xy = np.vstack([f.xy, [[3.0, 100.0]], f.xy[:1] + [4.0, 0.0]])
+    sat = np.zeros(len(xy), bool)
+    sat[1] = True
+    edge = np.zeros(len(xy), bool)
+    edge[6] = True
+    image.sources = Sources(xy, flux=np.arange(len(xy))[::-1] + 1.0, saturated=sat, edge=edge)
+    blocks.Cutouts(size=15).run(image)
+    used = set(image.computed["cutout_index"].tolist())
+    assert used == {2, 3, 4, 5}  # not 0 & 7 (too close), 1 (saturated), 6 (edge)
+    assert image.cutouts.shape == (4, 15, 15)
+    centre = image.cutouts[:, 7, 7]
+    assert np.all(centre == image.cutouts.max(axis=(1, 2)))  # stars re-centred on the middle
+    image.sources = image.sources[[1, 6]]
+    with pytest.raises(NoSources):
+        blocks.Cutouts(size=15).run(image)
+
+
+def test_median_epsf_is_normalised_and_names_resolve():
+    f = star_field((200, 200), n=10, seed=15, min_sep=30)
+    image = Image(data=f.data.astype(np.float32))
+    Sequence([blocks.PointSourceDetection(), blocks.Cutouts(size=21),
+              blocks.MedianEPSF(max_sources=5)]).run(image, show_progress=False)
+    assert image.epsf.shape == (21, 21) and abs(image.epsf.sum() - 1) < 1e-5
+    assert np.unravel_index(np.argmax(image.epsf), image.epsf.shape) == (10, 10)
+    assert blocks.psf.Moffat2D is blocks.Moffat2D and blocks.psf.Gaussian2D is blocks.Gaussian2D
+    with pytest.raises(NoSources):
+        blocks.MedianEPSF().run(Image())

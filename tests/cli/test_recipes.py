@@ -1,0 +1,80 @@
+"""`reduce validate` and `reduce blocks`."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+import reduce.core.block as block_module
+from reduce.cli import cli
+
+from ..recipe._blocks import REGISTRY
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    monkeypatch.setattr(block_module, "registry", lambda: dict(REGISTRY))
+    monkeypatch.setenv("COLUMNS", "100")
+    return CliRunner()
+
+
+def test_validate_valid_recipe_prints_the_chain(runner, tmp_path):
+    p = tmp_path / "ok.yaml"
+    p.write_text("calibration:\n  - Scale: {factor: 2}\n  - Needs: {size: 3}\nreference: middle\ntarget: 4\n")
+    result = runner.invoke(cli, ["validate", str(p)])
+    assert result.exit_code == 0, result.output
+    assert f"{p}: valid recipe" in result.stdout
+    assert "Scale(factor=2.0) -> Needs(size=3)" in result.stdout
+    assert "middle frame" in result.stdout and "source #4" in result.stdout
+
+
+def test_validate_reports_every_error_and_exits_2(runner, tmp_path):
+    good = tmp_path / "ok.yaml"
+    good.write_text("psf:\n  - Model\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("calibration:\n  - Scael\n  - Scale: {factor: x}\nreference: frist\n")
+    result = runner.invoke(cli, ["validate", str(good), str(bad)])
+    assert result.exit_code == 2
+    err = result.stderr.splitlines()
+    assert f"{bad}:2: unknown block 'Scael' in 'calibration' (did you mean 'Scale'?)" in err
+    assert f"{bad}:3: Scale.factor: expected a number, got a string 'x'" in err
+    assert f"{bad}:4: invalid reference 'frist' (did you mean 'first'?)" in err
+    assert f"{bad}: 3 problems" in err
+    assert f"{good}: valid recipe" in result.stdout
+
+
+def test_validate_yaml_error_and_missing_file(runner, tmp_path):
+    bad = tmp_path / "syntax.yaml"
+    bad.write_text("version: 1\ncalibration:\n  - Scale: [1,\n")
+    result = runner.invoke(cli, ["validate", str(bad), str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2
+    assert f"{bad}:3: YAML syntax error" in result.stderr
+    assert "none.yaml: no such recipe file" in result.stderr
+
+
+def test_blocks_lists_names_docs_and_parameters(runner):
+    result = runner.invoke(cli, ["blocks"])
+    assert result.exit_code == 0, result.output
+    for name in REGISTRY:
+        assert name in result.stdout
+    assert "Multiply the pixels by" in result.stdout
+    assert "factor: float = 1.0" in result.stdout
+    assert "size: int (required)" in result.stdout
+    assert "frames" not in result.stdout  # runner-supplied parameters are not offered
+
+
+def test_blocks_name_shows_full_doc_and_all_parameters(runner):
+    result = runner.invoke(cli, ["blocks", "Needs"])
+    assert result.exit_code == 0, result.output
+    assert "A block with a required parameter" in result.stdout
+    assert "required" in result.stdout and "runner" in result.stdout
+    result = runner.invoke(cli, ["blocks", "Scale"])
+    assert "'mul' | 'add'" in result.stdout and "list[float] | None" in result.stdout
+    assert "longer description" in result.stdout
+
+
+def test_blocks_unknown_name_is_a_usage_error(runner):
+    from reduce.core.errors import UsageError
+
+    result = runner.invoke(cli, ["blocks", "Scal"])
+    assert isinstance(result.exception, UsageError) and result.exception.exit_code == 2
+    assert "did you mean 'Scale'?" in str(result.exception)

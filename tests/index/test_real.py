@@ -1,0 +1,91 @@
+"""The real camera frames in ../shared/data/real are classified and described correctly."""
+from __future__ import annotations
+
+import pytest
+
+from reduce.index.headers import frame_info, read_header
+from reduce.index.manager import FitsManager
+
+from .fitsfactory import REAL
+
+pytestmark = [
+    pytest.mark.real_data,
+    pytest.mark.skipif(not REAL.is_dir(), reason=f"real frames not found at {REAL}"),
+]
+SBIG = REAL / "ast443_sbig_stl1001_calib"
+
+
+@pytest.fixture(scope="module")
+def fm(tmp_path_factory):
+    # explicit index in tmp: never write next to the shared frames
+    return FitsManager(REAL, index=tmp_path_factory.mktemp("idx") / "index.sqlite", config=None)
+
+
+def test_sbig_set(fm):
+    sbig = fm.frames(telescope="SBIG STL-1001 3 CCD Camera")
+    assert len(sbig) == 25
+    by_type = {t: [f for f in sbig if f.type == t] for t in ("bias", "dark", "flat", "light")}
+    assert [len(by_type[t]) for t in ("bias", "dark", "flat", "light")] == [8, 9, 8, 0]
+    # the flats say 'Light Frame' in IMAGETYP; only their file name says flat
+    assert all("flat" in f.path for f in by_type["flat"])
+    assert sorted({f.exptime for f in by_type["dark"]}) == [10, 20, 30, 60, 150, 300]
+    assert all(f.exptime == 0 for f in by_type["bias"])
+    assert {(f.width, f.height, f.bitpix, f.bzero) for f in sbig} == {(1024, 1024, 16, 32768.0)}
+    assert {f.night for f in sbig} == {"2017-09-08"} and {f.filter for f in sbig} == {"Visible"}
+
+
+def test_sbig_flats_get_bias_and_darks(fm):
+    flats = fm.groups(type="flat")
+    assert len(flats) == 1 and len(flats[0].files) == 8
+    match = fm.calibration_for(flats[0])
+    assert len(match.bias) == 8
+    assert match.dark_exposure == 20 and match.dark_exposures == [10, 20, 30, 60, 150, 300]
+    assert any("nearest to 23 s" in r for r in match.reasons)
+
+
+def test_panoptes_compressed_with_wcs_in_extension(fm):
+    p = REAL / "panoptes_kic8462852" / "solved.fits.fz"
+    fi = frame_info(p)
+    assert (fi.hdu, fi.type, fi.target, fi.width, fi.height) == (1, "light", "KIC 8462852", 700, 700)
+    assert fi.exptime == pytest.approx(120.4) and fi.date_obs == "2016-09-09T08:14:34.000"
+    assert fi.night == "2016-09-08"  # Hawaii evening (LONG-OBS -155.58)
+    header, hdu, _ = read_header(p)
+    assert hdu == 1 and header["CTYPE1"].startswith("RA---TAN")
+    group = [g for g in fm.light_groups() if g.target == "KIC 8462852"]
+    assert len(group) == 1 and len(group[0].files) == 2
+
+
+def test_iraf_frame(fm):
+    fi = frame_info(REAL / "ccdproc_testdata" / "a8280271.fits")
+    assert (fi.type, fi.telescope, fi.target, fi.filter) == ("light", "SAAO 1.0m", "rf0420", "48")
+    assert fi.date_obs == "2013-07-13T00:57:33.000"  # date-only DATE-OBS + UT
+    assert fi.jd == pytest.approx(2456486.5 + (57 * 60 + 33 + 75.02) / 86400, abs=1e-7)
+    assert fi.ra == pytest.approx(331.0334, abs=1e-3) and fi.dec == pytest.approx(-0.9253, abs=1e-3)
+    assert (fi.airmass, fi.gain, fi.read_noise) == (1.176, 1.9, 5.0)
+
+
+def test_nothing_unreadable(fm):
+    assert fm.unreadable == []
+    assert len(fm.all_images) == 4 and fm.all_images[0].endswith("sip-wcs.fit")
+
+
+def test_raw_card_parser_agrees_with_astropy():
+    """The fast header parser gives astropy's value for every keyword of every plain real file."""
+    from astropy.io import fits
+
+    from reduce.index.headers import _read_raw
+    for path in sorted(REAL.glob("*/*.fit*")):
+        if path.name.endswith(".fz"):
+            continue
+        cards, _, _, _ = _read_raw(str(path))
+        header = fits.getheader(path)
+        checked = 0
+        for key in {k for k in header if k and k not in ("COMMENT", "HISTORY")}:
+            expected = header[key]
+            got = cards.get(key)
+            if isinstance(expected, float):
+                assert got == pytest.approx(expected), (path.name, key)
+            else:
+                assert got == expected, (path.name, key, got, expected)
+            checked += 1
+        assert checked > 15

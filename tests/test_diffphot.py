@@ -1,0 +1,179 @@
+"""Differential photometry maths on synthetic nights with a known truth (reduce.diffphot)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reduce import diffphot
+from reduce.fluxes import Fluxes
+
+RADII = np.array([2.0, 3.0, 4.0, 6.0, 8.0])
+ENCLOSED = np.array([0.55, 0.80, 0.92, 0.98, 0.995])
+SKY_VAR = 400.0  # ADU^2 per pixel (sky + read noise)
+
+
+def synthetic(seed=1, *, n_frames=600, n_stars=14, signal="transit", variables=(4, 7),
+              saturated=1, sky_var=SKY_VAR, radii=RADII, enclosed=ENCLOSED):
+    """A night of aperture fluxes with known truth.
+
+    Star 0 is the target (transit of 1 % or sine of 0.8 %), star ``saturated`` is the brightest
+    and compressed by non-linearity (peak above saturation), ``variables`` carry a 3 % sine / a 5 % drift
+    signals. Every star shares a transparency signal; noise is photon + sky per aperture.
+    Returns (Fluxes, truth dict).
+    """
+    rng = np.random.default_rng(seed)
+    t = 2460000.3 + np.linspace(0, 0.25, n_frames)
+    phase = (t - t[0]) / 0.25
+    base = np.geomspace(4e5, 2e4, n_stars)
+    base[0] = 8e4
+    rng.shuffle(base[2:])
+    base[saturated] = 8e5
+    transp = 1 + 0.04 * np.sin(2 * np.pi * phase * 1.3) - 0.05 * phase
+    transp *= 1 + np.cumsum(rng.normal(0, 1e-3, n_frames))
+    if signal == "transit":
+        truth = 1 - 0.01 * ((phase > 0.4) & (phase < 0.6))
+    else:
+        truth = 1 + 0.008 * np.sin(2 * np.pi * phase * 2)
+    intrinsic = np.ones((n_stars, n_frames))
+    intrinsic[0] = truth
+    if len(variables) > 0:
+        intrinsic[variables[0]] = 1 + 0.03 * np.sin(2 * np.pi * phase * 1.7 + 1)
+    if len(variables) > 1:
+        intrinsic[variables[1]] = 1 + 0.05 * phase ** 2
+    true = base[None, :, None] * enclosed[:, None, None] * intrinsic[None] * transp[None, None]
+    area = np.pi * radii ** 2
+    var = true + area[:, None, None] * sky_var
+    flux = true + rng.normal(size=true.shape) * np.sqrt(var)
+    sat_level = 60000.0
+    peak = base[:, None] * transp[None] * intrinsic * 0.02
+    peak[saturated] = np.maximum(peak[saturated], 1.05 * sat_level)
+    flux[:, saturated] *= 1 - 0.08 * (true[:, saturated] / true[:, saturated].max())
+    data = {"peak": peak, "fwhm": 3 + 0.3 * np.sin(phase * 5) + rng.normal(0, 0.05, n_frames),
+            "sky": 200 + 20 * phase + rng.normal(0, 1, n_frames),
+            "airmass": 1.1 + 0.5 * (phase - 0.3) ** 2, "dx": rng.normal(0, 0.5, n_frames),
+            "dy": rng.normal(0, 0.5, n_frames),
+            "x": np.tile(rng.uniform(20, 580, n_stars)[:, None], n_frames),
+            "y": np.tile(rng.uniform(20, 580, n_stars)[:, None], n_frames)}
+    fl = Fluxes(t, flux, np.sqrt(var), radii, target=0, data=data,
+                files=[f"frame{i:04d}.fits" for i in range(n_frames)],
+                meta={"saturation": sat_level})
+    rel = np.sqrt(var) / true  # relative noise per aperture, star, frame
+    return fl, {"truth": truth, "rel": rel, "variables": list(variables), "saturated": saturated}
+
+
+def floor(rel, comps, target=0):
+    """Per-aperture theoretical noise of target / optimal ensemble of ``comps`` (A,)."""
+    v = np.mean(rel ** 2, axis=-1)
+    ens = 1.0 / np.sum(1.0 / v[:, comps], axis=1)
+    return np.sqrt(v[:, target] + ens)
+
+
+def test_weights_broeg_downweights_variables_and_follows_inverse_variance():
+    fl, truth = synthetic(2)
+    frames = diffphot.usable_frames(fl.flux, 0)
+    comps = diffphot.select_comparisons(fl.flux, target=0, frames=frames, peak=fl.data["peak"],
+                                        saturation=fl.meta["saturation"], max_comps=20)
+    assert not comps[:, 0].any() and not comps[:, truth["saturated"]].any()
+    w, info = diffphot.weights_broeg(fl.flux, fl.error, comps=comps, frames=frames)
+    assert np.allclose(w.sum(axis=1), 1)
+    for v in truth["variables"]:
+        assert np.all(w[:, v] == 0) and info["rejected"][:, v].all()
+    good = [i for i in range(fl.shape[1]) if comps[0, i] and i not in truth["variables"]]
+    # Broeg weights: inverse variance of star / ensemble of the others (own noise + that ensemble's)
+    inv_var = 1 / np.mean(truth["rel"][:, good] ** 2, axis=-1)
+    others = 1 / (inv_var.sum(axis=1, keepdims=True) - inv_var)
+    expected = 1 / (1 / inv_var + others)
+    expected /= expected.sum(axis=1, keepdims=True)
+    assert np.allclose(w[:, good], expected, rtol=0.15)  # weights from noisy estimates
+
+
+def test_weights_without_errors_still_reject_variables():
+    fl, truth = synthetic(3)
+    frames = diffphot.usable_frames(fl.flux, 0)
+    comps = diffphot.select_comparisons(fl.flux, target=0, frames=frames, peak=fl.data["peak"],
+                                        saturation=fl.meta["saturation"])
+    w, info = diffphot.weights_broeg(fl.flux, None, comps=comps, frames=frames)
+    assert np.all(w[:, truth["variables"]] == 0)
+    assert np.count_nonzero(w[2]) >= 8
+
+
+def test_differential_propagates_errors_and_leaves_comps_out():
+    rng = np.random.default_rng(0)
+    f = np.full((1, 3, 400), 1000.0) * (1 + rng.normal(0, 0.01, (1, 3, 400)))
+    e = np.full_like(f, 10.0)
+    w = np.array([0.0, 0.5, 0.5])
+    d, de = diffphot.differential(f, e, w)
+    # target relative error 1 %, ensemble of two 1 % stars: 0.71 % -> 1.22 %
+    assert np.allclose(np.median(de[0, 0] / d[0, 0]), np.sqrt(1e-4 + 0.5e-4), rtol=0.03)
+    assert np.isclose(np.median(d[0, 0]), 1.0)
+    # a comparison against the other one only: the ratio of two stars
+    ratio = (f[0, 1] / np.median(f[0, 1])) / (f[0, 2] / np.median(f[0, 2]))
+    assert np.allclose(d[0, 1], ratio / np.median(ratio))
+    assert np.allclose(de[0, 1] / d[0, 1], np.sqrt(2) * 0.01 * np.ones(400), rtol=0.05)
+
+
+def test_differential_rejects_bad_weights():
+    with pytest.raises(ValueError, match="non-negative"):
+        diffphot.differential(np.ones((1, 2, 5)), None, np.array([0.0, -1.0]))
+
+
+def test_best_aperture_prefers_lowest_white_noise_and_ignores_trends():
+    rng = np.random.default_rng(4)
+    time = np.linspace(0, 0.2, 500)
+    trend = 0.02 * np.sin(time * 30)
+    noise = np.array([0.004, 0.001, 0.002])
+    curves = 1 + trend + rng.normal(size=(3, 500)) * noise[:, None]
+    idx, metric = diffphot.best_aperture(curves, time=time)
+    assert idx == 1
+    assert np.allclose(metric, noise, rtol=0.15)
+    idx_b, _ = diffphot.best_aperture(curves, time=time, method="binned", dt=0.01)
+    assert idx_b in (1, 2)
+    with pytest.raises(ValueError, match="unknown method"):
+        diffphot.best_aperture(curves, method="nope")
+
+
+def test_binned_known_values():
+    time = np.array([0.0, 0.1, 0.2, 1.0, 1.1, 2.5])
+    values = np.array([1.0, 2.0, 3.0, 4.0, 6.0, 10.0])
+    errors = np.array([0.1, 0.1, 0.1, 0.3, 0.4, 0.5])
+    tb, m, e, n = diffphot.binned(time, values, 1.0, error=errors, estimate_error=True)
+    assert np.allclose(tb, [0.1, 1.05, 2.5])
+    assert np.allclose(m, [2.0, 5.0, 10.0]) and n.tolist() == [3, 2, 1]
+    assert np.allclose(e, [1.0 / np.sqrt(3), np.sqrt(2) / np.sqrt(2), 0.5])  # n==1: propagated
+    _, _, e2, _ = diffphot.binned(time, values, 1.0, error=errors, estimate_error=False)
+    assert np.allclose(e2, [np.sqrt(0.03) / 3, 0.5 / 2, 0.5])
+    with pytest.raises(ValueError, match="dt must be > 0"):
+        diffphot.binned(time, values, 0)
+
+
+def test_binned_ignores_nans_and_unsorted_time():
+    time = np.array([0.3, 0.0, 0.1, 0.2])
+    values = np.array([[4.0, 1.0, np.nan, 3.0]])
+    tb, m, e, n = diffphot.binned(time, values, 0.25)
+    assert np.allclose(tb, [0.1, 0.3]) and np.allclose(m, [[2.0, 4.0]]) and n.tolist() == [[2, 1]]
+
+
+def test_p2p_scatter_is_robust_to_outliers():
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 0.01, 2000)
+    x[::100] += 1.0
+    assert abs(diffphot.p2p_scatter(x) - 0.01) < 0.001
+
+
+def test_weights_ignore_a_candidate_missing_in_a_frame():
+    fl, _ = synthetic(6, n_frames=200, variables=())
+    comps = np.ones(fl.shape[:2], bool)
+    comps[:, [0, 1]] = False
+    fl.flux[:, 3, 50] = np.nan
+    w, _ = diffphot.weights_broeg(fl.flux, fl.error, comps=comps)
+    assert np.all(w[:, 3] == 0) and np.all(np.isfinite(w)) and np.allclose(w.sum(axis=1), 1)
+
+
+def test_few_frames_fall_back_to_expected_noise_weights():
+    fl, truth = synthetic(8, n_frames=6)
+    comps = np.zeros(fl.shape[:2], bool)
+    comps[:, [2, 3, 5]] = True
+    w, info = diffphot.weights_broeg(fl.flux, fl.error, comps=comps)
+    inv = 1 / np.median((fl.error / fl.flux)[:, [2, 3, 5]], axis=-1) ** 2
+    assert np.allclose(w[:, [2, 3, 5]], inv / inv.sum(axis=1, keepdims=True))
+    assert info["iterations"] == 0 and not info["rejected"].any()

@@ -1,0 +1,327 @@
+"""The simulator writes the night its truth.json describes: files, headers, stars, calibration."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from reduce.simulations import (enclosed_fraction, illumination, load_truth, noise_floor,
+                                simulate_night, simulate_observation, sky_plane, target_signal)
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    """A small drifting night with calibration frames (read-only for the tests)."""
+    dest = tmp_path_factory.mktemp("sim") / "night"
+    truth = simulate_night(dest, seed=3, n_images=5, size=128, shift=10.0, signal="transit")
+    return dest, truth
+
+
+def _data(dest, name):
+    return fits.getdata(dest / name).astype(float)
+
+
+def _positions(truth, i):
+    st, fr = truth["stars"], truth["frames"]
+    return np.array(st["x"]) + fr["dx"][i], np.array(st["y"]) + fr["dy"][i]
+
+
+def test_files_and_truth_json(night):
+    dest, truth = night
+    assert sorted(p.name for p in (dest / "light").iterdir()) == [f"SIM-1_V_000{i}.fits" for i in range(1, 6)]
+    cal = truth["calibration"]
+    assert len(cal["bias"]) == len(cal["dark"]) == len(cal["flat"]) == 5
+    assert all((dest / f).is_file() for f in cal["bias"] + cal["dark"] + cal["flat"])
+    assert not list(dest.rglob(".*.tmp"))
+    on_disk = load_truth(dest)
+    assert on_disk == json.loads(json.dumps(truth))
+    n = len(truth["time"])
+    for key, values in truth["frames"].items():
+        assert len(values) == n, key
+    assert np.all(np.diff(truth["time"]) > 0)
+    np.testing.assert_allclose(truth["dflux"], target_signal("transit", truth["time"]))
+    assert min(truth["dflux"]) < 0.995  # the transit is in the night
+
+
+def test_light_headers_and_times(night):
+    dest, truth = night
+    for i, name in enumerate(truth["frames"]["file"]):
+        h = fits.getheader(dest / name)
+        assert h["IMAGETYP"] == "Light Frame" and h["FILTER"] == "V" and h["OBJECT"] == "SIM-1"
+        for key in ("TELESCOP", "RA", "DEC", "GAIN", "RDNOISE", "SITELAT", "SITELONG", "SITEELEV"):
+            assert key in h, key
+        start = datetime.fromisoformat(h["DATE-OBS"])
+        mid = start + timedelta(seconds=h["EXPTIME"] / 2)
+        jd_mid = 2451545.0 + (mid - datetime(2000, 1, 1, 12)) / timedelta(days=1)
+        assert abs(jd_mid - truth["time"][i]) * 86400 < 1e-3
+        assert abs(h["JD"] + h["EXPTIME"] / 2 / 86400 - truth["time"][i]) * 86400 < 2e-3
+        assert h["AIRMASS"] == pytest.approx(truth["frames"]["airmass"][i], rel=1e-4)
+        assert 1.0 <= h["AIRMASS"] < 3.0
+
+
+def test_calibration_headers(night):
+    dest, truth = night
+    types = {"bias": "Bias Frame", "dark": "Dark Frame", "flat": "Flat Field"}
+    first_light = fits.getheader(dest / truth["frames"]["file"][0])["DATE-OBS"]
+    for kind, value in types.items():
+        h = fits.getheader(dest / truth["calibration"][kind][0])
+        assert h["IMAGETYP"] == value
+        assert "OBJECT" not in h
+        assert h["DATE-OBS"] < first_light
+    assert fits.getheader(dest / truth["calibration"]["bias"][0])["EXPTIME"] == 0
+    assert fits.getheader(dest / truth["calibration"]["dark"][0])["EXPTIME"] == truth["parameters"]["exptime"]
+
+
+def test_uint16_written_with_bzero(night):
+    dest, truth = night
+    with fits.open(dest / truth["frames"]["file"][0], do_not_scale_image_data=True) as hdul:
+        assert hdul[0].header["BITPIX"] == 16 and hdul[0].header["BZERO"] == 32768
+    assert fits.getdata(dest / truth["frames"]["file"][0]).dtype == np.uint16
+
+
+def test_saturation_and_brightest_target(night):
+    dest, truth = night
+    st, t = truth["stars"], truth["target"]
+    sat = truth["parameters"]["saturation"]
+    assert not st["saturated"][t] and any(st["saturated"])
+    others = [f for k, f in enumerate(st["flux"]) if k != t and not st["saturated"][k]]
+    assert st["flux"][t] > max(others)
+    data = _data(dest, truth["frames"]["file"][0])
+    assert data.max() == sat  # clipped at the dtype's limit
+    xs, ys = _positions(truth, 0)
+    for k in range(len(xs)):
+        peak = data[int(round(ys[k])) - 1:int(round(ys[k])) + 2, int(round(xs[k])) - 1:int(round(xs[k])) + 2].max()
+        assert (peak == sat) == st["saturated"][k], k
+    # the target is the brightest unsaturated star in the pixels too (3-FWHM box sums)
+    sky = np.median(data)
+    h = int(3 * truth["frames"]["fwhm"][0])
+    sums = {k: (data[int(ys[k]) - h:int(ys[k]) + h, int(xs[k]) - h:int(xs[k]) + h] - sky).sum()
+            for k in range(len(xs)) if not st["saturated"][k]}
+    assert max(sums, key=sums.get) == t
+
+
+def test_stars_are_where_truth_says_after_drift(night):
+    dest, truth = night
+    i = len(truth["time"]) - 1
+    assert np.hypot(truth["frames"]["dx"][i], truth["frames"]["dy"][i]) > 5  # drift applied
+    data = _data(dest, truth["frames"]["file"][i])
+    xs, ys = _positions(truth, i)
+    st = truth["stars"]
+    checked = 0
+    for k in np.argsort(st["flux"])[::-1]:
+        if st["saturated"][k] or st["flux"][k] < 0.1 * st["flux"][truth["target"]]:
+            continue
+        ix, iy = int(round(xs[k])), int(round(ys[k]))
+        cut = data[iy - 4:iy + 5, ix - 4:ix + 5]
+        cut = cut - np.median(data[iy - 12:iy + 13, ix - 12:ix + 13])
+        cut = np.clip(cut, 0, None)
+        yy, xx = np.mgrid[iy - 4:iy + 5, ix - 4:ix + 5]
+        cx, cy = (cut * xx).sum() / cut.sum(), (cut * yy).sum() / cut.sum()
+        assert abs(cx - xs[k]) < 0.35 and abs(cy - ys[k]) < 0.35, (k, cx - xs[k], cy - ys[k])
+        checked += 1
+    assert checked >= 3
+
+
+def test_bias_and_dark_levels(night):
+    dest, truth = night
+    p = truth["parameters"]
+    bias = np.median([_data(dest, f) for f in truth["calibration"]["bias"]], axis=0)
+    dark = np.median([_data(dest, f) for f in truth["calibration"]["dark"]], axis=0)
+    assert abs(np.median(bias) - p["bias_level"]) < 3
+    assert np.std(np.median(bias, axis=0)) > 1.0  # fixed column structure
+    expected = p["dark_current"] * p["exptime"] / p["gain"]
+    assert np.median(dark - bias) == pytest.approx(expected, abs=0.5)
+    hot = max(p["hot_pixels"], key=lambda h: h[2])
+    assert dark[hot[1], hot[0]] - bias[hot[1], hot[0]] > 5 * expected
+
+
+def test_flat_response(night):
+    dest, truth = night
+    flat_p = truth["parameters"]["flat"]
+    bias = np.median([_data(dest, f) for f in truth["calibration"]["bias"]], axis=0)
+    master = np.mean([_data(dest, f) - bias for f in truth["calibration"]["flat"]], axis=0)
+    level = np.median(master)
+    assert level == pytest.approx(flat_p["level_adu"], rel=0.1)
+    n = master.shape[0]
+    yy, xx = np.mgrid[0:n, 0:n]
+    model = illumination(xx, yy, flat_p)
+    ratio = master / model
+    ratio /= np.median(ratio)
+    assert np.std(model) > 0.01  # vignetting is there...
+    assert abs(np.median(ratio[:16, :16]) - 1) < 0.005  # ...and follows the truth's model
+    prnu = np.std(ratio)
+    assert flat_p["prnu"] * 0.9 < prnu < flat_p["prnu"] * 1.3
+
+
+def test_uncalibrated_lights_are_visibly_worse(night):
+    dest, truth = night
+    ld = lambda names: np.median([_data(dest, f) for f in names], axis=0)  # noqa: E731
+    bias, dark = ld(truth["calibration"]["bias"]), ld(truth["calibration"]["dark"])
+    flat = ld(truth["calibration"]["flat"]) - bias
+    flat /= np.median(flat)
+    raw = _data(dest, truth["frames"]["file"][0])
+    calibrated = (raw - dark) / flat
+    n = raw.shape[0]
+    yy, xx = np.mgrid[0:n, 0:n]
+    p = truth["parameters"]
+    plane = sky_plane(xx, yy, n, p["sky_gradient"])
+
+    stars = np.zeros_like(raw, dtype=bool)
+    fwhm = truth["frames"]["fwhm"][0]
+    for x, y, saturated in zip(*_positions(truth, 0), truth["stars"]["saturated"]):
+        stars |= np.hypot(xx - x, yy - y) < (12 if saturated else 5) * fwhm
+
+    def structure(img):  # robust scatter of star-free 16x16 block medians around the sky model
+        r = img / plane
+        blocks = [np.median(r[y:y + 16, x:x + 16][~stars[y:y + 16, x:x + 16]])
+                  for y in range(0, n, 16) for x in range(0, n, 16)
+                  if (~stars[y:y + 16, x:x + 16]).sum() >= 32]
+        assert len(blocks) > 20
+        blocks = np.array(blocks) / np.median(blocks)
+        return 1.4826 * np.median(np.abs(blocks - 1))
+
+    assert structure(calibrated) < structure(raw - np.median(bias)) / 3
+
+
+def test_reproducible_by_seed(tmp_path):
+    a = simulate_night(tmp_path / "a", seed=7, n_images=2, size=64, n_stars=6)
+    b = simulate_night(tmp_path / "b", seed=7, n_images=2, size=64, n_stars=6)
+    c = simulate_night(tmp_path / "c", seed=8, n_images=2, size=64, n_stars=6)
+    for name in a["frames"]["file"] + a["calibration"]["flat"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a" / "truth.json").read_bytes() == (tmp_path / "b" / "truth.json").read_bytes()
+    assert not np.array_equal(fits.getdata(tmp_path / "a" / a["frames"]["file"][0]),
+                              fits.getdata(tmp_path / "c" / c["frames"]["file"][0]))
+    assert a["stars"]["x"] != c["stars"]["x"]
+
+
+def test_float32_without_calibration(tmp_path):
+    truth = simulate_night(tmp_path / "n", n_images=2, size=64, n_stars=5, dtype="float32",
+                           calibration=False)
+    assert truth["calibration"] == {"bias": [], "dark": [], "flat": []}
+    assert not list((tmp_path / "n" / "calibration").iterdir())
+    with fits.open(tmp_path / "n" / truth["frames"]["file"][0]) as hdul:
+        assert hdul[0].header["BITPIX"] == -32 and "BZERO" not in hdul[0].header
+        data = hdul[0].data
+    sky = truth["frames"]["sky"][0]
+    assert np.median(data) == pytest.approx(sky, rel=0.1)  # no bias pedestal, no flat
+
+
+def test_variable_comparisons_and_signals(night):
+    _, truth = night
+    st = truth["stars"]
+    sig = np.array(st["signal"])
+    t = truth["target"]
+    np.testing.assert_allclose(sig[t], truth["dflux"])
+    for k, var in enumerate(st["variable"]):
+        if k == t:
+            continue
+        if var:
+            assert 0.01 <= st["amplitude"][k] <= 0.03 and np.ptp(sig[k]) > 0
+        else:
+            assert np.all(sig[k] == 1.0)
+    assert 1 <= sum(st["variable"]) < len(st["variable"]) - 3
+    tr = np.array(truth["frames"]["transparency"])
+    assert np.all((tr > 0.9) & (tr <= 1.0))
+    assert np.all((np.array(truth["frames"]["fwhm"]) >= 3) & (np.array(truth["frames"]["fwhm"]) <= 5))
+
+
+def test_simulate_observation_follows_given_curve(tmp_path):
+    time = 2460400.6 + np.arange(4) * 120 / 86400
+    dflux = np.array([1.0, 0.99, 0.98, 1.0])
+    truth = simulate_observation(time, dflux, tmp_path / "obs", size=64, n_stars=5, exptime=30.0,
+                                 calibration=False)
+    np.testing.assert_allclose(truth["time"], time, atol=1e-3 / 86400)
+    np.testing.assert_allclose(truth["dflux"], dflux)
+    assert len(list((tmp_path / "obs" / "light").iterdir())) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(time=[1.0, 2.0], dflux=[1, 1]), "Julian dates"),
+    (dict(time=[2460400.5, 2460400.6], dflux=[1]), "one length"),
+    (dict(time=[2460400.5, 2460400.5001], dflux=[1, 1]), "exptime"),
+    (dict(time=[2460400.5], dflux=[-1]), "positive"),
+])
+def test_simulate_observation_rejects_bad_input(tmp_path, args, message):
+    with pytest.raises(ValueError, match=message):
+        simulate_observation(args["time"], args["dflux"], tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(size=32), "size"), (dict(n_images=0), "n_images"), (dict(n_stars=2), "n_stars"),
+    (dict(size=64, n_stars=50), "too many"), (dict(size=128, shift=100), "too large"),
+    (dict(dtype="int8"), "dtype"), (dict(signal="boom"), "signal"), (dict(exptime=0), "exptime"),
+    (dict(seed=-1), "seed"), (dict(shift=float("nan")), "shift"),
+])
+def test_simulate_night_rejects_bad_options(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        simulate_night(tmp_path / "x", **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_non_empty_destination_needs_overwrite(tmp_path):
+    dest = tmp_path / "n"
+    simulate_night(dest, n_images=4, size=64, n_stars=5, n_bias=1, n_darks=1, n_flats=1)
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        simulate_night(dest, n_images=2, size=64, n_stars=5)
+    truth = simulate_night(dest, n_images=2, size=64, n_stars=5, calibration=False, overwrite=True)
+    assert sorted(p.name for p in (dest / "light").iterdir()) == ["SIM-1_V_0001.fits", "SIM-1_V_0002.fits"]
+    assert not list((dest / "calibration").iterdir())
+    assert (dest / "notes.txt").read_text() == "mine"
+    assert load_truth(dest / "truth.json")["parameters"]["n_images"] == len(truth["time"]) == 2
+
+
+def test_dark_exposures_and_progress(tmp_path, caplog):
+    caplog.set_level("INFO", logger="reduce")
+    truth = simulate_night(tmp_path / "n", n_images=1, size=64, n_stars=5, n_bias=1, n_darks=2,
+                           n_flats=1, dark_exptimes=[10, 60], show_progress=True)
+    exps = sorted(fits.getheader(tmp_path / "n" / f)["EXPTIME"] for f in truth["calibration"]["dark"])
+    assert exps == [10, 10, 60, 60]
+    assert "Simulating night" in caplog.text
+
+
+def test_noise_floor_matches_measured_scatter(tmp_path):
+    """Exact aperture photometry at the true positions reaches the floor (within sampling error)."""
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    truth = simulate_night(tmp_path / "n", seed=5, n_images=40, size=160, n_stars=16,
+                           calibration=False, signal="sine", shift=6)
+    st, fr, t = truth["stars"], truth["frames"], truth["target"]
+    r = 2.0 * float(np.median(fr["fwhm"]))
+    n = truth["parameters"]["size"]
+    yy, xx = np.mgrid[0:n, 0:n]
+    flux = np.zeros((len(st["x"]), len(fr["file"])))
+    for i, name in enumerate(fr["file"]):
+        data = _data(tmp_path / "n", name)
+        sky = data - truth["frames"]["sky"][i] * sky_plane(xx, yy, n, truth["parameters"]["sky_gradient"]) / \
+            sky_plane(st["x"][t] + fr["dx"][i], st["y"][t] + fr["dy"][i], n, truth["parameters"]["sky_gradient"])
+        xs, ys = _positions(truth, i)
+        flux[:, i] = aperture_photometry(sky, CircularAperture(np.c_[xs, ys], r))["aperture_sum"]
+    rel = flux / np.array(st["signal"])
+    comps = [k for k in range(len(xs)) if k != t and not st["variable"][k] and not st["saturated"][k]]
+    rel_c = rel[comps] / rel[comps].mean(axis=1, keepdims=True)
+    ensemble = np.median(rel_c, axis=0)
+    for _ in range(3):  # weights from each comparison's own differential scatter (Broeg 2005)
+        w = 1 / np.var(rel_c / ensemble, axis=1)
+        ensemble = w @ rel_c / w.sum()
+    lc = rel[t] / ensemble
+    rms = np.std(lc / lc.mean())
+    floor = noise_floor(truth, r)
+    assert 0.7 < rms / floor < 1.35, (rms, floor)
+    # fewer comparisons, higher floor; a larger aperture adds sky noise to the target
+    assert noise_floor(truth, r, comparisons=[comps[-1]]) > floor
+    assert noise_floor(truth, 4 * r) > floor
+    assert noise_floor(tmp_path / "n", r, annulus_px=200) > floor
+    with pytest.raises(ValueError, match="target"):
+        noise_floor(truth, r, comparisons=[t])
+
+
+def test_enclosed_fraction():
+    assert enclosed_fraction(1e6, 4.0, 3.0) == pytest.approx(1.0)
+    # at the half-width at half-maximum, (r/alpha)^2 = 2^(1/beta) - 1 exactly
+    assert enclosed_fraction(2.0, 4.0, 3.0) == pytest.approx(1 - 2 ** (-2 / 3))
