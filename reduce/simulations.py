@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["simulate_night", "simulate_observation", "noise_floor", "load_truth", "target_signal",
-           "enclosed_fraction", "moffat_alpha", "SITE", "SIGNALS", "DTYPES"]
+           "enclosed_fraction", "moffat_alpha", "illumination", "sky_plane", "jd_to_iso", "SITE",
+           "SIGNALS", "DTYPES"]
 
 SIGNALS = ("sine", "transit", "flat")
 DTYPES = ("uint16", "float32")
@@ -176,7 +177,8 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime) -> 
          "exptime": exptime, "calibration": calibration, **_CAMERA}
     span = max(float(s["time"][-1] - s["time"][0]), 0.02)
     s["beta"] = float(rng.uniform(2.5, 4.0))
-    s["fwhm"] = np.clip(rng.uniform(3.5, 4.2) + 0.5 * _smooth(rng, s["time"], span), 3.0, 5.0)
+    seeing = rng.uniform(3.5, 4.2) + 0.5 * _smooth(rng, s["time"], span)
+    s["fwhm"] = np.clip(seeing + rng.normal(0, 0.04, len(mid)), 3.0, 5.0)  # slow trend + jitter
     s["transparency"] = 1.0 - rng.uniform(0.02, 0.05) * (0.5 + 0.5 * _smooth(rng, s["time"], span))
     s["sky_center"] = rng.uniform(150, 300) * (1.0 + 0.2 * _smooth(rng, s["time"], span))
     g, phi = rng.uniform(0.1, 0.25) / size, rng.uniform(0, 2 * np.pi)
@@ -281,6 +283,8 @@ def _detector_maps(rng, s):
         resp, bias = np.ones((n, n), np.float32), np.zeros((n, n), np.float32)
         rate, s["hot_pixels"] = np.zeros((n, n), np.float32), []
     s["resp"], s["bias_map"], s["dark_rate"] = resp, bias, rate
+    s["flat"]["median_response"] = float(np.median(resp))  # a median-normalised master flat
+    # divides by this too: calibrated sky and fluxes come out x median_response
     s["sky_base"] = (resp * sky_plane(xx, yy, n, s["sky_gradient"]) * s["gain"]).astype(np.float32)
 
 
@@ -384,7 +388,8 @@ UNITS = {
     "stars.x/y": "position on the first light frame; on frame i add frames.dx[i], frames.dy[i]",
     "stars.peak_adu": "highest noiseless pixel value (ADU, bias included) over the night",
     "stars.period": "days",
-    "frames.sky": "sky ADU per pixel at the target, without the flat response",
+    "frames.sky": "sky ADU per pixel at the target, without the flat response (a frame divided "
+                  "by a median-normalised master flat shows sky x parameters.flat.median_response)",
     "frames.transparency": "common weather transmission (1 = clear)",
     "frames.extinction": "10**(-0.4 k (airmass - 1)), common to all stars",
     "frames.fwhm": "Moffat FWHM in pixels (beta in parameters.psf_beta)",

@@ -8,6 +8,7 @@ Non-finite pixels count as missing: they are left out of both the sum and the ar
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -81,6 +82,14 @@ class AperturePhotometry(Block):
                           "peak": box_max(data, xy, 5)}
 
 
+@lru_cache(maxsize=2)
+def _ones(shape: tuple) -> np.ndarray:
+    """A read-only float32 frame of ones (exact areas of edge-truncated apertures), reused."""
+    a = np.ones(shape, np.float32)
+    a.flags.writeable = False
+    return a
+
+
 def aperture_sums(data: np.ndarray, xy: np.ndarray, radii: np.ndarray):
     """Exact-overlap circular sums ``(n, n_radii)``, their areas of finite pixels and whether
     each aperture is truncated by the frame edge (sep, ``subpix=0``)."""
@@ -107,9 +116,10 @@ def aperture_sums(data: np.ndarray, xy: np.ndarray, radii: np.ndarray):
         s.reshape(-1)[redo] = sep.sum_circle(np.where(finite, data, 0.0), x[redo], y[redo], r[redo], subpix=0)[0]
         trunc |= redo.reshape(k, m)
     if trunc.any():
-        w = np.ones(data.shape) if finite is None else finite.astype(float)
+        w = _ones(data.shape) if finite is None else finite.astype(np.float32)
         redo = np.repeat(trunc.any(axis=1), m)
         a.reshape(-1)[redo] = sep.sum_circle(w, x[redo], y[redo], r[redo], subpix=0)[0]
+    s[a <= 0] = np.nan  # no finite pixel in the aperture (e.g. off the frame): not measured
     fluxes[ok], areas[ok], edge[ok] = s, a, (flag & sep.APER_TRUNC) != 0
     return fluxes, areas, edge
 

@@ -13,7 +13,8 @@ __all__ = ["simulate"]
 
 @click.command("simulate")
 @click.argument("dest", type=click.Path(path_type=Path))
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed (same seed, same files).")
 @click.option("--n-images", type=int, default=100, show_default=True, help="Number of light frames.")
 @click.option("--size", type=int, default=600, show_default=True, help="Frame width = height in pixels.")
 @click.option("--n-stars", type=int, default=None,
@@ -27,7 +28,8 @@ __all__ = ["simulate"]
               help="No bias/dark/flat frames, and lights without any camera signature.")
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True,
               help="Pixel type: uint16 like a camera (BZERO 32768) or float32.")
-@click.option("--force", is_flag=True, help="Write into a non-empty DEST (a previous simulation there is replaced).")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_calibration, dtype,
              force, quiet):

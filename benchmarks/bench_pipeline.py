@@ -1,0 +1,124 @@
+"""Per-frame cost of the whole block chain on simulated nights (one core), and streaming memory.
+
+Chain: Calibration (apply) -> PointSourceDetection -> Cutouts -> MedianEPSF -> Moffat2D ->
+AlignReferenceSources -> CentroidQuadratic -> AperturePhotometry (many radii) ->
+AnnulusBackground -> GetFluxes. Targets (issue 3): <= 15 ms/frame on 600x600, <= 12x that on
+2048x2048, and a peak memory that does not grow with the number of frames. The time to merely
+read each frame is reported beside it, so the overhead over I/O is visible.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import shutil
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+BUDGET_600_MS = 15.0
+
+
+def _night(folder: Path, *, n_images: int, size: int, seed: int) -> tuple[list[str], dict]:
+    from reduce.simulations import simulate_night
+
+    truth = simulate_night(folder, n_images=n_images, size=size, seed=seed, shift=8.0)
+    cal = {k: [str(folder / f) for f in v] for k, v in truth["calibration"].items()}
+    return [str(folder / f) for f in truth["frames"]["file"]], cal
+
+
+def _chain(cal: dict, lights: list[str]):
+    """The reference frame processed by the calibration sequence, then the photometry Sequence."""
+    from reduce import blocks
+    from reduce.core.sequence import Sequence
+    from reduce.io.fitsimage import FITSImage
+
+    calibration = Sequence([
+        blocks.Calibration(bias=cal["bias"], darks=cal["dark"], flats=cal["flat"]),
+        blocks.PointSourceDetection(), blocks.Cutouts(), blocks.MedianEPSF(), blocks.Moffat2D(),
+    ], name="reference")
+    ref = FITSImage(lights[len(lights) // 2])
+    calibration.run(ref, show_progress=False)
+    return Sequence([
+        *calibration,
+        blocks.AlignReferenceSources(ref),
+        blocks.CentroidQuadratic(),
+        blocks.AperturePhotometry(),
+        blocks.AnnulusBackground(),
+        blocks.GetFluxes(),
+    ], name="photometry")
+
+
+def _per_frame(seq, n: int) -> tuple[float, float, dict]:
+    """(chain ms/frame excluding reading, read ms/frame, {block: ms/frame})."""
+    rows = seq.timing()
+    per_block = {r["block"]: 1e3 * r["seconds"] / n for r in rows}
+    read = per_block.pop("load", float("nan"))
+    return sum(per_block.values()), read, per_block
+
+
+def _run(lights, cal):
+    seq = _chain(cal, lights)
+    t0 = time.perf_counter()
+    seq.run(lights, show_progress=False)
+    wall = time.perf_counter() - t0
+    return seq, wall
+
+
+def _peak_memory(lights, cal, n: int) -> float:
+    """Peak traced memory (MiB) of streaming the first ``n`` frames through the chain."""
+    seq = _chain(cal, lights)
+    gc.collect()
+    tracemalloc.start()
+    seq.run(lights[:n], show_progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def bench() -> list[dict]:
+    logging.getLogger("reduce").setLevel(logging.ERROR)
+    tmp = Path(tempfile.mkdtemp(prefix="reduce-bench-pipeline-"))
+    out = []
+    try:
+        lights, cal = _night(tmp / "n600", n_images=100, size=600, seed=1)
+        seq, wall = _run(lights, cal)
+        n = len(lights)
+        chain, read, blocks = _per_frame(seq, n)
+        flagged = len(seq.flagged)
+        out.append({"name": "600x600 chain per frame (100 frames, excl. read)", "value": round(chain, 2),
+                    "unit": "ms", "target": f"<= {BUDGET_600_MS:g} ms", "passed": chain <= BUDGET_600_MS})
+        out.append({"name": "600x600 read per frame (FITSImage)", "value": round(read, 2), "unit": "ms",
+                    "target": "", "passed": None})
+        out.append({"name": "600x600 wall per frame (read + chain + overhead)",
+                    "value": round(1e3 * wall / n, 2), "unit": "ms", "target": "", "passed": None})
+        out.append({"name": "600x600 frames flagged", "value": flagged, "unit": "", "target": "0",
+                    "passed": flagged == 0})
+        for name, ms in blocks.items():
+            out.append({"name": f"  600x600 {name}", "value": round(ms, 3), "unit": "ms/frame",
+                        "target": "", "passed": None})
+        small, large = _peak_memory(lights, cal, 10), _peak_memory(lights, cal, 100)
+        out.append({"name": "streaming peak memory, 10 vs 100 frames", "value": f"{small:.1f} / {large:.1f}",
+                    "unit": "MiB", "target": "same (+< 1 frame)",
+                    "passed": large < small + 600 * 600 * 4 / 2**20})
+        shutil.rmtree(tmp / "n600")
+
+        lights, cal = _night(tmp / "n2048", n_images=12, size=2048, seed=2)
+        seq, wall = _run(lights, cal)
+        chain2k, read2k, blocks2k = _per_frame(seq, len(lights))
+        out.append({"name": "2048x2048 chain per frame (12 frames, excl. read)", "value": round(chain2k, 1),
+                    "unit": "ms", "target": f"<= 12 x 600x600 ({12 * chain:.0f} ms)",
+                    "passed": chain2k <= 12 * max(chain, 1e-9) and chain2k <= 12 * BUDGET_600_MS})
+        out.append({"name": "2048x2048 read per frame (FITSImage)", "value": round(read2k, 1), "unit": "ms",
+                    "target": "", "passed": None})
+        for name, ms in blocks2k.items():
+            out.append({"name": f"  2048x2048 {name}", "value": round(ms, 2), "unit": "ms/frame",
+                        "target": "", "passed": None})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+if __name__ == "__main__":
+    for row in bench():
+        print(row)

