@@ -35,7 +35,7 @@ def _setup(fwhm=3.5, n_stars=40, seed=0):
     from tests.algorithms._stars import apply, render, transform_matrix
 
     rng = np.random.default_rng(seed)
-    sky = rng.uniform(-100, 700, (int(n_stars * (800 / 580) ** 2), 2))
+    sky = rng.uniform(-100, 700, (int(1.2 * n_stars * (800 / 580) ** 2), 2))
     flux = np.sort(np.exp(rng.uniform(np.log(3e3), np.log(3e5), len(sky))))[::-1]
     inside = lambda p: (p[:, 0] > 10) & (p[:, 0] < 589) & (p[:, 1] > 10) & (p[:, 1] < 589)  # noqa: E731
     ref_xy = sky[inside(sky)]

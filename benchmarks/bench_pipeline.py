@@ -24,10 +24,13 @@ def _night(folder: Path, *, n_images: int, size: int, seed: int) -> tuple[list[s
 
     truth = simulate_night(folder, n_images=n_images, size=size, seed=seed, shift=8.0)
     cal = {k: [str(folder / f) for f in v] for k, v in truth["calibration"].items()}
+    t, mid = truth["target"], n_images // 2
+    cal["target_xy"] = (truth["stars"]["x"][t] + truth["frames"]["dx"][mid],
+                        truth["stars"]["y"][t] + truth["frames"]["dy"][mid])
     return [str(folder / f) for f in truth["frames"]["file"]], cal
 
 
-def _chain(cal: dict, lights: list[str]):
+def _chain(cal: dict, lights: list[str], target_xy=None):
     """The reference frame processed by the calibration sequence, then the photometry Sequence."""
     from reduce import blocks
     from reduce.core.sequence import Sequence
@@ -39,13 +42,18 @@ def _chain(cal: dict, lights: list[str]):
     ], name="reference")
     ref = FITSImage(lights[len(lights) // 2])
     calibration.run(ref, show_progress=False)
+    target = 0
+    if target_xy is not None:  # the simulated target, not merely the brightest (saturated) star
+        import numpy as np
+
+        target = int(np.argmin(np.hypot(*(ref.sources.coords - target_xy).T)))
     return Sequence([
         *calibration,
         blocks.AlignReferenceSources(ref),
         blocks.CentroidQuadratic(),
         blocks.AperturePhotometry(),
         blocks.AnnulusBackground(),
-        blocks.GetFluxes(),
+        blocks.GetFluxes(target=target),
     ], name="photometry")
 
 
@@ -58,7 +66,7 @@ def _per_frame(seq, n: int) -> tuple[float, float, dict]:
 
 
 def _run(lights, cal):
-    seq = _chain(cal, lights)
+    seq = _chain(cal, lights, cal["target_xy"])
     t0 = time.perf_counter()
     seq.run(lights, show_progress=False)
     wall = time.perf_counter() - t0
@@ -67,7 +75,7 @@ def _run(lights, cal):
 
 def _peak_memory(lights, cal, n: int) -> float:
     """Peak traced memory (MiB) of streaming the first ``n`` frames through the chain."""
-    seq = _chain(cal, lights)
+    seq = _chain(cal, lights, cal["target_xy"])
     gc.collect()
     tracemalloc.start()
     seq.run(lights[:n], show_progress=False)

@@ -15,7 +15,8 @@ REAL = ROOT.parent / "shared" / "data" / "real"
 def _isolated_home(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's config or cache folders, and no progress bars."""
     home = tmp_path_factory.getbasetemp() / "home"
-    home.mkdir(exist_ok=True)
+    (home / ".config").mkdir(parents=True, exist_ok=True)
+    (home / ".cache").mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.delenv("REDUCE_CONFIG", raising=False)

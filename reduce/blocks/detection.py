@@ -14,7 +14,7 @@ __all__ = ["PointSourceDetection", "global_background"]
 log = logging.getLogger("reduce")
 
 
-def global_background(data: np.ndarray, *, n_samples: int = 10_000, sigma: float = 3.0,
+def global_background(data: np.ndarray, *, n_samples: int = 5_000, sigma: float = 3.0,
                       maxiters: int = 3) -> tuple[float, float]:
     """Sigma-clipped median and robust std (ADU) of a regular pixel subsample.
 
@@ -94,7 +94,7 @@ class PointSourceDetection(Block):
     def __init__(self, *, threshold: float = 5.0, min_separation: float | None = None,
                  min_area: int = 5, n: int | None = None, deblend: bool = True,
                  deblend_levels: int = 16, edge: float = 5, background: str = "global",
-                 refine: int = 30):
+                 refine: int = 20):
         if threshold <= 0:
             raise ValueError("threshold must be positive (in units of the background rms)")
         if min_area < 1:
@@ -169,8 +169,9 @@ class PointSourceDetection(Block):
             return
         import sep
 
-        sig = np.clip(np.sqrt(objects["a"][:k] * objects["b"][:k]), 0.5, 10.0)
-        wx, wy, flag = sep.winpos(sub, xy[:k, 0], xy[:k, 1], sig)
+        # one window for all: the PSF is common, and saturated giants would make it huge
+        sig = float(np.clip(np.median(np.sqrt(objects["a"][:k] * objects["b"][:k])), 0.5, 10.0))
+        wx, wy, flag = sep.winpos(sub, xy[:k, 0], xy[:k, 1], np.full(k, sig))
         ok = (flag == 0) & (np.hypot(wx - xy[:k, 0], wy - xy[:k, 1]) < 1.0)
         xy[:k, 0] = np.where(ok, wx, xy[:k, 0])
         xy[:k, 1] = np.where(ok, wy, xy[:k, 1])

@@ -41,10 +41,12 @@ def _pixel_scale(image, scale: str, block: str) -> float:
 
 
 def _native(data: np.ndarray) -> np.ndarray:
-    """``data`` as a C-contiguous, native-endian float array (what sep accepts), copying only if needed."""
+    """``data`` as a writeable, C-contiguous, native-endian float array (what sep accepts: it refuses
+    read-only buffers such as memory-mapped FITS data), copying only if needed."""
     if data.dtype not in (np.float32, np.float64) or not data.dtype.isnative:
         data = data.astype(np.float64)
-    return np.ascontiguousarray(data)
+    data = np.ascontiguousarray(data)
+    return data if data.flags.writeable else data.copy()
 
 
 class AperturePhotometry(Block):
@@ -84,10 +86,8 @@ class AperturePhotometry(Block):
 
 @lru_cache(maxsize=2)
 def _ones(shape: tuple) -> np.ndarray:
-    """A read-only float32 frame of ones (exact areas of edge-truncated apertures), reused."""
-    a = np.ones(shape, np.float32)
-    a.flags.writeable = False
-    return a
+    """A float32 frame of ones (exact areas of edge-truncated apertures), reused."""
+    return np.ones(shape, np.float32)  # sep refuses read-only buffers; never written
 
 
 def aperture_sums(data: np.ndarray, xy: np.ndarray, radii: np.ndarray):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..algorithms.psf import extract_stamps, fit_gaussian, fit_moffat, median_epsf
+from ..algorithms.psf import (GAUSSIAN_FWHM, _moments, extract_stamps, fit_gaussian, fit_moffat,
+                              median_epsf)
 from ..core.block import Block
 from ..core.errors import FrameRejected, NoSources
 
@@ -44,7 +45,7 @@ class Cutouts(Block):
     requires = ("data", "sources")
     provides = ("cutouts",)
 
-    def __init__(self, *, size: int = 21, max_sources: int = 50, isolation: float | None = None):
+    def __init__(self, *, size: int = 21, max_sources: int = 30, isolation: float | None = None):
         if int(size) < 5:
             raise ValueError(f"size must be at least 5 px, got {size}")
         if max_sources < 1:
@@ -113,14 +114,10 @@ class _PSFFit(Block):
         self.crop = float(crop)
 
     def _stamp(self, epsf: np.ndarray) -> tuple[np.ndarray, int]:
-        """The central part of the ePSF: half-width ~crop x a moment-based FWHM guess."""
-        n = epsf.shape[0]
-        c = n // 2
-        w = np.clip(epsf, 0, None)
-        y, x = np.mgrid[0:n, 0:n]
-        tot = w.sum()
-        r = np.sqrt(((x - c) ** 2 + (y - c) ** 2) * w).sum() / tot if tot > 0 else n / 4
-        half = int(np.clip(np.ceil(self.crop * 1.7 * r), 4, c))  # mean radius ~0.6 FWHM
+        """The central part of the ePSF: half-width ``crop`` x a half-light-radius FWHM guess."""
+        c = epsf.shape[0] // 2
+        sigma = _moments(epsf)[3]
+        half = int(np.clip(np.ceil(self.crop * GAUSSIAN_FWHM * sigma), 4, c))
         return epsf[c - half:c + half + 1, c - half:c + half + 1], c - half
 
     def run(self, image) -> None:

@@ -26,6 +26,7 @@ def field():
 def test_apertures_match_photutils(field, dtype):
     data, xy = field
     data = data.astype(dtype)
+    data.flags.writeable = False  # like memory-mapped FITS data
     data_nan = data.astype(np.float64)
     im = Image(data=data, sources=Sources(xy), fwhm=FWHM)
     AperturePhotometry().run(im)
