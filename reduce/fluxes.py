@@ -200,7 +200,9 @@ class Fluxes:
         """Remove frames that are outliers in named per-frame quantities.
 
         ``sigma_clipping_data(bkg=3, fwhm=5)`` drops frames whose sky (``bkg`` is an alias of
-        ``sky``) deviates from the median by more than 3 robust sigmas (1.4826 x MAD), or whose
+        ``sky``) deviates from its running median (so a smooth trend over the night, such as
+        twilight sky or rising airmass, is never an outlier) by more than 3 robust sigmas
+        (1.4826 x MAD of the deviations), or whose
         FWHM deviates by more than 5, iterating up to ``iterations`` times. NaN values are not
         outliers (those frames carry their own flags). Removed frames are recorded in
         ``meta['rejected']`` with ``Flag.OUTLIER_REJECTED`` and the reason (see ``mask``).
@@ -220,8 +222,8 @@ class Fluxes:
         for _ in range(max(1, int(iterations))):
             new_keep = keep.copy()
             for name, (v, n_sigma) in series.items():
-                med = diffphot.nanmedian(v[keep])
-                sig = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(np.abs(v[keep] - med))
+                med = _running_median(v, keep)
+                sig = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(np.abs(v[keep] - med[keep]))
                 if not sig > 0:
                     continue
                 with np.errstate(invalid="ignore"):
@@ -429,6 +431,23 @@ class Fluxes:
             hdus.append(fits.ImageHDU(np.asarray(self.meta["weights_all"], float), name="WEIGHTS"))
         hdus.append(fits.ImageHDU(np.asarray(self.apertures, float), name="APERTURES"))
         return fits.HDUList(hdus)
+
+
+def _running_median(v, keep, window: int | None = None) -> np.ndarray:
+    """Median of ``v`` over a sliding window of kept, finite frames (the trend to clip around).
+
+    The window is ~1/8 of the night (at least 5 frames); with fewer than 7 usable frames there
+    is no telling an outlier from a trend, so the values themselves are returned (nothing clipped).
+    """
+    ok = keep & np.isfinite(v)
+    idx = np.flatnonzero(ok)
+    if idx.size < 7:
+        return np.asarray(v, float).copy()
+    from scipy.ndimage import median_filter
+
+    w = window or max(5, (idx.size // 8) | 1)
+    trend = median_filter(v[idx], size=w, mode="mirror")
+    return np.interp(np.arange(v.size), idx, trend)
 
 
 def _fmt(value):

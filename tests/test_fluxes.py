@@ -232,3 +232,12 @@ def test_per_frame_radii_and_pickling():
     back = pickle.loads(pickle.dumps(d))
     assert np.array_equal(back.diff_flux, d.diff_flux, equal_nan=True)
     assert back.comparisons == d.comparisons and back.fwhm.shape == (60,)
+
+
+def test_sigma_clipping_keeps_a_smooth_trend():
+    """A sky rising smoothly through the night (twilight) is not an outlier; a spike on it is."""
+    fl, _ = synthetic(22, n_frames=120)
+    fl.data["sky"] = np.linspace(100.0, 900.0, 120) + np.random.default_rng(0).normal(0, 2, 120)
+    fl.data["sky"][60] += 80
+    out = fl.sigma_clipping_data(bkg=3)
+    assert sorted(r["index"] for r in out.meta["rejected"]) == [60]
