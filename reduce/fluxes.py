@@ -202,7 +202,7 @@ class Fluxes:
         ``sigma_clipping_data(bkg=3, fwhm=5)`` drops frames whose sky (``bkg`` is an alias of
         ``sky``) deviates from its running median (so a smooth trend over the night, such as
         twilight sky or rising airmass, is never an outlier) by more than 3 robust sigmas
-        (1.4826 x MAD of the deviations), or whose
+        (1.4826 x MAD of the deviations, at least 1 % of the median value), or whose
         FWHM deviates by more than 5, iterating up to ``iterations`` times. NaN values are not
         outliers (those frames carry their own flags). Removed frames are recorded in
         ``meta['rejected']`` with ``Flag.OUTLIER_REJECTED`` and the reason (see ``mask``).
@@ -224,6 +224,8 @@ class Fluxes:
             for name, (v, n_sigma) in series.items():
                 med = _running_median(v, keep)
                 sig = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(np.abs(v[keep] - med[keep]))
+                # a nearly noiseless quantity must still change by a meaningful 1 % to be an outlier
+                sig = max(sig, RELATIVE_SIGMA_FLOOR * abs(diffphot.nanmedian(v[keep])))
                 if not sig > 0:
                     continue
                 with np.errstate(invalid="ignore"):
@@ -433,20 +435,51 @@ class Fluxes:
         return fits.HDUList(hdus)
 
 
-def _running_median(v, keep, window: int | None = None) -> np.ndarray:
-    """Median of ``v`` over a sliding window of kept, finite frames (the trend to clip around).
+RELATIVE_SIGMA_FLOOR = 0.01
 
-    The window is ~1/8 of the night (at least 5 frames); with fewer than 7 usable frames there
-    is no telling an outlier from a trend, so the values themselves are returned (nothing clipped).
+
+def _running_median(v, keep, window: int | None = None) -> np.ndarray:
+    """The local trend of ``v`` over kept, finite frames, to clip around.
+
+    A sliding robust straight-line fit over ~1/8 of the night (at least 7 frames; windows are
+    shifted, not shrunk, at the ends), refitted with outliers set aside: a smooth trend (twilight
+    sky, seeing drifting with airmass) is followed, a spike is not, at the ends of the night too.
+    With fewer than 7 usable frames an outlier cannot be told from a trend: ``v`` is returned
+    (nothing is clipped).
     """
+    v = np.asarray(v, float)
     ok = keep & np.isfinite(v)
     idx = np.flatnonzero(ok)
-    if idx.size < 7:
-        return np.asarray(v, float).copy()
-    from scipy.ndimage import median_filter
+    n = idx.size
+    if n < 7:
+        return v.copy()
+    w = min(n, window or max(7, n // 8))
+    y = v[idx]
+    t = idx - idx.mean()  # frame positions, so a removed frame leaves no step in the trend
+    lo = np.clip(np.arange(n) - w // 2, 0, n - w)
+    hi = lo + w
+    weight = np.ones(n)
+    trend = np.full(n, diffphot.nanmedian(y))
+    for _ in range(4):
+        def window_sum(a):
+            c = np.concatenate([[0.0], np.cumsum(a)])
+            return c[hi] - c[lo]
 
-    w = window or max(5, (idx.size // 8) | 1)
-    trend = median_filter(v[idx], size=w, mode="mirror")
+        s, st, stt = window_sum(weight), window_sum(weight * t), window_sum(weight * t * t)
+        sy, sty = window_sum(weight * y), window_sum(weight * t * y)
+        den = s * stt - st ** 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = np.where(den > 0, (s * sty - st * sy) / den, 0.0)
+            icpt = np.where(s > 0, (sy - slope * st) / s, trend)
+        trend = icpt + slope * t
+        r = np.abs(y - trend)
+        sig = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(r)
+        if not sig > 0:
+            break
+        new = (r <= 4 * sig).astype(float)
+        if np.array_equal(new, weight):
+            break
+        weight = new
     return np.interp(np.arange(v.size), idx, trend)
 
 
