@@ -24,7 +24,8 @@ EXCLUDED = (Flag.UNREADABLE | Flag.NO_SOURCES | Flag.ALIGNMENT_FAILED | Flag.UNE
 MIN_REFERENCE_SOURCES = 3
 
 
-def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_fast=False) -> None:
+def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_fast=False,
+                  executor=None) -> None:
     """The whole chain for one group; fills ``result`` (outputs, choices, flagged frames)."""
     from .blocks.photometry import GetFluxes
     from .core.sequence import Sequence
@@ -45,13 +46,14 @@ def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_f
             block.target = target
     collector = GetFluxes(target=target)
     seq = Sequence([*pre, *phot, collector], name=plan.group.label)
-    seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast)
+    seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     raw = collector.fluxes
     raw.target = target
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
     diff, table = lightcurve_table(raw, spec, ref)
-    result.flagged = [(str(f), int(v), _reason(seq, str(f), int(v))) for f, v in
+    rejected = _rejection_reasons(diff)
+    result.flagged = [(str(f), int(v), _reason(seq, str(f), int(v), rejected)) for f, v in
                       zip(table["file"], table["flag"]) if v]
     result.aperture = float(diff.aperture_radius)
     result.comparisons = [int(c) for c in diff.comparisons]
@@ -209,15 +211,18 @@ def lightcurve_table(raw, spec, ref):
     if usable.sum() < 2:
         raise ReduceError(f"only {int(usable.sum())} usable frame(s) for the target: nothing to "
                           "make a light curve from (see the flagged frames)")
-    good = raw.mask(usable, reason="flagged", flag=Flag.NONE)
+    flagged = (raw.flags & int(EXCLUDED)) != 0
+    why = np.where(flagged, "flagged upstream", "no positive target flux in any aperture")
+    good = raw.mask(usable, reason=why, flag=Flag.NONE)
     dspec = spec.differential
     if dspec.sigma_clip:
         good = good.sigma_clipping_data(**dspec.sigma_clip)
     try:
+        kwargs = dspec.fluxes_kwargs()  # max_comps, reject, exclude, scatter (and dt) of the recipe
         if dspec.method == "diff":
-            diff = good.diff(list(dspec.comps))
+            diff = good.diff(kwargs.pop("comps"), **kwargs)
         else:
-            diff = good.autodiff(exclude=tuple(dspec.exclude))
+            diff = good.autodiff(**kwargs)
     except ValueError as e:
         raise ReduceError(f"differential photometry failed: {e}")
     table = _full_table(raw, diff, ref)
@@ -235,11 +240,10 @@ def _full_table(raw, diff, ref):
     flux[idx] = diff.diff_flux
     err[idx] = diff.diff_error
     flags = raw.flags.astype(np.int64).copy()
-    for r in diff.meta.get("rejected", []):
-        pass
     kept = np.zeros(n, bool)
     kept[idx] = True
-    # frames removed by sigma clipping (usable but not kept) carry OUTLIER_REJECTED
+    # frames set aside here (not flagged upstream: no usable target flux, or clipped) carry
+    # OUTLIER_REJECTED; meta['rejected'] says why (see _rejection_reasons)
     clipped = ~kept & ((raw.flags & int(EXCLUDED)) == 0)
     flags[clipped] |= int(Flag.OUTLIER_REJECTED)
     cols = {"time": raw.time}
@@ -324,14 +328,24 @@ def _bjd(time, ra, dec, site):
         return np.full(len(time), np.nan)
 
 
-def _reason(seq, file: str, flags: int) -> str:
-    """Why a frame was flagged: the Sequence's recorded messages, else the flag names."""
+def _rejection_reasons(diff) -> dict:
+    """File name -> why the differential step set the frame aside (``meta['rejected']``)."""
+    out = {}
+    for r in diff.meta.get("rejected", []):
+        if r.get("reason") and r["reason"] != "flagged upstream":
+            out.setdefault(Path(str(r.get("file", ""))).name, str(r["reason"]))
+    return out
+
+
+def _reason(seq, file: str, flags: int, rejected: dict | None = None) -> str:
+    """Why a frame was flagged: the Sequence's recorded messages and the differential step's
+    rejection reason (e.g. "sky outlier: 4.2 sigma > 3"), else the flag names."""
     from .core.errors import decode_flags
 
     name = Path(file).name
     msgs = [f"{i.block}: {i.message}" for i in seq.issues if Path(str(i.frame)).name == name]
-    if flags & int(Flag.OUTLIER_REJECTED) and not msgs:
-        msgs.append("outlier rejected by sigma clipping")
+    if flags & int(Flag.OUTLIER_REJECTED):
+        msgs.append((rejected or {}).get(name, "outlier rejected by sigma clipping"))
     return "; ".join(msgs) or ", ".join(decode_flags(flags))
 
 
