@@ -180,10 +180,12 @@ def _data_bytes(cards: RawHeader) -> int:
 
 
 def _image_shape(cards: RawHeader, prefix: str = "") -> tuple[int, int] | None:
-    """(height, width) when the header describes a 2-D (or deeper) image, else None."""
+    """(height, width) when the header describes a 2-D image (extra axes of length 1 allowed)."""
     naxis = int(cards.get(prefix + "NAXIS") or 0)
     if naxis < 2:
         return None
+    if any(int(cards.get(f"{prefix}NAXIS{k}") or 1) > 1 for k in range(3, naxis + 1)):
+        return None  # a cube (e.g. reduce's own flux tables) is not a frame
     w, h = int(cards.get(prefix + "NAXIS1") or 0), int(cards.get(prefix + "NAXIS2") or 0)
     return (h, w) if w > 0 and h > 0 else None
 
@@ -217,7 +219,7 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
         shape = _image_shape(cards)
         if shape is not None and xt in ("", "IMAGE"):
             return text, cards, index, shape
-        tables += xt in ("BINTABLE", "TABLE")
+        tables += xt in ("BINTABLE", "TABLE") or int(cards.get("NAXIS") or 0) > 2
         if padded:
             f.seek(padded, os.SEEK_CUR)
         offset += padded
@@ -225,7 +227,7 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
         if size is not None and offset >= size:
             break
     if tables:
-        raise NotAnImage(f"no image: FITS table(s) only ({tables})")
+        raise NotAnImage(f"no 2-D image: FITS table(s) or cube(s) only ({tables})")
     raise UnreadableFile("no image data (header only)")
 
 

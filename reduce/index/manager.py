@@ -24,7 +24,7 @@ __all__ = ["FitsManager", "ScanStats", "walk", "PARSER_VERSION"]
 log = logging.getLogger(__name__)
 
 #: bump when header interpretation changes, so existing indexes are re-read
-PARSER_VERSION = "2"
+PARSER_VERSION = "3"
 #: prefix of the ``error`` column for valid FITS files that are not images (tables): skipped
 SKIP = "skip: "
 

@@ -260,4 +260,19 @@ def test_table_only_fits_is_skipped_not_unreadable(tmp_path):
     Table({"time": [1.0, 2.0], "flux": [1.0, 0.99]}).write(night / "reduced" / "lc.fits")
     fm = FitsManager(night, index=tmp_path / "i.sqlite")
     assert fm.unreadable == [] and len(fm.files()) == 13
-    assert fm.skipped == [(str(night / "reduced" / "lc.fits"), "no image: FITS table(s) only (1)")]
+    assert fm.skipped == [(str(night / "reduced" / "lc.fits"), "no 2-D image: FITS table(s) or cube(s) only (1)")]
+
+
+def test_reduce_products_with_flux_cubes_are_skipped(tmp_path):
+    """A light-curve FITS holding flux cubes (apertures x stars x frames) is never taken for a frame."""
+    import numpy as np
+    from astropy.io import fits
+    night = make_night(tmp_path / "n", n_lights=1)
+    (night / "reduced").mkdir()
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("t", "D", array=[1.0])]),
+                  fits.ImageHDU(np.zeros((30, 12, 40), np.float32), name="FLUXES")]
+                 ).writeto(night / "reduced" / "lc.fits")
+    fm = FitsManager(night, index=tmp_path / "i.sqlite")
+    assert fm.unreadable == [] and len(fm.files()) == 13
+    assert [p for p, _ in fm.skipped] == [str(night / "reduced" / "lc.fits")]
+    assert all(g.target != "" or g.type != "light" for g in fm.light_groups())
