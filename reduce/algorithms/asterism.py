@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy.spatial import cKDTree
+
+from .neighbors import Neighbors
 
 __all__ = ["MatchError", "Match", "StarSet", "match", "apply_transform", "fit_affine",
            "select_stars", "triangles", "transform_summary"]
@@ -52,11 +53,19 @@ def apply_transform(t: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares affine 3x3 matrix mapping ``src`` (n>=3, 2) onto ``dst`` (centred normal
-    equations: well conditioned and much cheaper than a general lstsq for these tiny systems)."""
+    equations, solved in closed form: well conditioned and much cheaper than a general lstsq
+    for these tiny systems). Raises ``np.linalg.LinAlgError`` for collinear points."""
     src, dst = np.asarray(src, float), np.asarray(dst, float)
-    cs, cd = src.mean(axis=0), dst.mean(axis=0)
+    n = len(src)
+    cs, cd = src.sum(axis=0) / n, dst.sum(axis=0) / n
     a, b = src - cs, dst - cd
-    lin = np.linalg.solve(a.T @ a, a.T @ b).T
+    sxx, sxy, syy = a[:, 0] @ a[:, 0], a[:, 0] @ a[:, 1], a[:, 1] @ a[:, 1]
+    det = sxx * syy - sxy * sxy
+    if not det > 1e-12 * max(sxx * syy, 1e-300):
+        raise np.linalg.LinAlgError("collinear points: the affine fit is singular")
+    atb = a.T @ b                                   # (2, 2): rows x/y of src, columns of dst
+    inv = np.array([[syy, -sxy], [-sxy, sxx]]) / det
+    lin = (inv @ atb).T
     t = np.eye(3)
     t[:2, :2] = lin
     t[:2, 2] = cd - lin @ cs
@@ -80,7 +89,7 @@ def select_stars(xy: np.ndarray, n: int, min_distance: float) -> np.ndarray:
     xy = np.asarray(xy, float)
     if len(xy) == 0:
         return np.zeros(0, int)
-    close = cKDTree(xy).query_pairs(min_distance, output_type="ndarray")
+    close = Neighbors(xy).query_pairs(min_distance, output_type="ndarray")
     neighbours: dict[int, list[int]] = {}
     for i, j in close:
         neighbours.setdefault(int(i), []).append(int(j))
@@ -110,7 +119,7 @@ def triangles(xy: np.ndarray, k: int = 6, ambiguity: float = 0.01):
     if n < 3:
         return np.zeros((0, 3), int), np.zeros((0, 2))
     k = min(k, n)
-    _, nn = cKDTree(xy).query(xy, k=k)
+    _, nn = Neighbors(xy).query(xy, k=k)
     combos = np.array(list(combinations(range(k), 3)))
     tri = np.sort(nn[:, combos].reshape(-1, 3), axis=1)
     key = (tri[:, 0] * n + tri[:, 1]) * n + tri[:, 2]
@@ -140,10 +149,10 @@ class StarSet:
         self.subset = finite[select_stars(self.xy[finite], n, min_distance)]
         self.sub_xy = self.xy[self.subset]
         self.tri, self.inv = triangles(self.sub_xy, k)
-        self.inv_tree = cKDTree(self.inv) if len(self.inv) else None
-        self.sub_tree = cKDTree(self.sub_xy) if len(self.sub_xy) else None
+        self.inv_tree = Neighbors(self.inv) if len(self.inv) else None
+        self.sub_tree = Neighbors(self.sub_xy) if len(self.sub_xy) else None
         self._finite = finite
-        self.tree = cKDTree(self.xy[finite]) if len(finite) else None
+        self.tree = Neighbors(self.xy[finite]) if len(finite) else None
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -235,6 +244,13 @@ def _pairs(t, ref: StarSet, frame: StarSet, tolerance: float):
     return r[first], j[first], d[first]
 
 
+def _median(v: np.ndarray) -> float:
+    """Median of a small 1-D array (np.median's overhead dominates at this size)."""
+    v = np.sort(v)
+    k = len(v)
+    return float(0.5 * (v[(k - 1) // 2] + v[k // 2]))
+
+
 def _refine(t, ref: StarSet, frame: StarSet, tolerance: float, iterations: int = 6):
     """Least-squares affine on all cross-matched stars, with 3-sigma (MAD) outlier rejection."""
     tol = tolerance
@@ -249,7 +265,7 @@ def _refine(t, ref: StarSet, frame: StarSet, tolerance: float, iterations: int =
         for _ in range(3):
             t_new = fit_affine(ref.xy[r[keep]], frame.xy[j[keep]])
             res = np.hypot(*(apply_transform(t_new, ref.xy[r]) - frame.xy[j]).T)
-            sigma = max(1.4826 * np.median(res[keep]), 0.02)
+            sigma = max(1.4826 * _median(res[keep]), 0.02)
             new_keep = res <= max(3.0 * sigma, 0.1)
             if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
                 break

@@ -6,6 +6,8 @@ Positions are (x, y), 0-based, pixel centres at integers. Failures give NaN, nev
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["cutouts", "box_max", "quadratic_fit_box", "centroid_com", "centroid_quadratic", "centroid_gaussian"]
@@ -107,6 +109,7 @@ def _row_median(flat: np.ndarray, good: np.ndarray) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=16)
 def _quadratic_pinv(size: int) -> np.ndarray:
     """Pseudo-inverse of the 2-D quadratic design matrix on a ``size`` x ``size`` grid."""
     v, u = np.mgrid[0:size, 0:size].astype(float)

@@ -14,6 +14,60 @@ import numpy as np
 __all__ = ["sigma_clip_mask", "combine_stack", "tiled_combine", "rows_per_tile"]
 
 
+# up to this many frames, sorting along the frame axis uses a compare-exchange network of
+# elementwise min/max over whole frames (much faster than np.sort(axis=0) for a few frames)
+_NETWORK_MAX = 12
+
+
+def _sort_frames(stack: np.ndarray) -> np.ndarray:
+    """A copy of ``stack`` sorted along axis 0 (put missing values at +inf so they sort last)."""
+    out = np.array(stack, copy=True)
+    n = out.shape[0]
+    if n > _NETWORK_MAX:
+        out.sort(axis=0)
+        return out
+    tmp = np.empty_like(out[0])
+    for i in range(1, n):  # insertion network: after pass i, out[:i + 1] is sorted
+        for j in range(i, 0, -1):
+            np.minimum(out[j - 1], out[j], out=tmp)
+            np.maximum(out[j - 1], out[j], out=out[j])
+            out[j - 1] = tmp
+    return out
+
+
+def _pick(srt: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``srt[index[p], p]`` for every pixel ``p`` (index < len(srt))."""
+    if srt.shape[0] > _NETWORK_MAX:
+        return np.take_along_axis(srt, index[None], 0)[0]
+    out = srt[0].copy()
+    for i in range(1, srt.shape[0]):
+        np.copyto(out, srt[i], where=index == i)
+    return out
+
+
+def _median_sorted(srt: np.ndarray, count) -> np.ndarray:
+    """Per-pixel median of the first ``count`` values of a stack sorted along axis 0 (NaN where
+    ``count`` is 0); ``count`` is an array, or an int when the same for every pixel."""
+    half = srt.dtype.type(0.5)
+    if np.isscalar(count):
+        if count == 0:
+            return np.full(srt.shape[1:], np.nan, dtype=srt.dtype)
+        return (srt[(count - 1) // 2] + srt[count // 2]) * half
+    a = _pick(srt, np.maximum(count - 1, 0) // 2)
+    b = _pick(srt, np.minimum(count // 2, srt.shape[0] - 1))
+    with np.errstate(invalid="ignore"):
+        med = (a + b) * half
+    med[count == 0] = np.nan
+    return med
+
+
+def _nan_median0(stack: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(stack, axis=0)`` (NaN where every value is NaN), much faster for few frames."""
+    missing = np.isnan(stack)
+    work = np.where(missing, stack.dtype.type(np.inf), stack)
+    return _median_sorted(_sort_frames(work), stack.shape[0] - np.count_nonzero(missing, axis=0))
+
+
 def sigma_clip_mask(stack: np.ndarray, *, sigma: float = 3.0, maxiters: int = 3) -> np.ndarray:
     """Boolean mask (True = rejected) of values more than ``sigma`` robust std from the median.
 
@@ -21,24 +75,78 @@ def sigma_clip_mask(stack: np.ndarray, *, sigma: float = 3.0, maxiters: int = 3)
     the median absolute deviation (x1.4826) so a single outlier cannot hide itself. Non-finite
     values are always rejected.
     """
-    stack = np.asarray(stack)
+    return _clip(np.asarray(stack), sigma=sigma, maxiters=maxiters)[0]
+
+
+def _clip(stack: np.ndarray, *, sigma, maxiters) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rejection mask, median of the kept values or None when not computed).
+
+    Each pixel's statistics depend on its own column only, so after the first pass only the
+    columns whose mask changed are processed again (typically a few cosmic-ray pixels): the
+    result is the same as re-clipping the whole stack every pass.
+    """
     mask = ~np.isfinite(stack)
     if stack.shape[0] < 3 or sigma is None or sigma <= 0:
-        return mask
+        return mask, None
+    shape = stack.shape
+    flat = stack.reshape(shape[0], -1)
+    fmask = mask.reshape(shape[0], -1)
+    med = np.full(flat.shape[1], np.nan, dtype=np.float32 if stack.dtype == np.float32 else np.float64)
+    active = None  # None: every column
     for _ in range(maxiters):
-        work = np.where(mask, np.nan, stack)
-        med = np.nanmedian(work, axis=0)
-        mad = np.nanmedian(np.abs(work - med), axis=0) * 1.4826
-        # a MAD of 0 (repeated integer values) must not clip everything: floor it with a
-        # fraction of the plain std; per pixel only, so tiling cannot change the result
-        floor = 0.3 * np.nanstd(work, axis=0)
-        std = np.maximum(np.nan_to_num(mad, nan=0.0), np.nan_to_num(floor, nan=0.0))
-        new = mask | (np.abs(stack - med) > sigma * std)
-        new &= ~np.all(new, axis=0, keepdims=True) | mask  # never reject every frame of a pixel
-        if np.array_equal(new, mask):
-            break
-        mask = new
-    return mask
+        sub = flat if active is None else flat[:, active]
+        old = fmask if active is None else fmask[:, active]
+        m, new = _clip_pass(sub, old, sigma)
+        changed = np.flatnonzero((new != old).any(axis=0))
+        if active is None:
+            med[:] = m
+            fmask[:] = new
+            active = changed
+        else:
+            med[active] = m
+            fmask[:, active] = new
+            active = active[changed]
+        if len(active) == 0:
+            return mask, med.reshape(shape[1:])
+    if len(active):  # columns changed by the last pass: their median with the final mask
+        med[active] = _nan_median0(np.where(fmask[:, active], np.nan, flat[:, active]))
+    return mask, med.reshape(shape[1:])
+
+
+def _clip_pass(stack: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """One clipping pass on (n_frames, n_pixels): (median of the kept values, new mask)."""
+    inf = stack.dtype.type(np.inf) if stack.dtype.kind == "f" else np.inf
+    if mask.any():
+        work = np.where(mask, inf, stack)  # rejected values sort last and deviate infinitely
+        count = stack.shape[0] - mask.sum(axis=0, dtype=np.intp)
+    else:
+        work, count = stack, stack.shape[0]
+    med = _median_sorted(_sort_frames(work), count)
+    with np.errstate(invalid="ignore"):
+        dev = np.abs(work - med)
+    mad = _median_sorted(_sort_frames(dev), count) * 1.4826
+    # a MAD of 0 (repeated integer values) must not clip everything: floor it with a
+    # fraction of the plain std; per pixel only, so tiling cannot change the result
+    floor = 0.3 * _masked_std0(stack, mask, count)
+    std = np.maximum(np.nan_to_num(mad, nan=0.0), np.nan_to_num(floor, nan=0.0))
+    with np.errstate(invalid="ignore"):
+        new = mask | (dev > sigma * std)
+    new &= ~np.all(new, axis=0, keepdims=True) | mask  # never reject every frame of a pixel
+    return med, new
+
+
+def _masked_std0(stack: np.ndarray, mask: np.ndarray, count) -> np.ndarray:
+    """Population std along axis 0 of the unmasked values (NaN where none), like np.nanstd."""
+    zero = stack.dtype.type(0)
+    k = np.asarray(count, dtype=stack.dtype if stack.dtype.kind == "f" else np.float64)
+    masked = not np.isscalar(count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (np.where(mask, zero, stack) if masked else stack).sum(axis=0) / k
+        dev = stack - mean
+        if masked:
+            dev[mask] = zero
+        dev *= dev
+        return np.sqrt(dev.sum(axis=0) / k)
 
 
 def combine_stack(stack: np.ndarray, *, method: str = "median", sigma: float | None = 3.0,
@@ -52,13 +160,17 @@ def combine_stack(stack: np.ndarray, *, method: str = "median", sigma: float | N
     stack = np.asarray(stack, dtype=np.float32)
     if stack.ndim < 2 or stack.shape[0] == 0:
         raise ValueError(f"need a stack of shape (n_frames, ...), got {stack.shape}")
-    mask = sigma_clip_mask(stack, sigma=sigma, maxiters=maxiters) if sigma else ~np.isfinite(stack)
-    work = np.where(mask, np.nan, stack)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels -> NaN, on purpose
-        out = np.nanmedian(work, axis=0) if method == "median" else np.nanmean(work, axis=0)
+    if sigma:
+        mask, med = _clip(stack, sigma=sigma, maxiters=maxiters)
+    else:
+        mask, med = ~np.isfinite(stack), None
+    if method == "median":
+        if med is None:
+            med = _nan_median0(np.where(mask, np.nan, stack))
+        return med.astype(np.float32)
+    count = stack.shape[0] - np.count_nonzero(mask, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(mask, 0.0, stack).sum(axis=0, dtype=np.float64) / count
     return out.astype(np.float32)
 
 

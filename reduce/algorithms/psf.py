@@ -45,12 +45,17 @@ def extract_stamps(data: np.ndarray, xy: np.ndarray, size: int, *, pad: int = 3)
 
 
 def recenter(stamps: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Shift each stamp (k, n, n) by ``(-dx, -dy)`` px with a Fourier phase ramp (batched)."""
+    """Shift each stamp (k, n, n) by ``(-dx, -dy)`` px with a Fourier phase ramp (batched; the
+    ramp is separable, so it is built from two small 1-D exponentials)."""
     k, ny, nx = stamps.shape
-    fy = np.fft.fftfreq(ny)[None, :, None]
-    fx = np.fft.rfftfreq(nx)[None, None, :]
-    phase = np.exp(2j * np.pi * (fx * np.asarray(dx)[:, None, None] + fy * np.asarray(dy)[:, None, None]))
-    return np.fft.irfft2(np.fft.rfft2(stamps) * phase, s=(ny, nx))
+    fy = np.fft.fftfreq(ny)
+    fx = np.fft.rfftfreq(nx)
+    ramp_y = np.exp(2j * np.pi * fy[None, :] * np.asarray(dy, float)[:, None])
+    ramp_x = np.exp(2j * np.pi * fx[None, :] * np.asarray(dx, float)[:, None])
+    spec = np.fft.rfft2(stamps)
+    spec *= ramp_y[:, :, None]
+    spec *= ramp_x[:, None, :]
+    return np.fft.irfft2(spec, s=(ny, nx))
 
 
 def median_epsf(stamps: np.ndarray) -> np.ndarray:
@@ -144,10 +149,53 @@ def _axes(qa, qb, qc):
     return float(1 / np.sqrt(lam[0])), float(1 / np.sqrt(lam[1])), theta
 
 
-def _fit(model, jac, stamp, p0, lower, upper):
-    """Levenberg-Marquardt with an analytic Jacobian; bounded TRF when LM leaves the bounds."""
-    from scipy.optimize import least_squares
+def _levenberg_marquardt(fun, jac, p0, *, max_iter: int = 200, ftol: float = 1e-8, xtol: float = 1e-8):
+    """Minimise ``|fun(p)|^2`` by Levenberg-Marquardt with Marquardt's diagonal scaling (as
+    MINPACK ``lmder``, which scipy's ``least_squares(method='lm')`` wraps), in plain numpy: for
+    these 8-parameter fits scipy's wrapper costs more than the maths, and importing
+    ``scipy.optimize`` costs ~0.3 s per process. Returns ``(p, converged)``."""
+    p = np.asarray(p0, float).copy()
+    r = fun(p)
+    cost = float(r @ r)
+    if not np.isfinite(cost):
+        return p, False
+    j = jac(p)
+    a, g = j.T @ j, j.T @ r
+    scale = np.maximum(np.diag(a), 1e-30)
+    lam = 1e-3
+    for _ in range(max_iter):
+        scale = np.maximum(scale, np.diag(a))
+        try:
+            step = np.linalg.solve(a + lam * np.diag(scale), -g)
+        except np.linalg.LinAlgError:
+            lam *= 10.0
+            if lam > 1e12:
+                return p, False
+            continue
+        trial = p + step
+        r_new = fun(trial)
+        new = float(r_new @ r_new)
+        if np.isfinite(new) and new <= cost:
+            small_step = np.linalg.norm(step) <= xtol * (np.linalg.norm(p) + xtol)
+            # a small gain only means convergence near Gauss-Newton steps (small damping): a
+            # heavily damped step in a flat valley (e.g. Moffat beta -> large) gains little too
+            small_gain = cost - new <= ftol * cost and lam <= 1e-2
+            p, r, cost = trial, r_new, new
+            if small_step or small_gain:
+                return p, True
+            j = jac(p)
+            a, g = j.T @ j, j.T @ r
+            lam = max(lam / 10.0, 1e-12)
+        else:
+            lam *= 10.0
+            if lam > 1e12:
+                return p, cost == 0.0
+    return p, False
 
+
+def _fit(model, jac, stamp, p0, lower, upper):
+    """Levenberg-Marquardt with an analytic Jacobian; bounded TRF (scipy) when LM fails or leaves
+    the bounds."""
     ny, nx = stamp.shape
     y, x = np.mgrid[0:ny, 0:nx]
     x, y, z = x.ravel().astype(float), y.ravel().astype(float), np.asarray(stamp, float).ravel()
@@ -158,10 +206,12 @@ def _fit(model, jac, stamp, p0, lower, upper):
     p0 = np.clip(np.array(p0, float), lower + 1e-9, upper - 1e-9)
     fun = lambda p: (model(x, y, *p) - z) / scale  # noqa: E731
     jf = lambda p: jac(x, y, *p) / scale  # noqa: E731
-    res = least_squares(fun, p0, jac=jf, method="lm", max_nfev=400)
-    p = res.x
-    if res.success and np.all(p >= lower) and np.all(p <= upper):
+    with np.errstate(all="ignore"):  # wild trial steps (negative base powers) are just rejected
+        p, converged = _levenberg_marquardt(fun, jf, p0)
+    if converged and np.all(np.isfinite(p)) and np.all(p >= lower) and np.all(p <= upper):
         return p, True
+    from scipy.optimize import least_squares
+
     res = least_squares(fun, np.clip(p0, lower + 1e-9, upper - 1e-9), jac=jf,
                         bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=400)
     return res.x, bool(res.success)

@@ -126,6 +126,7 @@ class Calibration(Block):
         self.master_flat: np.ndarray | None = None
         self.dark_is_rate = True
         self._inv_flat: np.ndarray | None = None
+        self._dark_cache: tuple | None = None
         self._built = False
         self._used: dict[str, list[str]] = {"bias": [], "darks": [], "flats": []}
         self._overscan_used: set[str] = set()
@@ -279,7 +280,11 @@ class Calibration(Block):
         t = image.exposure
         if t is None or not np.isfinite(t):
             raise ValueError("the frame has no exposure time; the master dark rate cannot be scaled")
-        return self.master_dark * np.float32(t)
+        cached = self._dark_cache
+        if cached is None or cached[0] != t or cached[1] is not self.master_dark:
+            # frames of a night share one exposure time: scale the dark once, not per frame
+            cached = self._dark_cache = (t, self.master_dark, self.master_dark * np.float32(t))
+        return cached[2]
 
     # -- applying -------------------------------------------------------------------------
     def run(self, image) -> None:

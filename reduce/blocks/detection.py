@@ -18,26 +18,36 @@ def global_background(data: np.ndarray, *, n_samples: int = 5_000, sigma: float 
                       maxiters: int = 3) -> tuple[float, float]:
     """Sigma-clipped median and robust std (ADU) of a regular pixel subsample.
 
-    Much cheaper than a background map (a few hundred µs on 600x600) and enough for detection;
-    photometry measures local sky in annuli anyway.
+    Much cheaper than a background map (~0.1 ms on 600x600) and enough for detection; photometry
+    measures local sky in annuli anyway. The sample is sorted once, so each clipping pass keeps a
+    contiguous slice and its median is read directly; the MAD uses one partition.
     """
     step = max(1, int(np.sqrt(data.size / n_samples)))
     sample = data[step // 2::step, step // 2::step].ravel()
-    sample = sample[np.isfinite(sample)].astype(np.float32)
+    sample = np.sort(sample[np.isfinite(sample)].astype(np.float32))
     if sample.size == 0:
         return float("nan"), float("nan")
     kept = sample
-    med, std = float(np.median(sample)), float("nan")
+    med, std = _sorted_median(sample), float("nan")
     for i in range(maxiters):
         if i:
-            kept = sample[np.abs(sample - med) < sigma * std]
-        med = float(np.median(kept))
-        std = float(1.4826 * np.median(np.abs(kept - med)))
+            lo = np.searchsorted(sample, med - sigma * std, side="right")  # |v - med| < sigma std
+            hi = np.searchsorted(sample, med + sigma * std, side="left")
+            kept = sample[lo:hi] if hi > lo else kept
+        med = _sorted_median(kept)
+        dev = np.abs(kept - np.float32(med))
+        std = float(1.4826 * np.median(dev))
         if std <= 0:
             std = float(np.std(kept))
         if std <= 0:
             break
     return med, std
+
+
+def _sorted_median(v: np.ndarray) -> float:
+    """Median of an already sorted 1-D array."""
+    k = len(v)
+    return float(0.5 * (float(v[(k - 1) // 2]) + float(v[k // 2])))
 
 
 def _extract(sub, threshold, err, mask, min_area, levels):
@@ -171,7 +181,9 @@ class PointSourceDetection(Block):
 
         # one window for all: the PSF is common, and saturated giants would make it huge
         sig = float(np.clip(np.median(np.sqrt(objects["a"][:k] * objects["b"][:k])), 0.5, 10.0))
-        wx, wy, flag = sep.winpos(sub, xy[:k, 0], xy[:k, 1], np.full(k, sig))
+        # subpix=1 instead of sep's 11: 4x faster; positions move by < 2e-5 px (measured on the
+        # test fields, where the error to the truth is 5e-4 px median)
+        wx, wy, flag = sep.winpos(sub, xy[:k, 0], xy[:k, 1], np.full(k, sig), subpix=1)
         ok = (flag == 0) & (np.hypot(wx - xy[:k, 0], wy - xy[:k, 1]) < 1.0)
         xy[:k, 0] = np.where(ok, wx, xy[:k, 0])
         xy[:k, 1] = np.where(ok, wy, xy[:k, 1])
@@ -181,9 +193,9 @@ class PointSourceDetection(Block):
         idx = np.arange(len(xy))
         if not self.min_separation or len(xy) < 2:
             return idx
-        from scipy.spatial import cKDTree
+        from ..algorithms.neighbors import Neighbors
 
         drop = np.zeros(len(xy), bool)
-        for i, j in cKDTree(xy).query_pairs(self.min_separation):
+        for i, j in Neighbors(xy).query_pairs(self.min_separation):
             drop[max(i, j)] = True  # the fainter of the pair (sorted brightest first)
         return idx[~drop]

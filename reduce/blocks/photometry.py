@@ -1,20 +1,20 @@
 """Aperture photometry at many radii, local annulus sky, and the GetFluxes collector.
 
-Apertures use sep's exact circle/pixel overlap (``subpix=0``) in one call for every star and
-radius; it agrees with photutils ``aperture_photometry(method='exact')`` to < 1e-6 relative and
-is ~20x faster for 30 radii (tests/blocks/test_photometry.py, benchmarks/bench_alignment.py).
-Non-finite pixels count as missing: they are left out of both the sum and the area.
+Apertures are exact circle/pixel overlaps for every star and radius at once
+(:func:`reduce.algorithms.apertures.circular_sums`: cumulative sums over the corners of one stamp
+per star instead of one pass per radius); they agree with photutils
+``aperture_photometry(method='exact')`` to ~1e-13 relative and cost ~2x less than sep's
+``sum_circle(subpix=0)`` for 30 radii (benchmarks/bench_pipeline.py). Non-finite pixels count as
+missing: they are left out of both the sum and the area.
 """
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-import sep
 
-from ..algorithms.centroids import box_max, cutouts
+from ..algorithms.apertures import annulus_stats, circular_sums
 from ..core.block import Block
 from ..core.errors import Flag, FrameRejected
 from ..fluxes import Fluxes
@@ -38,15 +38,6 @@ def _pixel_scale(image, scale: str, block: str) -> float:
     if fwhm is None or not np.isfinite(fwhm) or fwhm <= 0:
         raise FrameRejected(f"{block}: radii are in FWHM units but the frame has no valid fwhm ({fwhm})")
     return float(fwhm)
-
-
-def _native(data: np.ndarray) -> np.ndarray:
-    """``data`` as a writeable, C-contiguous, native-endian float array (what sep accepts: it refuses
-    read-only buffers such as memory-mapped FITS data), copying only if needed."""
-    if data.dtype not in (np.float32, np.float64) or not data.dtype.isnative:
-        data = data.astype(np.float64)
-    data = np.ascontiguousarray(data)
-    return data if data.flags.writeable else data.copy()
 
 
 class AperturePhotometry(Block):
@@ -78,50 +69,16 @@ class AperturePhotometry(Block):
     def run(self, image) -> None:
         radii = self._radii * _pixel_scale(image, self.scale, self.name)
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
-        data = _native(image.data)
-        fluxes, areas, edge = aperture_sums(data, xy, radii)
-        image.aperture = {"radii": radii, "fluxes": fluxes, "areas": areas, "edge": edge,
-                          "peak": box_max(data, xy, 5)}
+        fluxes, areas, edge, peak = circular_sums(_float(image.data), xy, radii)
+        image.aperture = {"radii": radii, "fluxes": fluxes, "areas": areas, "edge": edge, "peak": peak}
 
 
-@lru_cache(maxsize=2)
-def _ones(shape: tuple) -> np.ndarray:
-    """A float32 frame of ones (exact areas of edge-truncated apertures), reused."""
-    return np.ones(shape, np.float32)  # sep refuses read-only buffers; never written
-
-
-def aperture_sums(data: np.ndarray, xy: np.ndarray, radii: np.ndarray):
-    """Exact-overlap circular sums ``(n, n_radii)``, their areas of finite pixels and whether
-    each aperture is truncated by the frame edge (sep, ``subpix=0``)."""
-    n, m = len(xy), len(radii)
-    fluxes = np.full((n, m), np.nan)
-    areas = np.full((n, m), np.nan)
-    edge = np.ones((n, m), bool)
-    ok = np.isfinite(xy).all(axis=1)
-    if not ok.any():
-        return fluxes, areas, edge
-    k = int(ok.sum())
-    x = np.repeat(xy[ok, 0], m)
-    y = np.repeat(xy[ok, 1], m)
-    r = np.tile(np.asarray(radii, float), k)
-    s, _, flag = sep.sum_circle(data, x, y, r, subpix=0)
-    s, flag = s.reshape(k, m), flag.reshape(k, m)
-    a = np.broadcast_to(np.pi * np.asarray(radii, float) ** 2, (k, m)).copy()
-    trunc = (flag & sep.APER_TRUNC) != 0
-    bad = ~np.isfinite(s)
-    finite = None
-    if bad.any():  # NaN/inf pixels: sum the finite ones, count only their area
-        finite = np.isfinite(data)
-        redo = np.repeat(bad.any(axis=1), m)
-        s.reshape(-1)[redo] = sep.sum_circle(np.where(finite, data, 0.0), x[redo], y[redo], r[redo], subpix=0)[0]
-        trunc |= redo.reshape(k, m)
-    if trunc.any():
-        w = _ones(data.shape) if finite is None else finite.astype(np.float32)
-        redo = np.repeat(trunc.any(axis=1), m)
-        a.reshape(-1)[redo] = sep.sum_circle(w, x[redo], y[redo], r[redo], subpix=0)[0]
-    s[a <= 0] = np.nan  # no finite pixel in the aperture (e.g. off the frame): not measured
-    fluxes[ok], areas[ok], edge[ok] = s, a, (flag & sep.APER_TRUNC) != 0
-    return fluxes, areas, edge
+def _float(data: np.ndarray) -> np.ndarray:
+    """``data`` as a native-endian float array (no copy when it already is one)."""
+    data = np.asarray(data)
+    if data.dtype.kind != "f" or not data.dtype.isnative:
+        data = data.astype(np.float64)
+    return data
 
 
 class AnnulusBackground(Block):
@@ -155,80 +112,11 @@ class AnnulusBackground(Block):
         k = _pixel_scale(image, self.scale, self.name)
         inner, outer = self.inner * k, self.outer * k
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
-        med, std, npix = annulus_stats(image.data, xy, inner, outer, self.sigma)
+        med, std, npix = annulus_stats(_float(image.data), xy, inner, outer, self.sigma)
         with np.errstate(invalid="ignore", divide="ignore"):
             err = std / np.sqrt(npix)
         image.annulus = {"median": med, "std": std, "error": err, "area": npix.astype(float),
                          "inner": inner, "outer": outer}
-
-
-def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, sigma: float = 3.0,
-                  maxiters: int = 10):
-    """Sigma-clipped (median, std, npix) of each star's annulus pixels (centres with
-    ``inner <= r < outer``), vectorised over stars.
-
-    Each star's annulus values are sorted once into one padded row; clipping then only moves the
-    [lo, hi) bounds of the kept range (binary searches), running sums giving the mean and std, so
-    iterations are nearly free. Same result as astropy ``sigma_clipped_stats`` (median, std).
-    """
-    xy = np.asarray(xy, float).reshape(-1, 2)
-    n = len(xy)
-    if n == 0:
-        return np.zeros(0), np.zeros(0), np.zeros(0, int)
-    size = 2 * int(np.ceil(outer)) + 3
-    work = np.float32 if data.dtype == np.float32 else float
-    stack, x0, y0 = cutouts(data, xy, size, dtype=work)
-    g = np.arange(size, dtype=float)
-    dx2 = (g[None, :] - (xy[:, 0] - x0)[:, None]) ** 2
-    dy2 = (g[None, :] - (xy[:, 1] - y0)[:, None]) ** 2
-    r2 = dy2[:, :, None] + dx2[:, None, :]
-    use = (r2 >= inner * inner) & (r2 < outer * outer) & np.isfinite(stack)
-    counts = use.reshape(n, -1).sum(axis=1)
-    width = max(int(counts.max()), 1)
-    vals = np.sort(np.where(use, stack, np.inf).reshape(n, -1), axis=1)[:, :width].astype(float)
-    rows = np.arange(n)
-    lo, hi = np.zeros(n, int), counts.copy()
-    med0 = np.nan_to_num(_range_median(vals, lo, hi, rows))
-    vals -= med0[:, None]  # centred values keep the running sums accurate
-    fin = np.where(np.isfinite(vals), vals, 0.0)
-    zero = np.zeros((n, 1))
-    c1 = np.concatenate([zero, np.cumsum(fin, axis=1)], axis=1)
-    c2 = np.concatenate([zero, np.cumsum(fin * fin, axis=1)], axis=1)
-    # one monotonic key array (row offsets) so every row's bounds come from one searchsorted call
-    span = 2.0 * (np.abs(fin).max() + 1.0)
-    keys = (np.where(np.isfinite(vals), vals, span) + (rows * 2 * span)[:, None]).ravel()
-    base = rows * width
-    for _ in range(maxiters):
-        med, std = _range_stats(vals, c1, c2, lo, hi, rows)
-        ok = hi > lo
-        off = rows * 2 * span
-        new_lo = np.searchsorted(keys, np.where(ok, med - sigma * std, 0.0) + off, "left") - base
-        new_hi = np.searchsorted(keys, np.where(ok, med + sigma * std, 0.0) + off, "right") - base
-        new_lo, new_hi = np.where(ok, new_lo, lo), np.where(ok, np.minimum(new_hi, counts), hi)
-        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
-            break
-        lo, hi = new_lo, new_hi
-    med, std = _range_stats(vals, c1, c2, lo, hi, rows)
-    return med + med0, std, (hi - lo)
-
-
-def _range_median(vals, lo, hi, rows):
-    """Median of each sorted row's values in [lo, hi) (NaN when empty)."""
-    kk = np.maximum(hi - lo, 1)
-    a = np.clip(lo + (kk - 1) // 2, 0, vals.shape[1] - 1)
-    b = np.clip(lo + kk // 2, 0, vals.shape[1] - 1)
-    with np.errstate(invalid="ignore"):
-        med = 0.5 * (vals[rows, a] + vals[rows, b])
-    return np.where(hi > lo, med, np.nan)
-
-
-def _range_stats(vals, c1, c2, lo, hi, rows):
-    """Median and population std of each sorted row's values in [lo, hi) (NaN when empty);
-    ``c1``/``c2`` are the rows' running sums of values and squares."""
-    kk = np.maximum(hi - lo, 1)
-    mean = (c1[rows, hi] - c1[rows, lo]) / kk
-    var = np.maximum((c2[rows, hi] - c2[rows, lo]) / kk - mean ** 2, 0.0)
-    return _range_median(vals, lo, hi, rows), np.where(hi > lo, np.sqrt(var), np.nan)
 
 
 def _num(v) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..algorithms.neighbors import nearest_distance
 from ..algorithms.psf import (GAUSSIAN_FWHM, _moments, extract_stamps, fit_gaussian, fit_moffat,
                               median_epsf)
 from ..core.block import Block
@@ -17,12 +18,7 @@ __all__ = ["Cutouts", "MedianEPSF", "Moffat2D", "Gaussian2D"]
 
 def _isolated(xy: np.ndarray, radius: float) -> np.ndarray:
     """Boolean mask of positions with no other position within ``radius`` px."""
-    if len(xy) < 2:
-        return np.ones(len(xy), bool)
-    from scipy.spatial import cKDTree
-
-    d, _ = cKDTree(xy).query(xy, k=2)
-    return d[:, 1] > radius
+    return nearest_distance(xy) > radius
 
 
 class Cutouts(Block):
@@ -31,7 +27,8 @@ class Cutouts(Block):
     Parameters
     ----------
     size : int
-        Stamp side in px (odd; an even value is rounded up).
+        Stamp side in px (odd; an even value is rounded up); the one positional parameter, as
+        in ``Cutouts(21)``.
     max_sources : int
         Use at most this many of the brightest eligible stars.
     isolation : float, optional
@@ -45,7 +42,7 @@ class Cutouts(Block):
     requires = ("data", "sources")
     provides = ("cutouts",)
 
-    def __init__(self, *, size: int = 21, max_sources: int = 30, isolation: float | None = None):
+    def __init__(self, size: int = 21, *, max_sources: int = 30, isolation: float | None = None):
         if int(size) < 5:
             raise ValueError(f"size must be at least 5 px, got {size}")
         if max_sources < 1:
@@ -61,10 +58,9 @@ class Cutouts(Block):
         radius = self.isolation if self.isolation is not None else self.size / 2
         ok = ~src.saturated & ~src.edge & _isolated(src.coords, radius)
         index = np.flatnonzero(ok)[: self.max_sources]
-        data = image.data
+        stamps, keep = extract_stamps(image.data, src.coords[index], self.size)
         if image.bkg is not None and np.isfinite(image.bkg):
-            data = data - np.float32(image.bkg)
-        stamps, keep = extract_stamps(data, src.coords[index], self.size)
+            stamps -= float(image.bkg)  # on the stamps, not the whole frame (the shift is linear)
         finite = np.isfinite(stamps).all(axis=(1, 2))
         stamps, index = stamps[finite], index[keep][finite]
         if len(stamps) == 0:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..core.errors import UsageError
+from ..core.errors import ReduceError, UsageError
 
 EPILOG = """\b
 Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<target>_<filter>:
@@ -18,8 +18,15 @@ Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags
 
 \b
-Exit status: 0 success, 1 failed, 2 usage or recipe error,
-             3 finished with some frames or groups skipped (flagged).
+Exit status: 0 success (or nothing changed since the last run), 1 failed,
+             2 usage or recipe error, 3 finished with some frames, groups or
+             nights skipped (flagged, failed or locked), 4 the night is being
+             reduced by another run (locked; nothing done).
+
+\b
+Unattended (cron), e.g. every morning at 08:15 on every night of an archive:
+  15 8 * * * reduce run /etc/reduce/default.yaml /data/archive --nights -q \\
+      --log-file /var/log/reduce.log --summary-json /var/log/reduce-last.json
 """
 
 
@@ -37,9 +44,11 @@ def _parse_target(value: str | None):
 
 @click.command(epilog=EPILOG)
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@click.argument("night", type=click.Path(file_okay=False))
+@click.argument("nights", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--nights", "archive", is_flag=True,
+              help="NIGHTS is an archive: every sub-folder holding FITS frames is a night.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default: NIGHT/reduced).")
+              help="Output folder (default: NIGHT/reduced; with several nights OUTDIR/<night name>).")
 @click.option("--target", default=None,
               help="Target: N (index in the reference's source list), X,Y (pixels on the reference) "
                    "or \"RA DEC\" (degrees or sexagesimal; needs a WCS).")
@@ -47,8 +56,18 @@ def _parse_target(value: str | None):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Instrument/site configuration YAML (see sample_config.yaml).")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False), default=None,
-              help="Where the FITS index lives (default NIGHT/.reduce/index.sqlite).")
+              help="Where the FITS index lives (default NIGHT/.reduce/index.sqlite; one night only).")
 @click.option("--depth", type=int, default=None, help="Folder depth to scan (default: unlimited).")
+@click.option("-j", "--jobs", type=int, default=None, envvar="REDUCE_JOBS", show_envvar=True,
+              help="Worker processes for the frames of a group (default: the number of cores; "
+                   "1: in-process, serial). Results are identical whatever the number.")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default=None, envvar="REDUCE_EXECUTOR",
+              show_envvar=True,
+              help="local: --jobs processes on this machine (default); dask: an existing Dask "
+                   "cluster (--scheduler; needs pip install 'reduce[distributed]').")
+@click.option("--scheduler", default=None, envvar="REDUCE_SCHEDULER", show_envvar=True,
+              help="Dask scheduler address tcp://HOST:PORT (implies --executor dask).")
+@click.option("--force", is_flag=True, help="Redo groups even when nothing changed since the last run.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (groups, calibration matched, outputs) and stop.")
 @click.option("--summary-json", type=click.Path(dir_okay=False), default=None,
               help="Write a machine-readable summary of the run to this file.")
@@ -56,52 +75,107 @@ def _parse_target(value: str | None):
 @click.option("--fail-fast", is_flag=True, help="Stop at the first unexpected error (for debugging).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def run(recipe, night, outdir, target, reference, config_path, index_path, depth, dry_run, summary_json,
-        log_file, fail_fast, quiet, verbose):
-    """Reduce every light group of NIGHT with RECIPE (see `reduce validate`, `reduce blocks`).
+def run(recipe, nights, archive, outdir, target, reference, config_path, index_path, depth, jobs, executor,
+        scheduler, force, dry_run, summary_json, log_file, fail_fast, quiet, verbose):
+    """Reduce every light group of each NIGHT with RECIPE (see `reduce validate`, `reduce blocks`).
 
     For each light group (night date, telescope, filter, target) the matching calibration frames
     are selected (same telescope and size; flats of the same filter; darks scaled from the nearest
     exposure; the nearest night when several are present), a reference frame is built, every frame
     is measured, and the differential light curve of the target is written.
-    """
-    from ..config import load_config
-    from ..console import get_console, setup_logging
-    from ..recipe import load_recipe
 
-    setup_logging(-1 if quiet else (1 if verbose else 0), log_file)
-    config = load_config(config_path)
-    spec = load_recipe(recipe)
-    target_override = _parse_target(target)
-    if target_override is not None or reference is not None:
-        try:
-            spec = spec.with_overrides(target=target_override, reference=reference)
-        except ValueError as e:
-            raise UsageError(str(e))
+    Safe to run from cron: a night is reduced by one run at a time (a second run exits with status
+    4), groups whose frames, calibration, recipe and configuration did not change since their last
+    reduction are skipped (exit 0; --force redoes them), and outputs are replaced atomically.
+    """
     from pathlib import Path
 
-    nightp = Path(night)
-    if not nightp.is_dir():
-        raise UsageError(f"night folder not found: {night}")
+    from ..config import load_config
+    from ..console import get_console, setup_logging
+
+    setup_logging(-1 if quiet else (1 if verbose else 0), log_file)
+    night_paths = _nights(nights, archive, depth)
+    if index_path and len(night_paths) > 1:
+        raise UsageError("--index applies to a single night (each night keeps its own index)")
+    config = load_config(config_path)
+    from ..runner import RecipeSource
+
+    source = RecipeSource(recipe, target=target, reference=reference)
+    if target is not None:
+        _parse_target(target)  # a malformed --target is a usage error before any work
     console = get_console()
     if dry_run:
         from ..runner import plan_night
 
-        plans, fm = plan_night(nightp, spec, config=config, outdir=outdir, index=index_path, depth=depth)
-        _print_plan(console, plans, spec, fm)
+        spec = source.spec
+        for n in night_paths:
+            plans, fm = plan_night(n, spec, config=config, outdir=_single_outdir(outdir, n, night_paths),
+                                   index=index_path, depth=depth)
+            _print_plan(console, plans, spec, fm)
         return 0
-    from ..runner import run_night
+    from ..runner import run_nights
 
-    report = run_night(nightp, spec, config=config, outdir=outdir, index=index_path, depth=depth,
-                       show_progress=not quiet, fail_fast=fail_fast)
+    try:
+        runner_executor = _make_executor(executor, jobs, scheduler)
+        with runner_executor:
+            report = run_nights(night_paths, source, config=config, outdir=outdir, index=index_path,
+                                depth=depth, show_progress=not quiet, fail_fast=fail_fast,
+                                executor=runner_executor, force=force)
+    except ReduceError as e:
+        if summary_json:
+            _write_json(summary_json, {"exit_status": e.exit_code, "error": str(e),
+                                       "nights": [str(n) for n in night_paths]})
+        raise
     if not quiet:
         _print_report(console, report)
     if summary_json:
-        from ..io.atomic import atomic_write
-
-        with atomic_write(summary_json, "w") as f:
-            json.dump(report.to_dict(), f, indent=2)
+        _write_json(summary_json, report.to_dict())
     return report.exit_code
+
+
+def _nights(nights, archive: bool, depth) -> list:
+    """The night folders to reduce: the arguments, or the sub-folders of one archive (--nights)."""
+    from pathlib import Path
+
+    if archive:
+        if len(nights) != 1:
+            raise UsageError("--nights takes exactly one ARCHIVE folder")
+        from ..runner import find_nights
+
+        return find_nights(nights[0], depth=depth)
+    paths = [Path(n) for n in nights]
+    for p in paths:
+        if not p.is_dir():
+            raise UsageError(f"night folder not found: {p}")
+    return paths
+
+
+def _single_outdir(outdir, night, nights):
+    from ..runner import _outdirs
+
+    return _outdirs(nights, outdir)[nights.index(night)]
+
+
+def _make_executor(kind, jobs, scheduler):
+    from ..core.executors import make_executor
+
+    if kind == "local" and scheduler and jobs is None:
+        scheduler = None  # an inherited REDUCE_SCHEDULER does not override an explicit local choice
+    if kind == "dask" or (kind is None and scheduler):
+        if jobs is not None:
+            import logging
+
+            logging.getLogger("reduce").warning("--jobs is ignored with the Dask executor (the cluster "
+                                                "has its own workers)")
+        return make_executor("dask", scheduler=scheduler)
+    return make_executor("local", jobs=jobs)
+
+
+def _write_json(path, data) -> None:
+    from ..io.atomic import atomic_write
+
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2, default=str)
 
 
 def _print_plan(console, plans, spec, fm):
@@ -126,19 +200,22 @@ def _print_plan(console, plans, spec, fm):
 
 
 def _print_report(console, report):
+    """The run's one summary: a table of the groups reduced, then what was skipped and why."""
     from rich.table import Table
 
-    t = Table(title=f"reduce run: {len(report.groups)} group(s) in {report.seconds:.1f} s")
-    for col in ("group", "status", "frames", "flagged", "aperture (px)", "comparisons", "rms"):
-        t.add_column(col)
-    for g in report.groups:
-        t.add_row(g.plan.group.label, g.status if g.status == "done" else f"[red]{g.status}[/]",
-                  str(g.n_frames), str(len(g.flagged)),
-                  "" if g.aperture is None else f"{g.aperture:.2f}",
-                  ",".join(map(str, g.comparisons[:8])) + ("…" if len(g.comparisons) > 8 else ""),
-                  "" if g.rms is None else f"{g.rms:.2e}")
-    console.print(t)
-    for g in report.groups:
+    done = report.processed
+    if done:
+        t = Table(title=f"reduce run: {len(done)} group(s) in {report.seconds:.1f} s")
+        for col in ("group", "status", "frames", "flagged", "aperture (px)", "comparisons", "rms"):
+            t.add_column(col)
+        for g in done:
+            t.add_row(g.plan.group.label, g.status if g.status == "done" else f"[red]{g.status}[/]",
+                      str(g.n_frames), str(len(g.flagged)),
+                      "" if g.aperture is None else f"{g.aperture:.2f}",
+                      ",".join(map(str, g.comparisons[:8])) + ("…" if len(g.comparisons) > 8 else ""),
+                      "" if g.rms is None else f"{g.rms:.2e}")
+        console.print(t)
+    for g in done:
         if g.status != "done":
             console.print(f"[red]{g.plan.group.label}: {g.message}[/]")
         for path in g.outputs:
@@ -148,5 +225,12 @@ def _print_report(console, report):
             reasons[reason] = reasons.get(reason, 0) + 1
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             console.print(f"  [yellow]{n} frame(s) flagged: {reason}[/]")
+    if report.unchanged:
+        what = "Nothing to do: " if not done else ""
+        console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "
+                      "(--force redoes them)")
+    for n in report.nights:
+        if n.status in ("locked", "failed") and n.message:
+            console.print(f"[red]{n.night}: {n.message}[/]")
     if report.unreadable:
         console.print(f"[yellow]{len(report.unreadable)} unreadable file(s) ignored (reduce scan --errors)[/]")

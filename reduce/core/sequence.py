@@ -218,13 +218,18 @@ class Sequence:
 
     # -- running --------------------------------------------------------------------------
     def run(self, images_or_paths, loader: Callable | None = None, show_progress: bool = True,
-            fail_fast: bool = False) -> "Sequence":
+            fail_fast: bool = False, executor=None) -> "Sequence":
         """Run the chain on one Image, one path, or an iterable of either; returns ``self``.
 
         Images are processed in place. Paths are streamed: each frame is loaded, processed,
         stripped of its pixel data and handed to the collectors, so memory does not grow with the
         number of frames. Flagged frames are summarised in the log and kept in ``self.issues``
         and ``self.flagged``.
+
+        ``executor`` (see :mod:`reduce.core.executors`) runs the per-frame chain elsewhere (worker
+        processes, a Dask cluster) after every block's ``setup`` ran here; its results are
+        collected here in frame order, so the outcome is the same as without one. Images given
+        to a non-serial executor are processed as copies (the originals are left unchanged).
         """
         items = _as_items(images_or_paths)
         total = len(items) if hasattr(items, "__len__") else None
@@ -240,11 +245,17 @@ class Sequence:
         from ..console import progress
 
         with progress(self.name, total, show=show_progress) as bar:
-            index = 0
-            for item in _chain_first(first, iterator):
-                self._one(item, index, loader, fail_fast)
-                index += 1
-                bar.advance()
+            if executor is None:
+                index = 0
+                for item in _chain_first(first, iterator):
+                    self._one(item, index, loader, fail_fast)
+                    index += 1
+                    bar.advance()
+            else:
+                for index, image in executor.map_frames(self.blocks, _chain_first(first, iterator),
+                                                        loader=loader, fail_fast=fail_fast):
+                    self.collect(image, index, fail_fast=fail_fast)
+                    bar.advance()
         for block in self.blocks:
             block.finish()
         self._summarise()

@@ -84,3 +84,10 @@ def test_median_epsf_is_normalised_and_names_resolve():
     assert blocks.psf.Moffat2D is blocks.Moffat2D and blocks.psf.Gaussian2D is blocks.Gaussian2D
     with pytest.raises(NoSources):
         blocks.MedianEPSF().run(Image())
+
+
+def test_cutouts_size_is_positional():
+    """``blocks.Cutouts(21)`` as in the README and tutorial; the other options stay keyword-only."""
+    assert blocks.Cutouts(15).size == 15 and blocks.Cutouts(size=20).size == 21
+    with pytest.raises(TypeError):
+        blocks.Cutouts(21, 30)

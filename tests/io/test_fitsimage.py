@@ -65,6 +65,45 @@ def test_extension_hdu_compressed_and_gzip(tmp_path, values):
         assert image.exposure == 12.0
 
 
+@pytest.mark.parametrize("dtype,bzero,bscale", [
+    (np.uint8, None, None), (np.int16, None, None), (np.uint16, None, None), (np.int16, 100.0, 0.5),
+    (np.int32, None, None), (np.uint32, None, None), (np.int64, None, None), (np.float32, None, None),
+    (np.float64, None, None)])
+def test_direct_read_equals_astropy(tmp_path, dtype, bzero, bscale):
+    """Plain files are read with numpy from the data offset: same pixels and header as astropy."""
+    from reduce.io.fitsimage import _read_astropy, _read_plain, read_pixels
+
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    lo, hi = (max(info.min, -2**40), min(info.max, 2**40)) if info else (-1e5, 1e5)
+    data = (rng.integers(lo, hi, (17, 23), endpoint=True) if info else rng.uniform(lo, hi, (17, 23))).astype(dtype)
+    hdu = fits.PrimaryHDU(data, header=_header())
+    if bscale is not None:
+        hdu.scale("int16", bzero=bzero, bscale=bscale)
+    path = tmp_path / "d.fits"
+    hdu.writeto(path)
+    assert _read_plain(str(path)) is not None  # the fast path was taken
+    fast, header, index = read_pixels(path)
+    slow, slow_header, _ = _read_astropy(str(path))
+    assert index == 0 and fast.dtype == np.float32 and fast.flags.writeable
+    np.testing.assert_array_equal(fast, slow)
+    if bscale is None:
+        assert dict(header) == dict(slow_header)
+    else:  # astropy rewrites BITPIX/BSCALE/BZERO for its scaled copy; the file's header is kept here
+        assert (header["BITPIX"], header["BSCALE"], header["BZERO"]) == (16, bscale, bzero)
+
+
+def test_blank_values_go_through_astropy(tmp_path):
+    from reduce.io.fitsimage import _read_plain
+
+    data = np.array([[1, 2], [3, -99]], dtype=np.int16)
+    h = _header(BLANK=-99)
+    path = tmp_path / "blank.fits"
+    fits.PrimaryHDU(data, header=h).writeto(path)
+    assert _read_plain(str(path)) is None
+    np.testing.assert_array_equal(FITSImage(path).data, fits.getdata(path).astype(np.float32))
+
+
 def test_big_endian_float_and_cube(tmp_path):
     data = np.arange(12, dtype=">f4").reshape(1, 3, 4)
     path = tmp_path / "cube.fits"
@@ -101,6 +140,19 @@ def _real(*parts):
     if not p.exists():
         pytest.skip(f"real frames not found at {REAL}")
     return p
+
+
+@pytest.mark.real_data
+def test_direct_read_of_every_real_frame_equals_astropy():
+    from reduce.io.fitsimage import _read_astropy, read_pixels
+
+    files = sorted(p for p in _real().rglob("*") if p.is_file())
+    assert files
+    for path in files:
+        data, header, _ = read_pixels(path)
+        ref, ref_header, _ = _read_astropy(str(path))
+        np.testing.assert_array_equal(data, ref)
+        assert dict(header) == dict(ref_header), path.name
 
 
 @pytest.mark.real_data

@@ -1,0 +1,315 @@
+"""Exact-overlap circular aperture sums at many radii at once (pure numpy, no per-pixel loop).
+
+For a disc of radius ``r`` centred on the star, the overlap of a pixel ``[x0, x1] x [y0, y1]``
+(offsets from the star) is ``F(x1, y1) - F(x0, y1) - F(x1, y0) + F(x0, y0)``, where ``F(x, y)``
+is the signed disc area between the origin and the corner ``(x, y)``. Summing ``value x overlap``
+over a stamp and regrouping by corners (summation by parts) gives ``sum_c F(c) D(c)``, ``D`` the
+mixed second difference of the stamp at corner ``c``. With ``a = |x|``, ``b = |y|``::
+
+    F = a b                                if a^2 + b^2 <= r^2   (corner inside the circle)
+    F = S(min(a, r)) + S(min(b, r)) - pi r^2 / 4   otherwise,    S(t) = int_0^t sqrt(r^2 - u^2) du
+
+so the outside part is a sum of a column term and a row term, and the inside part a product:
+per radius, each corner column (row) needs only one contiguous range of inside rows (columns),
+read from cumulative sums. The cost is O(stamp side x radii) per star instead of O(area) per
+radius (sep / photutils), and the result is the exact geometric overlap (agrees with photutils
+``method='exact'`` to ~1e-13). Both views classify a corner with the very same float expression,
+so they always agree on which corners are inside.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .centroids import cutouts
+
+__all__ = ["circular_sums", "annulus_stats", "annulus_values"]
+
+# elements of the (stars x pairs) work arrays per chunk: small arrays stay in cache
+_CHUNK_ELEMENTS = 16_000
+
+
+def _seg(t: np.ndarray, r: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """``S(t) = int_0^t sqrt(r^2 - u^2) du`` for ``0 <= t <= r``."""
+    return 0.5 * (t * np.sqrt(np.maximum(r2 - t * t, 0.0)) + r2 * np.arcsin(np.minimum(t / r, 1.0)))
+
+
+def _pairs(radii: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(radius index, corner line index, segment starts): the corner lines that may cross each
+    circle (star-independent: a stamp is centred on the star's nearest pixel)."""
+    size = 2 * half + 1
+    reach = np.ceil(radii).astype(np.intp)
+    first = np.maximum(0, half - reach)
+    count = np.minimum(size, half + 1 + reach) - first + 1
+    starts = np.cumsum(count) - count
+    jp = np.repeat(np.arange(len(radii)), count)
+    kp = np.repeat(first - starts, count) + np.arange(int(count.sum()))
+    return jp, kp, starts
+
+
+def _bounds(s, c, size):
+    """Candidate inclusive line range ``|c + i| <= s`` (one line too wide at most)."""
+    lo = np.clip(np.ceil(-s - c - 1e-6), 0, size)
+    hi = np.clip(np.floor(s - c + 1e-6), 0, size)
+    return lo, hi
+
+
+def _finish(lo, hi):
+    empty = hi < lo
+    return np.where(empty, 0, lo).astype(np.intp), np.where(empty, -1, hi).astype(np.intp)
+
+
+def _chunk(v: np.ndarray, cx: np.ndarray, cy: np.ndarray, radii: np.ndarray, jp: np.ndarray,
+           kp: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Exact circular sums (n, m) of stamps ``v`` (n, s, s) whose corner (0, 0) is at offset
+    ``(cx, cy)`` from the star (pixel centres at integers)."""
+    n, size = v.shape[0], v.shape[1]
+    k = size + 1
+    vp = np.zeros((n, size + 2, size + 2))
+    vp[:, 1:-1, 1:-1] = v
+    d = vp[:, :-1, :-1] - vp[:, :-1, 1:] - vp[:, 1:, :-1] + vp[:, 1:, 1:]   # (n, row I, col K)
+    g = np.arange(k, dtype=float)
+    x, y = cx[:, None] + g, cy[:, None] + g                                   # corner offsets
+    d *= np.sign(y)[:, :, None] * np.sign(x)[:, None, :]                      # F is odd in x and y
+    ax, ay = np.abs(x), np.abs(y)
+    coltot, rowtot = d.sum(axis=1), d.sum(axis=2)
+    tot = coltot.sum(axis=1)
+    # cumulative sums along each corner column (of d and ay*d) and along each corner row (of d)
+    dt = np.ascontiguousarray(d.transpose(0, 2, 1))
+    cum_c = np.zeros((2, n, k, k + 1))
+    np.cumsum(dt, axis=2, out=cum_c[0, :, :, 1:])
+    np.cumsum(dt * ay[:, None, :], axis=2, out=cum_c[1, :, :, 1:])
+    cum_r = np.zeros((n, k, k + 1))
+    np.cumsum(d, axis=2, out=cum_r[:, :, 1:])
+    rp = radii[jp]
+    r2p = rp * rp
+    lines = (np.arange(n) * k * (k + 1))[:, None] + kp * (k + 1)               # start of line kp
+    # column view: in corner column K, rows I with y_I^2 <= r^2 - x_K^2
+    xk = x[:, kp]
+    thr = r2p - xk * xk
+    c = cy[:, None]
+    lo, hi = _bounds(np.sqrt(np.maximum(thr, 0.0)), c, size)
+    t = c + lo
+    lo += t * t > thr
+    t = c + hi
+    hi -= t * t > thr
+    lo, hi = _finish(lo, hi)
+    flat0, flat1 = cum_c[0].ravel(), cum_c[1].ravel()
+    in0 = flat0.take(lines + hi + 1) - flat0.take(lines + lo)
+    in1 = flat1.take(lines + hi + 1) - flat1.take(lines + lo)
+    # row view: in corner row I, columns K with r^2 - x_K^2 >= y_I^2 (the same float predicate)
+    y2 = ay[:, kp] ** 2
+    c = cx[:, None]
+    lo, hi = _bounds(np.sqrt(np.maximum(r2p - y2, 0.0)), c, size)
+    t = c + lo
+    lo += r2p - t * t < y2
+    t = c + hi
+    hi -= r2p - t * t < y2
+    lo, hi = _finish(lo, hi)
+    flat = cum_r.ravel()
+    row_in0 = flat.take(lines + hi + 1) - flat.take(lines + lo)
+    sx = _seg(np.minimum(ax[:, kp], rp), rp, r2p)
+    sy = _seg(np.minimum(ay[:, kp], rp), rp, r2p)
+    q = 0.25 * np.pi * radii * radii
+    qp = q[jp]
+    ck, rk = coltot[:, kp], rowtot[:, kp]
+    terms = sx * (ck - in0) + ax[:, kp] * in1 + qp * (in0 - ck - rk) + sy * (rk - row_in0)
+    # lines not in a radius' pairs lie outside its circle: F = q there, summing to q * tot
+    return np.add.reduceat(terms, starts, axis=1) + q * tot[:, None]
+
+
+def _exact(stamps: np.ndarray, cx: np.ndarray, cy: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """:func:`_chunk` over all stamps, in cache-sized chunks."""
+    half = stamps.shape[1] // 2
+    jp, kp, starts = _pairs(radii, half)
+    step = max(1, _CHUNK_ELEMENTS // max(len(jp), 1))
+    out = np.empty((len(stamps), len(radii)))
+    for i in range(0, len(stamps), step):
+        sl = slice(i, i + step)
+        out[sl] = _chunk(stamps[sl], cx[sl], cy[sl], radii, jp, kp, starts)
+    return out
+
+
+def circular_sums(data: np.ndarray, xy: np.ndarray, radii) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
+    """Exact-overlap sums of ``data`` in circles of every radius around every position.
+
+    Returns ``(sums, areas, edge, peak)``: sums and areas ``(n, n_radii)`` (areas of the finite,
+    in-frame pixels, ``pi r^2`` for a complete aperture), ``edge`` True where the circle leaves
+    the frame, and ``peak`` the brightest finite pixel of the 5x5 box on each position. Non-finite
+    pixels are left out of both sums and areas; NaN positions, or apertures without any finite
+    pixel, give NaN sums.
+    """
+    radii = np.asarray(radii, dtype=float).reshape(-1)
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    n, m = len(xy), len(radii)
+    sums = np.full((n, m), np.nan)
+    areas = np.full((n, m), np.nan)
+    edge = np.ones((n, m), bool)
+    peak = np.full(n, np.nan)
+    ok = np.flatnonzero(np.isfinite(xy).all(axis=1))
+    if len(ok) == 0 or m == 0:
+        return sums, areas, edge, peak
+    ny, nx = data.shape
+    p = xy[ok]
+    half = max(int(np.ceil(radii.max())) + 1, 2)
+    stack, x0, y0 = cutouts(data, p, 2 * half + 1, dtype=np.float64)
+    finite = np.isfinite(stack)
+    complete = finite.all(axis=(1, 2))
+    values = np.where(finite, stack, 0.0) if not complete.all() else stack
+    cx, cy = x0 - 0.5 - p[:, 0], y0 - 0.5 - p[:, 1]
+    partial = np.flatnonzero(~complete)
+    if len(partial):  # areas of the finite pixels, computed as extra stamps of ones and zeros
+        values = np.concatenate([values, finite[partial].astype(np.float64)])
+        cx, cy = np.concatenate([cx, cx[partial]]), np.concatenate([cy, cy[partial]])
+    both = _exact(values, cx, cy, radii)
+    s = both[:len(p)]
+    a = np.broadcast_to(np.pi * radii * radii, s.shape).copy()
+    if len(partial):
+        a[partial] = np.maximum(both[len(p):], 0.0)
+    s[a <= 1e-12] = np.nan  # no finite pixel in the aperture: not measured
+    sums[ok], areas[ok] = s, a
+    r = radii[None, :]
+    px, py = p[:, :1], p[:, 1:]
+    edge[ok] = (px - r < -0.5) | (py - r < -0.5) | (px + r > nx - 0.5) | (py + r > ny - 0.5)
+    box = stack[:, half - 2:half + 3, half - 2:half + 3].reshape(len(p), -1)
+    has = finite[:, half - 2:half + 3, half - 2:half + 3].reshape(len(p), -1).any(axis=1)
+    pk = np.full(len(p), np.nan)
+    if has.any():
+        pk[has] = np.nanmax(np.where(np.isfinite(box[has]), box[has], -np.inf), axis=1)
+    peak[ok] = pk
+    return sums, areas, edge, peak
+
+
+# -- annulus sky ------------------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _ring(inner: float, outer: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer pixel offsets ``(dy, dx)`` that can hold an annulus pixel centre for some sub-pixel
+    star position, those certainly inside the annulus for any position first, and their number."""
+    pad = 0.7072  # half a pixel diagonal
+    hi = int(np.ceil(outer + pad))
+    dy, dx = np.mgrid[-hi:hi + 1, -hi:hi + 1]
+    d = np.hypot(dx, dy).ravel()
+    lo_in = max(inner - pad, 0.0)
+    certain = np.flatnonzero((d >= inner + pad) & (d < outer - pad))
+    boundary = np.flatnonzero((d >= lo_in) & (d < outer + pad) & ~((d >= inner + pad) & (d < outer - pad)))
+    order = np.concatenate([certain, boundary])
+    return dy.ravel()[order], dx.ravel()[order], len(certain)
+
+
+def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each star's annulus pixels (centres with ``inner <= r < outer``, finite, in the frame),
+    gathered straight from the frame as rows padded with +inf, and their counts."""
+    ny, nx = data.shape
+    dy, dx, n_certain = _ring(float(inner), float(outer))
+    ix = np.floor(xy[:, 0] + 0.5).astype(np.int64)
+    iy = np.floor(xy[:, 1] + 0.5).astype(np.int64)
+    reach = int(np.max(np.abs(dx), initial=0))
+    if ix.min() >= reach and iy.min() >= reach and ix.max() < nx - reach and iy.max() < ny - reach:
+        vals = np.ascontiguousarray(data).ravel().take((iy * nx + ix)[:, None] + (dy * nx + dx))
+    else:  # some annuli leave the frame: those pixels are left out
+        px, py = ix[:, None] + dx, iy[:, None] + dy
+        inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
+        vals = np.ascontiguousarray(data).ravel().take(np.where(inside, py * nx + px, 0))
+        vals[~inside] = np.inf
+    # pixels near either circle: keep those whose centre is in [inner, outer) for this position
+    bx = dx[n_certain:] - (xy[:, 0] - ix)[:, None]
+    by = dy[n_certain:] - (xy[:, 1] - iy)[:, None]
+    r2 = bx * bx + by * by
+    edge = vals[:, n_certain:]
+    edge[(r2 < inner * inner) | (r2 >= outer * outer)] = np.inf
+    bad = ~np.isfinite(vals)
+    if bad.any():
+        vals[bad] = np.inf
+    return vals, np.count_nonzero(vals != np.inf, axis=1)
+
+
+def _segment_sums(flat: np.ndarray, flat2: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                  n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row sums of ``flat`` and ``flat2`` over the segments ``[starts, starts + counts)``
+    (flat indices; one segment per entry, row of entry ``i`` = ``i % n_rows``)."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(n_rows), np.zeros(n_rows)
+    seg = np.repeat(np.arange(len(starts)), counts)
+    idx = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(total)
+    row = seg % n_rows
+    return (np.bincount(row, weights=flat[idx], minlength=n_rows),
+            np.bincount(row, weights=flat2[idx], minlength=n_rows))
+
+
+def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, sigma: float = 3.0,
+                  maxiters: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sigma-clipped (median, std, npix) of each star's annulus pixels (centres with
+    ``inner <= r < outer``), vectorised over stars; NaN (and 0 pixels) for an empty annulus.
+
+    Each star's annulus values are sorted once into one padded row; clipping then only moves the
+    [lo, hi) bounds of the kept range (binary searches), and the running sums that give the mean
+    and std lose only the values clipped. Same result as astropy ``sigma_clipped_stats`` (median, std; ``maxiters=None`` when it
+    converges within ``maxiters``).
+    """
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    n = len(xy)
+    med_out, std_out, n_out = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, int)
+    ok = np.flatnonzero(np.isfinite(xy).all(axis=1))
+    if len(ok) == 0:
+        return med_out, std_out, n_out
+    if data.dtype not in (np.float32, np.float64) or not data.dtype.isnative:
+        data = data.astype(np.float64)
+    raw, counts = annulus_values(data, xy[ok], inner, outer)
+    raw.sort(axis=1)
+    width = max(int(counts.max()), 1)
+    m = len(ok)
+    rows = np.arange(m)
+    vals = np.full((m, width + 1), np.inf)  # one padding column: room for range ends
+    vals[:, :width] = raw[:, :width]
+    lo, hi = np.zeros(m, int), counts.copy()
+    med0 = np.nan_to_num(_range_median(vals, lo, hi, rows))
+    vals -= med0[:, None]  # centred values keep the sums accurate
+    finite = np.isfinite(vals)
+    vals[~finite] = 0.0   # the +inf padding (never inside a row's [lo, hi) range)
+    flat = vals.ravel()
+    flat2 = flat * flat
+    s1, s2 = vals.sum(axis=1), (vals * vals).sum(axis=1)  # over [lo, hi): the padding is 0
+    # one monotonic key array (row offsets) so every row's bounds come from one searchsorted call
+    span = 2.0 * (np.abs(vals).max() + 1.0)
+    off = rows * 2 * span
+    keys = (np.where(finite, vals, span) + off[:, None]).ravel()
+    base = rows * (width + 1)
+    for _ in range(maxiters):
+        med, std = _stats(vals, s1, s2, lo, hi, rows)
+        live = hi > lo
+        # as astropy: values outside med +- sigma std are removed, never brought back
+        new_lo = np.maximum(np.searchsorted(keys, np.where(live, med - sigma * std, 0.0) + off, "left") - base, lo)
+        new_hi = np.minimum(np.searchsorted(keys, np.where(live, med + sigma * std, 0.0) + off, "right") - base, hi)
+        new_lo, new_hi = np.where(live, new_lo, lo), np.where(live, np.maximum(new_hi, new_lo), hi)
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+            break
+        d1, d2 = _segment_sums(flat, flat2, np.r_[base + lo, base + new_hi],
+                               np.r_[new_lo - lo, hi - new_hi], m)
+        s1, s2 = s1 - d1, s2 - d2
+        lo, hi = new_lo, new_hi
+    med, std = _stats(vals, s1, s2, lo, hi, rows)
+    med_out[ok], std_out[ok], n_out[ok] = med + med0, std, hi - lo
+    return med_out, std_out, n_out
+
+
+def _range_median(vals, lo, hi, rows):
+    """Median of each sorted row's values in [lo, hi) (NaN when empty)."""
+    kk = np.maximum(hi - lo, 1)
+    a = np.clip(lo + (kk - 1) // 2, 0, vals.shape[1] - 1)
+    b = np.clip(lo + kk // 2, 0, vals.shape[1] - 1)
+    with np.errstate(invalid="ignore"):
+        med = 0.5 * (vals[rows, a] + vals[rows, b])
+    return np.where(hi > lo, med, np.nan)
+
+
+def _stats(vals, s1, s2, lo, hi, rows):
+    """Median and population std of each sorted row's values in [lo, hi) (NaN when empty), from
+    the rows' sums ``s1`` and sums of squares ``s2`` over that range."""
+    kk = np.maximum(hi - lo, 1)
+    mean = s1 / kk
+    var = np.maximum(s2 / kk - mean ** 2, 0.0)
+    return _range_median(vals, lo, hi, rows), np.where(hi > lo, np.sqrt(var), np.nan)

@@ -1,0 +1,121 @@
+"""Idempotent runs: a fingerprint per reduced group, so a re-run with nothing new does nothing.
+
+The fingerprint of a group covers every input that can change its outputs: the light frames and
+the matched calibration frames (absolute path, size, mtime), the recipe text with the command-line
+overrides, the configuration, the output folder and stem, and the package version. After a group
+is reduced its fingerprint and the list of outputs (size, mtime) are stored atomically in
+``<night>/.reduce/runs/<outdir key>/<stem>.json`` (or the per-user cache folder of a read-only
+night, as for the index). The next run skips the group when the fingerprint matches and every
+output is still there unchanged. The record is removed before a group is redone, so a run killed
+half way is always redone. This module is on the fast path of a no-op re-run: standard library only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+__all__ = ["state_dir_for", "group_fingerprint", "GroupState", "STATE_VERSION"]
+
+STATE_VERSION = 1
+
+
+def state_dir_for(night) -> Path:
+    """``NIGHT/.reduce`` when writable (like the index), else a per-user cache folder."""
+    from .index.db import cache_index_path, default_index_path
+
+    index = default_index_path(night)
+    if index.parent.name == ".reduce" and index.parent.parent == Path(os.path.abspath(os.fspath(night))):
+        return index.parent
+    return cache_index_path(night).with_suffix("")
+
+
+def _outdir_key(outdir) -> str:
+    return hashlib.sha1(os.path.abspath(os.fspath(outdir)).encode()).hexdigest()[:12]
+
+
+def _stat_line(kind: str, path) -> str:
+    p = os.path.abspath(os.fspath(path))
+    try:
+        st = os.stat(p)
+        return f"{kind}\0{p}\0{st.st_size}\0{st.st_mtime_ns}\n"
+    except OSError:
+        return f"{kind}\0{p}\0missing\n"
+
+
+def config_key(config) -> str:
+    """What of the configuration can change results (its source path does not)."""
+    if config is None:
+        return "none"
+    return repr((getattr(config, "instruments", None), getattr(config, "default", None)))
+
+
+def group_fingerprint(plan, *, recipe_key: str, config=None, version: str | None = None) -> str:
+    """SHA-256 over everything the outputs of ``plan`` depend on (see the module docstring)."""
+    if version is None:
+        from . import __version__ as version
+    h = hashlib.sha256()
+    head = {"state": STATE_VERSION, "version": version, "recipe": recipe_key,
+            "config": config_key(config), "stem": plan.stem,
+            "outdir": os.path.abspath(os.fspath(plan.outdir))}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    cal = plan.calibration
+    for kind, files in (("light", plan.frames), ("bias", cal.bias), ("dark", cal.darks),
+                        ("flat", cal.flats)):
+        for f in files:
+            h.update(_stat_line(kind, f).encode())
+    return h.hexdigest()
+
+
+def _output_entry(path) -> dict:
+    st = os.stat(path)
+    return {"path": os.path.abspath(os.fspath(path)), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class GroupState:
+    """The stored record of one group's last successful reduction (in ``state_dir``)."""
+
+    def __init__(self, state_dir, outdir, stem: str):
+        self.path = Path(state_dir) / "runs" / _outdir_key(outdir) / f"{stem}.json"
+
+    def load(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def unchanged(self, fingerprint: str) -> dict | None:
+        """The stored record when ``fingerprint`` matches and every output is intact, else None."""
+        record = self.load()
+        if not record or record.get("fingerprint") != fingerprint:
+            return None
+        for out in record.get("outputs", []):
+            try:
+                st = os.stat(out["path"])
+            except (OSError, KeyError, TypeError):
+                return None
+            if st.st_size != out.get("size") or st.st_mtime_ns != out.get("mtime_ns"):
+                return None
+        return record
+
+    def invalidate(self) -> None:
+        """Forget the record (before redoing the group: a killed run is then redone)."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass
+
+    def save(self, fingerprint: str, outputs, summary: dict) -> None:
+        """Store the record atomically (failures to store only cost a redo next time)."""
+        from .io.atomic import atomic_write_text
+
+        record = {"state_version": STATE_VERSION, "fingerprint": fingerprint,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "outputs": [_output_entry(p) for p in outputs if os.path.exists(p)],
+                  "summary": summary}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(record, indent=1, default=str))
