@@ -1,12 +1,10 @@
 """Time and sky geometry for light-curve tables: airmass and BJD_TDB, computed offline.
 
 Airmass uses the mean sidereal time formula (accurate to seconds, far below what airmass needs)
-so no Earth-orientation table is ever fetched. BJD_TDB uses astropy's built-in ephemeris with
-IERS downloads disabled, so an offline observatory machine never waits on the network.
+so no Earth-orientation table is ever fetched. BJD_TDB uses erfa's built-in ephemeris and no
+Earth-orientation tables, so an offline observatory machine never waits on the network.
 """
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
@@ -40,30 +38,10 @@ def bjd_tdb(jd_utc, ra_deg: float, dec_deg: float, lat_deg: float | None = None,
             lon_deg: float | None = None, elevation_m: float | None = None) -> np.ndarray:
     """Barycentric Julian Date (TDB) of mid-exposure JD UTC times for a target at (ra, dec).
 
-    With the site unknown the correction is geocentric (error below 21 ms).
+    Computed with erfa alone (see :mod:`reduce.algorithms.timescales`: no IERS tables, agrees
+    with astropy to microseconds). With the site unknown the correction is geocentric (error
+    below 21 ms).
     """
-    from astropy import units as u
-    from astropy.coordinates import EarthLocation, SkyCoord
-    from astropy.time import Time
-    from astropy.utils import iers
+    from .algorithms.timescales import bjd_tdb as _bjd
 
-    jd = np.asarray(jd_utc, dtype=float)
-    out = np.full(jd.shape, np.nan)
-    ok = np.isfinite(jd)
-    if not ok.any():
-        return out
-    location = None
-    if lat_deg is not None and lon_deg is not None:
-        location = EarthLocation.from_geodetic(lon_deg * u.deg, lat_deg * u.deg, (elevation_m or 0.0) * u.m)
-    coord = SkyCoord(ra_deg * u.deg, dec_deg * u.deg, frame="icrs")
-    with iers.conf.set_temp("auto_download", False), \
-            iers.conf.set_temp("iers_degraded_accuracy", "ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = Time(jd[ok], format="jd", scale="utc", location=location)
-        try:
-            ltt = t.light_travel_time(coord, kind="barycentric", ephemeris="builtin")
-        except Exception:  # no usable Earth orientation data: fall back to geocentric
-            t = Time(jd[ok], format="jd", scale="utc")
-            ltt = t.light_travel_time(coord, kind="barycentric", ephemeris="builtin")
-        out[ok] = (t.tdb + ltt).jd
-    return out
+    return _bjd(jd_utc, ra_deg, dec_deg, lat_deg, lon_deg, elevation_m)

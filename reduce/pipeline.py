@@ -294,8 +294,6 @@ def _site(ref):
     lon = getattr(inst, "longitude", None)
     elev = getattr(inst, "elevation", None)
     if lat is None or lon is None:
-        from astropy.coordinates import Angle
-
         def first(role):
             keys = inst.keys(role) if inst is not None else ()
             for k in keys:
@@ -305,6 +303,8 @@ def _site(ref):
                         return float(v)
                     except (TypeError, ValueError):
                         try:
+                            from astropy.coordinates import Angle
+
                             return Angle(str(v), unit="deg").deg
                         except Exception:
                             continue

@@ -15,6 +15,10 @@ read from cumulative sums. The cost is O(stamp side x radii) per star instead of
 radius (sep / photutils), and the result is the exact geometric overlap (agrees with photutils
 ``method='exact'`` to ~1e-13). Both views classify a corner with the very same float expression,
 so they always agree on which corners are inside.
+
+The annulus sky (:func:`annulus_stats`) gathers each star's annulus pixels straight from the frame
+through a precomputed ring of pixel offsets, sorts each star's values once and sigma-clips by
+moving the bounds of the kept range (astropy ``sigma_clip`` semantics, iterated to convergence).
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ __all__ = [
 Report = Callable[..., None]
 REFERENCE_METHODS = ("first", "middle", "best")
 MISSING_CALIBRATION = ("warn", "fail")
-DEFAULT_SAMPLE = 15
+DEFAULT_SAMPLE = 7
 
 
 @dataclass(frozen=True)
