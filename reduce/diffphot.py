@@ -83,12 +83,17 @@ def binned_scatter(x, time, dt, axis=-1):
 def usable_frames(flux, target, *, min_fraction=0.5):
     """Frames usable for statistics, per aperture: (n_apertures, n_frames) bool.
 
-    A frame is usable when the target flux is finite and positive and at least ``min_fraction`` of
-    the stars are finite (frames rejected upstream are all-NaN and drop out here).
+    A frame is usable when the target flux is finite and at least ``min_fraction`` of the stars
+    are finite (frames rejected upstream are all-NaN and drop out here), in apertures where the
+    target's median flux is positive. A faint target's negative fluctuations are kept: dropping
+    them would bias its flux upwards.
     """
     flux = np.asarray(flux, dtype=float)
     t = flux[:, target, :]
-    good_t = np.isfinite(t) & (t > 0)
+    finite = np.isfinite(t)
+    with np.errstate(invalid="ignore"):
+        level = nanmedian(np.where(finite, t, np.nan), axis=-1)
+    good_t = finite & (np.nan_to_num(level, nan=-1.0) > 0)[:, None]
     frac = np.mean(np.isfinite(flux), axis=1)
     return good_t & (frac >= min_fraction)
 
@@ -115,7 +120,7 @@ def select_comparisons(flux, *, target, frames, peak=None, saturation=None, satu
     if saturated is not None:
         bad |= np.any(np.asarray(saturated, bool), axis=-1)
     valid &= ~bad[None, :]
-    mid = n_ap // 2
+    mid = n_ap // 2 if frames[n_ap // 2].any() else int(np.argmax(frames.sum(axis=-1)))
     with np.errstate(invalid="ignore"):
         level = nanmedian(np.where(ok_frames[mid], flux[mid], np.nan), axis=-1)
     level = np.where(np.isfinite(level) & (valid.sum(0) > 0), level, -np.inf)

@@ -41,9 +41,12 @@ def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_f
     result.reference = ref.path
     target = resolve_target(ref, spec.target)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)
+    undetected = target in ref.computed.get("added_sources", ())
     for block in phot:
         if hasattr(block, "target"):
             block.target = target
+        if undetected and hasattr(block, "fixed"):
+            block.fixed = frozenset({target})
     collector = GetFluxes(target=target)
     seq = Sequence([*pre, *phot, collector], name=plan.group.label)
     seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
@@ -179,6 +182,7 @@ def _source_near(ref, x, y, what: str) -> int:
     kw["saturated"] = np.r_[s.saturated, False]
     kw["edge"] = np.r_[s.edge, False]
     ref.sources = Sources(np.vstack([s.coords, [[x, y]]]), **kw)
+    ref.computed.setdefault("added_sources", []).append(len(ref.sources) - 1)
     return len(ref.sources) - 1
 
 

@@ -35,6 +35,9 @@ class _CentroidBlock(Block):
         self.cutout = int(cutout)
         self.limit = limit
         self.target = int(target)
+        # stars measured where the caller put them (e.g. a target given by position that was
+        # not detected on the reference): never re-centred onto a noise peak, never flagged
+        self.fixed: frozenset[int] = frozenset()
 
     def _limit(self, image) -> float:
         """The runaway distance: ``limit`` or, by default, max(2 px, the frame FWHM)."""
@@ -55,6 +58,8 @@ class _CentroidBlock(Block):
         ny, nx = image.data.shape
         inside = np.isfinite(xy).all(axis=1) & (xy[:, 0] >= 0) & (xy[:, 0] <= nx - 1) \
             & (xy[:, 1] >= 0) & (xy[:, 1] <= ny - 1)
+        if self.fixed:
+            inside[[i for i in self.fixed if i < len(inside)]] = False
         new = np.array(xy, dtype=float)
         if inside.any():
             new[inside] = self._centroid(image.data, xy[inside], image)

@@ -154,3 +154,13 @@ def test_output_names_are_sanitised(night_copy, tmp_path):
     names = [p.name for p in out.iterdir()]
     assert names and all("/" not in n and not n.startswith(".") for n in names)
     assert all(p.resolve().parent == out.resolve() for p in out.iterdir())
+
+
+def test_undetected_target_is_measured_where_given_and_not_flagged(night_copy, tmp_path):
+    """A target given by position on an empty patch of sky is measured there, not re-centred."""
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q", "--reference", "first",
+                   "--target", "60,150") in (0, 3)
+    table = Table.read(outputs(out)[".csv"])
+    assert not np.any(table["flag"] & 32), "a position given by hand must not be re-centred"
+    assert abs(table["x"][0] - 60) < 0.01 and abs(table["y"][0] - 150) < 0.01
