@@ -63,8 +63,35 @@ def _simulate(folder: Path, **kw) -> Path:
     return folder
 
 
+def _spin(seconds: float) -> int:
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+def _capacity() -> float:
+    """How many cores' worth of pure-CPU work two processes get right now (2.0 on a quiet machine)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # fork: nothing to pickle (run.py loads us by path)
+
+    def spins(k: int) -> int:
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=lambda: queue.put(_spin(0.5))) for _ in range(k)]
+        for p in procs:
+            p.start()
+        total = sum(queue.get() for _ in procs)
+        for p in procs:
+            p.join()
+        return total
+
+    return spins(2) / spins(1)
+
+
 def _parallel(work: Path) -> list[dict]:
     night = _simulate(work / "n300", n_images=300, size=600, seed=3)
+    capacity = [_capacity()]
     _reduce(night, work / "o1", "--jobs", "1")  # builds the index (timed runs below are re-runs)
     # interleaved, best of 3 each: the machine is shared, its load drifts between runs
     runs1, runs2 = [], []
@@ -75,11 +102,14 @@ def _parallel(work: Path) -> list[dict]:
     t2, s2 = min(runs2, key=lambda r: r[0])
     r1 = max(_frame_rate(s) for _, s in runs1)
     r2 = max(_frame_rate(s) for _, s in runs2)
+    capacity.append(_capacity())
     same = (work / "o1").joinpath(_csv(work / "o1")).read_bytes() == (work / "o2").joinpath(_csv(work / "o2")).read_bytes()
     rows = [
         _row("--jobs 1, 300 frames 600x600: frame phase", r1, "frames/s", "-", None),
         _row("--jobs 2, 300 frames 600x600: frame phase", r2, "frames/s", "-", None),
         _row("--jobs 2 / --jobs 1 frame-phase speed-up", r2 / r1, "x", ">= 1.7", r2 / r1 >= 1.7),
+        _row("two-process CPU capacity of this shared machine, before/after (quiet: 2.0)",
+             " / ".join(f"{c:.2f}" for c in capacity), "x", "-", None),
         _row("--jobs 2 / --jobs 1 whole-run speed-up (start-up, reference, outputs serial)", t1 / t2, "x",
              "-", None),
         _row("--jobs 1 whole run, 300 frames", t1, "s", "-", None),
