@@ -79,7 +79,7 @@ def load_truth(path) -> dict:
 def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size: int = 600,
                    n_stars: int | None = None, signal: str = "sine", shift: float = 5.0,
                    calibration: bool = True, dtype: str = "uint16", n_bias: int = 5,
-                   n_darks: int = 5, n_flats: int = 5, exptime: float = 60.0,
+                   n_darks: int = 5, n_flats: int = 15, exptime: float = 60.0,
                    dark_exptimes=None, overwrite: bool = False,
                    show_progress: bool = False) -> dict:
     """Write a synthetic night into ``destination``; return its truth (also in truth.json).
@@ -139,7 +139,7 @@ def simulate_observation(time, dflux, destination, **options) -> dict:
 
 
 def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signal="custom",
-              shift=5.0, calibration=True, dtype="uint16", n_bias=5, n_darks=5, n_flats=5,
+              shift=5.0, calibration=True, dtype="uint16", n_bias=5, n_darks=5, n_flats=15,
               exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False) -> dict:
     """Design the scene, write calibration frames, lights and truth.json; return the truth."""
     from .console import progress

@@ -34,7 +34,7 @@ def test_files_and_truth_json(night):
     names = sorted(p.name for p in (dest / "light").iterdir())
     assert names == [f"SIM-1_V_000{i}.fits" for i in range(1, 6)]
     cal = truth["calibration"]
-    assert len(cal["bias"]) == len(cal["dark"]) == len(cal["flat"]) == 5
+    assert len(cal["bias"]) == len(cal["dark"]) == 5 and len(cal["flat"]) == 15
     assert all((dest / f).is_file() for f in cal["bias"] + cal["dark"] + cal["flat"])
     assert not list(dest.rglob(".*.tmp"))
     on_disk = load_truth(dest)

@@ -26,12 +26,12 @@ def test_writes_night_and_summary(tmp_path, capsys):
     code, out, err = run(capsys, dest, *SMALL, "--seed", 4, "--signal", "transit", "--shift", 3)
     assert code == 0, err
     assert "Wrote 3 light frames (96x96 uint16" in out and "signal 'transit'" in out
-    assert "5 bias, 5 dark, 5 flat" in out and "truth.json" in out
+    assert "5 bias, 5 dark, 15 flat" in out and "truth.json" in out
     truth = json.loads((dest / "truth.json").read_text())
     p = truth["parameters"]
     assert (p["seed"], p["n_images"], p["size"], p["n_stars"], p["signal"]) == (4, 3, 96, 8, "transit")
     assert len(list((dest / "light").glob("*.fits"))) == 3
-    assert len(list((dest / "calibration").glob("*.fits"))) == 15
+    assert len(list((dest / "calibration").glob("*.fits"))) == 25
 
 
 def test_quiet_float32_without_calibration(tmp_path, capsys):
