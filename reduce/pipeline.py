@@ -25,14 +25,31 @@ MIN_REFERENCE_SOURCES = 3
 
 
 def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_fast=False,
-                  executor=None) -> None:
-    """The whole chain for one group; fills ``result`` (outputs, choices, flagged frames)."""
-    from .blocks.photometry import GetFluxes
-    from .core.sequence import Sequence
+                  executor=None, plotter=None) -> None:
+    """The whole chain for one group; fills ``result`` (outputs, choices, flagged frames).
+
+    Figures are drawn by ``plotter`` (a :class:`reduce.plotter.Plotter` shared by a run), else by a
+    helper started here when that pays, else in-process.
+    """
     from .io.fitsimage import FITSImage
-    from .recipe import REFERENCE_SECTIONS, build_blocks
 
     loader = functools.partial(FITSImage, config=config) if config is not None else FITSImage
+    own = None if plotter is not None else _start_plotter(spec)
+    try:
+        _reduce_frames(plan, spec, result, config=config, show_progress=show_progress,
+                       fail_fast=fail_fast, executor=executor, loader=loader, plotter=plotter or own)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, executor, loader,
+                   plotter) -> None:
+    """reduce_frames' body: masters, reference, target, every frame, light curve, outputs."""
+    from .blocks.photometry import GetFluxes
+    from .core.sequence import Sequence
+    from .recipe import REFERENCE_SECTIONS, build_blocks
+
     cal = plan.calibration
     _check_calibration(plan, spec)
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
@@ -54,7 +71,18 @@ def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_f
     raw.target = target
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
-    diff, table = lightcurve_table(raw, spec, ref)
+    diff = _differential(raw, spec)
+    figures = _submit_figures(plan, spec, diff, ref, target, plotter)
+    try:
+        table = _full_table(raw, diff, ref)
+        _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter)
+    except BaseException:
+        _discard_figures(figures, plotter)
+        raise
+
+
+def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter) -> None:
+    """Group summary in ``result``, then every output file."""
     rejected = _rejection_reasons(diff)
     result.flagged = [(str(f), int(v), _reason(seq, str(f), int(v), rejected)) for f, v in
                       zip(table["file"], table["flag"]) if v]
@@ -62,7 +90,8 @@ def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_f
     result.comparisons = [int(c) for c in diff.comparisons]
     good = np.isfinite(np.asarray(table["flux"], float))
     result.rms = float(np.nanstd(np.asarray(table["flux"], float)[good])) if good.any() else None
-    result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result)
+    result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result,
+                                    figures=figures, plotter=plotter)
 
 
 def _check_calibration(plan, spec) -> None:
@@ -207,6 +236,12 @@ def _auto_target(ref) -> int:
 
 def lightcurve_table(raw, spec, ref):
     """(differential Fluxes, astropy Table of every frame) for the recipe's differential settings."""
+    diff = _differential(raw, spec)
+    return diff, _full_table(raw, diff, ref)
+
+
+def _differential(raw, spec):
+    """Differential Fluxes of the usable frames, with the recipe's clipping and comparison choice."""
     n = len(raw)
     raw.data["frame_index"] = np.arange(n)
     tflux = raw.flux[:, raw.target, :]
@@ -229,8 +264,7 @@ def lightcurve_table(raw, spec, ref):
             diff = good.autodiff(**kwargs)
     except ValueError as e:
         raise ReduceError(f"differential photometry failed: {e}")
-    table = _full_table(raw, diff, ref)
-    return diff, table
+    return diff
 
 
 def _full_table(raw, diff, ref):
@@ -353,9 +387,57 @@ def _reason(seq, file: str, flags: int, rejected: dict | None = None) -> str:
     return "; ".join(msgs) or ", ".join(decode_flags(flags))
 
 
-def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result) -> list:
-    """CSV/FITS tables, figures and provenance, each written atomically."""
+def _start_plotter(spec):
+    """The figure helper process (see :mod:`reduce.plotter`) when the recipe asks for figures."""
+    if not spec.outputs.plot:
+        return None
+    # every frame's header goes through astropy.io.fits next: imported before the fork, the
+    # helper inherits astropy (units included) and its figure imports cost it 0.2 s less
+    import astropy.io.fits  # noqa: F401
+
+    from .plotter import start_plotter
+
+    return start_plotter()
+
+
+def _figure_jobs(plan, spec, diff, ref, target) -> list:
+    """The group's two figures as jobs: light curve with diagnostics, reference with the stars."""
+    from .plotter import lightcurve_job, reference_job
+
+    stem = plan.outdir / plan.stem
+    dt = spec.differential.bin or 0.005
+    return [lightcurve_job(_table_fluxes(diff, None), Path(f"{stem}.png"), binned_dt=dt,
+                           title=plan.group.label),
+            reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"))]
+
+
+def _submit_figures(plan, spec, diff, ref, target, plotter) -> list:
+    """Figure jobs of the group, handed to the helper now (it draws while tables are written)."""
+    if not spec.outputs.plot:
+        return []
+    jobs = _figure_jobs(plan, spec, diff, ref, target)
+    if plotter is not None:
+        plan.outdir.mkdir(parents=True, exist_ok=True)
+        plotter.submit(jobs)
+    return jobs
+
+
+def _discard_figures(figures, plotter) -> None:
+    """The group failed after its figures were handed over: remove what the helper drew."""
+    if plotter is not None and figures:
+        plotter.discard()
+
+
+def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result, *, figures=None,
+                   plotter=None) -> list:
+    """CSV/FITS tables, figures and provenance, each written atomically.
+
+    ``figures`` (jobs from :func:`_figure_jobs`) may already be drawing in ``plotter``; they are
+    collected after the tables and provenance are written (drawn here when the helper failed).
+    """
     from astropy.table import Table
+
+    from .plotter import draw_all
 
     from .io.provenance import provenance_record, write_provenance
     from .io.tables import write_lightcurve
@@ -371,14 +453,9 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
              "APERTURES": np.atleast_1d(raw.apertures).astype(np.float32), "WEIGHTS": weights}
     if outs.csv or outs.fits:
         written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, fits=outs.fits)
-    if outs.plot:
-        from .plots import lightcurve_figure, reference_figure, save_figure
-
-        dt = spec.differential.bin or 0.005
-        save_figure(lightcurve_figure(_table_fluxes(diff, table), binned_dt=dt, title=plan.group.label),
-                    Path(f"{stem}.png"))
-        save_figure(reference_figure(ref, target, list(diff.comparisons)), Path(f"{stem}_reference.png"))
-        written += [Path(f"{stem}.png"), Path(f"{stem}_reference.png")]
+    if outs.plot and figures is None:
+        figures = _figure_jobs(plan, spec, diff, ref, target)
+    plot_at = len(written)
     if outs.provenance:
         record = provenance_record(
             recipe_spec=spec, config_source=getattr(config, "source", None) or "built-in",
@@ -392,6 +469,8 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
                    "timing": seq.timing()})
         written += write_provenance(record, Path(f"{stem}.json"))
+    if outs.plot:
+        written[plot_at:plot_at] = draw_all(figures, plotter)
     return written
 
 
