@@ -126,3 +126,29 @@ def test_real_dslr_frames():
     pts = np.array([[0, 0], [699, 0], [0, 699], [699, 699], [350, 350]], float)
     back = pts @ roundtrip[:2, :2].T + roundtrip[:2, 2]
     assert np.abs(back - pts).max() < 0.05
+
+
+def test_stars_shifted_off_the_frame_never_crash_the_chain():
+    """Regression (bench_alignment): reference stars aligned to positions outside the frame are
+    kept in reference order by every later block, marked edge, and flag nothing."""
+    from reduce.blocks import AnnulusBackground, AperturePhotometry, CentroidQuadratic, GetFluxes
+    from tests.algorithms._stars import render
+
+    rng = np.random.default_rng(5)
+    sky = np.vstack([rng.uniform(40, 560, (30, 2)), [[595.0, 300.0], [300.0, 3.0], [590.0, 590.0]]])
+    flux = np.r_[np.full(30, 5e4), 3e4, 3e4, 3e4]
+    t = transform_matrix(dx=12.3, dy=-7.6, angle_deg=0.2, center=(300, 300))
+    pos = apply(t, sky)
+    data = render((W, W), pos, flux, fwhm=3.0, sky=200, noise=5, rng=rng).astype(np.float32)
+    ref = Image(data=np.zeros((W, W), np.float32), sources=Sources(sky, flux=flux))
+    im = Image(data=data, sources=Sources(pos[_inside(pos)]), fwhm=3.0, jd=1.0, gain=1.0, bkg=200.0)
+    get = GetFluxes()
+    for block in (AlignReferenceSources(ref), CentroidQuadratic(), AperturePhotometry(), AnnulusBackground(), get):
+        block.run(im)
+    out = ~_inside(pos)
+    assert out.sum() == 3 and len(im.sources) == len(sky)
+    assert im.aperture["edge"][out].all() and np.isfinite(im.annulus["median"][~out]).all()
+    assert np.hypot(*(im.sources.coords[~out] - pos[~out]).T).max() < 0.1
+    assert im.flags == 0
+    get.finish()
+    assert get.fluxes.flux.shape[1] == len(sky)
