@@ -44,7 +44,7 @@ class AperturePhotometry(Block):
     """Sums in exact circular apertures of every radius around every source.
 
     ``radii``: 1-D radii, in units of the frame FWHM (``scale='fwhm'``, default 30 values from 0.5
-    to 5) or in pixels (``scale='pixels'``, default 30 values from 1 to 20 px).
+    to 4: beyond 4 FWHM a Moffat star (beta >= 2.5) holds at most 1 % of its light, so larger apertures add only sky noise) or in pixels (``scale='pixels'``, default 30 values from 1 to 20 px).
     Sets ``image.aperture = {'radii': (n_radii,) px, 'fluxes': (n_sources, n_radii) raw sums (ADU),
     'areas': (n_sources, n_radii) exact areas of finite in-frame pixels (px^2), 'peak':
     (n_sources,) brightest pixel in a 5x5 box (ADU), 'edge': (n_sources, n_radii) aperture
@@ -57,7 +57,7 @@ class AperturePhotometry(Block):
     def __init__(self, *, radii: list[float] | None = None, scale: Literal["fwhm", "pixels"] = "fwhm"):
         self.scale = _check_scale(scale)
         if radii is None:
-            r = np.linspace(0.5, 5.0, 30) if scale == "fwhm" else np.linspace(1.0, 20.0, 30)
+            r = np.linspace(0.5, 4.0, 30) if scale == "fwhm" else np.linspace(1.0, 20.0, 30)
         else:
             r = np.atleast_1d(np.asarray(radii, dtype=float))
             if r.ndim != 1 or r.size == 0 or not np.all(np.isfinite(r) & (r > 0)):

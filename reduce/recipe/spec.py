@@ -16,7 +16,7 @@ Format (version 1)::
     photometry:                     # every frame after the reference: align, centroid, measure
       - AlignReferenceSources
       - CentroidQuadratic
-      - AperturePhotometry: {radii: {start: 0.5, stop: 5.0, n: 30}}
+      - AperturePhotometry: {radii: {start: 0.5, stop: 4.0, n: 30}}
       - AnnulusBackground: {inner: 5, outer: 8}
     reference: best                 # first | middle | best | <index> | {frame: best, sample: 20}
     target: 0                       # <index> | {x: 300, y: 300} | {ra: 123.4, dec: -5.6} | auto

@@ -32,7 +32,7 @@ def test_apertures_match_photutils(field, dtype):
     AperturePhotometry().run(im)
     ap = im.aperture
     assert ap["fluxes"].shape == ap["areas"].shape == (len(xy), 30)
-    assert np.allclose(ap["radii"], np.linspace(0.5, 5, 30) * FWHM)
+    assert np.allclose(ap["radii"], np.linspace(0.5, 4, 30) * FWHM)
     ref = aperture_photometry(data_nan, [CircularAperture(xy, r) for r in ap["radii"]], method="exact")
     sums = np.column_stack([ref[f"aperture_sum_{i}"] for i in range(30)])
     areas = np.column_stack([CircularAperture(xy, r).area_overlap(data_nan) for r in ap["radii"]])
