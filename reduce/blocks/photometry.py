@@ -44,7 +44,9 @@ class AperturePhotometry(Block):
     """Sums in exact circular apertures of every radius around every source.
 
     ``radii``: 1-D radii, in units of the frame FWHM (``scale='fwhm'``, default 30 values from 0.5
-    to 4: beyond 4 FWHM a Moffat star (beta >= 2.5) holds at most 1 % of its light, so larger apertures add only sky noise) or in pixels (``scale='pixels'``, default 30 values from 1 to 20 px).
+    to 4: beyond 4 FWHM a Moffat star (beta >= 2.5) holds at most 1 % of its light, so larger
+    apertures add only sky noise) or in pixels (``scale='pixels'``, default 30 values from 1 to
+    20 px).
     Sets ``image.aperture = {'radii': (n_radii,) px, 'fluxes': (n_sources, n_radii) raw sums (ADU),
     'areas': (n_sources, n_radii) exact areas of finite in-frame pixels (px^2), 'peak':
     (n_sources,) brightest pixel in a 5x5 box (ADU), 'edge': (n_sources, n_radii) aperture
