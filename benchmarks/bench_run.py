@@ -65,9 +65,13 @@ def bench() -> list[dict]:
         for jobs, label in ((1, "--jobs 1"), (None, "default jobs")):
             runs = [_run(night, out, jobs) for _ in range(RUNS)]
             wall, cpu = min(runs)
+            # the target is the run as observers start it (default jobs); --jobs 1 shows
+            # what the serial path costs
+            target = jobs is None
             rows.append({"name": f"reduce run default recipe, 100 x 600x600, {label} (best of {RUNS})",
-                         "value": round(wall, 2), "unit": "s", "target": f"< {TARGET_S:g} s",
-                         "passed": wall < TARGET_S})
+                         "value": round(wall, 2), "unit": "s",
+                         "target": f"< {TARGET_S:g} s" if target else "(serial, informative)",
+                         "passed": wall < TARGET_S if target else None})
             rows.append({"name": f"  CPU time of that run ({label})", "value": round(cpu, 2), "unit": "s",
                          "target": "", "passed": None})
         rows.append({"name": "  1-minute load average after the runs", "value": round(os.getloadavg()[0], 2),

@@ -464,7 +464,7 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
                          "flats": plan.calibration.flats, "why": plan.calibration.reasons},
             reference=ref.path, aperture={"index": int(a), "radius_px": float(diff.aperture_radius)},
             comparisons=[int(c) for c in diff.comparisons], weights=[float(w) for w in diff.weights],
-            flagged=result.flagged, root=plan.group.files and Path(plan.frames[0]).parent.parent,
+            flagged=result.flagged, root=plan.night,
             extra={"target_index": int(target), "group": plan.group.label,
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
                    "timing": seq.timing()})

@@ -40,6 +40,7 @@ class GroupPlan:
     calibration: object
     stem: str
     outdir: Path
+    night: Path | None = None
 
     def describe(self) -> dict:
         cal = self.calibration
@@ -231,7 +232,8 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
             continue
         cal = fm.calibration_for(group)
         stem = safe_stem(group.night, group.telescope, group.target, group.filter)
-        plans.append(GroupPlan(group=group, frames=frames, calibration=cal, stem=stem, outdir=outdir))
+        plans.append(GroupPlan(group=group, frames=frames, calibration=cal, stem=stem, outdir=outdir,
+                               night=night))
     return plans, fm
 
 
