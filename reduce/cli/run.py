@@ -206,14 +206,15 @@ def _print_report(console, report):
     done = report.processed
     if done:
         t = Table(title=f"reduce run: {len(done)} group(s) in {report.seconds:.1f} s")
-        for col in ("group", "status", "frames", "flagged", "aperture (px)", "comparisons", "rms"):
-            t.add_column(col)
+        # the group label is what names the output files: never truncated
+        t.add_column("group", overflow="fold")
+        for col in ("status", "frames", "flagged", "ap. px", "comps", "rms"):
+            t.add_column(col, no_wrap=True)
         for g in done:
             t.add_row(g.plan.group.label, g.status if g.status == "done" else f"[red]{g.status}[/]",
                       str(g.n_frames), str(len(g.flagged)),
                       "" if g.aperture is None else f"{g.aperture:.2f}",
-                      ",".join(map(str, g.comparisons[:8])) + ("…" if len(g.comparisons) > 8 else ""),
-                      "" if g.rms is None else f"{g.rms:.2e}")
+                      str(len(g.comparisons)), "" if g.rms is None else f"{g.rms:.2e}")
         console.print(t)
     for g in done:
         if g.status != "done":

@@ -157,7 +157,20 @@ def _ordered(submit: Callable, wait_any: Callable, chunks: Iterator, limit: int,
         fill()
 
 
-class SerialExecutor:
+class _Executor:
+    """What every executor shares: ``map_frames`` (in subclasses), ``close`` and ``with`` use."""
+
+    def close(self) -> None:
+        """Release what the executor holds (nothing by default)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialExecutor(_Executor):
     """In-process, one frame after the other (``--jobs 1``): exactly the Sequence's own loop."""
 
     name = "serial"
@@ -179,14 +192,6 @@ class SerialExecutor:
     def describe(self) -> dict:
         return {"executor": self.name, "jobs": 1}
 
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # -- local processes -------------------------------------------------------------------------
@@ -227,7 +232,7 @@ def _process_chunk(start: int, items: list):
     return _run_chunk_with(_WORKER_STATE, start, items)
 
 
-class ProcessExecutor:
+class ProcessExecutor(_Executor):
     """``jobs`` local worker processes (``concurrent.futures``), one pool per group.
 
     ``context`` is the multiprocessing start method: ``'fork'`` (default on Linux: instant start,
@@ -292,14 +297,6 @@ class ProcessExecutor:
                 "peak_worker_rss_mb": None if self.peak_worker_rss_mb is None
                 else round(self.peak_worker_rss_mb, 1)}
 
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # -- Dask distributed ------------------------------------------------------------------------
@@ -354,7 +351,7 @@ def _import_distributed():
     return distributed
 
 
-class DaskExecutor:
+class DaskExecutor(_Executor):
     """Frames on an existing Dask distributed cluster (``scheduler`` = ``tcp://HOST:PORT``).
 
     The blocks (with their masters) are scattered once per group to every worker; frames are read
@@ -454,12 +451,6 @@ class DaskExecutor:
                 self._client.close()
             finally:
                 self._client = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def make_executor(kind: str | None = None, *, jobs: int | None = None, scheduler: str | None = None):
