@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core.errors import ReduceError, UsageError
+from .core.errors import ClusterUnavailable, ReduceError, UsageError
 
 __all__ = ["GroupPlan", "GroupResult", "NightResult", "RunReport", "RecipeSource", "plan_night",
            "run_night", "run_nights", "reduce_group", "find_nights", "EXIT_LOCKED"]
@@ -387,8 +387,10 @@ def _freeze_heap_at_exit() -> None:
 
 
 def _connect(executor) -> None:
-    """Connect a cluster executor once, before any work (a clear error instead of N failed groups)."""
-    connect = getattr(executor, "connect", None)
+    """Start connecting a cluster executor, in the background when it can (overlapping masters and
+    the reference choice); a cluster that cannot be reached stops the run with one clear error
+    (ClusterUnavailable), not N failed groups."""
+    connect = getattr(executor, "connect_async", None) or getattr(executor, "connect", None)
     if connect is not None:
         connect()
 
@@ -593,6 +595,8 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
         from .pipeline import reduce_frames
         reduce_frames(plan, spec, result, config=config, show_progress=show_progress, fail_fast=fail_fast,
                       executor=executor, plotter=plotter)
+    except ClusterUnavailable:
+        raise
     except ReduceError as e:
         result.status, result.message = "failed", str(e)
         log.error("%s: %s", plan.group.label, e)

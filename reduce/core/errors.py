@@ -11,7 +11,7 @@ from enum import IntFlag
 __all__ = [
     "Flag", "FLAG_DESCRIPTIONS", "decode_flags",
     "ReduceError", "ConfigError", "RecipeError", "UsageError",
-    "FrameRejected", "Unreadable", "NoSources", "AlignmentFailed",
+    "ExecutorError", "ClusterUnavailable", "FrameRejected", "Unreadable", "NoSources", "AlignmentFailed",
     "TargetSaturated", "TargetNearEdge", "CentroidRanAway", "FrameWarning",
 ]
 
@@ -75,6 +75,16 @@ class RecipeError(ReduceError):
             messages = [messages]
         self.messages = list(messages)
         super().__init__("\n".join(self.messages))
+
+
+class ExecutorError(ReduceError):
+    """The parallel machinery itself failed (a worker died, the cluster went away)."""
+
+    exit_code = 1
+
+
+class ClusterUnavailable(ExecutorError):
+    """The cluster cannot be reached: the run stops (every group would fail the same way)."""
 
 
 class FrameRejected(Exception):

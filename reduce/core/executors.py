@@ -25,7 +25,7 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from .block import Block
-from .errors import ReduceError, UsageError
+from .errors import ClusterUnavailable, ExecutorError, ReduceError, UsageError
 
 __all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor", "default_jobs",
            "ExecutorError"]
@@ -33,12 +33,6 @@ __all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor",
 log = logging.getLogger("reduce.executors")
 
 INSTALL_HINT = "pip install 'reduce[distributed]'  (installs dask[distributed])"
-
-
-class ExecutorError(ReduceError):
-    """The parallel machinery itself failed (a worker died, the cluster went away)."""
-
-    exit_code = 1
 
 
 def default_jobs() -> int:
@@ -342,6 +336,19 @@ def _dask_chunk(token: str, payload: bytes, start: int, items: list):
     return _run_chunk_with(state, start, items)
 
 
+def _require_distributed() -> None:
+    """A clear usage error when dask.distributed is not installed (without importing it: ~0.7 s)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("distributed") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["distributed"] is None
+        found = False
+    if not found:
+        raise UsageError("the Dask executor needs the optional dependency dask[distributed], which is "
+                         f"not installed: {INSTALL_HINT}")
+
+
 def _import_distributed():
     try:
         import distributed
@@ -365,7 +372,7 @@ class DaskExecutor(_Executor):
 
     def __init__(self, scheduler: str | None = None, *, client=None, chunk_size: int | None = None,
                  max_in_flight: int | None = None, timeout: float | None = None):
-        _import_distributed()
+        _require_distributed()
         if client is None and not scheduler:
             raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT (or REDUCE_SCHEDULER)")
         self.scheduler = scheduler
@@ -375,17 +382,39 @@ class DaskExecutor(_Executor):
         self.max_in_flight = max_in_flight
         self.timeout = self.connect_timeout if timeout is None else float(timeout)
         self.peak_worker_rss_mb = None
+        self._connecting = None   # background connection (connect_async)
+        self._connect_error = None
+
+    def _connect_now(self) -> None:
+        """Import dask.distributed and connect; a failure is kept for ``client`` to raise."""
+        try:
+            distributed = _import_distributed()
+            self._client = distributed.Client(self.scheduler, timeout=self.timeout, set_as_default=False)
+        except ReduceError as e:
+            self._connect_error = e
+        except Exception as e:
+            self._connect_error = ClusterUnavailable(
+                f"cannot connect to the Dask scheduler at {self.scheduler}: {type(e).__name__}: {e}")
+
+    def connect_async(self) -> None:
+        """Start importing dask.distributed and connecting in the background (~1 s), so it overlaps
+        master building and the reference choice; ``client`` waits for it and raises its error."""
+        import threading
+
+        if self._client is None and self._connecting is None:
+            self._connecting = threading.Thread(target=self._connect_now, name="reduce-dask-connect",
+                                                daemon=True)
+            self._connecting.start()
 
     @property
     def client(self):
-        if self._client is None:
-            distributed = _import_distributed()
-            try:
-                self._client = distributed.Client(self.scheduler, timeout=self.timeout,
-                                                  set_as_default=False)
-            except Exception as e:
-                raise ExecutorError(f"cannot connect to the Dask scheduler at {self.scheduler}: "
-                                    f"{type(e).__name__}: {e}") from None
+        if self._connecting is not None:
+            self._connecting.join()
+            self._connecting = None
+        if self._client is None and self._connect_error is None:
+            self._connect_now()
+        if self._connect_error is not None:
+            raise self._connect_error
         return self._client
 
     @property
