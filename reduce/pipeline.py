@@ -327,31 +327,9 @@ def _target_coords(ref, raw):
 
 def _site(ref):
     """(latitude, longitude east-positive, elevation) from the instrument config or the header."""
-    inst = ref.instrument
-    lat = getattr(inst, "latitude", None)
-    lon = getattr(inst, "longitude", None)
-    elev = getattr(inst, "elevation", None)
-    if lat is None or lon is None:
-        def first(role):
-            keys = inst.keys(role) if inst is not None else ()
-            for k in keys:
-                v = ref.header.get(k) if ref.header is not None else None
-                if v is not None and str(v).strip():
-                    try:
-                        return float(v)
-                    except (TypeError, ValueError):
-                        try:
-                            from astropy.coordinates import Angle
+    from .index.headers import site
 
-                            return Angle(str(v), unit="deg").deg
-                        except Exception:
-                            continue
-            return None
-
-        lat, lon, elev = first("latitude"), first("longitude"), first("elevation")
-        if lon is not None and getattr(inst, "longitude_positive_west", False):
-            lon = -lon
-    return lat, lon, elev
+    return site(ref.header if ref.header is not None else {}, ref.instrument)
 
 
 def _bjd(time, ra, dec, site):

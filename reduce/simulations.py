@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
+from .io.atomic import atomic_write, atomic_write_text
 
 __all__ = ["simulate_night", "simulate_observation", "noise_floor", "load_truth", "target_signal",
            "enclosed_fraction", "moffat_alpha", "illumination", "sky_plane", "jd_to_iso", "SITE",
@@ -164,7 +165,7 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
             files["light"].append(_write_light(s, i, dest, dtype, light_rng))
             bar.advance()
     truth = _truth(s, files, seed=int(seed), signal=signal, dtype=dtype)
-    _atomic_write_text(dest / "truth.json", json.dumps(truth, indent=1))
+    atomic_write_text(dest / "truth.json", json.dumps(truth, indent=1))
     return truth
 
 
@@ -531,9 +532,8 @@ def _write_fits(path, adu, header, dtype, saturation):
 
     np.clip(adu, 0.0, saturation, out=adu)
     data = np.rint(adu).astype(np.uint16) if dtype == "uint16" else adu.astype(np.float32)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fits.PrimaryHDU(data=data, header=header).writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        fits.PrimaryHDU(data=data, header=header).writeto(f)
 
 
 def _truth(s, files, *, seed, signal, dtype) -> dict:
@@ -671,12 +671,6 @@ def _remove_previous(dest: Path) -> None:
         path = (dest / str(name)).resolve()
         if root in path.parents and path.is_file():
             path.unlink()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _iso_to_jd(iso: str) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import DEFAULT_INSTRUMENT, Config, Instrument
 
-__all__ = ["UnreadableFile", "NotAnImage", "FrameInfo", "read_header", "describe", "frame_info", "is_fits_name",
+__all__ = ["UnreadableFile", "NotAnImage", "FrameInfo", "read_header", "describe", "frame_info", "site", "is_fits_name",
            "jd_from_datetime", "datetime_from_jd"]
 
 BLOCK = 2880
@@ -508,6 +508,21 @@ def _longitude(header, inst: Instrument) -> float | None:
     if x is None or not -360 <= x <= 360:
         return None
     return -x if inst.longitude_positive_west else x
+
+
+def site(header, inst: Instrument | None = None) -> tuple[float | None, float | None, float | None]:
+    """(latitude, longitude east-positive, elevation m) of the observatory: each value from the
+    instrument configuration, else from the header (numbers or sexagesimal strings)."""
+    inst = inst or DEFAULT_INSTRUMENT
+
+    def value(role, configured):
+        if configured is not None:
+            return configured
+        v = _first(header, inst.keys(role))
+        return _sexagesimal(v)[0] if v is not None else None
+
+    return (value("latitude", inst.latitude), _longitude(header, inst),
+            value("elevation", inst.elevation))
 
 
 def night_of(utc: datetime, *, longitude: float | None = None, offset: timedelta | None = None) -> str:
