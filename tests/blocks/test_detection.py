@@ -98,3 +98,20 @@ def test_bad_parameters():
         PointSourceDetection(threshold=0)
     with pytest.raises(ValueError):
         PointSourceDetection(background="mesh")
+
+
+def test_crowded_frame_outgrows_the_frame_sized_pixel_stack(monkeypatch):
+    """The pixel stack is sized to the frame; a frame with more pixels above threshold than it
+    holds is detected completely after growing it, and later frames start from the grown size."""
+    from reduce.blocks import detection
+
+    f = star_field((300, 300), n=40, fwhm=6.0, seed=3, min_sep=16)
+    expected = len(PointSourceDetection()(Image(data=f.data.astype(np.float32))).sources)
+    monkeypatch.setattr(detection, "_PIXSTACK_MIN", 64)
+    monkeypatch.setattr(detection, "_PIXSTACK_MAX", 64)
+    monkeypatch.setattr(detection, "_pixstack_floor", 0)
+    assert detection._pixstack_for(f.data.size) == 64
+    found = PointSourceDetection()(Image(data=f.data.astype(np.float32))).sources
+    assert len(found) == expected == 40
+    assert detection._pixstack_floor >= 256
+    assert detection._pixstack_for(f.data.size) == detection._pixstack_floor
