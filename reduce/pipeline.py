@@ -1,7 +1,7 @@
 """Reduce one light group: masters, reference frame, target, every frame, differential light curve.
 
-Used by :mod:`reduce.runner`; everything here works on one :class:`~reduce.runner.GroupPlan` and
-fills its :class:`~reduce.runner.GroupResult`. Expected failures raise ``ReduceError`` (the group is
+Used by :mod:`reduce.runner`; everything here works on one :class:`~reduce.report.GroupPlan` and
+fills its :class:`~reduce.report.GroupResult`. Expected failures raise ``ReduceError`` (the group is
 skipped with that message); per-frame problems are flags in the table.
 """
 from __future__ import annotations

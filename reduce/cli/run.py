@@ -151,7 +151,7 @@ def _nights(nights, archive: bool, depth) -> list:
 
 
 def _single_outdir(outdir, night, nights):
-    from ..runner import _outdirs
+    from ..planning import _outdirs
 
     return _outdirs(nights, outdir)[nights.index(night)]
 

@@ -1,314 +1,26 @@
-"""Read FITS headers fast (never pixel data) and describe a frame from its header.
+"""Describe a frame from its header: type, target, filter, times, site, detector values.
 
-Plain and gzipped FITS are parsed straight from their 2880-byte header blocks (about ten times
-faster than astropy, which the scan of a large night needs); Rice-compressed ``.fz`` images go
-through astropy. :func:`describe` turns a header into a :class:`FrameInfo`, applying the
-instrument's keyword roles and the heuristics for cameras that label frames badly.
+:func:`describe` turns a header into a :class:`FrameInfo`, applying the instrument's keyword roles
+and the heuristics for cameras that label frames badly; :func:`frame_info` reads a file's header
+(:mod:`reduce.index.fitsheader`, never pixel data) and describes it. The date/time parsing lives
+in :mod:`reduce.index.times`.
 """
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import re
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import DEFAULT_INSTRUMENT, Config, Instrument
+from .fitsheader import NotAnImage, UnreadableFile, _image_shape, _read_raw, is_fits_name, read_header
+from .times import _parse_date, _parse_time_of_day, datetime_from_jd, jd_from_datetime, night_of
 
 __all__ = ["UnreadableFile", "NotAnImage", "FrameInfo", "read_header", "describe", "frame_info", "site", "is_fits_name",
            "jd_from_datetime", "datetime_from_jd"]
 
-BLOCK = 2880
-CARD = 80
-_FITS_EXTS = (".fits", ".fit", ".fts")
-_JD_J2000 = 2451545.0
-_J2000 = datetime(2000, 1, 1, 12, tzinfo=timezone.utc)
-
-
-class UnreadableFile(Exception):
-    """The file cannot be used as a FITS image; the message says why."""
-
-
-class NotAnImage(UnreadableFile):
-    """A valid FITS file that holds tables but no image (e.g. a light-curve table): not an error."""
-
-
-def is_fits_name(name: str) -> bool:
-    """True for ``.fits .fit .fts`` (any case), optionally gzipped (``.gz``), and any ``.fz``."""
-    low = name.lower()
-    if low.endswith(".fz"):
-        return True
-    if low.endswith(".gz"):
-        low = low[:-3]
-    return low.endswith(_FITS_EXTS)
-
-
-# ---------------------------------------------------------------- raw header parsing
-
-class RawHeader(dict):
-    """Header keywords -> values from raw cards (first occurrence wins, upper-case keys).
-
-    Values are kept as their raw text and parsed on first access (a scan asks for a few dozen
-    keywords of which most are absent). Quacks like :class:`astropy.io.fits.Header` for ``get``,
-    ``[]`` and ``in``, which is all :func:`describe` and :meth:`Config.instrument_for` use.
-    """
-
-    def get(self, key, default=None):
-        raw = dict.get(self, key)
-        if raw is None:
-            if key.isupper() or not dict.__contains__(self, key.upper()):
-                return default
-            key = key.upper()
-            raw = dict.__getitem__(self, key)
-        if isinstance(raw, _Raw):
-            raw = _parse_value(raw)
-            dict.__setitem__(self, key, raw)
-        return default if raw is None else raw
-
-    def __getitem__(self, key):
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
-
-    def __contains__(self, key):
-        return dict.__contains__(self, str(key).upper())
-
-
-class _Raw(str):
-    """An unparsed card value field."""
-
-
-_MISSING = object()
-
-
-def _parse_value(v: str) -> Any:
-    """Value of one card's value field (after ``= ``): str, bool, int, float or None."""
-    v = v.lstrip()
-    if v.startswith("'"):
-        out, i = [], 1
-        while True:
-            j = v.find("'", i)
-            if j < 0:
-                out.append(v[i:])
-                break
-            if v[j + 1:j + 2] == "'":
-                out.append(v[i:j + 1])
-                i = j + 2
-                continue
-            out.append(v[i:j])
-            break
-        return "".join(out).rstrip()
-    tok = v.split("/", 1)[0].strip()
-    if not tok:
-        return None
-    if tok == "T":
-        return True
-    if tok == "F":
-        return False
-    try:
-        return int(tok)
-    except ValueError:
-        pass
-    try:
-        return float(tok.replace("D", "E").replace("d", "e"))
-    except ValueError:
-        return tok
-
-
-def _parse_cards(text: str) -> RawHeader:
-    """Split the 80-character cards of one header (up to END) into a :class:`RawHeader`."""
-    cards: dict = {}
-    last = None
-    for i in range(0, len(text), CARD):
-        card = text[i:i + CARD]
-        key = card[:8].rstrip()
-        if card[8:10] == "= " and key != "HIERARCH":
-            if key not in cards:
-                cards[key] = _Raw(card[10:])
-                last = key
-        elif key == "END":
-            break
-        elif key == "CONTINUE" and last is not None:
-            prev = _parse_value(cards[last]) if isinstance(cards[last], _Raw) else cards[last]
-            if isinstance(prev, str) and prev.endswith("&"):
-                cards[last] = prev[:-1] + str(_parse_value(card[8:]) or "")
-        elif key == "HIERARCH":
-            eq = card.find("=")
-            hkey = card[9:eq].strip().upper() if eq > 0 else ""
-            if hkey and hkey not in cards:
-                cards[hkey] = _Raw(card[eq + 1:])
-                last = hkey
-    return RawHeader(cards)
-
-
-def _read_header_block(f) -> str | None:
-    """Text of the next header (a multiple of 2880 bytes, ending with END), None at a clean EOF."""
-    chunks = []
-    while True:
-        block = f.read(BLOCK)
-        if not block:
-            if chunks:
-                raise UnreadableFile("truncated header: no END card")
-            return None
-        if len(block) < BLOCK:
-            raise UnreadableFile("truncated header: incomplete 2880-byte block")
-        try:
-            text = block.decode("ascii")
-        except UnicodeDecodeError:
-            raise UnreadableFile("not a FITS file: header is not ASCII text") from None
-        chunks.append(text)
-        for i in range(0, BLOCK, CARD):
-            if text[i:i + 8] == "END     ":
-                return "".join(chunks)
-        if len(chunks) > 2000:
-            raise UnreadableFile("header has no END card")
-
-
-def _data_bytes(cards: RawHeader) -> int:
-    """Size in bytes of the data unit described by a header (without padding)."""
-    naxis = int(cards.get("NAXIS") or 0)
-    if naxis == 0:
-        return 0
-    n = 1
-    for k in range(1, naxis + 1):
-        n *= int(cards.get(f"NAXIS{k}") or 0)
-    n = (n + int(cards.get("PCOUNT") or 0)) * int(cards.get("GCOUNT") or 1)
-    return abs(int(cards.get("BITPIX") or 8)) // 8 * n
-
-
-def _image_shape(cards: RawHeader, prefix: str = "") -> tuple[int, int] | None:
-    """(height, width) when the header describes a 2-D image (extra axes of length 1 allowed)."""
-    naxis = int(cards.get(prefix + "NAXIS") or 0)
-    if naxis < 2:
-        return None
-    if any(int(cards.get(f"{prefix}NAXIS{k}") or 1) > 1 for k in range(3, naxis + 1)):
-        return None  # a cube (e.g. reduce's own flux tables) is not a frame
-    w, h = int(cards.get(prefix + "NAXIS1") or 0), int(cards.get(prefix + "NAXIS2") or 0)
-    return (h, w) if w > 0 and h > 0 else None
-
-
-class _Compressed(Exception):
-    """A tile-compressed image: astropy reads that header."""
-
-
-def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, int]]:
-    """Walk HDUs of an open binary stream until the first image; (text, cards, hdu, shape)."""
-    head = f.read(BLOCK)
-    if not head:
-        raise UnreadableFile("empty file (0 bytes)")
-    if not head.startswith(b"SIMPLE  ="):
-        raise UnreadableFile("not a FITS file (does not start with SIMPLE)")
-    f.seek(0)
-    offset, index, tables = 0, 0, 0
-    while True:
-        text = _read_header_block(f)
-        if text is None:
-            break
-        cards = _parse_cards(text)
-        offset += len(text)
-        nbytes = _data_bytes(cards)
-        padded = -(-nbytes // BLOCK) * BLOCK
-        if size is not None and offset + nbytes > size:
-            raise UnreadableFile(f"truncated: HDU {index} needs {offset + nbytes} bytes, file has {size}")
-        xt = str(cards.get("XTENSION") or "").strip().upper()
-        if xt == "BINTABLE" and cards.get("ZIMAGE") is True:
-            raise _Compressed()
-        shape = _image_shape(cards)
-        if shape is not None and xt in ("", "IMAGE"):
-            return text, cards, index, shape
-        tables += xt in ("BINTABLE", "TABLE") or int(cards.get("NAXIS") or 0) > 2
-        if padded:
-            f.seek(padded, os.SEEK_CUR)
-        offset += padded
-        index += 1
-        if size is not None and offset >= size:
-            break
-    if tables:
-        raise NotAnImage(f"no 2-D image: FITS table(s) or cube(s) only ({tables})")
-    raise UnreadableFile("no image data (header only)")
-
-
-def _open_error(e: OSError) -> UnreadableFile:
-    if isinstance(e, PermissionError):
-        return UnreadableFile("permission denied")
-    if isinstance(e, IsADirectoryError):
-        return UnreadableFile("is a directory")
-    if isinstance(e, FileNotFoundError):
-        return UnreadableFile("file not found (broken link?)")
-    return UnreadableFile(f"cannot read: {e.strerror or e}")
-
-
-def _read_raw(path: str) -> tuple[Any, int, tuple[int, int], str | None]:
-    """Fast path: (cards, hdu, shape, header text or None when read through astropy)."""
-    try:
-        if path.lower().endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                try:
-                    text, cards, hdu, shape = _scan_stream(f, None)
-                except (EOFError, gzip.BadGzipFile, OSError) as e:
-                    raise UnreadableFile(f"corrupt gzip stream: {e}") from None
-            return cards, hdu, shape, text
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            text, cards, hdu, shape = _scan_stream(f, size)
-        return cards, hdu, shape, text
-    except _Compressed:
-        header, hdu, shape = _read_with_astropy(path)
-        return header, hdu, shape, None
-    except OSError as e:
-        raise _open_error(e) from None
-
-
-def _read_with_astropy(path: str):
-    """Header of the first image HDU through astropy (tile-compressed images)."""
-    import warnings
-
-    from astropy.io import fits
-    size = os.path.getsize(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-                for i, hdu in enumerate(hdul):
-                    if not getattr(hdu, "is_image", False):
-                        continue
-                    header = hdu.header
-                    shape = _image_shape(header)
-                    if shape is None:
-                        continue
-                    info = hdul.fileinfo(i)
-                    if info and info["datLoc"] + info["datSpan"] - (BLOCK - 1) > size:
-                        raise UnreadableFile(f"truncated: HDU {i} data extends past the end of the file")
-                    return header.copy(), i, shape
-    except UnreadableFile:
-        raise
-    except OSError as e:
-        raise _open_error(e) if e.errno else UnreadableFile(f"unreadable FITS: {e}") from None
-    except Exception as e:  # astropy raises many kinds on corrupt files
-        raise UnreadableFile(f"unreadable FITS: {e}") from None
-    raise UnreadableFile("no image data (header only)")
-
-
-def read_header(path) -> tuple[Any, int, tuple[int, int]]:
-    """(header, hdu index, (height, width)) of the first image HDU, reading headers only.
-
-    Raises :class:`UnreadableFile` for empty, truncated, non-FITS, header-only or unreadable
-    files. The header is an :class:`astropy.io.fits.Header`.
-    """
-    from astropy.io import fits
-    cards, hdu, shape, text = _read_raw(os.fspath(path))
-    if text is None:
-        return cards, hdu, shape
-    try:
-        return fits.Header.fromstring(text), hdu, shape
-    except Exception as e:
-        raise UnreadableFile(f"invalid header: {e}") from None
-
-
-# ---------------------------------------------------------------- the frame description
 
 @dataclass
 class FrameInfo:
@@ -406,66 +118,6 @@ def _dec_deg(v) -> float | None:
     return x if x is not None and -90 <= x <= 90 else None
 
 
-def jd_from_datetime(dt: datetime) -> float:
-    """JD (UTC) of an aware or naive-UTC datetime."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return _JD_J2000 + (dt - _J2000).total_seconds() / 86400.0
-
-
-def datetime_from_jd(jd: float) -> datetime:
-    """Aware UTC datetime of a JD (UTC)."""
-    return _J2000 + timedelta(days=jd - _JD_J2000)
-
-
-_ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
-                  r"\s*(Z|UTC?|[+-]\d{2}(?::?\d{2})?)?$", re.I)
-_OLD = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2})$")  # pre-2000 FITS 'DD/MM/YY'
-_HMS = re.compile(r"^(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d+))?)?$")
-
-
-def _parse_date(value) -> tuple[datetime | None, bool, timedelta | None]:
-    """(naive datetime, has_time, UTC offset or None) of a DATE-OBS-like value."""
-    s = str(value).strip()
-    m = _ISO.match(s)
-    if m:
-        y, mo, d, hh, mm, ss, frac, tz = m.groups()
-        try:
-            dt = datetime(int(y), int(mo), int(d))
-        except ValueError:
-            return None, False, None
-        if hh is None:
-            return dt, False, None
-        secs = int(hh) * 3600 + int(mm) * 60 + int(ss or 0) + (float("0." + frac) if frac else 0.0)
-        offset = None
-        if tz and tz.upper() not in ("Z", "UT", "UTC"):
-            digits = tz[1:].replace(":", "")
-            minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
-            offset = timedelta(minutes=minutes if tz[0] == "+" else -minutes)
-        elif tz:
-            offset = timedelta(0)
-        return dt + timedelta(seconds=secs), True, offset
-    m = _OLD.match(s)
-    if m:
-        d, mo, y = (int(x) for x in m.groups())
-        try:
-            return datetime(1900 + y, mo, d), False, None
-        except ValueError:
-            return None, False, None
-    return None, False, None
-
-
-def _parse_time_of_day(value) -> float | None:
-    """Seconds after midnight from 'hh:mm:ss[.fff]' or decimal hours."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) * 3600 if 0 <= value < 24 else None
-    m = _HMS.match(str(value).strip())
-    if not m:
-        return None
-    hh, mm, ss, frac = m.groups()
-    return int(hh) * 3600 + int(mm) * 60 + int(ss or 0) + (float("0." + frac) if frac else 0.0)
-
-
 def _header_time(header, inst: Instrument) -> tuple[datetime | None, timedelta | None]:
     """UTC datetime (naive) that the header's time keywords give, and the DATE-OBS UTC offset."""
     date_keys = [k for k in inst.keys("date_obs") if k != "DATE"]
@@ -523,17 +175,6 @@ def site(header, inst: Instrument | None = None) -> tuple[float | None, float | 
 
     return (value("latitude", inst.latitude), _longitude(header, inst),
             value("elevation", inst.elevation))
-
-
-def night_of(utc: datetime, *, longitude: float | None = None, offset: timedelta | None = None) -> str:
-    """Local date at which the night containing ``utc`` began (the day before local noon)."""
-    if longitude is not None:
-        local = utc + timedelta(hours=((longitude + 180) % 360 - 180) / 15.0)
-    elif offset is not None:
-        local = utc + offset
-    else:
-        local = utc
-    return (local - timedelta(hours=12)).date().isoformat()
 
 
 _PATTERNS: dict[int, tuple] = {}

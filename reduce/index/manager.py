@@ -16,8 +16,9 @@ from typing import Iterable
 from ..config import Config, load_config
 from .calibration import CalibrationMatch, match_calibration
 from .db import Index, default_index_path, info_from_row, row_from_error, row_from_info
+from .fitsheader import NotAnImage, UnreadableFile, is_fits_name
 from .groups import Group, group_frames, groups_table, render_table
-from .headers import FrameInfo, NotAnImage, UnreadableFile, frame_info, is_fits_name
+from .headers import FrameInfo, frame_info
 
 __all__ = ["FitsManager", "ScanStats", "walk", "PARSER_VERSION"]
 

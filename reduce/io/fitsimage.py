@@ -59,7 +59,7 @@ def _read_plain(path: str):
     """(float32 data, header text, raw cards) of a plain uncompressed FITS file whose image is in the
     primary HDU, read straight from its byte offset with numpy; None when the file needs astropy
     (extension HDU, compression, BLANK values, scaled float data, odd or truncated files)."""
-    from ..index.headers import _parse_cards  # the index's fast card parser (lazy values)
+    from ..index.fitsheader import _parse_cards  # the index's fast card parser (lazy values)
 
     with open(path, "rb") as f:
         text = _primary_header_text(f)

@@ -1,0 +1,148 @@
+"""The outcome of `reduce run`: what was planned and what happened, per group, per night and per run.
+
+Plain dataclasses (no I/O, no heavy imports) that the runner fills and the CLI prints or writes as
+JSON; the exit status of a run is :attr:`RunReport.exit_code`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["GroupPlan", "GroupResult", "NightResult", "RunReport", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
+           "EXIT_PARTIAL", "EXIT_LOCKED"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+
+@dataclass
+class GroupPlan:
+    """What will be done for one light group: frames, calibration matched, output stem."""
+
+    group: object
+    frames: list
+    calibration: object
+    stem: str
+    outdir: Path
+    night: Path | None = None
+
+    def describe(self) -> dict:
+        cal = self.calibration
+        return {
+            "group": self.group.label, "frames": len(self.frames), "outputs": str(self.outdir / self.stem),
+            "bias": len(cal.bias), "darks": len(cal.darks), "flats": len(cal.flats),
+            "reasons": list(getattr(cal, "reasons", [])),
+        }
+
+
+@dataclass
+class GroupResult:
+    """What happened to one group."""
+
+    plan: GroupPlan
+    status: str = "done"            # done | failed | unchanged
+    message: str = ""
+    outputs: list = field(default_factory=list)
+    n_frames: int = 0
+    flagged: list = field(default_factory=list)   # (file, flag value, reason)
+    reference: str | None = None
+    aperture: float | None = None
+    comparisons: list = field(default_factory=list)
+    rms: float | None = None
+    seconds: float = 0.0
+    night: str | None = None
+    frame_seconds: float | None = None   # the per-frame phase (what --jobs/--executor speed up)
+
+    def to_dict(self) -> dict:
+        return {
+            "night": self.night, "group": self.plan.group.label, "status": self.status,
+            "message": self.message, "frames": self.n_frames,
+            "frames_used": self.n_frames - len(self.flagged),
+            "flagged": [{"file": f, "flag": int(v), "reason": r} for f, v, r in self.flagged],
+            "outputs": [str(p) for p in self.outputs], "reference": self.reference,
+            "aperture_px": self.aperture, "comparisons": self.comparisons, "rms": self.rms,
+            "seconds": round(self.seconds, 3),
+            "frame_seconds": None if self.frame_seconds is None else round(self.frame_seconds, 3),
+            "frames_per_second": round(self.n_frames / self.frame_seconds, 2)
+            if self.frame_seconds else None,
+        }
+
+
+@dataclass
+class NightResult:
+    """What happened to one night folder: done | unchanged | locked | failed."""
+
+    night: str
+    status: str = "done"
+    message: str = ""
+    outdir: str | None = None
+    unreadable: list = field(default_factory=list)
+    groups: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"night": self.night, "status": self.status, "message": self.message,
+                "outdir": self.outdir, "groups": self.groups, "unreadable": len(self.unreadable),
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class RunReport:
+    """The outcome of a run: one result per group and per night, and the exit status."""
+
+    groups: list = field(default_factory=list)
+    unreadable: list = field(default_factory=list)
+    seconds: float = 0.0
+    nights: list = field(default_factory=list)
+    executor: dict = field(default_factory=dict)
+
+    @property
+    def processed(self) -> list:
+        """Groups reduced by this run (not skipped as unchanged)."""
+        return [g for g in self.groups if g.status != "unchanged"]
+
+    @property
+    def unchanged(self) -> list:
+        return [g for g in self.groups if g.status == "unchanged"]
+
+    @property
+    def locked(self) -> list:
+        return [n for n in self.nights if n.status == "locked"]
+
+    @property
+    def exit_code(self) -> int:
+        bad_nights = [n for n in self.nights if n.status in ("failed", "locked")]
+        if self.nights and len(self.locked) == len(self.nights):
+            return EXIT_LOCKED
+        if not self.groups:
+            return EXIT_FAILED
+        done = self.processed
+        if done and all(g.status == "failed" for g in done) and not self.unchanged:
+            return EXIT_FAILED
+        if any(g.status == "failed" for g in done) or any(g.flagged for g in done) \
+                or self.unreadable or bad_nights:
+            return EXIT_PARTIAL
+        return EXIT_OK
+
+    def to_dict(self) -> dict:
+        from . import __version__
+
+        return {
+            "exit_status": self.exit_code, "version": __version__, "seconds": round(self.seconds, 3),
+            "peak_rss_mb": _peak_rss_mb(), "executor": self.executor,
+            "nights": [n.to_dict() for n in self.nights],
+            "frames": sum(g.n_frames for g in self.processed),
+            "unreadable": [{"file": f, "reason": r} for f, r in self.unreadable],
+            "skipped_unchanged": [g.plan.group.label for g in self.unchanged],
+            "locked": [n.night for n in self.locked],
+            "groups": [g.to_dict() for g in self.groups],
+        }
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory (MiB), for the summary."""
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except (ImportError, OSError):
+        return None

@@ -1,0 +1,134 @@
+"""Synthetic nights with known truth: raw light, bias, dark and flat frames plus ``truth.json``.
+
+The scene is physical enough to exercise a whole reduction: a target near the centre (the
+brightest unsaturated star), comparison stars of which a few vary, a common transparency and
+airmass extinction, pointing drift, a Moffat PSF whose seeing changes, a sky gradient, photon,
+dark and read noise, and a camera signature (bias structure, dark current with hot pixels,
+vignetting, a dust donut, pixel response) that the calibration frames let a pipeline remove.
+
+Conventions (repeated in ``truth.json['units']``): pixel coordinates are 0-based with pixel
+centres on integers (numpy / photutils / sep); ``time`` is JD UTC at mid-exposure while the
+headers' ``DATE-OBS`` and ``JD`` mark the exposure *start*; star fluxes are total electrons per
+exposure at airmass 1 in clear sky, before the flat response; ``sky`` is ADU per pixel at the
+target without the flat response. Not simulated: scintillation, cosmic rays, colour-dependent
+extinction. Photon noise is drawn exactly (Poisson) below 100 e- and with its Gaussian limit
+(same mean and variance) above, which is 3x faster and indistinguishable at those levels.
+
+Layout: this module holds the entry points; :mod:`.conventions` (site, camera, times),
+:mod:`.profiles` (PSF, signals, flat, sky), :mod:`.scene` and :mod:`.stars` (the night's random
+design), :mod:`.render` (frames and headers), :mod:`.truth`, :mod:`.floor` (noise floor) and
+:mod:`.options` (option checks, destination folder).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..io.atomic import atomic_write_text
+from .conventions import (DTYPES, MIN_SIZE, NIGHT_START, READOUT_S, SIGNALS, SITE,  # noqa: F401 (public names)
+                          _iso_to_jd, jd_to_iso)
+from .floor import noise_floor
+from .options import _check_int, _check_positive, _prepare_destination, _validate
+from .profiles import enclosed_fraction, illumination, moffat_alpha, sky_plane, target_signal
+from .render import _calibration_plan, _write_calibration, _write_light
+from .scene import _design
+from .stars import _default_n_stars
+from .truth import UNITS, _truth, load_truth  # noqa: F401 (UNITS: public name)
+
+__all__ = ["simulate_night", "simulate_observation", "noise_floor", "load_truth", "target_signal",
+           "enclosed_fraction", "moffat_alpha", "illumination", "sky_plane", "jd_to_iso", "SITE",
+           "SIGNALS", "DTYPES"]
+
+
+def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size: int = 600,
+                   n_stars: int | None = None, signal: str = "sine", shift: float = 5.0,
+                   calibration: bool = True, dtype: str = "uint16", n_bias: int = 5,
+                   n_darks: int = 5, n_flats: int = 15, exptime: float = 60.0,
+                   dark_exptimes=None, overwrite: bool = False,
+                   show_progress: bool = False) -> dict:
+    """Write a synthetic night into ``destination``; return its truth (also in truth.json).
+
+    Lights start at ``NIGHT_START`` (UTC), one every ``exptime + 10`` s; ``signal`` is the
+    target's injected relative flux (:func:`target_signal`). ``shift``: total pointing drift in
+    px over the night, plus ~0.3 px jitter. ``n_stars`` defaults to 40 for 600x600, scaled with
+    the area. Darks are taken at each of ``dark_exptimes`` (default: the lights' exposure),
+    ``n_darks`` each. ``calibration=False`` writes no calibration frames and lights with no
+    camera signature (no bias, dark or flat response). A non-empty ``destination`` is an error
+    unless ``overwrite`` (then files listed by the previous truth.json there are removed).
+    """
+    _check_int("n_images", n_images, 1)
+    _check_positive("exptime", exptime)
+    if signal not in SIGNALS:
+        raise ValueError(f"signal must be one of {', '.join(SIGNALS)} (got {signal!r})")
+    steps = np.arange(n_images) * (exptime + READOUT_S) + exptime / 2.0
+    time = _iso_to_jd(NIGHT_START) + steps / 86400.0
+    return _simulate(time, target_signal(signal, time), destination, seed=seed, size=size,
+                     n_stars=n_stars, signal=signal, shift=shift, calibration=calibration,
+                     dtype=dtype, n_bias=n_bias, n_darks=n_darks, n_flats=n_flats,
+                     exptime=exptime, dark_exptimes=dark_exptimes, overwrite=overwrite,
+                     show_progress=show_progress)
+
+
+def simulate_observation(time, dflux, destination, **options) -> dict:
+    """Like :func:`simulate_night` for a given light curve of the target.
+
+    ``time``: JD UTC at mid-exposure, one per light frame (increasing, at least ``exptime``
+    apart); ``dflux``: the target's relative flux at each time. Other options are those of
+    :func:`simulate_night` except ``n_images`` and ``signal``. Example::
+
+        t = 2460385.55 + np.arange(80) * 90 / 86400
+        simulate_observation(t, 1 - 0.01 * (abs(t - t.mean()) < 0.02), "night", seed=3)
+    """
+    for bad in ("n_images", "signal"):
+        if bad in options:
+            raise TypeError(f"simulate_observation() takes no {bad!r}: time and dflux set it")
+    t = np.asarray(time, dtype=float).ravel()
+    f = np.asarray(dflux, dtype=float).ravel()
+    if t.size < 1 or t.shape != f.shape:
+        raise ValueError(f"time and dflux must be non-empty and of one length (got {t.size} "
+                         f"and {f.size})")
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(f))):
+        raise ValueError("time and dflux must be finite")
+    if t.min() < 2.4e6 or t.max() > 2.6e6:
+        raise ValueError(f"time must be Julian dates (e.g. 2460385.5 + ...); got {t.min():g} "
+                         f"to {t.max():g}")
+    if np.any(f <= 0) or f.max() / f.min() > 10:
+        raise ValueError("dflux must be positive relative fluxes within a factor 10 of each other")
+    exptime = options.get("exptime", 60.0)
+    _check_positive("exptime", exptime)
+    if t.size > 1 and np.min(np.diff(t)) * 86400.0 < exptime:
+        raise ValueError(f"time steps must increase by at least exptime ({exptime:g} s); the "
+                         f"smallest is {np.min(np.diff(t)) * 86400:.1f} s (pass a shorter exptime=)")
+    return _simulate(t, f, destination, signal="custom", **options)
+
+
+def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signal="custom",
+              shift=5.0, calibration=True, dtype="uint16", n_bias=5, n_darks=5, n_flats=15,
+              exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False) -> dict:
+    """Design the scene, write calibration frames, lights and truth.json; return the truth."""
+    from ..console import progress
+
+    n_stars = _default_n_stars(size) if n_stars is None else n_stars
+    dark_exptimes = (exptime,) if dark_exptimes is None else tuple(dark_exptimes)
+    _validate(seed=seed, size=size, n_stars=n_stars, shift=shift, dtype=dtype, n_bias=n_bias,
+              n_darks=n_darks, n_flats=n_flats, dark_exptimes=dark_exptimes)
+    dest = _prepare_destination(Path(destination), overwrite)
+    seeds = np.random.SeedSequence(int(seed)).spawn(3)
+    s = _design(np.random.default_rng(seeds[0]), time, dflux, size=int(size),
+                n_stars=int(n_stars), shift=float(shift), calibration=bool(calibration),
+                exptime=float(exptime))
+    plan = _calibration_plan(s, n_bias, n_darks, n_flats, dark_exptimes) if calibration else []
+    files = {"light": [], "bias": [], "dark": [], "flat": []}
+    with progress("Simulating night", len(plan) + len(time), show=show_progress) as bar:
+        cal_rng, light_rng = np.random.default_rng(seeds[1]), np.random.default_rng(seeds[2])
+        for item in plan:
+            files[item["kind"]].append(_write_calibration(s, item, dest, dtype, cal_rng))
+            bar.advance()
+        for i in range(len(time)):
+            files["light"].append(_write_light(s, i, dest, dtype, light_rng))
+            bar.advance()
+    truth = _truth(s, files, seed=int(seed), signal=signal, dtype=dtype)
+    atomic_write_text(dest / "truth.json", json.dumps(truth, indent=1))
+    return truth

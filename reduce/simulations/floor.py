@@ -1,0 +1,49 @@
+"""The theoretical noise floor of a simulated night's differential light curve, from its truth alone."""
+from __future__ import annotations
+
+import numpy as np
+
+from .profiles import enclosed_fraction, illumination, sky_plane
+from .truth import load_truth
+
+
+def noise_floor(truth, radius_px: float, *, comparisons=None, annulus_px: float | None = None) -> float:
+    """Theoretical RMS of the target's normalised differential light curve (aperture radius px).
+
+    Per frame, the target's relative variance is (photon noise of its aperture flux, sky and dark
+    in the aperture, read noise x npix, all in e-) / flux^2 (flat response at the star included);
+    the ensemble's is 1 / sum(1 / sigma_c^2) over ``comparisons`` (default: every comparison
+    that is neither variable nor saturated), i.e. the inverse-variance weighted best ensemble.
+    floor = sqrt(mean over frames of sigma_T^2 + sigma_ens^2). With ``annulus_px`` (number of
+    background pixels) the sky-estimate noise npix^2 * sigma_px^2 / annulus_px is added too.
+    Master-frame noise, scintillation and centroid errors are not included. Issue 4 requires a
+    pipeline's residual RMS to be within 1.10x this floor. ``truth``: dict or truth.json path.
+    """
+    if not isinstance(truth, dict):
+        truth = load_truth(truth)
+    p, fr, st = truth["parameters"], truth["frames"], truth["stars"]
+    if not radius_px > 0:
+        raise ValueError(f"radius_px must be > 0 (got {radius_px})")
+    x = np.asarray(st["x"])[:, None] + np.asarray(fr["dx"])[None]
+    y = np.asarray(st["y"])[:, None] + np.asarray(fr["dy"])[None]
+    t = int(truth["target"])
+    frac = enclosed_fraction(radius_px, np.asarray(fr["fwhm"]), p["psf_beta"])
+    atm = np.asarray(fr["transparency"]) * np.asarray(fr["extinction"])
+    flux = np.asarray(st["flux"])[:, None] * np.asarray(st["signal"]) * atm * frac
+    plane = sky_plane(x, y, p["size"], p["sky_gradient"])
+    sky_e = np.asarray(fr["sky"]) * plane / plane[t] * p["gain"]
+    resp = illumination(x, y, p["flat"])
+    npix = np.pi * radius_px ** 2
+    per_px = resp * sky_e + p["dark_current"] * p["exptime"] + p["read_noise"] ** 2
+    var = resp * flux + npix * per_px
+    if annulus_px:
+        var = var + npix ** 2 * per_px / float(annulus_px)
+    rel = var / (resp * flux) ** 2
+    if comparisons is None:
+        comparisons = [k for k in range(len(st["x"])) if k != t and not st["variable"][k]
+                       and not st["saturated"][k]]
+    comparisons = [int(c) for c in comparisons]
+    if not comparisons or t in comparisons:
+        raise ValueError("comparisons must name at least one star other than the target")
+    ens = 1.0 / np.sum(1.0 / rel[comparisons], axis=0)
+    return float(np.sqrt(np.mean(rel[t] + ens)))

@@ -1,0 +1,53 @@
+"""Analytic models of the simulated sky: Moffat PSF, target light curves, flat illumination, sky plane.
+
+Used to render frames and, from the truth alone, to compute the noise floor.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .conventions import SIGNALS
+
+
+def moffat_alpha(fwhm, beta):
+    """Moffat core width alpha (px) of a profile with this ``fwhm`` (px) and power ``beta``."""
+    return np.asarray(fwhm) / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+
+
+def enclosed_fraction(radius, fwhm, beta):
+    """Fraction of a Moffat star's total flux inside a circle of ``radius`` px (analytic)."""
+    a = moffat_alpha(fwhm, beta)
+    return 1.0 - (1.0 + (np.asarray(radius) / a) ** 2) ** (1.0 - beta)
+
+
+def target_signal(kind: str, time, *, amplitude: float = 0.01) -> np.ndarray:
+    """Relative flux of the target: ``'sine'`` (1.5 cycles over the night), ``'transit'``
+    (centred, 45 % of the night long, curved limb-darkened-like bottom ``amplitude`` deep) or
+    ``'flat'`` (ones)."""
+    t = np.asarray(time, dtype=float)
+    span = max(float(t.max() - t.min()), 1e-3)
+    if kind == "flat":
+        return np.ones_like(t)
+    if kind == "sine":
+        return 1.0 + amplitude * np.sin(2 * np.pi * (t - t.min()) / (span / 1.5))
+    if kind == "transit":
+        tc, half = 0.5 * (t.min() + t.max()), 0.225 * span
+        edge = np.clip((half - np.abs(t - tc)) / (0.3 * half), 0.0, 1.0)
+        return 1.0 - amplitude * edge * (1.0 - 0.15 * np.clip((t - tc) / half, -1, 1) ** 2)
+    raise ValueError(f"signal must be one of {', '.join(SIGNALS)} (got {kind!r})")
+
+
+def illumination(x, y, flat):
+    """Smooth part of the flat response at pixel coordinates: 1 - v (r/R)^2 times dust donuts."""
+    cx, cy = flat["center"]
+    out = 1.0 - flat["vignetting"] * ((x - cx) ** 2 + (y - cy) ** 2) / flat["radius"] ** 2
+    for x0, y0, rad, depth in flat["donuts"]:
+        rr = np.hypot(x - x0, y - y0)
+        out = out * (1.0 - depth * np.exp(-0.5 * ((rr - rad) / (0.3 * rad)) ** 2))
+    return out
+
+
+def sky_plane(x, y, size, gradient):
+    """Relative sky level at (x, y): 1 at the frame centre with a linear gradient."""
+    c = (size - 1) / 2.0
+    return 1.0 + gradient[0] * (x - c) + gradient[1] * (y - c)

@@ -1,0 +1,65 @@
+"""The truth of a simulated night (``truth.json``): parameters, per-frame and per-star arrays, units."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .conventions import READOUT_S, SITE
+from .profiles import sky_plane
+
+UNITS = {
+    "pixels": "0-based coordinates, pixel centres on integers (numpy/photutils/sep convention)",
+    "time": "JD UTC at mid-exposure; headers DATE-OBS and JD give the exposure start",
+    "stars.flux": "total electrons per exposure at airmass 1, clear sky, before the flat response",
+    "stars.x/y": "position on the first light frame; on frame i add frames.dx[i], frames.dy[i]",
+    "stars.peak_adu": "highest noiseless pixel value (ADU, bias included) over the night",
+    "stars.period": "days",
+    "frames.sky": "sky ADU per pixel at the target, without the flat response (a frame divided "
+                  "by a median-normalised master flat shows sky x parameters.flat.median_response)",
+    "frames.transparency": "common weather transmission (1 = clear)",
+    "frames.extinction": "10**(-0.4 k (airmass - 1)), common to all stars",
+    "frames.fwhm": "Moffat FWHM in pixels (beta in parameters.psf_beta)",
+    "parameters.gain": "e-/ADU", "parameters.read_noise": "e-", "parameters.bias_level": "ADU",
+    "parameters.dark_current": "e-/s/px (hot pixels: [x, y, e-/s])",
+    "parameters.saturation": "ADU; frames are clipped there",
+}
+
+
+def _truth(s, files, *, seed, signal, dtype) -> dict:
+    """The JSON-ready truth: parameters, per-frame and per-star arrays, file names."""
+    st, t = s["stars"], s["stars"]["target"]
+    xt, yt = st["x"][t] + s["dx"], st["y"][t] + s["dy"]
+    params = {
+        "seed": seed, "signal": signal, "dtype": dtype, "size": s["size"], "n_stars": len(st["x"]),
+        "n_images": len(s["time"]), "exptime": s["exptime"], "gain": s["gain"],
+        "read_noise": s["read_noise"], "bias_level": s["bias_level"],
+        "dark_current": s["dark_current"], "hot_pixels": s["hot_pixels"],
+        "saturation": s["saturation"], "psf_beta": s["beta"], "flat": s["flat"],
+        "sky_gradient": s["sky_gradient"], "extinction_coefficient": s["extinction_coefficient"],
+        "calibration": s["calibration"], "filter": s["filter"], "telescope": s["telescope"],
+        "object": s["object"], "ra": s["ra"], "dec": s["dec"], "site": dict(SITE),
+        "readout_s": READOUT_S}
+    frames = {
+        "time": s["time"], "dflux": s["dflux"], "transparency": s["transparency"],
+        "extinction": s["extinction"], "airmass": s["airmass"], "fwhm": s["fwhm"],
+        "sky": s["sky_center"] * sky_plane(xt, yt, s["size"], s["sky_gradient"]),
+        "dx": s["dx"], "dy": s["dy"], "file": files["light"]}
+    stars = {
+        "x": st["x"], "y": st["y"], "flux": st["flux"], "peak_adu": st["peak"],
+        "saturated": st["peak"] >= s["saturation"], "variable": st["amplitude"] > 0,
+        "amplitude": st["amplitude"], "period": st["period"], "phase": st["phase"],
+        "signal": st["signal"]}
+    return {"version": 1, "generator": "reduce.simulations", "units": UNITS, "parameters": params,
+            "target": t, "time": s["time"].tolist(), "dflux": s["dflux"].tolist(),
+            "frames": {k: np.asarray(v).tolist() for k, v in frames.items()},
+            "stars": {k: np.asarray(v).tolist() for k, v in stars.items()},
+            "calibration": {k: files[k] for k in ("bias", "dark", "flat")}}
+
+
+def load_truth(path) -> dict:
+    """The truth of a simulated night; ``path`` is its folder or its ``truth.json``."""
+    p = Path(path)
+    with open(p / "truth.json" if p.is_dir() else p) as f:
+        return json.load(f)
