@@ -65,7 +65,7 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
         if undetected and hasattr(block, "fixed"):
             block.fixed = frozenset({target})
     collector = GetFluxes(target=target)
-    seq = Sequence([*pre, *phot, collector], name=plan.group.label)
+    seq = Sequence([*pre, *phot, collector], name=plan.name)
     seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     raw = collector.fluxes
     raw.target = target
@@ -101,7 +101,7 @@ def _check_calibration(plan, spec) -> None:
                if not files]
     if not missing:
         return
-    msg = f"{plan.group.label}: no {', '.join(missing)} frames match this group"
+    msg = f"{plan.name}: no {', '.join(missing)} frames match this group"
     if spec.missing_calibration == "fail":
         raise ReduceError(msg + " (recipe says missing_calibration: fail)")
     log.warning("%s; going on without (missing_calibration: warn)", msg)

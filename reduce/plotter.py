@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FigureJob", "Plotter", "draw", "draw_all", "lightcurve_job", "reference_job", "start_plotter"]
+__all__ = ["FigureJob", "Plotter", "InProcess", "draw", "draw_all", "lightcurve_job", "reference_job",
+           "start_plotter"]
 
 log = logging.getLogger("reduce.plotter")
 
@@ -71,8 +73,18 @@ def reference_job(image, target, comparisons, path, *, radius=None, title=None) 
                                                 "title": title})
 
 
+# matplotlib's text and font caches are shared: figures drawn in this process (by the groups a
+# run reduces at once, one thread each) are drawn one at a time
+_DRAW_LOCK = threading.Lock()
+
+
 def draw(job: FigureJob) -> Path:
     """Build and save one figure in this process; returns its path."""
+    with _DRAW_LOCK:
+        return _draw(job)
+
+
+def _draw(job: FigureJob) -> Path:
     from .plots import lightcurve_figure, reference_figure, save_figure
 
     kw = dict(job.kwargs)
@@ -91,11 +103,12 @@ def draw_all(jobs, plotter: "Plotter | None" = None, *, timeout: float = DEFAULT
     A job the helper could not draw is drawn here, so every figure is written or an error raised.
     """
     jobs = list(jobs)
-    answers = plotter.results(timeout=timeout) if plotter is not None else {}
+    helper = plotter is not None and not isinstance(plotter, InProcess)
+    answers = plotter.results(timeout=timeout) if helper else {}
     for job in jobs:
         failed = answers.get(job.path, "not submitted")
         if failed is not None:
-            if plotter is not None:
+            if helper:
                 log.info("figure %s drawn in-process (helper: %s)", job.path.name, failed)
             draw(job)
     return [j.path for j in jobs]
@@ -385,6 +398,23 @@ class Plotter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class InProcess:
+    """A Plotter stand-in that lets the group's own thread draw its figures (in this process):
+    for groups reduced at once in threads, which cannot share one helper's batch."""
+
+    def submit(self, jobs) -> None:
+        """Nothing to send: :func:`draw_all` draws the jobs here."""
+
+    def results(self, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
+        return {}
+
+    def discard(self, *, timeout: float = 30.0) -> None:
+        """Nothing was drawn ahead of the outputs, so nothing to remove."""
+
+    def close(self) -> None:
+        pass
 
 
 _STARTED = False

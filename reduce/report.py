@@ -25,6 +25,12 @@ class GroupPlan:
     outdir: Path
     night: Path | None = None
 
+    @property
+    def name(self) -> str:
+        """The group label prefixed by its night folder's name (what log lines call the group:
+        a run of several nights has the same label in each)."""
+        return f"{Path(self.night).name}/{self.group.label}" if self.night else self.group.label
+
     def describe(self) -> dict:
         cal = self.calibration
         return {
@@ -51,6 +57,8 @@ class GroupResult:
     seconds: float = 0.0
     night: str | None = None
     frame_seconds: float | None = None   # the per-frame phase (what --jobs/--executor speed up)
+    started: str | None = None           # ISO 8601 UTC, when the group's reduction began / ended
+    finished: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -60,7 +68,7 @@ class GroupResult:
             "flagged": [{"file": f, "flag": int(v), "reason": r} for f, v, r in self.flagged],
             "outputs": [str(p) for p in self.outputs], "reference": self.reference,
             "aperture_px": self.aperture, "comparisons": self.comparisons, "rms": self.rms,
-            "seconds": round(self.seconds, 3),
+            "started": self.started, "finished": self.finished, "seconds": round(self.seconds, 3),
             "frame_seconds": None if self.frame_seconds is None else round(self.frame_seconds, 3),
             "frames_per_second": round(self.n_frames / self.frame_seconds, 2)
             if self.frame_seconds else None,

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .core.errors import ClusterUnavailable, ReduceError, UsageError
+from .groups_at_once import GroupScheduler
 from .planning import RecipeSource, _outdirs, _products_of, find_nights, plan_night
 from .report import (EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,  # noqa: F401 (re-exported)
                      GroupPlan, GroupResult, NightResult, RunReport)
@@ -28,6 +30,9 @@ __all__ = ["GroupPlan", "GroupResult", "NightResult", "RunReport", "RecipeSource
            "run_night", "run_nights", "reduce_group", "find_nights", "EXIT_LOCKED"]
 
 log = logging.getLogger("reduce.runner")
+
+# the report is filled by each night's pass, from several threads when groups run at once
+_REPORT_LOCK = threading.Lock()
 
 SCHEMA_VERSION = 1
 
@@ -76,23 +81,29 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
     if work:
         from .core.executors import SerialExecutor
 
+        executor = executor or SerialExecutor()
+        n_groups = sum(w.result.groups for w in work)
+        at_once = getattr(executor, "groups_at_once", 1) if n_groups > 1 else 1
         # the figure helper first: it imports matplotlib on the idle core while this process
-        # validates the recipe and builds masters, and is forked before any thread exists
-        plotter = _start_plotter(recipe)
+        # validates the recipe and builds masters, and is forked before any thread exists (groups
+        # reduced at once draw their own figures, in their threads)
+        plotter = _start_plotter(recipe) if at_once == 1 else None
         try:
-            executor = executor or SerialExecutor()
             _connect(executor)
             total = sum(w.frames for w in work)
-            n_groups = sum(w.result.groups for w in work)
             from .console import progress
 
             label = f"reduce: {n_groups} group(s)" + (f" of {len(work)} nights" if len(work) > 1 else "")
             with progress(label, total, show=show_progress) as bar:
-                tracked = _Tracked(executor, bar)
-                for w in work:
-                    _reduce_pass(w, recipe, report, config=config, index=index if single else None,
-                                 depth=depth, force=force, fail_fast=fail_fast, executor=tracked,
-                                 plotter=plotter)
+                groups = GroupScheduler(reduce_group, executor, bar, plotter, at_once=at_once)
+                try:
+                    groups.each_night(lambda w: _reduce_pass(
+                        w, recipe, report, config=config, index=index if single else None, depth=depth,
+                        force=force, fail_fast=fail_fast, groups=groups), work)
+                finally:
+                    groups.close()
+                rank = {str(n): i for i, n in enumerate(nights)}  # nights may finish out of order
+                report.groups.sort(key=lambda g: rank.get(str(g.night), len(rank)))
         finally:
             if plotter is not None:
                 plotter.close()
@@ -141,29 +152,6 @@ def _connect(executor) -> None:
     connect = getattr(executor, "connect_async", None) or getattr(executor, "connect", None)
     if connect is not None:
         connect()
-
-
-class _Tracked:
-    """An executor wrapper advancing the run's single progress display per collected frame, and
-    timing the frame phase (the part the executor parallelises)."""
-
-    def __init__(self, inner, bar):
-        self.inner, self.bar = inner, bar
-        self.seconds = 0.0
-        self.frames = 0
-
-    def map_frames(self, blocks, items, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            for index, image in self.inner.map_frames(blocks, items, **kwargs):
-                self.frames += 1
-                self.bar.advance()
-                yield index, image
-        finally:
-            self.seconds += time.perf_counter() - t0
-
-    def reset(self) -> None:
-        self.seconds, self.frames = 0.0, 0
 
 
 def _lock(night: Path):
@@ -235,9 +223,10 @@ def _unchanged_result(plan, record: dict, night: str) -> GroupResult:
     return g
 
 
-def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_fast, executor,
-                 plotter=None) -> None:
-    """Under the night's lock again: re-plan (frames may have arrived), reduce what changed."""
+def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_fast,
+                 groups: GroupScheduler) -> None:
+    """Under the night's lock again: re-plan (frames may have arrived), reduce what changed
+    (through ``groups``: now, or in its threads when it takes several groups at once)."""
     from .io.lock import LockedError
     from .state import GroupState, group_fingerprint
 
@@ -256,41 +245,49 @@ def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_
         plans, fm = plan_night(night, config=config, outdir=out, index=index, depth=depth)
         ours = _products_of(night, out)
         nres.unreadable = [(f, r) for f, r in fm.unreadable if not ours(f)]
-        report.unreadable.extend(nres.unreadable)
-        report.groups = [g for g in report.groups if g.night != str(night)]
+        with _REPORT_LOCK:
+            report.unreadable.extend(nres.unreadable)
+            report.groups = [g for g in report.groups if g.night != str(night)]
         nres.groups = len(plans)
         problem = _check_outdir(out)
+        entries = []  # per group, in plan order: its GroupResult, or (job, state, fingerprint)
         for plan in plans:
             state = GroupState(state_dir, out, plan.stem)
             fp = group_fingerprint(plan, recipe_key=recipe.key, config=config)
             record = None if force else state.unchanged(fp)
             if record is not None:
-                report.groups.append(_unchanged_result(plan, record, str(night)))
-                continue
-            if problem:
-                result = GroupResult(plan=plan, status="failed", message=problem,
-                                     n_frames=len(plan.frames), night=str(night))
-                report.groups.append(result)
-                continue
-            state.invalidate()
-            _remove_leftovers(out, plan.stem)
-            executor.reset()
-            result = reduce_group(plan, spec, config=config, show_progress=False,
-                                  fail_fast=fail_fast, executor=executor, plotter=plotter)
-            result.night = str(night)
-            result.frame_seconds = executor.seconds
-            report.groups.append(result)
-            if result.status == "done":
-                _save_state(state, fp, result)
+                entries.append(_unchanged_result(plan, record, str(night)))
+            elif problem:
+                entries.append(GroupResult(plan=plan, status="failed", message=problem,
+                                           n_frames=len(plan.frames), night=str(night)))
+            else:
+                state.invalidate()
+                _remove_leftovers(out, plan.stem)
+                entries.append((groups.submit(plan, spec, config=config, fail_fast=fail_fast), state, fp))
+        results = [_collect(entry, str(night)) for entry in entries]
+        with _REPORT_LOCK:
+            report.groups.extend(results)
         if problem:
             log.error("%s", problem)
-        failed = [g for g in report.groups if g.night == str(night) and g.status == "failed"]
+        failed = [g for g in results if g.status == "failed"]
         nres.status = "failed" if failed and len(failed) == nres.groups else "done"
         if failed:
             nres.message = f"{len(failed)} of {nres.groups} group(s) failed"
     finally:
         lock.release()
         nres.seconds += time.perf_counter() - t0
+
+
+def _collect(entry, night: str) -> GroupResult:
+    """A group's result: as planned, or once its reduction ends (its state saved when done)."""
+    if isinstance(entry, GroupResult):
+        return entry
+    job, state, fp = entry
+    result = job.result()
+    result.night = night
+    if result.status == "done":
+        _save_state(state, fp, result)
+    return result
 
 
 def _check_outdir(out: Path) -> str | None:
@@ -326,7 +323,7 @@ def _save_state(state, fingerprint: str, result: GroupResult) -> None:
         state.save(fingerprint, result.outputs, result.to_dict())
     except (OSError, ReduceError) as e:  # only costs a redo next time
         log.warning("%s: run state not saved (%s); the next run will redo this group",
-                    result.plan.group.label, e)
+                    result.plan.name, e)
 
 
 def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail_fast=False,
@@ -337,8 +334,8 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
     group when it pays, see :func:`reduce.plotter.start_plotter`).
     """
     t0 = time.perf_counter()
-    result = GroupResult(plan=plan, n_frames=len(plan.frames))
-    log.info("%s: reducing %d frame(s)", plan.group.label, len(plan.frames))
+    result = GroupResult(plan=plan, n_frames=len(plan.frames), started=_utc_now())
+    log.info("%s: reducing %d frame(s)", plan.name, len(plan.frames))
     try:
         from .pipeline import reduce_frames
         reduce_frames(plan, spec, result, config=config, show_progress=show_progress, fail_fast=fail_fast,
@@ -347,15 +344,23 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
         raise
     except ReduceError as e:
         result.status, result.message = "failed", str(e)
-        log.error("%s: %s", plan.group.label, e)
+        log.error("%s: %s", plan.name, e)
     except Exception as e:  # unexpected: the group is skipped, the night goes on
         if fail_fast:
             raise
         result.status, result.message = "failed", f"unexpected error: {type(e).__name__}: {e}"
-        log.exception("%s failed", plan.group.label)
+        log.exception("%s failed", plan.name)
     result.seconds = time.perf_counter() - t0
+    result.finished = _utc_now()
     if result.status == "done":
-        log.info("%s: done in %.1f s (%.1f frames/s), %d flagged", plan.group.label, result.seconds,
+        log.info("%s: done in %.1f s (%.1f frames/s), %d flagged", plan.name, result.seconds,
                  len(plan.frames) / result.seconds if result.seconds > 0 else float("nan"),
                  len(result.flagged))
     return result
+
+
+def _utc_now() -> str:
+    """Now, UTC, ISO 8601 to the millisecond (group start and end times in the summary)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

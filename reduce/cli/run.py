@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -206,12 +207,16 @@ def _print_report(console, report):
     done = report.processed
     if done:
         t = Table(title=f"reduce run: {len(done)} group(s) in {report.seconds:.1f} s")
+        several = len({g.night for g in done}) > 1  # the same group label can come from each night
+        if several:
+            t.add_column("night", overflow="fold")
         # the group label is what names the output files: never truncated
         t.add_column("group", overflow="fold")
         for col in ("status", "frames", "flagged", "ap. px", "comps", "rms"):
             t.add_column(col, no_wrap=True)
         for g in done:
-            t.add_row(g.plan.group.label, g.status if g.status == "done" else f"[red]{g.status}[/]",
+            t.add_row(*([Path(str(g.night)).name] if several else []), g.plan.group.label,
+                      g.status if g.status == "done" else f"[red]{g.status}[/]",
                       str(g.n_frames), str(len(g.flagged)),
                       "" if g.aperture is None else f"{g.aperture:.2f}",
                       str(len(g.comparisons)), "" if g.rms is None else f"{g.rms:.2e}")

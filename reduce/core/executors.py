@@ -169,6 +169,8 @@ class SerialExecutor(_Executor):
 
     name = "serial"
     jobs = 1
+    #: groups the run may reduce at once with this executor (see DaskExecutor)
+    groups_at_once = 1
 
     def __init__(self):
         self.peak_worker_rss_mb = None
@@ -236,6 +238,7 @@ class ProcessExecutor(_Executor):
     """
 
     name = "processes"
+    groups_at_once = 1  # the cores are the limit: one group's frames already use them all
 
     def __init__(self, jobs: int | None = None, *, context: str | None = None,
                  chunk_size: int | None = None, max_in_flight: int | None = None):
@@ -296,6 +299,8 @@ class ProcessExecutor(_Executor):
 # -- Dask distributed ------------------------------------------------------------------------
 _DASK_CACHE: dict = {}
 _DASK_LOCK = threading.Lock()
+#: groups whose blocks a worker keeps unpickled (a run sends frames of a few groups at once)
+_DASK_CACHE_GROUPS = 4
 
 
 _MALLOC_TUNED = False
@@ -330,7 +335,7 @@ def _dask_chunk(token: str, payload: bytes, start: int, items: list):
             _tune_malloc()
         state = _DASK_CACHE.get(token)
         if state is None:
-            while len(_DASK_CACHE) >= 2:  # keep the current and previous group only
+            while len(_DASK_CACHE) >= _DASK_CACHE_GROUPS:  # the groups running now, roughly
                 _DASK_CACHE.pop(next(iter(_DASK_CACHE)))
             state = _DASK_CACHE[token] = pickle.loads(payload)
     return _run_chunk_with(state, start, items)
@@ -364,6 +369,9 @@ class DaskExecutor(_Executor):
     The blocks (with their masters) are scattered once per group to every worker; frames are read
     by the workers from the same paths, so the cluster needs the night on a shared file system and
     ``reduce`` installed on every worker. ``client`` may be given instead of ``scheduler``.
+    ``groups_at_once``: groups (of one or several nights) reduced at the same time, so the cluster
+    computes one group's frames while this process builds the next group's masters and reference
+    and writes the previous one's outputs (``map_frames`` may be called from several threads).
     """
 
     name = "dask"
@@ -371,8 +379,11 @@ class DaskExecutor(_Executor):
     connect_timeout = 30.0
 
     def __init__(self, scheduler: str | None = None, *, client=None, chunk_size: int | None = None,
-                 max_in_flight: int | None = None, timeout: float | None = None):
+                 max_in_flight: int | None = None, timeout: float | None = None, groups_at_once: int = 2):
         _require_distributed()
+        if int(groups_at_once) < 1:
+            raise UsageError(f"groups_at_once must be at least 1 (got {groups_at_once})")
+        self.groups_at_once = int(groups_at_once)
         if client is None and not scheduler:
             raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT (or REDUCE_SCHEDULER)")
         self.scheduler = scheduler

@@ -100,6 +100,57 @@ def test_dask_cluster_gives_identical_tables(scheduler, night_copy, recipe, tmp_
     assert ex["executor"] == "dask" and ex["workers"] == 2
 
 
+def test_dask_reduces_groups_of_several_nights_at_once_with_identical_outputs(scheduler, small_night, recipe,
+                                                                                tmp_path):
+    archive = tmp_path / "archive"
+    nights = ("2024-03-15", "2024-03-16", "2024-03-17")
+    for name in nights:
+        shutil.copytree(small_night, archive / name, ignore=shutil.ignore_patterns(".reduce", "reduced"))
+    assert run_cli("run", recipe, archive, "--nights", "-o", tmp_path / "local", "-q", "--jobs", "1") == 0
+    assert run_cli("run", recipe, archive, "--nights", "-o", tmp_path / "dask", "-q", "--scheduler", scheduler,
+                   "--summary-json", tmp_path / "s.json") == 0
+    for name in nights:
+        a, b = products(tmp_path / "local" / name), products(tmp_path / "dask" / name)
+        tables = [n for n in a if n.endswith((".csv", ".fits"))]
+        assert len(tables) == 2 and tables == [n for n in b if n.endswith((".csv", ".fits"))]
+        for n in tables:
+            assert a[n] == b[n], f"{name}/{n} differs between the local run and groups reduced at once"
+    groups = json.loads((tmp_path / "s.json").read_text())["groups"]
+    assert [Path(g["night"]).name for g in groups] == list(nights)  # reported in night order
+    assert all(g["status"] == "done" and g["frame_seconds"] > 0 for g in groups)
+    spans = sorted((g["started"], g["finished"]) for g in groups)
+    assert spans[1][0] < spans[0][1], f"the groups ran one after the other: {spans}"
+
+
+def test_groups_at_once_isolate_a_failing_group(small_night, recipe, tmp_path):
+    """Through the API, any executor offering groups_at_once > 1: a group that fails (its night has
+    no calibration and the recipe says fail) is reported, the other nights' groups are reduced."""
+    from reduce.config import load_config
+    from reduce.core.executors import SerialExecutor
+    from reduce.runner import run_nights
+
+    class TwoAtOnce(SerialExecutor):
+        groups_at_once = 2
+
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(recipe.read_text().replace("missing_calibration: warn", "missing_calibration: fail"))
+    archive = tmp_path / "archive"
+    for name in ("a", "b", "c"):
+        shutil.copytree(small_night, archive / name, ignore=shutil.ignore_patterns(".reduce", "reduced"))
+    for f in (archive / "b").rglob("*.fits*"):
+        if "light" not in f.parent.name.lower() and "light" not in f.name.lower():
+            f.unlink()
+    from reduce.recipe import load_recipe
+
+    report = run_nights([archive / n for n in "abc"], load_recipe(strict), config=load_config(None),
+                        outdir=tmp_path / "out", show_progress=False, executor=TwoAtOnce())
+    status = {Path(g.night).name: g.status for g in report.groups}
+    assert status == {"a": "done", "b": "failed", "c": "done"}, status
+    assert "no bias, dark, flat" in next(g.message for g in report.groups if g.status == "failed")
+    assert report.exit_code == 3
+    assert csv_of(tmp_path / "out" / "a").exists() and csv_of(tmp_path / "out" / "c").exists()
+
+
 def test_dask_without_the_extra_explains_how_to_install(night_copy, recipe, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "distributed", None)
     assert run_cli("run", recipe, night_copy, "--scheduler", "tcp://127.0.0.1:8786") == 2
