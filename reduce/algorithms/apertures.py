@@ -31,7 +31,7 @@ from .centroids import cutouts
 __all__ = ["circular_sums", "annulus_stats", "annulus_values"]
 
 # elements of the (stars x pairs) work arrays per chunk: small arrays stay in cache
-_CHUNK_ELEMENTS = 32_000
+_CHUNK_ELEMENTS = 16_000
 
 
 def _seg(t: np.ndarray, r: np.ndarray, r2: np.ndarray) -> np.ndarray:
