@@ -1,7 +1,8 @@
 """Calibration (overscan, bias, dark, flat) and Trim blocks.
 
 Masters are built once (in ``setup`` or lazily on the first frame) with a sigma-clipped median
-combine bounded by ``mem_limit_mb``. The master dark is a rate (ADU/s) scaled to each frame's
+combine bounded by ``mem_limit_mb``, and reused by later blocks of the same process given the same
+files and settings. The master dark is a rate (ADU/s) scaled to each frame's
 exposure; the master flat is normalised to a median of 1. Negative pixels are kept as they are
 and non-finite values stay NaN: no sentinel values (a prose pitfall).
 """
@@ -80,6 +81,76 @@ def _label(item) -> str:
     return str(getattr(item, "path", None) or "<in-memory image>") if _is_image(item) else str(item)
 
 
+def _file_signature(items: list) -> tuple | None:
+    """(path, size, mtime) of every calibration file, None when one is not a file path."""
+    sig = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            return None
+        try:
+            st = os.stat(item)
+        except OSError:
+            return None
+        sig.append((os.fspath(item), st.st_size, st.st_mtime_ns))
+    return tuple(sig)
+
+
+def _loader_key(loader) -> tuple:
+    """The loader as a cache key: its function and arguments (objects by identity; the cache
+    keeps them alive, so an identity is never reused for another object while it matters)."""
+    import functools
+
+    if loader is None:
+        return (None,)
+    if isinstance(loader, functools.partial):
+        return (loader.func, tuple(id(a) for a in loader.args),
+                tuple((k, id(v)) for k, v in sorted(loader.keywords.items())))
+    return (id(loader),)
+
+
+class _MasterCache:
+    """Masters built by this process, least recently used dropped beyond ``max_items``; one
+    build per key at a time (groups reduced at once in threads may ask for the same master)."""
+
+    def __init__(self, max_items: int = 8):
+        import threading
+        from collections import OrderedDict
+
+        self.max_items = max_items
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict = {}
+
+    def get_or_build(self, key, compute: Callable, *, keep=None):
+        import threading
+
+        """``(*compute(), built)``: the cached result for ``key``, or computed now (``built``)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return (*self._items[key][0], False)
+            gate = self._building.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._items:
+                    return (*self._items[key][0], False)
+            value = compute()
+            with self._lock:
+                self._items[key] = (value, keep)
+                self._building.pop(key, None)
+                while len(self._items) > self.max_items:
+                    self._items.popitem(last=False)
+            return (*value, True)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+# masters already built in this process (see Calibration.build)
+_MASTERS = _MasterCache()
+
+
 class Calibration(Block):
     """Subtract overscan, bias and scaled dark, divide by the flat.
 
@@ -138,28 +209,79 @@ class Calibration(Block):
             self.build()
 
     def build(self) -> None:
-        """Combine the calibration frames into ``master_bias``, ``master_dark``, ``master_flat``."""
+        """Combine the calibration frames into ``master_bias``, ``master_dark``, ``master_flat``.
+
+        A master this process already built from the very same files (path, size, modification
+        time) and settings is reused: the groups of a run sharing calibration frames (every filter
+        of a night shares its bias and darks) build each master once.
+        """
+        keys = {"bias": "none", "darks": "none"}  # None: built, but from in-memory frames
         if not self.bias:
             log.warning("Calibration: no bias frames, bias subtraction skipped")
         else:
-            self.master_bias = self._master("bias", self.bias, self._prep_bias)
+            keys["bias"] = self._key("bias", self.bias, ())
+            self._cached(keys["bias"], "bias", self._build_bias)
         if not self.darks:
             log.warning("Calibration: no dark frames, dark subtraction skipped")
         else:
-            self.dark_is_rate = None  # decided on the first dark (needs a bias or an overscan)
-            self.master_dark = self._master("darks", self.darks, self._prep_dark)
+            keys["darks"] = self._key("darks", self.darks, (keys["bias"],))
+            self._cached(keys["darks"], "darks", self._build_dark)
         if not self.flats:
             log.warning("Calibration: no flat frames, flat-fielding skipped")
         else:
-            flat = self._master("flats", self.flats, self._prep_flat)
-            if flat is not None:
-                med = np.nanmedian(flat[np.isfinite(flat) & (flat > 0)])
-                flat = flat / med
-                flat[~np.isfinite(flat) | (flat <= 1e-3)] = np.nan
-                self.master_flat = flat.astype(np.float32)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    self._inv_flat = (1.0 / self.master_flat).astype(np.float32)
+            keys["flats"] = self._key("flats", self.flats, (keys["bias"], keys["darks"]))
+            self._cached(keys["flats"], "flats", self._build_flat)
         self._built = True
+
+    def _build_bias(self) -> None:
+        self.master_bias = self._master("bias", self.bias, self._prep_bias)
+
+    def _build_dark(self) -> None:
+        self.dark_is_rate = None  # decided on the first dark (needs a bias or an overscan)
+        self.master_dark = self._master("darks", self.darks, self._prep_dark)
+
+    def _build_flat(self) -> None:
+        flat = self._master("flats", self.flats, self._prep_flat)
+        if flat is not None:
+            med = np.nanmedian(flat[np.isfinite(flat) & (flat > 0)])
+            flat = flat / med
+            flat[~np.isfinite(flat) | (flat <= 1e-3)] = np.nan
+            self.master_flat = flat.astype(np.float32)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self._inv_flat = (1.0 / self.master_flat).astype(np.float32)
+
+    # what each kind of master sets on the block (restored from the cache as built)
+    _RESULTS = {"bias": ("master_bias",), "darks": ("master_dark", "dark_is_rate"),
+                "flats": ("master_flat", "_inv_flat")}
+
+    def _key(self, kind: str, items: list, upstream: tuple):
+        """What a master depends on (None: not cacheable, e.g. in-memory images)."""
+        files = _file_signature(items)
+        if files is None or any(u is None for u in upstream):  # built from something uncacheable
+            return None
+        return (kind, files, upstream, self.combine, self.sigma, self.overscan, self.mem_limit_mb,
+                _loader_key(self.loader))
+
+    def _cached(self, key, kind: str, build: Callable) -> None:
+        """Run ``build`` for ``kind`` unless the process cache has its result for ``key``."""
+        names = self._RESULTS[kind]
+        if key is None:
+            build()
+            return
+
+        def compute():
+            before = set(self._overscan_used)
+            build()
+            return ({n: getattr(self, n) for n in names}, list(self._used[kind]),
+                    set(self._overscan_used) - before)
+
+        values, used, overscan, built = _MASTERS.get_or_build(key, compute, keep=self.loader)
+        if not built:
+            log.info("Calibration: master %s reused (same %d frame(s) as an earlier group)", kind, len(used))
+        for n, v in values.items():
+            setattr(self, n, v)
+        self._used[kind] = list(used)
+        self._overscan_used |= overscan
 
     def _load(self, item):
         if _is_image(item):

@@ -180,3 +180,41 @@ def test_trim_from_trimsec_and_wcs_follows():
     assert image.data.shape == (70, 80)
     sky_after = image.wcs.pixel_to_world(50.0, 25.0)
     assert sky_before.separation(sky_after).arcsec < 1e-6
+
+
+def test_masters_from_the_same_files_are_built_once_per_process(tmp_path, cal_set, caplog):
+    """Groups sharing calibration frames (every filter of a night shares bias and darks) reuse the
+    masters; other settings, other or modified files, or in-memory frames build anew."""
+    import os
+
+    biases, darks, flats, _ = cal_set
+    files = {k: [str(write_fits(tmp_path / f"{k}{i}.fits", d.astype(np.float32), exptime=t))
+                 for i, (d, t) in enumerate(v)]
+             for k, v in (("bias", biases), ("dark", darks), ("flat", flats))}
+    first = Calibration(bias=files["bias"], darks=files["dark"], flats=files["flat"])
+    first.setup()
+    with caplog.at_level(logging.INFO, logger="reduce"):
+        again = Calibration(bias=files["bias"], darks=files["dark"], flats=files["flat"])
+        again.setup()
+    assert caplog.text.count("reused") == 3 and "master bias from" not in caplog.text
+    assert again.master_bias is first.master_bias and again.master_flat is first.master_flat
+    assert again.provenance() == first.provenance()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="reduce"):
+        other_flats = Calibration(bias=files["bias"], darks=files["dark"], flats=files["flat"][:-1])
+        other_flats.setup()
+        stricter = Calibration(bias=files["bias"], sigma=2.0)
+        stricter.setup()
+    assert caplog.text.count("reused") == 2  # bias and darks of other_flats, not its flats
+    assert "master flats from" in caplog.text and "master bias from" in caplog.text
+    caplog.clear()
+    data = np.asarray(biases[0][0], np.float32) + 7.0  # same size, new content: a new mtime
+    write_fits(tmp_path / "bias0.fits", data, exptime=0.0)
+    os.utime(tmp_path / "bias0.fits", ns=(1, 1))
+    with caplog.at_level(logging.INFO, logger="reduce"):
+        changed = Calibration(bias=files["bias"])
+        changed.setup()
+        in_memory = Calibration(bias=_images(biases))
+        in_memory.setup()
+    assert "reused" not in caplog.text and caplog.text.count("master bias from") == 2
+    assert not np.array_equal(changed.master_bias, first.master_bias)
