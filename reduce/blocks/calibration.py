@@ -17,6 +17,9 @@ import numpy as np
 
 from ..algorithms.combine import n_tiles, tiled_combine
 from ..core.block import Block
+from .master_cache import MASTERS as _MASTERS
+from .master_cache import file_signature as _file_signature
+from .master_cache import loader_key as _loader_key
 
 __all__ = ["Calibration", "Trim", "parse_section", "overscan_level"]
 
@@ -79,76 +82,6 @@ def _label(item) -> str:
     if isinstance(item, np.ndarray):
         return "<array>"
     return str(getattr(item, "path", None) or "<in-memory image>") if _is_image(item) else str(item)
-
-
-def _file_signature(items: list) -> tuple | None:
-    """(path, size, mtime) of every calibration file, None when one is not a file path."""
-    sig = []
-    for item in items:
-        if not isinstance(item, (str, os.PathLike)):
-            return None
-        try:
-            st = os.stat(item)
-        except OSError:
-            return None
-        sig.append((os.fspath(item), st.st_size, st.st_mtime_ns))
-    return tuple(sig)
-
-
-def _loader_key(loader) -> tuple:
-    """The loader as a cache key: its function and arguments (objects by identity; the cache
-    keeps them alive, so an identity is never reused for another object while it matters)."""
-    import functools
-
-    if loader is None:
-        return (None,)
-    if isinstance(loader, functools.partial):
-        return (loader.func, tuple(id(a) for a in loader.args),
-                tuple((k, id(v)) for k, v in sorted(loader.keywords.items())))
-    return (id(loader),)
-
-
-class _MasterCache:
-    """Masters built by this process, least recently used dropped beyond ``max_items``; one
-    build per key at a time (groups reduced at once in threads may ask for the same master)."""
-
-    def __init__(self, max_items: int = 8):
-        import threading
-        from collections import OrderedDict
-
-        self.max_items = max_items
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self._building: dict = {}
-
-    def get_or_build(self, key, compute: Callable, *, keep=None):
-        import threading
-
-        """``(*compute(), built)``: the cached result for ``key``, or computed now (``built``)."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return (*self._items[key][0], False)
-            gate = self._building.setdefault(key, threading.Lock())
-        with gate:
-            with self._lock:
-                if key in self._items:
-                    return (*self._items[key][0], False)
-            value = compute()
-            with self._lock:
-                self._items[key] = (value, keep)
-                self._building.pop(key, None)
-                while len(self._items) > self.max_items:
-                    self._items.popitem(last=False)
-            return (*value, True)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-# masters already built in this process (see Calibration.build)
-_MASTERS = _MasterCache()
 
 
 class Calibration(Block):
