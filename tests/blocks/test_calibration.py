@@ -84,11 +84,16 @@ def test_missing_types_are_skipped_with_a_warning(cal_set, caplog):
     assert cal.master_dark is None and cal.master_flat is None
 
 
+def _files(folder, biases, darks, flats) -> dict[str, list[str]]:
+    """The calibration set written as FITS files: {'bias'|'dark'|'flat': [paths]}."""
+    return {k: [str(write_fits(folder / f"{k}{i}.fits", d.astype(np.float32), exptime=t))
+                for i, (d, t) in enumerate(v)]
+            for k, v in (("bias", biases), ("dark", darks), ("flat", flats))}
+
+
 def test_memory_bounded_tiling_matches_single_pass(tmp_path, cal_set, caplog):
     biases, darks, flats, truth = cal_set
-    files = {k: [str(write_fits(tmp_path / f"{k}{i}.fits", d.astype(np.float32), exptime=t))
-                 for i, (d, t) in enumerate(v)]
-             for k, v in (("bias", biases), ("dark", darks), ("flat", flats))}
+    files = _files(tmp_path, biases, darks, flats)
     one = Calibration(bias=files["bias"], darks=files["dark"], flats=files["flat"])
     one.setup()
     # 0.05 MB: a few rows of all frames at a time -> many tiles
@@ -188,9 +193,7 @@ def test_masters_from_the_same_files_are_built_once_per_process(tmp_path, cal_se
     import os
 
     biases, darks, flats, _ = cal_set
-    files = {k: [str(write_fits(tmp_path / f"{k}{i}.fits", d.astype(np.float32), exptime=t))
-                 for i, (d, t) in enumerate(v)]
-             for k, v in (("bias", biases), ("dark", darks), ("flat", flats))}
+    files = _files(tmp_path, biases, darks, flats)
     first = Calibration(bias=files["bias"], darks=files["dark"], flats=files["flat"])
     first.setup()
     with caplog.at_level(logging.INFO, logger="reduce"):
