@@ -250,9 +250,11 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
     ``inner <= r < outer``), vectorised over stars; NaN (and 0 pixels) for an empty annulus.
 
     Each star's annulus values are sorted once into one padded row; clipping then only moves the
-    [lo, hi) bounds of the kept range (binary searches), and the running sums that give the mean
-    and std lose only the values clipped. Same result as astropy ``sigma_clipped_stats`` (median, std; ``maxiters=None`` when it
-    converges within ``maxiters``).
+    [lo, hi) bounds of the kept range (one binary search for all bounds), and the running sums
+    that give the mean and std lose only the values clipped. Same result as astropy
+    ``sigma_clipped_stats`` (median, std; ``maxiters=None`` when it converges within
+    ``maxiters``). A range never empties (the median is always kept), so only rows with pixels
+    enter the loop, whose cost is a fixed number of numpy calls per iteration.
     """
     xy = np.asarray(xy, float).reshape(-1, 2)
     n = len(xy)
@@ -263,57 +265,58 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
     if data.dtype not in (np.float32, np.float64) or not data.dtype.isnative:
         data = data.astype(np.float64)
     raw, counts = annulus_values(data, xy[ok], inner, outer)
+    some = counts > 0
+    ok, raw, counts = ok[some], raw[some], counts[some]
+    if len(ok) == 0:
+        return med_out, std_out, n_out
     raw.sort(axis=1)
-    width = max(int(counts.max()), 1)
+    width = int(counts.max())
     m = len(ok)
     rows = np.arange(m)
     vals = np.full((m, width + 1), np.inf)  # one padding column: room for range ends
     vals[:, :width] = raw[:, :width]
-    lo, hi = np.zeros(m, int), counts.copy()
-    med0 = np.nan_to_num(_range_median(vals, lo, hi, rows))
+    flat = vals.ravel()
+    base = rows * (width + 1)
+    lo, hi = np.zeros(m, np.intp), counts.astype(np.intp)
+    med0 = _median(flat, base, lo, hi)
     vals -= med0[:, None]  # centred values keep the sums accurate
     finite = np.isfinite(vals)
     vals[~finite] = 0.0   # the +inf padding (never inside a row's [lo, hi) range)
-    flat = vals.ravel()
     flat2 = flat * flat
     s1, s2 = vals.sum(axis=1), (vals * vals).sum(axis=1)  # over [lo, hi): the padding is 0
     # one monotonic key array (row offsets) so every row's bounds come from one searchsorted call
     span = 2.0 * (np.abs(vals).max() + 1.0)
     off = rows * 2 * span
     keys = (np.where(finite, vals, span) + off[:, None]).ravel()
-    base = rows * (width + 1)
+    both = np.concatenate([base, base])
     for _ in range(maxiters):
-        med, std = _stats(vals, s1, s2, lo, hi, rows)
-        live = hi > lo
-        # as astropy: values outside med +- sigma std are removed, never brought back
-        new_lo = np.maximum(np.searchsorted(keys, np.where(live, med - sigma * std, 0.0) + off, "left") - base, lo)
-        new_hi = np.minimum(np.searchsorted(keys, np.where(live, med + sigma * std, 0.0) + off, "right") - base, hi)
-        new_lo, new_hi = np.where(live, new_lo, lo), np.where(live, np.maximum(new_hi, new_lo), hi)
+        med, std = _median(flat, base, lo, hi), _std(s1, s2, lo, hi)
+        # as astropy: values outside med +- sigma std are removed, never brought back; the
+        # upper bound is searched just above it ('right' semantics: values equal to it stay)
+        bounds = np.concatenate([med - sigma * std + off, np.nextafter(med + sigma * std + off, np.inf)])
+        found = np.searchsorted(keys, bounds) - both
+        new_lo = np.maximum(found[:m], lo)
+        new_hi = np.maximum(np.minimum(found[m:], hi), new_lo)
         if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             break
-        d1, d2 = _segment_sums(flat, flat2, np.r_[base + lo, base + new_hi],
-                               np.r_[new_lo - lo, hi - new_hi], m)
+        d1, d2 = _segment_sums(flat, flat2, np.concatenate([base + lo, base + new_hi]),
+                               np.concatenate([new_lo - lo, hi - new_hi]), m)
         s1, s2 = s1 - d1, s2 - d2
         lo, hi = new_lo, new_hi
-    med, std = _stats(vals, s1, s2, lo, hi, rows)
-    med_out[ok], std_out[ok], n_out[ok] = med + med0, std, hi - lo
+    med_out[ok] = _median(flat, base, lo, hi) + med0
+    std_out[ok], n_out[ok] = _std(s1, s2, lo, hi), hi - lo
     return med_out, std_out, n_out
 
 
-def _range_median(vals, lo, hi, rows):
-    """Median of each sorted row's values in [lo, hi) (NaN when empty)."""
-    kk = np.maximum(hi - lo, 1)
-    a = np.clip(lo + (kk - 1) // 2, 0, vals.shape[1] - 1)
-    b = np.clip(lo + kk // 2, 0, vals.shape[1] - 1)
-    with np.errstate(invalid="ignore"):
-        med = 0.5 * (vals[rows, a] + vals[rows, b])
-    return np.where(hi > lo, med, np.nan)
+def _median(flat, base, lo, hi):
+    """Median of each sorted row's values in [lo, hi) (never empty), rows of ``flat`` starting
+    at ``base``."""
+    kk = hi - lo
+    return 0.5 * (flat[base + lo + (kk - 1) // 2] + flat[base + lo + kk // 2])
 
 
-def _stats(vals, s1, s2, lo, hi, rows):
-    """Median and population std of each sorted row's values in [lo, hi) (NaN when empty), from
-    the rows' sums ``s1`` and sums of squares ``s2`` over that range."""
-    kk = np.maximum(hi - lo, 1)
+def _std(s1, s2, lo, hi):
+    """Population std of each row's kept values from their sum ``s1`` and sum of squares ``s2``."""
+    kk = hi - lo
     mean = s1 / kk
-    var = np.maximum(s2 / kk - mean ** 2, 0.0)
-    return _range_median(vals, lo, hi, rows), np.where(hi > lo, np.sqrt(var), np.nan)
+    return np.sqrt(np.maximum(s2 / kk - mean ** 2, 0.0))
