@@ -111,6 +111,9 @@ class PointSourceDetection(Block):
         'global': sigma-clipped median of a subsample (fast); 'map': sep.Background mesh.
     refine : int
         Refine the positions of this many brightest sources with windowed centroids (sep.winpos).
+        Off by default: photometry re-centres every star on every frame anyway, and on the
+        simulated nights the alignment error (0.0044 vs 0.0043 px rms), the FWHM and the light
+        curves did not change, while it cost 0.3 ms of a 600x600 frame's ~15 ms.
 
     Sets ``image.sources`` (brightest first, with ``saturated`` and ``edge`` flags),
     ``image.bkg`` and ``image.bkg_rms`` (ADU). Raises NoSources when nothing is found.
@@ -122,7 +125,7 @@ class PointSourceDetection(Block):
     def __init__(self, *, threshold: float = 5.0, min_separation: float | None = None,
                  min_area: int = 5, n: int | None = None, deblend: bool = True,
                  deblend_levels: int = 16, edge: float = 5, background: str = "global",
-                 refine: int = 20):
+                 refine: int = 0):
         if threshold <= 0:
             raise ValueError("threshold must be positive (in units of the background rms)")
         if min_area < 1:

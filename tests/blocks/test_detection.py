@@ -115,3 +115,14 @@ def test_crowded_frame_outgrows_the_frame_sized_pixel_stack(monkeypatch):
     assert len(found) == expected == 40
     assert detection._pixstack_floor >= 256
     assert detection._pixstack_for(f.data.size) == detection._pixstack_floor
+
+
+def test_windowed_refinement_is_optional_and_close_to_the_barycentres():
+    f = star_field((300, 300), n=40, fwhm=4.0, seed=7, min_sep=16)
+    plain = PointSourceDetection()(Image(data=f.data.astype(np.float32))).sources
+    refined = PointSourceDetection(refine=20)(Image(data=f.data.astype(np.float32))).sources
+    moved = np.hypot(*(refined.coords - plain.coords).T)
+    assert moved[:20].max() > 0 and moved[20:].max() == 0  # only the 20 brightest are refined
+    d_plain, i = _match(plain.coords[:20], f.xy)
+    d_refined, _ = _match(refined.coords[:20], f.xy)
+    assert d_refined.max() < 0.05 and d_plain.max() < 0.1
