@@ -482,7 +482,7 @@ class DaskExecutor(_Executor):
 
     def describe(self) -> dict:
         return {"executor": self.name, "scheduler": self.scheduler, "workers": self.jobs,
-                "peak_worker_rss_mb": None if self.peak_worker_rss_mb is None
+                "groups_at_once": self.groups_at_once, "peak_worker_rss_mb": None if self.peak_worker_rss_mb is None
                 else round(self.peak_worker_rss_mb, 1)}
 
     def close(self) -> None:

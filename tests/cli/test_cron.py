@@ -97,7 +97,7 @@ def test_dask_cluster_gives_identical_tables(scheduler, night_copy, recipe, tmp_
         if name.endswith((".csv", ".fits")):
             assert a[name] == b[name], f"{name} differs between local and Dask runs"
     ex = json.loads((tmp_path / "s.json").read_text())["executor"]
-    assert ex["executor"] == "dask" and ex["workers"] == 2
+    assert ex["executor"] == "dask" and ex["workers"] == 2 and ex["groups_at_once"] == 2
 
 
 def test_dask_reduces_groups_of_several_nights_at_once_with_identical_outputs(scheduler, small_night, recipe,
