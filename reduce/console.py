@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -95,6 +96,30 @@ def progress(description: str, total: int | None, show: bool = True, unit: str =
         bar.close()
 
 
+_GROUP = threading.local()
+
+
+@contextmanager
+def group_context(name: str):
+    """Within it, this thread's log lines are prefixed by ``name`` (unless they start with it):
+    groups reduced at once in threads interleave their lines."""
+    previous = getattr(_GROUP, "name", None)
+    _GROUP.name = name
+    try:
+        yield
+    finally:
+        _GROUP.name = previous
+
+
+class _GroupPrefix(logging.Filter):
+    """Sets ``record.group_prefix`` ('' or 'GROUP: ') for the handlers' format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = getattr(_GROUP, "name", None)
+        record.group_prefix = f"{name}: " if name and not record.getMessage().startswith(name) else ""
+        return True
+
+
 def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
     """Configure the ``reduce`` logger: rich handler on a TTY, timestamped plain lines otherwise."""
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
@@ -102,16 +127,20 @@ def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
     logger.setLevel(level)
     for h in list(logger.handlers):
         logger.removeHandler(h)
+    plain = "%(asctime)s %(levelname)s %(group_prefix)s%(message)s"
     if is_interactive():
         from rich.logging import RichHandler
         handler = RichHandler(console=get_console(stderr=True), show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(logging.Formatter("%(group_prefix)s%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    logger.addHandler(handler)
+        handler.setFormatter(logging.Formatter(plain, "%Y-%m-%dT%H:%M:%S"))
+    handlers = [handler]
     if log_file:
         fh = logging.FileHandler(log_file)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
-        logger.addHandler(fh)
+        fh.setFormatter(logging.Formatter(plain, "%Y-%m-%dT%H:%M:%S"))
+        handlers.append(fh)
+    for h in handlers:
+        h.addFilter(_GroupPrefix())
+        logger.addHandler(h)
     logger.propagate = False

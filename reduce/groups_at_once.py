@@ -12,7 +12,10 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Callable
+
+from .console import group_context
 
 __all__ = ["GroupScheduler", "Tracked"]
 
@@ -82,8 +85,9 @@ class GroupScheduler:
             return GroupResult(plan=plan, status="failed", message="not started: the run was stopped",
                                n_frames=len(plan.frames))
         tracked = Tracked(self.executor, self.bar, self._bar_lock)
-        result = self.reduce_group(plan, spec, config=config, show_progress=False, fail_fast=fail_fast,
-                                   executor=tracked, plotter=plotter)
+        with group_context(plan.name) if self._pool is not None else nullcontext():
+            result = self.reduce_group(plan, spec, config=config, show_progress=False, fail_fast=fail_fast,
+                                       executor=tracked, plotter=plotter)
         result.frame_seconds = tracked.seconds
         return result
 

@@ -142,8 +142,14 @@ def test_groups_at_once_isolate_a_failing_group(small_night, recipe, tmp_path):
             f.unlink()
     from reduce.recipe import load_recipe
 
+    from reduce.console import setup_logging
+
+    setup_logging(0, log_file=str(tmp_path / "run.log"))
     report = run_nights([archive / n for n in "abc"], load_recipe(strict), config=load_config(None),
                         outdir=tmp_path / "out", show_progress=False, executor=TwoAtOnce())
+    logged = (tmp_path / "run.log").read_text()
+    for night in "ac":  # interleaved lines say which group they belong to
+        assert re.search(rf"INFO {night}/\S+: Calibration: master bias from", logged), logged
     status = {Path(g.night).name: g.status for g in report.groups}
     assert status == {"a": "done", "b": "failed", "c": "done"}, status
     assert "no bias, dark, flat" in next(g.message for g in report.groups if g.status == "failed")
