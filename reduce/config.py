@@ -117,12 +117,24 @@ DEFAULT_INSTRUMENT = Instrument()
 
 
 @dataclass(frozen=True)
+class Execution:
+    """How ``reduce run`` processes frames when neither its options (--executor, --jobs,
+    --scheduler) nor their REDUCE_* variables say: the config file's ``execution`` section."""
+
+    executor: str | None = None          # 'local' | 'dask'
+    jobs: int | None = None              # local worker processes (default: every core)
+    scheduler: str | None = None         # Dask scheduler address; implies executor 'dask'
+    groups_at_once: int | None = None    # Dask: groups reduced at the same time (default 2)
+
+
+@dataclass(frozen=True)
 class Config:
-    """The instrument definitions in force and where they came from."""
+    """The instrument definitions in force, how runs execute, and where they came from."""
 
     instruments: tuple[Instrument, ...] = ()
     source: str | None = None
     default: Instrument = DEFAULT_INSTRUMENT
+    execution: Execution = Execution()
 
     def instrument_for(self, header: Any) -> Instrument:
         """The definition whose ``match`` names this header's TELESCOP or INSTRUME."""
@@ -248,13 +260,41 @@ def load_config(path: str | os.PathLike | None = None, *, use_default_location: 
         raise ConfigError(f"{p}: not valid YAML: {e}")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
-    unknown = set(data) - {"instruments", "default", "version"}
+    unknown = set(data) - {"instruments", "default", "version", "execution"}
     if unknown:
-        raise ConfigError(f"{p}: unknown top-level key(s) {sorted(unknown)}; expected 'instruments', 'default'")
+        raise ConfigError(f"{p}: unknown top-level key(s) {sorted(unknown)}; expected 'instruments', "
+                          "'default', 'execution'")
     instruments = []
     for name, spec in (data.get("instruments") or {}).items():
         instruments.append(_instrument_from_dict(name, spec, str(p)))
     default = DEFAULT_INSTRUMENT
     if data.get("default"):
         default = _instrument_from_dict("default", data["default"], str(p))
-    return Config(instruments=tuple(instruments), source=str(p), default=default)
+    execution = _execution_from_dict(data.get("execution") or {}, str(p))
+    return Config(instruments=tuple(instruments), source=str(p), default=default, execution=execution)
+
+
+def _execution_from_dict(spec: Any, where: str) -> Execution:
+    """The ``execution`` section, checked (clear errors, like every other key)."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: execution must be a mapping")
+    known = {f.name for f in fields(Execution)}
+    kwargs: dict[str, Any] = {}
+    for key, value in spec.items():
+        loc = f"{where}: execution.{key}"
+        if key not in known:
+            import difflib
+            hint = difflib.get_close_matches(str(key), sorted(known), n=1)
+            raise ConfigError(f"{loc}: unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+        if value is None:
+            continue
+        if key == "executor":
+            if value not in ("local", "dask"):
+                raise ConfigError(f"{loc}: must be 'local' or 'dask', not {value!r}")
+        elif key in ("jobs", "groups_at_once"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{loc}: expected a positive whole number, got {value!r}")
+        elif not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{loc}: expected an address like tcp://HOST:PORT, got {value!r}")
+        kwargs[key] = value.strip() if isinstance(value, str) else value
+    return Execution(**kwargs)

@@ -67,7 +67,8 @@ def _parse_target(value: str | None):
               help="local: --jobs processes on this machine (default); dask: an existing Dask "
                    "cluster (--scheduler; needs pip install 'reduce[distributed]').")
 @click.option("--scheduler", default=None, envvar="REDUCE_SCHEDULER", show_envvar=True,
-              help="Dask scheduler address tcp://HOST:PORT (implies --executor dask).")
+              help="Dask scheduler address tcp://HOST:PORT (implies --executor dask). Without "
+                   "--executor/--jobs/--scheduler, the config file's `execution` section decides.")
 @click.option("--force", is_flag=True, help="Redo groups even when nothing changed since the last run.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (groups, calibration matched, outputs) and stop.")
 @click.option("--summary-json", type=click.Path(dir_okay=False), default=None,
@@ -117,7 +118,7 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     from ..runner import run_nights
 
     try:
-        runner_executor = _make_executor(executor, jobs, scheduler)
+        runner_executor = _make_executor(executor, jobs, scheduler, config.execution)
         with runner_executor:
             report = run_nights(night_paths, source, config=config, outdir=outdir, index=index_path,
                                 depth=depth, show_progress=not quiet, fail_fast=fail_fast,
@@ -157,9 +158,14 @@ def _single_outdir(outdir, night, nights):
     return _outdirs(nights, outdir)[nights.index(night)]
 
 
-def _make_executor(kind, jobs, scheduler):
+def _make_executor(kind, jobs, scheduler, settings=None):
+    """The executor from the options (or their REDUCE_* variables); when none of them is given,
+    from the config file's ``execution`` section (``settings``)."""
     from ..core.executors import make_executor
 
+    groups = getattr(settings, "groups_at_once", None)
+    if kind is None and jobs is None and scheduler is None and settings is not None:
+        kind, jobs, scheduler = settings.executor, settings.jobs, settings.scheduler
     if kind == "local" and scheduler and jobs is None:
         scheduler = None  # an inherited REDUCE_SCHEDULER does not override an explicit local choice
     if kind == "dask" or (kind is None and scheduler):
@@ -168,7 +174,7 @@ def _make_executor(kind, jobs, scheduler):
 
             logging.getLogger("reduce").warning("--jobs is ignored with the Dask executor (the cluster "
                                                 "has its own workers)")
-        return make_executor("dask", scheduler=scheduler)
+        return make_executor("dask", scheduler=scheduler, groups_at_once=groups)
     return make_executor("local", jobs=jobs)
 
 

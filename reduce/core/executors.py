@@ -493,8 +493,10 @@ class DaskExecutor(_Executor):
                 self._client = None
 
 
-def make_executor(kind: str | None = None, *, jobs: int | None = None, scheduler: str | None = None):
-    """The executor for CLI options: ``kind`` 'local' (default; serial when ``jobs`` is 1) or 'dask'."""
+def make_executor(kind: str | None = None, *, jobs: int | None = None, scheduler: str | None = None,
+                  groups_at_once: int | None = None):
+    """The executor for CLI options: ``kind`` 'local' (default; serial when ``jobs`` is 1) or 'dask'
+    (``groups_at_once``: see :class:`DaskExecutor`)."""
     kind = (kind or ("dask" if scheduler else "local")).lower()
     if kind in ("local", "processes", "process"):
         if jobs is not None and jobs < 1:
@@ -504,5 +506,5 @@ def make_executor(kind: str | None = None, *, jobs: int | None = None, scheduler
     if kind == "serial":
         return SerialExecutor()
     if kind == "dask":
-        return DaskExecutor(scheduler)
+        return DaskExecutor(scheduler, groups_at_once=groups_at_once or 2)
     raise UsageError(f"unknown executor {kind!r}: use 'local' or 'dask'")

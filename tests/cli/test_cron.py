@@ -157,6 +157,30 @@ def test_groups_at_once_isolate_a_failing_group(small_night, recipe, tmp_path):
     assert csv_of(tmp_path / "out" / "a").exists() and csv_of(tmp_path / "out" / "c").exists()
 
 
+def test_execution_settings_from_the_config_file(scheduler, night_copy, recipe, tmp_path, capsys):
+    """The config's `execution` section applies when no option (nor REDUCE_* variable) says."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"execution:\n  scheduler: {scheduler}\n  groups_at_once: 3\n")
+    assert run_cli("run", recipe, night_copy, "-o", tmp_path / "a", "-q", "--config", config,
+                   "--summary-json", tmp_path / "a.json") == 0
+    ex = json.loads((tmp_path / "a.json").read_text())["executor"]
+    assert ex["executor"] == "dask" and ex["groups_at_once"] == 3
+    # an option on the command line wins over the whole section
+    assert run_cli("run", recipe, night_copy, "-o", tmp_path / "b", "-q", "--config", config, "--jobs", "1",
+                   "--summary-json", tmp_path / "b.json") == 0
+    assert json.loads((tmp_path / "b.json").read_text())["executor"]["executor"] == "serial"
+    config.write_text("execution:\n  jobs: 2\n")
+    assert run_cli("run", recipe, night_copy, "-o", tmp_path / "c", "-q", "--config", config,
+                   "--summary-json", tmp_path / "c.json") == 0
+    assert json.loads((tmp_path / "c.json").read_text())["executor"]["jobs"] == 2
+    capsys.readouterr()
+    for bad, why in (("executor: cluster", "must be 'local' or 'dask'"), ("jobs: 0", "positive whole number"),
+                     ("job: 2", "did you mean 'jobs'"), ("scheduler: 8786", "address like tcp://")):
+        config.write_text(f"execution:\n  {bad}\n")
+        assert run_cli("run", recipe, night_copy, "-q", "--config", config) == 2
+        assert why in capsys.readouterr().err, bad
+
+
 def test_dask_without_the_extra_explains_how_to_install(night_copy, recipe, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "distributed", None)
     assert run_cli("run", recipe, night_copy, "--scheduler", "tcp://127.0.0.1:8786") == 2
