@@ -24,21 +24,16 @@ class Tracked:
     """An executor wrapper advancing the run's single progress display per collected frame, and
     timing the frame phase of one group (the part the executor parallelises)."""
 
-    def __init__(self, inner, bar, lock: threading.Lock | None = None):
+    def __init__(self, inner, bar, lock: threading.Lock):
         self.inner, self.bar, self.lock = inner, bar, lock
         self.seconds = 0.0
-        self.frames = 0
 
     def map_frames(self, blocks, items, **kwargs):
         t0 = time.perf_counter()
         try:
             for index, image in self.inner.map_frames(blocks, items, **kwargs):
-                self.frames += 1
-                if self.lock is None:
+                with self.lock:  # the display is shared by the groups running at once
                     self.bar.advance()
-                else:
-                    with self.lock:
-                        self.bar.advance()
                 yield index, image
         finally:
             self.seconds += time.perf_counter() - t0
@@ -65,7 +60,7 @@ class GroupScheduler:
     def __init__(self, reduce_group: Callable, executor, bar, plotter=None, *, at_once: int = 1):
         self.reduce_group, self.executor, self.bar, self.plotter = reduce_group, executor, bar, plotter
         self.at_once = max(1, int(at_once))
-        self._bar_lock = threading.Lock() if self.at_once > 1 else None
+        self._bar_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.at_once, thread_name_prefix="reduce-group") \
             if self.at_once > 1 else None
         self._stopped = False

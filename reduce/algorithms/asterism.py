@@ -20,6 +20,7 @@ from itertools import combinations
 import numpy as np
 
 from .neighbors import Neighbors
+from .stats import median
 
 __all__ = ["MatchError", "Match", "StarSet", "match", "apply_transform", "fit_affine",
            "select_stars", "triangles", "transform_summary"]
@@ -244,13 +245,6 @@ def _pairs(t, ref: StarSet, frame: StarSet, tolerance: float):
     return r[first], j[first], d[first]
 
 
-def _median(v: np.ndarray) -> float:
-    """Median of a small 1-D array (np.median's overhead dominates at this size)."""
-    v = np.sort(v)
-    k = len(v)
-    return float(0.5 * (v[(k - 1) // 2] + v[k // 2]))
-
-
 def _refine(t, ref: StarSet, frame: StarSet, tolerance: float, iterations: int = 6):
     """Least-squares affine on all cross-matched stars, with 3-sigma (MAD) outlier rejection."""
     tol = tolerance
@@ -265,7 +259,7 @@ def _refine(t, ref: StarSet, frame: StarSet, tolerance: float, iterations: int =
         for _ in range(3):
             t_new = fit_affine(ref.xy[r[keep]], frame.xy[j[keep]])
             res = np.hypot(*(apply_transform(t_new, ref.xy[r]) - frame.xy[j]).T)
-            sigma = max(1.4826 * _median(res[keep]), 0.02)
+            sigma = max(1.4826 * float(median(res[keep])), 0.02)
             new_keep = res <= max(3.0 * sigma, 0.1)
             if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
                 break

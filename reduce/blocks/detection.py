@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 
+from ..algorithms.stats import median
 from ..core.block import Block
 from ..core.errors import NoSources
 from ..image import Sources
@@ -36,21 +37,12 @@ def global_background(data: np.ndarray, *, n_samples: int = 5_000, sigma: float 
             kept = sample[lo:hi] if hi > lo else kept
         med = _sorted_median(kept)
         dev = np.abs(kept - np.float32(med))
-        std = float(1.4826 * _median(dev))
+        std = float(1.4826 * median(dev))
         if std <= 0:
             std = float(np.std(kept))
         if std <= 0:
             break
     return med, std
-
-
-def _median(v: np.ndarray):
-    """``np.median`` of a 1-D array, same value (the middle pair averaged in the array's type),
-    by one partition: np.median's own checks cost 4x more at this size."""
-    k = len(v)
-    lo, hi = (k - 1) // 2, k // 2
-    part = np.partition(v, (lo, hi) if lo != hi else hi)
-    return part[hi] if lo == hi else (part[lo] + part[hi]) / 2
 
 
 def _sorted_median(v: np.ndarray) -> float:

@@ -369,21 +369,25 @@ class DaskExecutor(_Executor):
     The blocks (with their masters) are scattered once per group to every worker; frames are read
     by the workers from the same paths, so the cluster needs the night on a shared file system and
     ``reduce`` installed on every worker. ``client`` may be given instead of ``scheduler``.
-    ``groups_at_once``: groups (of one or several nights) reduced at the same time, so the cluster
-    computes one group's frames while this process builds the next group's masters and reference
-    and writes the previous one's outputs (``map_frames`` may be called from several threads).
+    ``groups_at_once`` (default 2): groups (of one or several nights) reduced at the same time, so
+    the cluster computes one group's frames while this process builds the next group's masters
+    and reference and writes the previous one's outputs (``map_frames`` may be called from
+    several threads).
     """
 
     name = "dask"
+    groups_at_once = 2
     #: seconds to wait for the scheduler when connecting
     connect_timeout = 30.0
 
     def __init__(self, scheduler: str | None = None, *, client=None, chunk_size: int | None = None,
-                 max_in_flight: int | None = None, timeout: float | None = None, groups_at_once: int = 2):
+                 max_in_flight: int | None = None, timeout: float | None = None,
+                 groups_at_once: int | None = None):
         _require_distributed()
-        if int(groups_at_once) < 1:
-            raise UsageError(f"groups_at_once must be at least 1 (got {groups_at_once})")
-        self.groups_at_once = int(groups_at_once)
+        if groups_at_once is not None:
+            if int(groups_at_once) < 1:
+                raise UsageError(f"groups_at_once must be at least 1 (got {groups_at_once})")
+            self.groups_at_once = int(groups_at_once)
         if client is None and not scheduler:
             raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT (or REDUCE_SCHEDULER)")
         self.scheduler = scheduler
@@ -482,7 +486,8 @@ class DaskExecutor(_Executor):
 
     def describe(self) -> dict:
         return {"executor": self.name, "scheduler": self.scheduler, "workers": self.jobs,
-                "groups_at_once": self.groups_at_once, "peak_worker_rss_mb": None if self.peak_worker_rss_mb is None
+                "groups_at_once": self.groups_at_once,
+                "peak_worker_rss_mb": None if self.peak_worker_rss_mb is None
                 else round(self.peak_worker_rss_mb, 1)}
 
     def close(self) -> None:
@@ -506,5 +511,5 @@ def make_executor(kind: str | None = None, *, jobs: int | None = None, scheduler
     if kind == "serial":
         return SerialExecutor()
     if kind == "dask":
-        return DaskExecutor(scheduler, groups_at_once=groups_at_once or 2)
+        return DaskExecutor(scheduler, groups_at_once=groups_at_once)
     raise UsageError(f"unknown executor {kind!r}: use 'local' or 'dask'")
