@@ -66,7 +66,9 @@ def test_iraf_frame(fm):
 
 def test_nothing_unreadable(fm):
     assert fm.unreadable == []
-    assert len(fm.all_images) == 4 and fm.all_images[0].endswith("sip-wcs.fit")
+    # the ccdproc, panoptes and HAT-P-32 lights, earliest first (sip-wcs.fit is from 2005)
+    assert len(fm.all_images) == 4 + 142 and fm.all_images[0].endswith("sip-wcs.fit")
+    assert sum("exotic_hatp32" in p for p in fm.all_images) == 142
 
 
 def test_raw_card_parser_agrees_with_astropy():
