@@ -229,7 +229,7 @@ def group_warnings(members: list[FrameInfo]) -> list[dict]:
             entry[2] += 1
     n = len(members)
     out = [{"code": code, "frames": count,
-            "message": f"{file}: {message}" + (f" ({count} of {n} frames)" if n > 1 else "")}
+            "message": (f"{count} of {n} frames (e.g. {file}): " if n > 1 else f"{file}: ") + message}
            for code, (message, file, count) in seen.items()]
     if members and members[0].type == "light":
         overlap = _overlaps(members)

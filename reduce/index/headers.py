@@ -56,7 +56,8 @@ class FrameInfo:
     latitude: float | None = None
     longitude: float | None = None          # east-positive, as used (after any west correction)
     elevation: float | None = None
-    longitude_source: str | None = None     # config | header | header-west | header-west-offset|-noon
+    longitude_source: str | None = None     # config | header | header-east | header-west (config
+    #                                         says) | header-west-offset | header-west-noon (found)
     time_source: str | None = None          # the keyword(s) the time came from, e.g. 'DATE-OBS'
     time_resolution: float | None = None    # s: one unit of the last digit written in that keyword
     notes: str | None = None                # JSON list of [code, message]: header values set aside
@@ -322,9 +323,12 @@ def _site_values(header, inst: Instrument, offset: timedelta | None, notes: _Not
         notes.add("longitude", f"{key} = {_shown(v)} is not a longitude (-360..360): ignored; set "
                   "`site: {longitude: ...}` (east-positive) for this instrument in the config")
         return lat, None, elev, None
-    x = (x + 180.0) % 360.0 - 180.0
+    if not -180 <= x <= 180:
+        x = (x + 180.0) % 360.0 - 180.0
     if inst.longitude_positive_west:
         return lat, -x, elev, "header-west"
+    if inst.longitude_positive_west is False:  # said in the config: never corrected
+        return lat, x, elev, "header-east"
     if inst.longitude_positive_west is None and _west_by_offset(x, offset):
         hours = offset.total_seconds() / 3600.0
         notes.add("longitude_west",
