@@ -89,3 +89,47 @@ def test_hatp32_header_airmass_agrees(tmp_path):
         telalt = float(fits.getheader(f)["TELALT"])
         alt = altitude(fi.jd - fi.exptime / 172800.0, 31.04292, 46.68778, fi.latitude, fi.longitude)
         assert alt == pytest.approx(telalt, abs=0.02), f.name
+
+
+def test_run_fills_a_missing_airmass_and_reports_group_warnings(night_copy, tmp_path):
+    """One frame without AIRMASS/RA/DEC (chosen as reference too) among neighbours that have them:
+    its airmass is computed from the group's pointing and site, BJD_TDB is finite everywhere, and
+    the summary JSON and provenance list the group's warnings (a time keyword that disagrees)."""
+    import json
+
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from reduce.cli import main
+
+    lights = sorted((night_copy / "light").glob("*.fits"))
+    bare = lights[0]
+    with fits.open(bare, mode="update") as hdul:
+        h = hdul[0].header
+        removed = float(h["AIRMASS"])
+        for key in ("AIRMASS", "RA", "DEC"):
+            del h[key]
+    with fits.open(lights[5], mode="update") as hdul:
+        hdul[0].header["JD"] = hdul[0].header["JD"] + 1.0  # a day off: DATE-OBS is used
+    out, summary = tmp_path / "out", tmp_path / "summary.json"
+    from pathlib import Path
+
+    default = (Path(__file__).resolve().parents[1] / "recipes" / "default.yaml").read_text()
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(default.replace("reference: best ", "reference: first").replace("plot: true", "plot: false"))
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(recipe), str(night_copy), "-o", str(out), "-q", "--summary-json", str(summary)])
+    assert exc.value.code == 0
+    table = Table.read(next(out.glob("*.csv")))
+    row = list(table["file"]).index(bare.name)
+    assert np.isfinite(table["airmass"]).all() and np.isfinite(table["bjd_tdb"]).all()
+    # the simulator's airmass ignores precession (~0.3 deg in 2024): agreement to 2 %
+    assert table["airmass"][row] == pytest.approx(removed, rel=0.02)
+    (group,) = json.loads(summary.read_text())["groups"]
+    codes = {w["code"]: w for w in group["warnings"]}
+    assert set(codes) == {"time:DATE-OBS~JD", "airmass_computed"}
+    assert "JD = " in codes["time:DATE-OBS~JD"]["message"] and "1 of 12 frames" in \
+        codes["time:DATE-OBS~JD"]["message"]
+    assert bare.name in codes["airmass_computed"]["message"]
+    prov = json.loads(next(out.glob("*.json")).read_text())
+    assert [w["code"] for w in prov["warnings"]] == [w["code"] for w in group["warnings"]]
