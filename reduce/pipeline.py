@@ -299,6 +299,7 @@ def _full_table(raw, diff, ref, group=None, warnings=None):
     cols = {"time": raw.time}
     ra, dec = _target_coords(ref, raw, group)
     site = _site(ref, group)
+    _missing_geometry(ra, site, warnings)
     cols["bjd_tdb"] = _bjd(raw.time, ra, dec, site)
     cols["flux"], cols["flux_err"] = flux, err
     cols["airmass"] = _airmass_column(raw, ra, dec, site, warnings)
@@ -315,6 +316,24 @@ def _full_table(raw, diff, ref, group=None, warnings=None):
     if ra is not None:
         table.meta.update({"target_ra": float(ra), "target_dec": float(dec)})
     return table
+
+
+def _missing_geometry(ra, site, warnings) -> None:
+    """Say plainly when BJD_TDB or the computed airmass cannot be had (never a silent NaN column)."""
+    found = []
+    if ra is None:
+        found.append({"code": "no_target_coordinates", "frames": 0, "message":
+                      "bjd_tdb is NaN: the target's RA/Dec are unknown (no WCS, no usable RA/DEC in "
+                      "the headers); give the target as RA/Dec with a WCS, or fix the headers"})
+    elif site[0] is None or site[1] is None:
+        found.append({"code": "no_site", "frames": 0, "message":
+                      "no site latitude/longitude (headers or config): bjd_tdb is geocentric (< 21 ms "
+                      "off) and a missing airmass cannot be computed; set `site:` for this "
+                      "instrument in the config"})
+    for w in found:
+        log.warning("%s", w["message"])
+        if warnings is not None:
+            warnings.append(w)
 
 
 def _airmass_column(raw, ra, dec, site, warnings=None):
