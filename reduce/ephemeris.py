@@ -1,6 +1,6 @@
 """Time and sky geometry for light-curve tables: airmass and BJD_TDB, computed offline.
 
-Altitudes come from erfa's ICRS -> observed transformation (``atco13``: precession, nutation,
+Altitudes come from erfa's ICRS -> observed transformation (as ``atco13``: precession, nutation,
 aberration, Earth rotation), with UT1 = UTC and no polar motion so no Earth-orientation table is
 ever fetched: the altitude agrees with astropy's AltAz to about 1 arcsec (at most 13 arcsec, the
 0.9 s of UT1 - UTC), airmass to 1e-4 at X = 3. BJD_TDB uses erfa's built-in ephemeris likewise,
@@ -19,20 +19,34 @@ def altitude(jd_utc, ra_deg: float, dec_deg: float, lat_deg: float, lon_deg: flo
     east-positive, elevation) at JD UTC; NaN times give NaN."""
     import warnings
 
-    import erfa
-
     jd = np.atleast_1d(np.asarray(jd_utc, dtype=float))
     out = np.full(jd.shape, np.nan)
     ok = np.isfinite(jd)
     if ok.any():
-        utc1 = np.floor(jd[ok] - 0.5) + 0.5
         with warnings.catch_warnings():  # "dubious year": dates past erfa's leap-second table
             warnings.simplefilter("ignore")
-            _, zob, *_ = erfa.atco13(np.radians(ra_deg), np.radians(dec_deg), 0.0, 0.0, 0.0, 0.0,
-                                     utc1, jd[ok] - utc1, 0.0, np.radians(lon_deg), np.radians(lat_deg),
-                                     float(elevation_m or 0.0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.55)
-        out[ok] = 90.0 - np.degrees(zob)
+            out[ok] = _altitudes(jd[ok], np.radians(ra_deg), np.radians(dec_deg), np.radians(lat_deg),
+                                 np.radians(lon_deg), float(elevation_m or 0.0))
     return out.reshape(np.shape(jd_utc))
+
+
+def _altitudes(jd, ra, dec, lat, lon, elev):
+    """erfa's ICRS -> observed chain (as ``atco13``) with one star-independent context per UTC
+    day: precession, nutation and aberration change by < 0.3 arcsec in a day, so only the Earth
+    rotation angle is updated per time (100x faster than ``atco13`` for each frame)."""
+    import erfa
+
+    utc1 = np.floor(jd - 0.5) + 0.5
+    out = np.empty(jd.shape)
+    for day in np.unique(utc1):
+        sel = utc1 == day
+        mid = float(np.median(jd[sel]))
+        astrom, _ = erfa.apco13(day, mid - day, 0.0, lon, lat, elev, 0.0, 0.0, 0.0, 0.0, 0.0, 0.55)
+        ri, di = erfa.atciq(ra, dec, 0.0, 0.0, 0.0, 0.0, astrom)       # CIRS place of the star
+        rotated = erfa.aper13(utc1[sel], jd[sel] - utc1[sel], astrom)  # Earth angle, UT1 = UTC
+        _, zob, *_ = erfa.atioq(ri, di, rotated)
+        out[sel] = 90.0 - np.degrees(zob)
+    return out
 
 
 def airmass(jd_utc, ra_deg: float, dec_deg: float, lat_deg: float, lon_deg: float,

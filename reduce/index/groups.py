@@ -63,7 +63,8 @@ class Group:
         return len(self.files)
 
     def to_dict(self) -> dict:
-        """The JSON form: keys date, telescope, filter, type, target, width, height, exposure, files."""
+        """The JSON form: keys date, telescope, filter, type, target, width, height, exposure, files
+        (the count) and warnings (messages)."""
         return {"date": self.night, "telescope": self.telescope or None, "filter": self.filter or None,
                 "type": self.type, "target": self.target or None, "width": self.width,
                 "height": self.height, "exposure": self.exposure, "files": len(self.files),
