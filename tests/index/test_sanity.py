@@ -225,3 +225,18 @@ def test_non_ascii_byte_in_a_comment_is_readable(tmp_path):
     assert fm.unreadable == [] and len(fm.all_images) == 1
     image = FITSImage(p)
     assert image.data.shape == (8, 10) and image.header["OBJECT"] == "WASP-12"
+
+
+def test_scan_table_prints_the_group_warnings(tmp_path):
+    from click.testing import CliRunner
+
+    from reduce.cli import cli
+
+    for i in range(3):
+        write_fits(tmp_path / f"f{i}.fits", light(i, GAIN=-2.0, LATITUDE=95.0))
+    res = CliRunner().invoke(cli, ["scan", str(tmp_path), "--index", str(tmp_path / "i.sqlite")])
+    assert res.exit_code == 0, res.output
+    lines = [l for l in res.stderr.splitlines() if l.startswith("warning: ")]
+    assert len(lines) == 2  # one per kind, not one per frame
+    assert any("3 of 3 frames (e.g. f0.fits): GAIN = -2.0 is not a gain" in l for l in lines)
+    assert any("LATITUDE = 95.0 is not a latitude" in l for l in lines)
