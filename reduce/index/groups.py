@@ -137,7 +137,8 @@ def _start(f: FrameInfo):
 
 def _noon_west(frames: list[FrameInfo], run: list[int]) -> float | None:
     """The header longitude of a run when, read east-positive, it puts local noon inside the run
-    and read west-positive it does not (a west-positive LONGITUD without a UTC offset to tell)."""
+    and read west-positive it does not and centres it on the night (a west-positive LONGITUD
+    without a UTC offset to tell)."""
     first, last = frames[run[0]], frames[run[-1]]
     lons = {frames[i].longitude for i in run}
     if len(lons) != 1 or {frames[i].longitude_source for i in run} != {"header"}:
@@ -146,6 +147,9 @@ def _noon_west(frames: list[FrameInfo], run: list[int]) -> float | None:
     if lon is None or abs(lon) < 15.0 or first.night == last.night:
         return None
     if night_of(_start(first), longitude=-lon) != night_of(_start(last), longitude=-lon):
+        return None
+    mid = datetime_from_jd((first.jd + last.jd) / 2) + timedelta(hours=-lon / 15.0)
+    if 7 < mid.hour + mid.minute / 60 < 17:  # west-positive would make it a daytime series: unclear
         return None
     return lon
 

@@ -240,3 +240,11 @@ def test_scan_table_prints_the_group_warnings(tmp_path):
     assert len(lines) == 2  # one per kind, not one per frame
     assert any("3 of 3 frames (e.g. f0.fits): GAIN = -2.0 is not a gain" in l for l in lines)
     assert any("LATITUDE = 95.0 is not a latitude" in l for l in lines)
+
+
+def test_daytime_series_with_east_longitude_is_not_flipped(tmp_path):
+    """09:00-15:00 local at 30 E (07:00-13:00 UTC) crosses noon, but read west-positive it would be
+    a morning series, not a night: the longitude is kept."""
+    _series(tmp_path, 7, 6, LONGITUD=30.0, LATITUDE=45.0)
+    (g,) = FitsManager(tmp_path, index=":memory:").light_groups()
+    assert g.site[1] == 30.0 and g.warnings == []
