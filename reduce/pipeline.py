@@ -57,6 +57,7 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     pre = build_blocks(spec, REFERENCE_SECTIONS, **runtime)
     ref_index, ref = choose_reference(plan.frames, spec.reference, pre, loader)
     result.reference = ref.path
+    _fill_pointing(ref, plan.group)
     target = resolve_target(ref, spec.target)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)
     undetected = target in ref.computed.get("added_sources", ())
@@ -101,6 +102,15 @@ def _group_warnings(plan, result) -> None:
     for w in getattr(plan.group, "warnings", None) or ():
         log.warning("%s: %s", plan.name, w["message"])
         result.warnings.append(dict(w))
+
+
+def _fill_pointing(ref, group) -> None:
+    """A reference frame without usable RA/DEC takes its group's (the other frames' pointing), for
+    the automatic target and the BJD_TDB; the log says so."""
+    if (ref.ra is None or ref.dec is None) and getattr(group, "ra", None) is not None:
+        ref.ra, ref.dec = float(group.ra), float(group.dec)
+        log.info("reference %s has no usable RA/DEC: using the group's pointing (%.5f, %+.5f)",
+                 Path(str(ref.path)).name, ref.ra, ref.dec)
 
 
 def _check_calibration(plan, spec) -> None:
