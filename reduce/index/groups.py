@@ -22,7 +22,8 @@ from typing import Iterable, Sequence
 from .headers import FrameInfo
 from .times import datetime_from_jd, human_duration, night_of
 
-__all__ = ["Group", "group_frames", "link_nights", "group_warnings", "NIGHT_GAP_HOURS", "groups_table", "groups_csv", "groups_json", "files_table",
+__all__ = ["Group", "group_frames", "link_nights", "group_warnings", "NIGHT_GAP_HOURS", "groups_table",
+           "groups_csv", "groups_json", "files_table",
            "files_csv", "files_json", "render_table"]
 
 TYPE_ORDER = {"bias": 0, "dark": 1, "flat": 2, "light": 3}
@@ -199,7 +200,8 @@ def _pointing(members: list[FrameInfo]) -> dict:
     if not xyz:
         return {"ra": None, "dec": None}
     x, y, z = (sum(c) / len(xyz) for c in zip(*xyz))
-    return {"ra": math.degrees(math.atan2(y, x)) % 360.0, "dec": math.degrees(math.atan2(z, math.hypot(x, y)))}
+    return {"ra": math.degrees(math.atan2(y, x)) % 360.0,
+            "dec": math.degrees(math.atan2(z, math.hypot(x, y)))}
 
 
 def _overlaps(members: list[FrameInfo]) -> dict | None:

@@ -6,7 +6,6 @@ import pytest
 
 from reduce.config import Config, Instrument, load_config
 from reduce.core.errors import ConfigError
-from reduce.index.groups import group_frames
 from reduce.index.headers import describe, frame_info, read_header
 from reduce.index.manager import FitsManager
 
