@@ -133,6 +133,7 @@ def _series(frames: list[FrameInfo]) -> list[list[int]]:
 
 
 def _start(f: FrameInfo):
+    """Naive UTC datetime of the exposure start (what :func:`night_of` takes)."""
     return datetime_from_jd(f.jd - (f.exptime or 0.0) / 172800.0).replace(tzinfo=None)
 
 
@@ -142,7 +143,8 @@ def _noon_west(frames: list[FrameInfo], run: list[int]) -> float | None:
     without a UTC offset to tell)."""
     first, last = frames[run[0]], frames[run[-1]]
     lons = {frames[i].longitude for i in run}
-    if len(lons) != 1 or {frames[i].longitude_source for i in run} != {"header"}:
+    sources = {frames[i].longitude_source or "" for i in run}
+    if len(lons) != 1 or len(sources) != 1 or not sources.pop().startswith("header:"):
         return None
     lon = lons.pop()
     if lon is None or abs(lon) < 15.0 or first.night == last.night:
@@ -166,15 +168,16 @@ def link_nights(frames: Iterable[FrameInfo]) -> list[FrameInfo]:
     for run in _series(frames):
         lon = _noon_west(frames, run)
         if lon is not None:
-            note = ["longitude_west", f"header longitude {lon:g} (east-positive) puts local noon inside "
+            key = frames[run[0]].longitude_source.partition(":")[2]
+            note = ["longitude_west", f"{key} = {lon:g} read east-positive puts local noon inside "
                     f"the night's series of frames: taken as west-positive ({lon:g} W). To say so, set "
                     "`site: {longitude_positive_west: true}` for this instrument in the config "
                     "(false keeps it east-positive)"]
             for i in run:
                 f = frames[i]
                 notes = json.dumps(json.loads(f.notes or "[]") + [note])
-                frames[i] = replace(f, longitude=-lon, longitude_source="header-west-noon", notes=notes,
-                                    night=night_of(_start(f), longitude=-lon))
+                frames[i] = replace(f, longitude=-lon, longitude_source=f"header-west-noon:{key}",
+                                    notes=notes, night=night_of(_start(f), longitude=-lon))
         night = frames[run[0]].night
         for i in run:
             if frames[i].night != night:

@@ -56,8 +56,8 @@ class FrameInfo:
     latitude: float | None = None
     longitude: float | None = None          # east-positive, as used (after any west correction)
     elevation: float | None = None
-    longitude_source: str | None = None     # config | header | header-east | header-west (config
-    #                                         says) | header-west-offset | header-west-noon (found)
+    longitude_source: str | None = None     # config, or header[-east|-west] (config says) or
+    #                                         header-west-offset|-noon (found), then ':KEYWORD
     time_source: str | None = None          # the keyword(s) the time came from, e.g. 'DATE-OBS'
     time_resolution: float | None = None    # s: one unit of the last digit written in that keyword
     notes: str | None = None                # JSON list of [code, message]: header values set aside
@@ -326,9 +326,9 @@ def _site_values(header, inst: Instrument, offset: timedelta | None, notes: _Not
     if not -180 <= x <= 180:
         x = (x + 180.0) % 360.0 - 180.0
     if inst.longitude_positive_west:
-        return lat, -x, elev, "header-west"
+        return lat, -x, elev, f"header-west:{key}"
     if inst.longitude_positive_west is False:  # said in the config: never corrected
-        return lat, x, elev, "header-east"
+        return lat, x, elev, f"header-east:{key}"
     if inst.longitude_positive_west is None and _west_by_offset(x, offset):
         hours = offset.total_seconds() / 3600.0
         notes.add("longitude_west",
@@ -336,8 +336,8 @@ def _site_values(header, inst: Instrument, offset: timedelta | None, notes: _Not
                   f"frame's time (a site at {x:g} E keeps UTC{x / 15.0:+.1f} h): taken as "
                   f"west-positive ({abs(x):g} W). To say so, set `site: {{longitude_positive_west: "
                   "true}` for this instrument in the config (false keeps it east-positive)")
-        return lat, -x, elev, "header-west-offset"
-    return lat, x, elev, "header"
+        return lat, -x, elev, f"header-west-offset:{key}"
+    return lat, x, elev, f"header:{key}"
 
 
 def site(header, inst: Instrument | None = None) -> tuple[float | None, float | None, float | None]:

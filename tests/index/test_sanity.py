@@ -77,7 +77,7 @@ def test_hatp32_like_keywords_agree(tmp_path):
                          "OBJECT": "HATP-32", "LATITUDE": 31.68, "LONGITUD": 110.88})
     assert fi.date_obs == "2017-12-20T01:33:43.317" and fi.time_source == "DATE-OBS"
     assert [c for c, _ in fi.note_list()] == ["longitude_west"]
-    assert fi.longitude == -110.88 and fi.longitude_source == "header-west-offset"
+    assert fi.longitude == -110.88 and fi.longitude_source == "header-west-offset:LONGITUD"
     assert fi.night == "2017-12-19"
 
 
@@ -185,6 +185,7 @@ def test_west_longitude_without_offset_found_by_local_noon(tmp_path):
     assert g.site[1] == -110.0
     (w,) = g.warnings
     assert w["code"] == "longitude_west" and "longitude_positive_west: true" in w["message"]
+    assert "LONGITUD = 110 read east-positive puts local noon inside" in w["message"]
     assert {f.longitude for f in fm.frames()} == {-110.0}
 
 
@@ -199,7 +200,8 @@ def test_config_says_east_keeps_the_longitude(tmp_path):
 def test_configured_west_needs_no_warning(tmp_path):
     info_ = info(tmp_path, light(LONGITUD=110.88, **{"DATE-OBS": "2017-12-19T18:33:43-0700"}),
                  config=Config(default=Instrument(longitude_positive_west=True)))
-    assert info_.longitude == -110.88 and info_.notes is None and info_.longitude_source == "header-west"
+    assert info_.longitude == -110.88 and info_.notes is None
+    assert info_.longitude_source == "header-west:LONGITUD"
 
 
 def test_east_longitude_agreeing_with_offset_is_kept(tmp_path):
