@@ -130,3 +130,13 @@ def test_hatp32_scan_cli_is_one_group(tmp_path, monkeypatch):
     groups = json.loads(res.stdout)
     assert [(g["date"], g["files"]) for g in groups] == [("2017-12-19", 142)]
     assert "west-positive" in groups[0]["warnings"][0]
+
+
+@pytest.mark.skipif(not HATP32.is_dir(), reason=f"HAT-P-32 night not found at {HATP32}")
+def test_hatp32_site_for_bjd_and_airmass_is_west():
+    """What the pipeline uses for BJD_TDB and airmass when it reads the site from a frame's header
+    (astropy Header path): the corrected, east-positive -110.88."""
+    from reduce.index.headers import site
+
+    header, _, _ = read_header(sorted(HATP32.glob("*.FITS"))[0])
+    assert site(header) == (31.68, -110.88, None)
