@@ -224,8 +224,9 @@ def _overlaps(members: list[FrameInfo]) -> dict | None:
     return {"code": "exposures_overlap", "frames": len(bad) + 1, "message":
             f"{len(bad)} of {len(timed) - 1} consecutive exposures overlap (e.g. {Path(a.path).name} "
             f"ends {human_duration(d)} after {Path(b.path).name} starts): the times from {source} "
-            "cannot all be right. Check the frames' time keywords (`reduce scan NIGHT --files`) and "
-            "choose another with `time_keyword: ...` (e.g. JD) for this instrument in the config"}
+            "cannot all be right. Check the frames' time keywords (`reduce scan NIGHT --files --format "
+            "json` says where each time came from) and choose another with `time_keyword: ...` "
+            "(e.g. JD) for this instrument in the config"}
 
 
 def group_warnings(members: list[FrameInfo]) -> list[dict]:
@@ -299,9 +300,11 @@ def groups_json(groups: Sequence[Group]) -> str:
 
 
 def _file_dict(f: FrameInfo) -> dict:
+    """One file's row (the JSON form also says which keyword gave the time and the header warnings)."""
     return {"path": f.path, "date": f.night, "type": f.type, "telescope": f.telescope or None,
             "filter": f.filter or None, "target": f.target or None, "exposure": f.exptime,
-            "width": f.width, "height": f.height, "date_obs": f.date_obs, "jd": f.jd}
+            "width": f.width, "height": f.height, "date_obs": f.date_obs, "jd": f.jd,
+            "time_source": f.time_source, "warnings": [m for _, m in f.note_list()]}
 
 
 def files_table(frames: Sequence[FrameInfo], *, title: str | None = None):
@@ -325,5 +328,5 @@ def files_csv(frames: Sequence[FrameInfo]) -> str:
 
 
 def files_json(frames: Sequence[FrameInfo]) -> str:
-    """JSON list of file objects."""
+    """JSON list of file objects (with ``time_source`` and ``warnings``)."""
     return json.dumps([_file_dict(f) for f in frames], indent=2)

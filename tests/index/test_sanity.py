@@ -249,3 +249,13 @@ def test_daytime_series_with_east_longitude_is_not_flipped(tmp_path):
     _series(tmp_path, 7, 6, LONGITUD=30.0, LATITUDE=45.0)
     (g,) = FitsManager(tmp_path, index=":memory:").light_groups()
     assert g.site[1] == 30.0 and g.warnings == []
+
+
+def test_files_json_says_where_each_time_came_from(tmp_path):
+    import json
+
+    from reduce.index.groups import files_json
+
+    write_fits(tmp_path / "a.fits", light(EXPTIME=-5.0))
+    (row,) = json.loads(files_json(FitsManager(tmp_path, index=":memory:").frames()))
+    assert row["time_source"] == "DATE-OBS" and row["warnings"][0].startswith("EXPTIME = -5.0")
