@@ -51,11 +51,13 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     from .recipe import REFERENCE_SECTIONS, build_blocks
 
     cal = plan.calibration
+    _group_warnings(plan, result)
     _check_calibration(plan, spec)
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
     pre = build_blocks(spec, REFERENCE_SECTIONS, **runtime)
     ref_index, ref = choose_reference(plan.frames, spec.reference, pre, loader)
     result.reference = ref.path
+    _fill_pointing(ref, plan.group)
     target = resolve_target(ref, spec.target)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)
     undetected = target in ref.computed.get("added_sources", ())
@@ -74,7 +76,7 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     diff = _differential(raw, spec)
     figures = _submit_figures(plan, spec, diff, ref, target, plotter)
     try:
-        table = _full_table(raw, diff, ref)
+        table = _full_table(raw, diff, ref, plan.group, result.warnings)
         _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter)
     except BaseException:
         _discard_figures(figures, plotter)
@@ -92,6 +94,23 @@ def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figu
     result.rms = float(np.nanstd(np.asarray(table["flux"], float)[good])) if good.any() else None
     result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result,
                                     figures=figures, plotter=plotter)
+
+
+def _group_warnings(plan, result) -> None:
+    """The header warnings of the group's frames (see :func:`reduce.index.groups.group_warnings`),
+    logged once each and kept for the summary and the provenance."""
+    for w in getattr(plan.group, "warnings", None) or ():
+        log.warning("%s: %s", plan.name, w["message"])
+        result.warnings.append(dict(w))
+
+
+def _fill_pointing(ref, group) -> None:
+    """A reference frame without usable RA/DEC takes its group's (the other frames' pointing), for
+    the automatic target and the BJD_TDB; the log says so."""
+    if (ref.ra is None or ref.dec is None) and getattr(group, "ra", None) is not None:
+        ref.ra, ref.dec = float(group.ra), float(group.dec)
+        log.info("reference %s has no usable RA/DEC: using the group's pointing (%.5f, %+.5f)",
+                 Path(str(ref.path)).name, ref.ra, ref.dec)
 
 
 def _check_calibration(plan, spec) -> None:
@@ -267,8 +286,11 @@ def _differential(raw, spec):
     return diff
 
 
-def _full_table(raw, diff, ref):
-    """One row per frame of the group: differential flux where measured, NaN and a flag elsewhere."""
+def _full_table(raw, diff, ref, group=None, warnings=None):
+    """One row per frame of the group: differential flux where measured, NaN and a flag elsewhere.
+
+    ``group`` (the index's) gives the site and pointing when the reference frame lacks them;
+    what had to be computed is appended to ``warnings``."""
     from astropy.table import Table
 
     n = len(raw)
@@ -285,16 +307,12 @@ def _full_table(raw, diff, ref):
     clipped = ~kept & ((raw.flags & int(EXCLUDED)) == 0)
     flags[clipped] |= int(Flag.OUTLIER_REJECTED)
     cols = {"time": raw.time}
-    ra, dec = _target_coords(ref, raw)
-    site = _site(ref)
+    ra, dec = _target_coords(ref, raw, group)
+    site = _site(ref, group)
+    _missing_geometry(ra, site, warnings)
     cols["bjd_tdb"] = _bjd(raw.time, ra, dec, site)
     cols["flux"], cols["flux_err"] = flux, err
-    airmass = raw.get("airmass")
-    airmass = np.full(n, np.nan) if airmass is None else np.asarray(airmass, float)
-    if not np.isfinite(airmass).any() and ra is not None and site[0] is not None:
-        from .ephemeris import airmass as _airmass
-        airmass = _airmass(raw.time, ra, dec, site[0], site[1])
-    cols["airmass"] = airmass
+    cols["airmass"] = _airmass_column(raw, ra, dec, site, warnings)
     for name in ("fwhm", "sky", "dx", "dy", "x", "y"):
         v = raw.get(name)
         cols[name] = np.full(n, np.nan) if v is None else np.asarray(v, float)
@@ -310,8 +328,49 @@ def _full_table(raw, diff, ref):
     return table
 
 
-def _target_coords(ref, raw):
-    """Target RA/Dec (deg): through the reference WCS when present, else the header pointing."""
+def _missing_geometry(ra, site, warnings) -> None:
+    """Say plainly when BJD_TDB or the computed airmass cannot be had (never a silent NaN column)."""
+    found = []
+    if ra is None:
+        found.append({"code": "no_target_coordinates", "frames": 0, "message":
+                      "bjd_tdb is NaN: the target's RA/Dec are unknown (no WCS, no usable RA/DEC in "
+                      "the headers); give the target as RA/Dec with a WCS, or fix the headers"})
+    elif site[0] is None or site[1] is None:
+        found.append({"code": "no_site", "frames": 0, "message":
+                      "no site latitude/longitude (headers or config): bjd_tdb is geocentric (< 21 ms "
+                      "off) and a missing airmass cannot be computed; set `site:` for this "
+                      "instrument in the config"})
+    for w in found:
+        log.warning("%s", w["message"])
+        if warnings is not None:
+            warnings.append(w)
+
+
+def _airmass_column(raw, ra, dec, site, warnings=None):
+    """The frames' header airmass; frames without one (or with an absurd one) get it computed
+    from the target and site (erfa, see :mod:`reduce.ephemeris`), and ``warnings`` says so."""
+    n = len(raw)
+    airmass = raw.get("airmass")
+    airmass = np.full(n, np.nan) if airmass is None else np.asarray(airmass, float).copy()
+    missing = ~np.isfinite(airmass)
+    if not missing.any() or ra is None or site[0] is None or site[1] is None:
+        return airmass
+    from .ephemeris import airmass as _airmass
+
+    airmass[missing] = _airmass(np.asarray(raw.time, float)[missing], ra, dec, site[0], site[1], site[2])
+    if warnings is not None and missing.sum() < n:
+        names = [Path(str(f)).name for f in np.asarray(raw.files)[missing]]
+        warnings.append({"code": "airmass_computed", "frames": int(missing.sum()), "message":
+                         f"{len(names)} frame(s) without a usable AIRMASS ({', '.join(names[:3])}"
+                         f"{', ...' if len(names) > 3 else ''}): computed from the target "
+                         f"(RA {ra:.4f}, Dec {dec:+.4f}) and the site"})
+        log.info("%s", warnings[-1]["message"])
+    return airmass
+
+
+def _target_coords(ref, raw, group=None):
+    """Target RA/Dec (deg): through the reference WCS when present, else the header pointing
+    (the reference's, else that of the group's frames: one frame may lack RA/DEC)."""
     if ref.wcs is not None:
         try:
             x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
@@ -322,11 +381,16 @@ def _target_coords(ref, raw):
             pass
     if ref.ra is not None and ref.dec is not None:
         return float(ref.ra), float(ref.dec)
+    if getattr(group, "ra", None) is not None and getattr(group, "dec", None) is not None:
+        return float(group.ra), float(group.dec)
     return None, None
 
 
-def _site(ref):
-    """(latitude, longitude east-positive, elevation) from the instrument config or the header."""
+def _site(ref, group=None):
+    """(latitude, longitude east-positive, elevation): the group's (its frames', with a west-positive
+    header longitude corrected), else the reference's instrument config or header."""
+    if getattr(group, "site", None) is not None:
+        return tuple(group.site)
     from .index.headers import site
 
     return site(ref.header if ref.header is not None else {}, ref.instrument)
@@ -442,7 +506,7 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
                          "flats": plan.calibration.flats, "why": plan.calibration.reasons},
             reference=ref.path, aperture={"index": int(a), "radius_px": float(diff.aperture_radius)},
             comparisons=[int(c) for c in diff.comparisons], weights=[float(w) for w in diff.weights],
-            flagged=result.flagged, root=plan.night,
+            flagged=result.flagged, root=plan.night, warnings=result.warnings,
             extra={"target_index": int(target), "group": plan.group.label,
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
                    "timing": seq.timing()})

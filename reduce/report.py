@@ -59,6 +59,7 @@ class GroupResult:
     frame_seconds: float | None = None   # the per-frame phase (what --jobs/--executor speed up)
     started: str | None = None           # ISO 8601 UTC, when the group's reduction began / ended
     finished: str | None = None
+    warnings: list = field(default_factory=list)  # {code, message, frames}: header values, times...
 
     def to_dict(self) -> dict:
         return {
@@ -72,6 +73,7 @@ class GroupResult:
             "frame_seconds": None if self.frame_seconds is None else round(self.frame_seconds, 3),
             "frames_per_second": round(self.n_frames / self.frame_seconds, 2)
             if self.frame_seconds else None,
+            "warnings": [dict(w) for w in self.warnings],
         }
 
 

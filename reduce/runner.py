@@ -220,6 +220,7 @@ def _unchanged_result(plan, record: dict, night: str) -> GroupResult:
     g.flagged = [(f.get("file"), f.get("flag", 0), f.get("reason", "")) for f in s.get("flagged", [])]
     g.reference, g.aperture = s.get("reference"), s.get("aperture_px")
     g.comparisons, g.rms = s.get("comparisons", []), s.get("rms")
+    g.warnings = list(s.get("warnings", []))
     return g
 
 

@@ -202,6 +202,11 @@ def _print_plan(console, plans, spec, fm):
     for p in plans:
         for reason in p.describe()["reasons"]:
             console.print(f"  {p.group.label}: {reason}")
+        for w in getattr(p.group, "warnings", ()):
+            from rich.markup import escape
+
+            console.print(f"  [yellow]{escape(p.group.label)}: warning: {escape(w['message'])}[/]",
+                          highlight=False)
     if fm.unreadable:
         console.print(f"[yellow]{len(fm.unreadable)} unreadable file(s) would be ignored[/]")
 

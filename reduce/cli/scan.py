@@ -43,6 +43,14 @@ def _emit_groups(fm, fmt: str) -> None:
         click.echo(g.groups_csv(groups), nl=False)
     else:
         _console().print(g.groups_table(groups, title=f"{fm.folder}"))
+        _emit_warnings(groups)
+
+
+def _emit_warnings(groups) -> None:
+    """Each group's header and time warnings, once per kind (JSON output carries them per group)."""
+    for group in groups:
+        for w in group.warnings:
+            click.echo(f"warning: {group.label}: {w['message']}", err=True)
 
 
 def _emit_files(fm, fmt: str) -> None:

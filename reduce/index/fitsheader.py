@@ -143,16 +143,25 @@ def _read_header_block(f) -> str | None:
             return None
         if len(block) < BLOCK:
             raise UnreadableFile("truncated header: incomplete 2880-byte block")
-        try:
-            text = block.decode("ascii")
-        except UnicodeDecodeError:
-            raise UnreadableFile("not a FITS file: header is not ASCII text") from None
+        text = header_text(block)
         chunks.append(text)
         for i in range(0, BLOCK, CARD):
             if text[i:i + 8] == "END     ":
                 return "".join(chunks)
         if len(chunks) > 2000:
             raise UnreadableFile("header has no END card")
+
+
+def header_text(block: bytes) -> str:
+    """ASCII text of header bytes; a stray non-ASCII byte (an accented letter in a comment, which
+    astropy tolerates too) becomes '?', keeping every card 80 characters long."""
+    try:
+        return block.decode("ascii")
+    except UnicodeDecodeError:
+        return block.translate(_ASCII_ONLY).decode("ascii")
+
+
+_ASCII_ONLY = bytes(range(128)) + b"?" * 128
 
 
 def _data_bytes(cards: RawHeader) -> int:

@@ -17,7 +17,7 @@ from ..config import Config, load_config
 from .calibration import CalibrationMatch, match_calibration
 from .db import Index, default_index_path, info_from_row, row_from_error, row_from_info
 from .fitsheader import NotAnImage, UnreadableFile, is_fits_name
-from .groups import Group, group_frames, groups_table, render_table
+from .groups import Group, group_frames, groups_table, link_nights, render_table
 from .headers import FrameInfo, frame_info
 
 __all__ = ["FitsManager", "ScanStats", "walk", "PARSER_VERSION"]
@@ -25,7 +25,7 @@ __all__ = ["FitsManager", "ScanStats", "walk", "PARSER_VERSION"]
 log = logging.getLogger(__name__)
 
 #: bump when header interpretation changes, so existing indexes are re-read
-PARSER_VERSION = "3"
+PARSER_VERSION = "4"
 #: prefix of the ``error`` column for valid FITS files that are not images (tables): skipped
 SKIP = "skip: "
 
@@ -204,6 +204,7 @@ class FitsManager:
             self._frames, self._unreadable, self._skipped, self.stats = scan_folder(
                 self.folder, depth=self.depth, index=idx, config=self.config,
                 show_progress=self.show_progress)
+        self._frames = link_nights(self._frames)  # a series of frames is one night
         self._groups = None
         return self.stats
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from reduce.cli import cli
 from tests.index.fitsfactory import REAL, light, write_fits
 
-KEYS = {"date", "telescope", "filter", "type", "target", "width", "height", "exposure", "files"}
+KEYS = {"date", "telescope", "filter", "type", "target", "width", "height", "exposure", "files",
+        "warnings"}
 
 
 @pytest.fixture

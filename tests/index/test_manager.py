@@ -59,7 +59,8 @@ def test_groups_and_labels(tmp_path):
     lg = fm.light_groups()[-1]
     assert lg.label == "2021-03-03_T1m_WASP-12_V" and lg.target == "WASP-12"
     assert lg.to_dict() == {"date": "2021-03-03", "telescope": "T1m", "filter": "V", "type": "light",
-                            "target": "WASP-12", "width": 10, "height": 8, "exposure": 30.0, "files": 4}
+                            "target": "WASP-12", "width": 10, "height": 8, "exposure": 30.0, "files": 4,
+                                "warnings": []}
 
 
 def test_calibration_match(tmp_path):
