@@ -244,7 +244,7 @@ def _differential(raw, spec):
     """Differential Fluxes of the usable frames, with the recipe's clipping and comparison choice."""
     n = len(raw)
     raw.data["frame_index"] = np.arange(n)
-    tflux = raw.flux[:, raw.target, :]
+    tflux = raw.fluxes[:, raw.target, :]
     usable = ((raw.flags & int(EXCLUDED)) == 0) & np.isfinite(tflux).any(axis=0) & (np.nanmax(
         np.where(np.isfinite(tflux), tflux, -np.inf), axis=0) > 0)
     if usable.sum() < 2:
@@ -275,8 +275,8 @@ def _full_table(raw, diff, ref):
     idx = np.asarray(diff.data["frame_index"], int)
     flux = np.full(n, np.nan)
     err = np.full(n, np.nan)
-    flux[idx] = diff.diff_flux
-    err[idx] = diff.diff_error
+    flux[idx] = diff.flux
+    err[idx] = diff.error
     flags = raw.flags.astype(np.int64).copy()
     kept = np.zeros(n, bool)
     kept[idx] = True
@@ -427,7 +427,7 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     written = []
     a = diff.aperture
     weights = Table({"star": np.arange(raw.shape[1]), "weight": diff.meta["weights_all"][a]})
-    extra = {"FLUXES": raw.flux.astype(np.float32), "ERRORS": raw.error.astype(np.float32),
+    extra = {"FLUXES": raw.fluxes.astype(np.float32), "ERRORS": raw.errors.astype(np.float32),
              "APERTURES": np.atleast_1d(raw.apertures).astype(np.float32), "WEIGHTS": weights}
     if outs.csv or outs.fits:
         written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, fits=outs.fits)

@@ -37,7 +37,7 @@ def plot_lightcurve(fluxes, ax=None, *, binned_dt=None, errorbars=False, t0=None
         t0, label = _time_axis(fluxes.time)
     else:
         label = f"JD - {t0:.0f}"
-    t, f, e = fluxes.time - t0, fluxes.diff_flux, fluxes.diff_error
+    t, f, e = fluxes.time - t0, fluxes.flux, fluxes.error
     style = {"color": "0.55", "ms": 2.5, "alpha": 0.8, "zorder": 1, **kwargs}
     if errorbars:
         ax.errorbar(t, f, yerr=np.where(np.isfinite(e), e, 0), fmt=".", elinewidth=0.6,
@@ -46,7 +46,7 @@ def plot_lightcurve(fluxes, ax=None, *, binned_dt=None, errorbars=False, t0=None
         ax.plot(t, f, ".", label="frames", **style)
     if binned_dt:
         b = fluxes.bin(binned_dt, estimate_error=True)
-        ax.errorbar(b.time - t0, b.diff_flux, yerr=np.where(np.isfinite(b.diff_error), b.diff_error, 0),
+        ax.errorbar(b.time - t0, b.flux, yerr=np.where(np.isfinite(b.error), b.error, 0),
                     fmt="o", color="k", ms=4, elinewidth=1, capsize=2, zorder=3,
                     label=f"binned {binned_dt * 1440:.3g} min")
     ax.set_xlabel(label)

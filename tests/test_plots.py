@@ -32,7 +32,7 @@ def test_lightcurve_figure_png(tmp_path):
 
 def test_lightcurve_figure_without_diagnostics(tmp_path):
     fl, _ = synthetic(32, n_frames=60)
-    bare = type(fl)(fl.time, fl.flux, fl.error, fl.apertures)
+    bare = type(fl)(fl.time, fl.fluxes, fl.errors, fl.apertures)
     fig = plots.lightcurve_figure(bare.autodiff(), binned_dt=None)
     assert len(fig.axes) == 1
     assert _png_ok(plots.save_figure(fig, tmp_path / "lc.png"), min_size=5_000)
