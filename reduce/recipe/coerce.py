@@ -168,8 +168,18 @@ def coerce(value, tp, *, default=EMPTY):
 
 
 def _plain(value):
-    """Any YAML value is accepted as is (YAML safe_load only yields plain types)."""
+    """Any YAML value is accepted as is (YAML safe_load only yields plain types), except a
+    non-finite number (``.nan``, ``.inf``): no parameter means anything by it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CoercionError(f"expected a finite number, got {value!r}", _NONFINITE_HINT)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+_NONFINITE_HINT = "NaN and infinity are not accepted: write a number"
 
 
 def _coerce(value, tp):
@@ -250,16 +260,22 @@ def _int(value):
 
 
 def _float(value):
+    """A finite float from a YAML number or numeric string (``.nan``, ``.inf``, "nan" refused)."""
     if isinstance(value, bool):
         raise CoercionError(f"expected a number, got a boolean ({value})")
+    out = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        out = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
+            out = float(value.strip())
         except ValueError:
             pass
-    raise CoercionError(f"expected a number, got {_kind(value)} {_show(value)}")
+    if out is None:
+        raise CoercionError(f"expected a number, got {_kind(value)} {_show(value)}")
+    if not math.isfinite(out):
+        raise CoercionError(f"expected a finite number, got {_show(value)}", _NONFINITE_HINT)
+    return out
 
 
 def _range(value: dict) -> list[float]:
@@ -321,7 +337,7 @@ def _array(value):
     if isinstance(value, dict):
         return _range(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _float(value)
     if isinstance(value, list):
         try:
             return [_array(v) if isinstance(v, list) else _float(v) for v in value]

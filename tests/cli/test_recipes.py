@@ -10,16 +10,23 @@ from reduce.cli import cli
 from ..recipe._blocks import REGISTRY
 
 
+# the steps every recipe needs to make a light curve (validate checks the chain), in real blocks
+CHAIN = ("detection:\n  - PointSourceDetection\nphotometry:\n  - AlignReferenceSources\n"
+         "  - AperturePhotometry: {scale: pixels}\n")
+
+
 @pytest.fixture
 def runner(monkeypatch):
-    monkeypatch.setattr(block_module, "registry", lambda: dict(REGISTRY))
+    real = block_module.registry()
+    monkeypatch.setattr(block_module, "registry", lambda: {**real, **REGISTRY})
     monkeypatch.setenv("COLUMNS", "100")
     return CliRunner()
 
 
 def test_validate_valid_recipe_prints_the_chain(runner, tmp_path):
     p = tmp_path / "ok.yaml"
-    p.write_text("calibration:\n  - Scale: {factor: 2}\n  - Needs: {size: 3}\nreference: middle\ntarget: 4\n")
+    p.write_text("calibration:\n  - Scale: {factor: 2}\n  - Needs: {size: 3}\nreference: middle\ntarget: 4\n"
+                 + CHAIN)
     result = runner.invoke(cli, ["validate", str(p)])
     assert result.exit_code == 0, result.output
     assert f"{p}: valid recipe" in result.stdout
@@ -29,7 +36,7 @@ def test_validate_valid_recipe_prints_the_chain(runner, tmp_path):
 
 def test_validate_reports_every_error_and_exits_2(runner, tmp_path):
     good = tmp_path / "ok.yaml"
-    good.write_text("psf:\n  - Model\n")
+    good.write_text("psf:\n  - Model\n" + CHAIN)
     bad = tmp_path / "bad.yaml"
     bad.write_text("calibration:\n  - Scael\n  - Scale: {factor: x}\nreference: frist\n")
     result = runner.invoke(cli, ["validate", str(good), str(bad)])
