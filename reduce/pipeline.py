@@ -69,6 +69,9 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     raw = collector.fluxes
     raw.target = target
+    # the frames flagged so far, so that a group failing below still reports them
+    result.flagged = [(Path(str(f)).name, int(v), _reason(seq, str(f), int(v)))
+                      for f, v in zip(raw.files, raw.flags) if v]
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
     diff = _differential(raw, spec)
@@ -88,8 +91,10 @@ def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figu
                       zip(table["file"], table["flag"]) if v]
     result.aperture = float(diff.aperture_radius)
     result.comparisons = [int(c) for c in diff.comparisons]
-    good = np.isfinite(np.asarray(table["flux"], float))
-    result.rms = float(np.nanstd(np.asarray(table["flux"], float)[good])) if good.any() else None
+    result.scatter = _p2p_scatter(table)
+    clipped = [f for f, v, _ in result.flagged if v & int(Flag.OUTLIER_REJECTED)]
+    if clipped:
+        log.info("%s: %d frame(s) set aside by the differential step (outliers)", plan.name, len(clipped))
     result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result,
                                     figures=figures, plotter=plotter)
 
@@ -342,6 +347,19 @@ def _bjd(time, ra, dec, site):
     except Exception as e:
         log.warning("BJD_TDB not computed: %s", e)
         return np.full(len(time), np.nan)
+
+
+def _p2p_scatter(table) -> float | None:
+    """Point-to-point scatter of the normalised flux of the kept frames (relative): the noise of
+    one frame, insensitive to the signal (a transit or a slow trend) that an RMS would include."""
+    from .diffphot import p2p_scatter
+
+    flux = np.asarray(table["flux"], float)
+    flux = flux[np.isfinite(flux)]
+    if flux.size < 3 or not np.nanmedian(flux) > 0:
+        return None
+    value = float(p2p_scatter(flux / np.nanmedian(flux)))
+    return value if np.isfinite(value) else None
 
 
 def _rejection_reasons(diff) -> dict:
