@@ -47,7 +47,10 @@ def blocks_cmd(name):
     reg = registry()
     console = get_console()
     if name is None:
-        console.print(_overview(reg))
+        table = _overview(reg)
+        console.print(table)
+        if any(" *" in str(cell) for cell in table.columns[2].cells):
+            console.print("* " + RANGE_NOTE, soft_wrap=True, markup=False)
         return
     if name not in reg:
         from ..core.errors import UsageError
@@ -59,27 +62,61 @@ def blocks_cmd(name):
         console.print(renderable, soft_wrap=isinstance(renderable, str))
 
 
+RANGE_NOTE = ("A list of numbers may also be written {start: A, stop: B, n: N}: N evenly spaced "
+              "values from A to B, both included (e.g. radii: {start: 0.5, stop: 4.0, n: 30}).")
+
+
 def _parameter_rows(cls):
-    """(name, type, default, origin) for each constructor parameter."""
+    """(name, type, default, origin, YAML forms) for each constructor parameter."""
     import inspect
 
-    from ..recipe.coerce import describe, resolve_annotations, runtime_parameters
+    from ..recipe.coerce import describe, resolve_annotations, runtime_parameters, yaml_forms
 
     hints = resolve_annotations(cls)
     runtime = set(runtime_parameters(cls))
     rows = []
     for pname, p in cls.parameters().items():
         default = "required" if p.default is inspect.Parameter.empty else repr(p.default)
-        rows.append((pname, describe(hints.get(pname, p.annotation)), default,
-                     "runner" if pname in runtime else "recipe"))
+        tp = hints.get(pname, p.annotation)
+        rows.append((pname, describe(tp), default, "runner" if pname in runtime else "recipe",
+                     "(an object)" if pname in runtime else yaml_forms(tp)))
     return rows
 
 
+def _takes_range(cls) -> bool:
+    from ..recipe.coerce import accepts_range, resolve_annotations, runtime_parameters
+
+    hints, runtime = resolve_annotations(cls), set(runtime_parameters(cls))
+    return any(accepts_range(hints.get(n, p.annotation)) for n, p in cls.parameters().items()
+               if n not in runtime)
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as plain text: reST roles, inline literals and ``::`` markers removed."""
+    import re
+
+    def role(m):
+        text = m.group(2)
+        label = re.match(r"(.+?)\s*<[^>]+>$", text)  # :ref:`label <target>`
+        if label:
+            return label.group(1)
+        if text.startswith("~"):
+            return text[1:].rsplit(".", 1)[-1]
+        return text.lstrip(".")
+
+    doc = re.sub(r":([a-z]+(?::[a-z]+)?):`([^`]+)`", role, doc)
+    doc = re.sub(r"``([^`]+)``", r"\1", doc)
+    doc = re.sub(r"(?<![\w`])`([^`]+)`(?![\w`])", r"\1", doc)
+    doc = re.sub(r"^\.\. (note|warning|seealso)::", lambda m: m.group(1).capitalize() + ":", doc, flags=re.M)
+    doc = re.sub(r"\s*::$", ":", doc, flags=re.M)  # "text::" introduces a literal block
+    return doc
+
+
 def _first_line(cls) -> str:
-    """The summary of a block's docstring (its first paragraph)."""
+    """The summary of a block's docstring (its first paragraph), as plain text."""
     import inspect
 
-    doc = (inspect.getdoc(cls) or "").strip()
+    doc = plain_text((inspect.getdoc(cls) or "").strip())
     return " ".join(doc.split("\n\n")[0].split())  # the first paragraph, unwrapped
 
 
@@ -93,8 +130,13 @@ def _overview(reg):
     table.add_column("does")
     table.add_column("parameters (recipe)")
     for bname, cls in reg.items():
-        params = [f"{n}: {t} = {d}" if d != "required" else f"{n}: {t} (required)"
-                  for n, t, d, origin in _parameter_rows(cls) if origin == "recipe"]
+        params = []
+        for n, t, d, origin, forms in _parameter_rows(cls):
+            if origin != "recipe":
+                continue
+            params.append(f"{n}: {t} = {d}" if d != "required" else f"{n}: {t} (required)")
+            if "{start, stop, n}" in forms:
+                params[-1] += " *"  # explained below the table
         table.add_row(Text(bname), Text(_first_line(cls)), Text("\n".join(params) or "-"))
     return table
 
@@ -113,15 +155,18 @@ def _details(cls):
     from rich.table import Table
     from rich.text import Text
 
-    out = [Text(cls.__name__, style="bold"), _escape(inspect.getdoc(cls) or "(no documentation)")]
+    out = [Text(cls.__name__, style="bold"),
+           _escape(plain_text(inspect.getdoc(cls) or "(no documentation)"))]
     flags = [f"requires: {', '.join(cls.requires) or '-'}", f"provides: {', '.join(cls.provides) or '-'}"]
     if getattr(cls, "collector", False):
         flags.append("collector (runs on every frame, including rejected ones)")
     out.append(_escape("\n".join(flags)))
     table = Table(title="parameters")
-    for col in ("name", "type", "default", "set by"):
+    for col in ("name", "type", "default", "set by", "in a recipe"):
         table.add_column(col)
     for row in _parameter_rows(cls):
         table.add_row(*(Text(cell) for cell in row))
     out.append(table)
+    if _takes_range(cls):
+        out.append(_escape(RANGE_NOTE))
     return out

@@ -19,7 +19,7 @@ from pathlib import Path, PurePath
 from typing import Any, Literal, Union, get_args, get_origin
 
 __all__ = [
-    "CoercionError", "resolve_annotations", "coerce", "describe", "is_settable",
+    "CoercionError", "resolve_annotations", "coerce", "describe", "yaml_forms", "accepts_range", "is_settable",
     "runtime_parameters", "settable_parameters", "RANGE_KEYS", "finite", "RUNNER_SUPPLIED",
 ]
 
@@ -140,6 +140,58 @@ def describe(tp) -> str:
         name = getattr(origin, "__name__", str(origin))
         return f"{name}[{args}]" if args else name
     return getattr(tp, "__name__", str(tp))
+
+
+_NUMBERS = (int, float)
+
+
+def accepts_range(tp) -> bool:
+    """Whether a ``{start, stop, n}`` range is accepted for annotation ``tp`` (a list of numbers
+    of any length, or an array)."""
+    if _is_array(tp):
+        return True
+    if _is_union(tp):
+        return any(accepts_range(a) for a in get_args(tp))
+    origin = get_origin(tp) or tp
+    if origin in (list, tuple) or origin in _SEQUENCES:
+        args = get_args(tp)
+        if origin is tuple and args and Ellipsis not in args:
+            return False
+        return not args or args[0] in _NUMBERS or args[0] in (Any, EMPTY)
+    return False
+
+
+def yaml_forms(tp) -> str:
+    """The YAML values a parameter annotated ``tp`` accepts, in words (``reduce blocks``)."""
+    if tp in (Any, EMPTY):
+        return "any value"
+    if tp is type(None):
+        return "null"
+    simple = {bool: "true | false", int: "integer", float: "number", str: "text",
+              Path: "path", PurePath: "path", dict: "mapping"}
+    if tp in simple:
+        return simple[tp]
+    if _is_array(tp):
+        return "number, list of numbers or {start, stop, n}"
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if _is_union(tp):
+        forms: list[str] = []
+        for a in get_args(tp):
+            f = yaml_forms(a)
+            if f not in forms:
+                forms.append(f)
+        return " | ".join(forms)
+    if tp in (list, tuple) or origin in _SEQUENCES:
+        args = get_args(tp)
+        if origin is tuple and args and Ellipsis not in args:
+            return f"list of {len(args)} items ({', '.join(yaml_forms(a) for a in args)})"
+        item = yaml_forms(args[0]) if args else "value"
+        return f"list of {item}s" + (" or {start, stop, n}" if accepts_range(tp) else "")
+    if origin in _MAPPINGS:
+        return "mapping"
+    return describe(tp)
 
 
 def _kind(value) -> str:
