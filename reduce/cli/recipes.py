@@ -1,4 +1,5 @@
-"""``reduce validate RECIPE...`` and ``reduce blocks [NAME]``: check recipes, list the blocks.
+"""``reduce validate RECIPE...``, ``reduce blocks [NAME]`` and ``reduce recipes``: check recipes,
+list the blocks, list the recipes installed with the package.
 
 Both read the same block registry the runner uses, so what validates here builds at run time.
 """
@@ -6,25 +7,26 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["validate", "blocks_cmd"]
+__all__ = ["validate", "blocks_cmd", "recipes_cmd"]
 
 
 @click.command("validate")
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
 @click.pass_context
 def validate(ctx, recipes):
-    """Check RECIPE files without running them.
+    """Check RECIPE files without running them (RECIPE: a file, or an installed recipe's name).
 
     Every problem is printed as FILE:LINE: MESSAGE (HINT); the exit status is 0 when all recipes
     are valid and 2 otherwise.
     """
     from ..core.errors import RecipeError
     from ..recipe import load_recipe
+    from ..recipe.installed import find_recipe
 
     failed = 0
     for path in recipes:
         try:
-            spec = load_recipe(path)
+            spec = load_recipe(find_recipe(path))
         except RecipeError as e:
             failed += 1
             for message in e.messages:
@@ -35,6 +37,43 @@ def validate(ctx, recipes):
         click.echo("\n".join(spec.summary()))
     if failed:
         ctx.exit(2)
+
+
+@click.command("recipes")
+def recipes_cmd():
+    """List the recipes installed with reduce (use them by name: reduce run default ./night).
+
+    Copy one (its path is shown) to adapt it; the sample instrument configuration is listed too.
+    """
+    from rich.text import Text
+
+    from ..console import get_console
+    from ..recipe.installed import installed_recipes, sample_config_path
+
+    console = get_console()
+    shipped = installed_recipes()
+    if not shipped:
+        console.print("No recipes installed with this copy of reduce.")
+    else:
+        console.print("Installed recipes (use by name: reduce run NAME NIGHT):")
+        width = max(len(n) for n in shipped)
+        for name, path in shipped.items():
+            console.print(Text(f"  {name:<{width}}  {_description(path)}"), soft_wrap=True)
+            console.print(Text(f"  {'':<{width}}  {path}"), soft_wrap=True)
+    sample = sample_config_path()
+    if sample is not None:
+        console.print(Text(f"Sample instrument configuration (copy and edit): {sample}"), soft_wrap=True)
+
+
+def _description(path) -> str:
+    """A recipe's ``description`` field (empty when unreadable: listing never fails)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return str(data.get("description", "")) if isinstance(data, dict) else ""
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return ""
 
 
 @click.command("blocks")
