@@ -75,9 +75,9 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
     diff = _differential(raw, spec)
-    figures = _submit_figures(plan, spec, diff, ref, target, plotter)
+    table = _full_table(raw, diff, ref)
+    figures = _submit_figures(plan, spec, diff, ref, target, plotter, table)
     try:
-        table = _full_table(raw, diff, ref)
         _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter)
     except BaseException:
         _discard_figures(figures, plotter)
@@ -396,22 +396,39 @@ def _start_plotter(spec):
     return start_plotter()
 
 
-def _figure_jobs(plan, spec, diff, ref, target) -> list:
-    """The group's two figures as jobs: light curve with diagnostics, reference with the stars."""
+def _figure_jobs(plan, spec, diff, ref, target, table=None) -> list:
+    """The group's two figures as jobs: light curve with diagnostics (titled with the group's
+    target, date, telescope and filter), reference with every star, the aperture and annulus."""
     from .plotter import lightcurve_job, reference_job
 
     stem = plan.outdir / plan.stem
     dt = spec.differential.bin or 0.005
-    return [lightcurve_job(_table_fluxes(diff, None), Path(f"{stem}.png"), binned_dt=dt,
-                           title=plan.group.label),
-            reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"))]
+    info = plan.group.to_dict() if hasattr(plan.group, "to_dict") else {"target": plan.group.label}
+    return [lightcurve_job(_table_fluxes(diff, table), Path(f"{stem}.png"), binned_dt=dt, info=info),
+            reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"),
+                          radius=float(diff.aperture_radius), annulus=_annulus_px(spec, ref),
+                          filename=Path(str(ref.path)).name if getattr(ref, "path", None) else None)]
 
 
-def _submit_figures(plan, spec, diff, ref, target, plotter) -> list:
+def _annulus_px(spec, ref):
+    """(inner, outer) radii in pixels of the recipe's sky annulus on the reference, or None."""
+    block = next((b for b in spec.blocks("photometry") if b.name == "AnnulusBackground"), None)
+    if block is None:
+        return None
+    from .blocks.photometry import AnnulusBackground
+
+    bg = AnnulusBackground(**block.params)
+    scale = 1.0 if bg.scale == "pixels" else getattr(ref, "fwhm", None)
+    if not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+        return None
+    return float(bg.inner * scale), float(bg.outer * scale)
+
+
+def _submit_figures(plan, spec, diff, ref, target, plotter, table=None) -> list:
     """Figure jobs of the group, handed to the helper now (it draws while tables are written)."""
     if not spec.outputs.plot:
         return []
-    jobs = _figure_jobs(plan, spec, diff, ref, target)
+    jobs = _figure_jobs(plan, spec, diff, ref, target, table)
     if plotter is not None:
         plan.outdir.mkdir(parents=True, exist_ok=True)
         plotter.submit(jobs)
@@ -471,5 +488,14 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
 
 
 def _table_fluxes(diff, table):
-    """The differential Fluxes as plotted: the kept frames (flagged ones carry no flux)."""
-    return diff
+    """The differential Fluxes as plotted: the kept frames with their BJD_TDB, and the BJD_TDB of
+    the frames left out (flagged or clipped: no flux), drawn as markers."""
+    if table is None:
+        return diff
+    bjd = np.asarray(table["bjd_tdb"], float)
+    if not np.all(np.isfinite(bjd)):
+        return diff
+    idx = np.asarray(diff.data["frame_index"], int)
+    flagged = np.asarray(table["flag"]) != 0
+    return diff._replace(data={**diff.data, "bjd_tdb": bjd[idx]},
+                         meta={**diff.meta, "flagged_frames": bjd[flagged].tolist()})
