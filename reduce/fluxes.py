@@ -26,7 +26,9 @@ class Fluxes:
     Parameters
     ----------
     time : (n_frames,) JD UTC at mid-exposure.
-    flux, error : (n_apertures, n_stars, n_frames) background-subtracted flux and 1-sigma error (ADU).
+    fluxes, errors : (n_apertures, n_stars, n_frames) background-subtracted flux and 1-sigma
+        error (ADU), kept as the ``fluxes`` and ``errors`` cubes; ``flux`` and ``error`` are the
+        target's series in the chosen aperture (n_frames,), as in prose.
     apertures : (n_apertures,) or (n_apertures, n_frames) aperture radii in pixels.
     target : index of the target star.
     data : per-frame arrays keyed by name (``fwhm``, ``sky``, ``airmass``, ``dx``, ``dy``,
@@ -41,25 +43,25 @@ class Fluxes:
         After ``sigma_clipping_data``/``mask``: ``rejected`` (list of dicts describing removed frames).
     """
 
-    def __init__(self, time, flux, error=None, apertures=None, target: int = 0, data=None,
+    def __init__(self, time, fluxes, errors=None, apertures=None, target: int = 0, data=None,
                  flags=None, files=None, meta=None):
         self.time = np.asarray(time, dtype=float).reshape(-1)
-        flux = np.asarray(flux, dtype=float)
-        if flux.ndim == 1:
-            flux = flux[None, None, :]
-        elif flux.ndim == 2:
-            flux = flux[None, :, :]
-        if flux.ndim != 3 or flux.shape[-1] != self.time.size:
-            raise ValueError(f"flux must have shape (n_apertures, n_stars, n_frames={self.time.size}), "
-                             f"got {flux.shape}")
-        self.flux = flux
-        self.error = (np.full_like(flux, np.nan) if error is None
-                      else np.asarray(error, dtype=float).reshape(flux.shape))
-        self.apertures = (np.arange(flux.shape[0], dtype=float) if apertures is None
+        fluxes = np.asarray(fluxes, dtype=float)
+        if fluxes.ndim == 1:
+            fluxes = fluxes[None, None, :]
+        elif fluxes.ndim == 2:
+            fluxes = fluxes[None, :, :]
+        if fluxes.ndim != 3 or fluxes.shape[-1] != self.time.size:
+            raise ValueError(f"fluxes must have shape (n_apertures, n_stars, n_frames={self.time.size}), "
+                             f"got {fluxes.shape}")
+        self.fluxes = fluxes
+        self.errors = (np.full_like(fluxes, np.nan) if errors is None
+                       else np.asarray(errors, dtype=float).reshape(fluxes.shape))
+        self.apertures = (np.arange(fluxes.shape[0], dtype=float) if apertures is None
                           else np.asarray(apertures, dtype=float))
-        if self.apertures.shape[0] != flux.shape[0]:
+        if self.apertures.shape[0] != fluxes.shape[0]:
             raise ValueError(f"apertures has {self.apertures.shape[0]} radii for "
-                             f"{flux.shape[0]} flux apertures")
+                             f"{fluxes.shape[0]} flux apertures")
         self.target = target
         self.data = {k: np.asarray(v) for k, v in (data or {}).items()}
         for k, v in self.data.items():
@@ -81,7 +83,7 @@ class Fluxes:
     @target.setter
     def target(self, value):
         value = int(value)
-        n = self.flux.shape[1]
+        n = self.fluxes.shape[1]
         if not -n <= value < n:
             raise ValueError(f"target {value} out of range for {n} stars")
         self._target = value % n
@@ -89,7 +91,7 @@ class Fluxes:
     @property
     def shape(self):
         """(n_apertures, n_stars, n_frames)."""
-        return self.flux.shape
+        return self.fluxes.shape
 
     def __len__(self) -> int:
         return self.time.size
@@ -154,19 +156,22 @@ class Fluxes:
         return self.meta.get("raw", self)
 
     @property
-    def diff_flux(self) -> np.ndarray:
+    def flux(self) -> np.ndarray:
         """Target flux in the chosen aperture (n_frames,): the light curve after ``autodiff``/``diff``."""
-        return self.flux[self.aperture, self.target]
+        return self.fluxes[self.aperture, self.target]
 
     @property
-    def diff_error(self) -> np.ndarray:
-        """Error of ``diff_flux`` (n_frames,)."""
-        return self.error[self.aperture, self.target]
+    def error(self) -> np.ndarray:
+        """1-sigma error of ``flux`` (n_frames,)."""
+        return self.errors[self.aperture, self.target]
+
+    diff_flux = property(lambda self: self.flux, doc="Alias of ``flux`` (the target's series).")
+    diff_error = property(lambda self: self.error, doc="Alias of ``error``.")
 
     # ------------------------------------------------------------------ frame selection
     def _replace(self, **changes) -> "Fluxes":
         """A copy with some constructor arguments replaced (arrays are shared, meta copied)."""
-        kw = dict(time=self.time, flux=self.flux, error=self.error, apertures=self.apertures,
+        kw = dict(time=self.time, fluxes=self.fluxes, errors=self.errors, apertures=self.apertures,
                   target=self.target, data=self.data, flags=self.flags, files=self.files,
                   meta=dict(self.meta))
         kw.update(changes)
@@ -192,8 +197,8 @@ class Fluxes:
         raw = meta.get("raw")
         if isinstance(raw, Fluxes) and raw is not self and len(raw) == len(self):
             meta["raw"] = raw.mask(keep, reason=reason, flag=flag)  # keep raw aligned with self
-        return self._replace(time=self.time[keep], flux=self.flux[..., keep],
-                             error=self.error[..., keep], apertures=aps, data=data,
+        return self._replace(time=self.time[keep], fluxes=self.fluxes[..., keep],
+                             errors=self.errors[..., keep], apertures=aps, data=data,
                              flags=self.flags[keep], files=self.files[keep], meta=meta)
 
     def sigma_clipping_data(self, *, iterations: int = 5, **sigmas) -> "Fluxes":
@@ -241,7 +246,7 @@ class Fluxes:
 
     # ------------------------------------------------------------------ differential photometry
     def _frames(self):
-        return diffphot.usable_frames(self.flux, self.target)
+        return diffphot.usable_frames(self.fluxes, self.target)
 
     def autodiff(self, *, max_comps: int = 20, iterations: int = 50, reject: float = 1.5,
                  exclude=(), method: str = "p2p", dt: float | None = None,
@@ -266,12 +271,12 @@ class Fluxes:
             raise ValueError("the target has no finite positive flux in any frame")
         sat = self.meta.get("saturation") if saturation is None else saturation
         comps = diffphot.select_comparisons(
-            self.flux, target=self.target, frames=frames, peak=self.data.get("peak"),
+            self.fluxes, target=self.target, frames=frames, peak=self.data.get("peak"),
             saturation=None if sat is None else float(sat), saturated=self.data.get("saturated"),
             max_comps=int(max_comps), exclude=exclude)
         if not comps.any():
             raise ValueError("no usable comparison star (all saturated, non-finite or excluded)")
-        weights, info = diffphot.weights_broeg(self.flux, self.error, comps=comps, frames=frames,
+        weights, info = diffphot.weights_broeg(self.fluxes, self.errors, comps=comps, frames=frames,
                                                iterations=int(iterations), reject=reject)
         rejected = [int(i) for i in np.flatnonzero(info["rejected"].any(axis=0))]
         return self._differential(weights, frames, method=method, dt=dt,
@@ -305,7 +310,7 @@ class Fluxes:
 
     def _differential(self, weights, frames, *, method, dt, aperture=None, extra=None) -> "Fluxes":
         """Divide by the ensemble, choose the aperture and package the metadata."""
-        d, e = diffphot.differential(self.flux, self.error, weights, frames=frames)
+        d, e = diffphot.differential(self.fluxes, self.errors, weights, frames=frames)
         idx, metric = diffphot.best_aperture(d[:, self.target], time=self.time, method=method,
                                              dt=dt, frames=frames)
         if aperture is not None:
@@ -316,7 +321,7 @@ class Fluxes:
         meta.update(extra or {})
         meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
                     aperture=idx, scatter=metric, raw=self.raw)
-        out = self._replace(flux=d, error=e, meta=meta)
+        out = self._replace(fluxes=d, errors=e, meta=meta)
         out.meta["aperture_radius"] = out.aperture_radius
         return out
 
@@ -328,7 +333,7 @@ class Fluxes:
         bin holds one point); otherwise sqrt(sum(error^2)) / n. Per-frame data are averaged, flags
         OR-ed; ``data['n_binned']`` holds the number of frames per bin and ``files`` the first file.
         """
-        t, f, e, _ = diffphot.binned(self.time, self.flux, dt, error=self.error,
+        t, f, e, _ = diffphot.binned(self.time, self.fluxes, dt, error=self.errors,
                                      estimate_error=estimate_error)
         order, starts = diffphot.bin_edges(self.time, dt)
         counts = np.diff(np.r_[starts, self.time.size])
@@ -342,7 +347,7 @@ class Fluxes:
         if aps.ndim == 2:
             aps = diffphot.binned(self.time, aps, dt)[1]
         meta = dict(self.meta, binned=float(dt))
-        return self._replace(time=t, flux=f, error=e, apertures=aps, data=data, flags=flags,
+        return self._replace(time=t, fluxes=f, errors=e, apertures=aps, data=data, flags=flags,
                              files=self.files[order][starts], meta=meta)
 
     # ------------------------------------------------------------------ outputs
@@ -363,7 +368,7 @@ class Fluxes:
         ``meta`` holds target, aperture, aperture_radius, comparisons, weights, schema version.
         """
         from astropy.table import Table
-        cols = {"time": self.time, "flux": self.diff_flux, "flux_err": self.diff_error}
+        cols = {"time": self.time, "flux": self.flux, "flux_err": self.error}
         for name in ("airmass", "fwhm", "sky", "dx", "dy", "x", "y"):
             v = self.get(name)
             if v is not None:
@@ -423,12 +428,12 @@ class Fluxes:
         hdus = [fits.PrimaryHDU(), fits.table_to_hdu(table)]
         hdus[1].name = "LIGHTCURVE"
         hdus[1].header.extend(header)
-        hdus.append(fits.ImageHDU(self.flux, name="FLUX"))
-        hdus.append(fits.ImageHDU(self.error, name="ERROR"))
+        hdus.append(fits.ImageHDU(self.fluxes, name="FLUX"))
+        hdus.append(fits.ImageHDU(self.errors, name="ERROR"))
         raw = self.raw
         if raw is not self:
-            hdus.append(fits.ImageHDU(raw.flux, name="RAWFLUX"))
-            hdus.append(fits.ImageHDU(raw.error, name="RAWERROR"))
+            hdus.append(fits.ImageHDU(raw.fluxes, name="RAWFLUX"))
+            hdus.append(fits.ImageHDU(raw.errors, name="RAWERROR"))
         if "weights_all" in self.meta:
             hdus.append(fits.ImageHDU(np.asarray(self.meta["weights_all"], float), name="WEIGHTS"))
         hdus.append(fits.ImageHDU(np.asarray(self.apertures, float), name="APERTURES"))

@@ -71,12 +71,15 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     raw = collector.fluxes
     raw.target = target
+    # the frames flagged so far, so that a group failing below still reports them
+    result.flagged = [(Path(str(f)).name, int(v), _reason(seq, str(f), int(v)))
+                      for f, v in zip(raw.files, raw.flags) if v]
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
     diff = _differential(raw, spec)
-    figures = _submit_figures(plan, spec, diff, ref, target, plotter)
+    table = _full_table(raw, diff, ref, plan.group, result.warnings)
+    figures = _submit_figures(plan, spec, diff, ref, target, plotter, table)
     try:
-        table = _full_table(raw, diff, ref, plan.group, result.warnings)
         _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter)
     except BaseException:
         _discard_figures(figures, plotter)
@@ -90,8 +93,10 @@ def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figu
                       zip(table["file"], table["flag"]) if v]
     result.aperture = float(diff.aperture_radius)
     result.comparisons = [int(c) for c in diff.comparisons]
-    good = np.isfinite(np.asarray(table["flux"], float))
-    result.rms = float(np.nanstd(np.asarray(table["flux"], float)[good])) if good.any() else None
+    result.scatter = _p2p_scatter(table)
+    clipped = [f for f, v, _ in result.flagged if v & int(Flag.OUTLIER_REJECTED)]
+    if clipped:
+        log.info("%s: %d frame(s) set aside by the differential step (outliers)", plan.name, len(clipped))
     result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result,
                                     figures=figures, plotter=plotter)
 
@@ -263,7 +268,7 @@ def _differential(raw, spec):
     """Differential Fluxes of the usable frames, with the recipe's clipping and comparison choice."""
     n = len(raw)
     raw.data["frame_index"] = np.arange(n)
-    tflux = raw.flux[:, raw.target, :]
+    tflux = raw.fluxes[:, raw.target, :]
     usable = ((raw.flags & int(EXCLUDED)) == 0) & np.isfinite(tflux).any(axis=0) & (np.nanmax(
         np.where(np.isfinite(tflux), tflux, -np.inf), axis=0) > 0)
     if usable.sum() < 2:
@@ -297,8 +302,8 @@ def _full_table(raw, diff, ref, group=None, warnings=None):
     idx = np.asarray(diff.data["frame_index"], int)
     flux = np.full(n, np.nan)
     err = np.full(n, np.nan)
-    flux[idx] = diff.diff_flux
-    err[idx] = diff.diff_error
+    flux[idx] = diff.flux
+    err[idx] = diff.error
     flags = raw.flags.astype(np.int64).copy()
     kept = np.zeros(n, bool)
     kept[idx] = True
@@ -408,6 +413,19 @@ def _bjd(time, ra, dec, site):
         return np.full(len(time), np.nan)
 
 
+def _p2p_scatter(table) -> float | None:
+    """Point-to-point scatter of the normalised flux of the kept frames (relative): the noise of
+    one frame, insensitive to the signal (a transit or a slow trend) that an RMS would include."""
+    from .diffphot import p2p_scatter
+
+    flux = np.asarray(table["flux"], float)
+    flux = flux[np.isfinite(flux)]
+    if flux.size < 3 or not np.nanmedian(flux) > 0:
+        return None
+    value = float(p2p_scatter(flux / np.nanmedian(flux)))
+    return value if np.isfinite(value) else None
+
+
 def _rejection_reasons(diff) -> dict:
     """File name -> why the differential step set the frame aside (``meta['rejected']``)."""
     out = {}
@@ -442,22 +460,39 @@ def _start_plotter(spec):
     return start_plotter()
 
 
-def _figure_jobs(plan, spec, diff, ref, target) -> list:
-    """The group's two figures as jobs: light curve with diagnostics, reference with the stars."""
+def _figure_jobs(plan, spec, diff, ref, target, table=None) -> list:
+    """The group's two figures as jobs: light curve with diagnostics (titled with the group's
+    target, date, telescope and filter), reference with every star, the aperture and annulus."""
     from .plotter import lightcurve_job, reference_job
 
     stem = plan.outdir / plan.stem
     dt = spec.differential.bin or 0.005
-    return [lightcurve_job(_table_fluxes(diff, None), Path(f"{stem}.png"), binned_dt=dt,
-                           title=plan.group.label),
-            reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"))]
+    info = plan.group.to_dict() if hasattr(plan.group, "to_dict") else {"target": plan.group.label}
+    return [lightcurve_job(_table_fluxes(diff, table), Path(f"{stem}.png"), binned_dt=dt, info=info),
+            reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"),
+                          radius=float(diff.aperture_radius), annulus=_annulus_px(spec, ref),
+                          filename=Path(str(ref.path)).name if getattr(ref, "path", None) else None)]
 
 
-def _submit_figures(plan, spec, diff, ref, target, plotter) -> list:
+def _annulus_px(spec, ref):
+    """(inner, outer) radii in pixels of the recipe's sky annulus on the reference, or None."""
+    block = next((b for b in spec.blocks("photometry") if b.name == "AnnulusBackground"), None)
+    if block is None:
+        return None
+    from .blocks.photometry import AnnulusBackground
+
+    bg = AnnulusBackground(**block.params)
+    scale = 1.0 if bg.scale == "pixels" else getattr(ref, "fwhm", None)
+    if not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+        return None
+    return float(bg.inner * scale), float(bg.outer * scale)
+
+
+def _submit_figures(plan, spec, diff, ref, target, plotter, table=None) -> list:
     """Figure jobs of the group, handed to the helper now (it draws while tables are written)."""
     if not spec.outputs.plot:
         return []
-    jobs = _figure_jobs(plan, spec, diff, ref, target)
+    jobs = _figure_jobs(plan, spec, diff, ref, target, table)
     if plotter is not None:
         plan.outdir.mkdir(parents=True, exist_ok=True)
         plotter.submit(jobs)
@@ -491,7 +526,7 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     written = []
     a = diff.aperture
     weights = Table({"star": np.arange(raw.shape[1]), "weight": diff.meta["weights_all"][a]})
-    extra = {"FLUXES": raw.flux.astype(np.float32), "ERRORS": raw.error.astype(np.float32),
+    extra = {"FLUXES": raw.fluxes.astype(np.float32), "ERRORS": raw.errors.astype(np.float32),
              "APERTURES": np.atleast_1d(raw.apertures).astype(np.float32), "WEIGHTS": weights}
     if outs.csv or outs.fits:
         written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, fits=outs.fits)
@@ -517,5 +552,14 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
 
 
 def _table_fluxes(diff, table):
-    """The differential Fluxes as plotted: the kept frames (flagged ones carry no flux)."""
-    return diff
+    """The differential Fluxes as plotted: the kept frames with their BJD_TDB, and the BJD_TDB of
+    the frames left out (flagged or clipped: no flux), drawn as markers."""
+    if table is None:
+        return diff
+    bjd = np.asarray(table["bjd_tdb"], float)
+    if not np.all(np.isfinite(bjd)):
+        return diff
+    idx = np.asarray(diff.data["frame_index"], int)
+    flagged = np.asarray(table["flag"]) != 0
+    return diff._replace(data={**diff.data, "bjd_tdb": bjd[idx]},
+                         meta={**diff.meta, "flagged_frames": bjd[flagged].tolist()})

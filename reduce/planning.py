@@ -24,6 +24,10 @@ class RecipeSource:
     """
 
     def __init__(self, path=None, *, target: str | None = None, reference: str | None = None, spec=None):
+        if path is not None:
+            from .recipe.installed import find_recipe
+
+            path = find_recipe(path)  # a file, else a recipe shipped with the package by name
         self.path = Path(path) if path is not None else None
         self.target, self.reference = target, reference
         self._spec = spec
@@ -33,7 +37,11 @@ class RecipeSource:
             try:
                 raw = self.path.read_bytes()
             except FileNotFoundError:
-                raise UsageError(f"recipe not found: {path}") from None
+                from .recipe.installed import installed_recipes
+
+                shipped = ", ".join(installed_recipes()) or "none"
+                raise UsageError(f"recipe not found: {path} (a recipe file, or one of the installed "
+                                 f"recipes: {shipped}; see reduce recipes)") from None
             except IsADirectoryError:
                 raise UsageError(f"recipe is a folder, not a file: {path}") from None
             except OSError as e:

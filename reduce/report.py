@@ -53,7 +53,7 @@ class GroupResult:
     reference: str | None = None
     aperture: float | None = None
     comparisons: list = field(default_factory=list)
-    rms: float | None = None
+    scatter: float | None = None    # point-to-point scatter of the normalised light curve (relative)
     seconds: float = 0.0
     night: str | None = None
     frame_seconds: float | None = None   # the per-frame phase (what --jobs/--executor speed up)
@@ -68,7 +68,8 @@ class GroupResult:
             "frames_used": self.n_frames - len(self.flagged),
             "flagged": [{"file": f, "flag": int(v), "reason": r} for f, v, r in self.flagged],
             "outputs": [str(p) for p in self.outputs], "reference": self.reference,
-            "aperture_px": self.aperture, "comparisons": self.comparisons, "rms": self.rms,
+            "aperture_px": self.aperture, "comparisons": self.comparisons,
+            "scatter_p2p": self.scatter,
             "started": self.started, "finished": self.finished, "seconds": round(self.seconds, 3),
             "frame_seconds": None if self.frame_seconds is None else round(self.frame_seconds, 3),
             "frames_per_second": round(self.n_frames / self.frame_seconds, 2)

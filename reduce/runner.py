@@ -219,7 +219,7 @@ def _unchanged_result(plan, record: dict, night: str) -> GroupResult:
     g.outputs = [o["path"] for o in record.get("outputs", [])]
     g.flagged = [(f.get("file"), f.get("flag", 0), f.get("reason", "")) for f in s.get("flagged", [])]
     g.reference, g.aperture = s.get("reference"), s.get("aperture_px")
-    g.comparisons, g.rms = s.get("comparisons", []), s.get("rms")
+    g.comparisons, g.scatter = s.get("comparisons", []), s.get("scatter_p2p")
     g.warnings = list(s.get("warnings", []))
     return g
 

@@ -211,43 +211,74 @@ def _print_plan(console, plans, spec, fm):
         console.print(f"[yellow]{len(fm.unreadable)} unreadable file(s) would be ignored[/]")
 
 
+_SUMMARY_COLUMNS = ("group", "status", "frames", "flagged", "aperture px", "comps", "p2p scatter (ppt)")
+
+
 def _print_report(console, report):
-    """The run's one summary: a table of the groups reduced, then what was skipped and why."""
-    from rich.table import Table
+    """The run's one summary: the groups reduced (a table when it fits the console, else one
+    block per group, so labels are never broken mid-word), then what was skipped and why."""
+    from rich.text import Text
 
     done = report.processed
     if done:
-        t = Table(title=f"reduce run: {len(done)} group(s) in {report.seconds:.1f} s")
         several = len({g.night for g in done}) > 1  # the same group label can come from each night
-        if several:
-            t.add_column("night", overflow="fold")
-        # the group label is what names the output files: never truncated
-        t.add_column("group", overflow="fold")
-        for col in ("status", "frames", "flagged", "ap. px", "comps", "rms"):
-            t.add_column(col, no_wrap=True)
-        for g in done:
-            t.add_row(*([Path(str(g.night)).name] if several else []), g.plan.group.label,
-                      g.status if g.status == "done" else f"[red]{g.status}[/]",
-                      str(g.n_frames), str(len(g.flagged)),
-                      "" if g.aperture is None else f"{g.aperture:.2f}",
-                      str(len(g.comparisons)), "" if g.rms is None else f"{g.rms:.2e}")
-        console.print(t)
+        rows = [_summary_row(g, several) for g in done]
+        header = (["night"] if several else []) + list(_SUMMARY_COLUMNS)
+        title = f"reduce run: {len(done)} group(s) in {report.seconds:.1f} s"
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+        if sum(widths) + 3 * len(widths) + 1 <= console.width:
+            _summary_table(console, title, header, rows)
+        else:
+            _summary_list(console, title, header, rows)
     for g in done:
         if g.status != "done":
-            console.print(f"[red]{g.plan.group.label}: {g.message}[/]")
+            console.print(Text(f"{g.plan.group.label}: {g.message}", style="red"), soft_wrap=True)
         for path in g.outputs:
-            console.print(f"  wrote {path}")
+            console.print(Text(f"  wrote {path}"), soft_wrap=True)
         reasons = {}
         for _, _, reason in g.flagged:
             reasons[reason] = reasons.get(reason, 0) + 1
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            console.print(f"  [yellow]{n} frame(s) flagged: {reason}[/]")
+            console.print(Text(f"  {n} frame(s) flagged: {reason}", style="yellow"), soft_wrap=True)
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "
-                      "(--force redoes them)")
+                      "(--force redoes them)", soft_wrap=True)
     for n in report.nights:
         if n.status in ("locked", "failed") and n.message:
-            console.print(f"[red]{n.night}: {n.message}[/]")
+            console.print(Text(f"{n.night}: {n.message}", style="red"), soft_wrap=True)
     if report.unreadable:
         console.print(f"[yellow]{len(report.unreadable)} unreadable file(s) ignored (reduce scan --errors)[/]")
+
+
+def _summary_row(g, several: bool) -> list[str]:
+    """One group's summary cells (plain text); scatter = point-to-point scatter in parts per thousand."""
+    return ([Path(str(g.night)).name] if several else []) + [
+        g.plan.group.label, g.status, str(g.n_frames), str(len(g.flagged)),
+        "" if g.aperture is None else f"{g.aperture:.2f}", str(len(g.comparisons)),
+        "" if g.scatter is None else f"{1e3 * g.scatter:.2f}"]
+
+
+def _summary_table(console, title, header, rows) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title)
+    for col in header:
+        t.add_column(col, no_wrap=True)
+    status = header.index("status")
+    for r in rows:
+        t.add_row(*(Text(c, style="red" if i == status and c != "done" else "") for i, c in enumerate(r)))
+    console.print(t)
+
+
+def _summary_list(console, title, header, rows) -> None:
+    """The summary for a narrow console or a log: the label on its own line, then key: value."""
+    from rich.text import Text
+
+    console.print(Text(title, style="bold"))
+    first = header.index("group")
+    for r in rows:
+        console.print(Text(r[first], style="bold"), soft_wrap=True)
+        cells = [f"{h}: {v}" for i, (h, v) in enumerate(zip(header, r)) if i != first and v != ""]
+        console.print(Text("  " + " | ".join(cells)), soft_wrap=True)

@@ -1,7 +1,7 @@
 """Synthetic nights with known truth: raw light, bias, dark and flat frames plus ``truth.json``.
 
 The scene is physical enough to exercise a whole reduction: a target near the centre (the
-brightest unsaturated star), comparison stars of which a few vary, a common transparency and
+brightest star, so star 0 once detected, as prose's simulator does; no star saturates), comparison stars of which a few vary, a common transparency and
 airmass extinction, pointing drift, a Moffat PSF whose seeing changes, a sky gradient, photon,
 dark and read noise, and a camera signature (bias structure, dark current with hot pixels,
 vignetting, a dust donut, pixel response) that the calibration frames let a pipeline remove.

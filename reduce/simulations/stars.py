@@ -1,6 +1,8 @@
 """The stars of a simulated field: positions, fluxes and variable comparison stars.
 
-The target is the brightest unsaturated star near the centre, kept clear of neighbours.
+The target is the brightest star of the field, near the centre and kept clear of neighbours, and
+no star saturates (a prose-style chain that takes the brightest detected star, index 0, measures
+the target); ``n_saturated`` adds stars 4-10x brighter than the target, which do saturate.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ def _default_n_stars(size):
     return max(10, int(round(40 * (size / 600.0) ** 2)))
 
 
-def _stars(rng, s, n_stars) -> dict:
+def _stars(rng, s, n_stars, n_saturated=0) -> dict:
     """Positions (frame 0), fluxes (e-) and variability; sorted by decreasing flux."""
     size, fmax = s["size"], float(s["fwhm"].max())
     margin = math.ceil(3 * fmax) + 3
@@ -25,14 +27,14 @@ def _stars(rng, s, n_stars) -> dict:
                    size - 1 - margin - max(s["dy"].max(), 0.0)])
     centre = (size - 1) / 2.0 - np.array([s["dx"].mean(), s["dy"].mean()])
     target = np.clip(centre + rng.uniform(-size / 40, size / 40, 2), lo, hi)
-    n_sat = 0 if n_stars < 8 else 1 if n_stars < 25 else 2
+    n_sat = min(int(n_saturated), n_stars - 4)
     n_comp = n_stars - 1 - n_sat
     sat = _place(rng, n_sat, lo, hi, [target], 5 * fmax, [(target, 0.3 * size)])
     keep_off = [(target, 8 * fmax)] + [(q, 12 * fmax) for q in sat]  # clean target and wings
     comp = _place(rng, n_comp, lo, hi, [target] + sat, 5 * fmax, keep_off)
     f_t = _target_flux(s)
     n_bright = min(3, n_comp)
-    u = np.concatenate([rng.uniform(0.45, 0.85, n_bright),
+    u = np.concatenate([rng.uniform(0.45, 0.8, n_bright),  # the target stays the brightest
                         np.exp(rng.uniform(np.log(0.03), np.log(0.45), n_comp - n_bright))])
     flux = np.concatenate([[f_t], f_t * u, f_t * rng.uniform(4, 10, n_sat)])
     xy = np.array([target] + comp + sat).reshape(-1, 2)

@@ -151,4 +151,4 @@ def test_stars_shifted_off_the_frame_never_crash_the_chain():
     assert np.hypot(*(im.sources.coords[~out] - pos[~out]).T).max() < 0.1
     assert im.flags == 0
     get.finish()
-    assert get.fluxes.flux.shape[1] == len(sky)
+    assert get.fluxes.fluxes.shape[1] == len(sky)

@@ -481,3 +481,15 @@ def test_read_only_night_keeps_lock_and_state_in_the_user_cache(night_copy, reci
     finally:
         for d in folders:
             d.chmod(0o755)
+
+
+def test_quiet_run_still_writes_info_lines_to_the_log_file(night_copy, recipe, tmp_path, capsys):
+    """The README's crontab line (-q --log-file): the console stays quiet, the log file is full."""
+    log = tmp_path / "reduce.log"
+    assert run_cli("run", recipe, night_copy, "-o", tmp_path / "out", "-q", "--jobs", "1",
+                   "--log-file", log) == 0
+    logged = log.read_text()
+    assert re.search(r"^\S+ INFO .*master bias", logged, flags=re.M), logged
+    assert " INFO " in logged and len(logged.splitlines()) >= 5
+    err = capsys.readouterr().err
+    assert " INFO " not in err  # -q: the console only shows warnings and errors
