@@ -76,15 +76,19 @@ def false_alarm(n_trials: int, n_ref: int, k: int, p: float) -> float:
     return min(1.0, n_trials * tail)
 
 
-def _one_to_one(t, ref_xy, xy, tolerance):
-    """(ref index, frame index, distance) of nearest pairs within ``tolerance`` under ``t``, each
-    frame star used once (closest pair wins)."""
+def _one_to_one(t, ref_xy, xy, tolerance, around=None, slope=0.0):
+    """(ref index, frame index, distance) of nearest pairs under ``t``, each frame star used once
+    (closest pair wins). The radius is ``tolerance``, plus ``slope`` times the distance from the
+    reference point ``around`` when given (room for a rotation not yet fitted)."""
     rok = np.flatnonzero(np.isfinite(ref_xy).all(axis=1))
     fok = np.flatnonzero(np.isfinite(xy).all(axis=1))
     if not len(rok) or not len(fok):
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    d, j = Neighbors(xy[fok]).query(apply_transform(t, ref_xy[rok]), distance_upper_bound=tolerance)
-    ok = np.isfinite(d)
+    radius = np.full(len(rok), float(tolerance))
+    if around is not None and slope > 0:
+        radius += slope * np.hypot(*(ref_xy[rok] - around).T)
+    d, j = Neighbors(xy[fok]).query(apply_transform(t, ref_xy[rok]), distance_upper_bound=radius.max())
+    ok = d <= radius
     r, j, d = rok[ok], fok[j[ok]], d[ok]
     order = np.argsort(d, kind="stable")
     r, j, d = r[order], j[order], d[order]
@@ -103,30 +107,39 @@ def _rigid(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float]:
     return rot, math.degrees(ang)
 
 
+def _fit(lin, src_xy, dst, min_span, max_rotation):
+    """Translation after ``lin``, plus a rigid rotation (at most ``max_rotation`` deg) when the
+    stars span ``min_span`` px: (3x3 transform, whether a rotation was fitted)."""
+    src = src_xy @ lin.T
+    rot, rotated = np.eye(2), False
+    if len(src) >= 2 and np.ptp(src, axis=0).max() >= min_span:
+        rot_fit, ang = _rigid(src, dst)
+        if abs(ang) <= max_rotation:
+            rot, rotated = rot_fit, True
+    return _matrix(rot @ lin, (dst - src @ rot.T).mean(axis=0)), rotated
+
+
 def _refine(lin, offset, ref_xy, xy, tolerance, max_rotation, min_span):
-    """Re-pair every star and fit a translation, plus a small rotation when the matched stars span
-    ``min_span`` px (then stars a rotation had moved out of reach are found in the next round);
-    a few rounds. Returns (transform, pairs, rms)."""
+    """Re-pair every star and fit a translation, plus a rotation of at most ``max_rotation`` deg
+    once the matched stars span ``min_span`` px. Until then, stars farther from the matched ones
+    are sought within a radius grown by what such a rotation could move them, so a rotated sparse
+    field is found; the pairs kept are those within ``tolerance`` of the fit. A few rounds.
+    Returns (transform, pairs, rms)."""
     t = _matrix(lin, offset)
-    pairs, rms = np.zeros((0, 2), int), np.inf
-    for _ in range(4):
-        r, j, _ = _one_to_one(t, ref_xy, xy, tolerance)
+    slope = math.sin(math.radians(max_rotation))
+    pairs, rms, around, rotated = np.zeros((0, 2), int), np.inf, None, False
+    for _ in range(6):
+        r, j, _ = _one_to_one(t, ref_xy, xy, tolerance, around, 0.0 if rotated else slope)
         if not len(r):
             break
-        src, dst = ref_xy[r] @ lin.T, xy[j]
-        rot = np.eye(2)
-        if len(r) >= 2 and np.ptp(src, axis=0).max() >= min_span:
-            rot_fit, ang = _rigid(src, dst)
-            if abs(ang) <= max_rotation:
-                rot = rot_fit
-        moved = src @ rot.T
-        shift = (dst - moved).mean(axis=0)
-        t_new = _matrix(rot @ lin, shift)
-        res = np.hypot(*(apply_transform(t_new, ref_xy[r]) - dst).T)
+        t_new, rotated = _fit(lin, ref_xy[r], xy[j], min_span, max_rotation)
+        r, j, d = _one_to_one(t_new, ref_xy, xy, tolerance)
+        if not len(r):
+            break
         new_pairs = np.column_stack([r, j])
-        rms = float(np.sqrt(np.mean(res ** 2)))
         done = np.array_equal(new_pairs, pairs)
-        t, pairs = t_new, new_pairs
+        t, pairs, rms = t_new, new_pairs, float(np.sqrt(np.mean(d ** 2)))
+        around = ref_xy[r].mean(axis=0)
         if done:
             break
     return t, pairs, rms
@@ -181,10 +194,10 @@ def vote_translation(ref_xy, xy, *, tolerance: float, shape=None, n: int = 20, t
         i = int(np.lexsort((cost, -support))[0])
         k = int(support[i])
         rival = (support == k) & (np.hypot(*(offsets - offsets[i]).T) > 2 * tolerance)
-        cand = (k, -li, offsets[i], lin, bool(rival.any()), dist[i])
+        cand = (k, offsets[i], lin, bool(rival.any()))
         if best is None or k > best[0]:
             best = cand
-    k, _, offset, lin, ambiguous, dist = best
+    k, offset, lin, ambiguous = best
     if k < 2:
         raise MatchError("no offset is shared by two stars")
     if ambiguous:
@@ -195,31 +208,43 @@ def vote_translation(ref_xy, xy, *, tolerance: float, shape=None, n: int = 20, t
     ok = np.isfinite(d)
     off = F[j[ok]] - lr[ok]
     spread = float(np.hypot(*(off - off.mean(axis=0)).T).max()) if ok.sum() > 1 else tolerance
-    radius = max(2.0 * spread, 0.05)
-    p = len(F) / _area(shape, xy) * math.pi * radius ** 2
-    fa = false_alarm(len(R) * len(F) * len(lins), len(R), k, p)
+    density = len(F) / _area(shape, xy)
+    n_trials = len(R) * len(F) * len(lins)
+    fa = false_alarm(n_trials, len(R), k, density * math.pi * max(2.0 * spread, 0.05) ** 2)
+    t, pairs, rms = _refine(lin, off.mean(axis=0), ref_xy, xy, tolerance, max_rotation,
+                            min_span=10 * tolerance)
+    if fa > alpha and len(pairs) > k:
+        # a rotation brought more stars in: as unlikely by chance? (one trial per rotation step
+        # of a tolerance at the far end of the field)
+        n_ref = int(np.isfinite(ref_xy).all(axis=1).sum())
+        span = float(np.ptp(ref_xy[pairs[:, 0]], axis=0).max())
+        steps = max(1, math.ceil(2 * math.radians(max_rotation) * span / tolerance))
+        res = np.hypot(*(apply_transform(t, ref_xy[pairs[:, 0]]) - xy[pairs[:, 1]]).T)
+        fa = min(fa, false_alarm(n_trials * steps, n_ref, len(pairs),
+                                 density * math.pi * max(2.0 * float(res.max()), 0.05) ** 2))
     if fa > alpha:
         raise MatchError(f"an offset shared by {k} stars could be chance (false-alarm probability "
                          f"{fa:.2g} > {alpha:g})")
-    t, pairs, rms = _refine(lin, off.mean(axis=0), ref_xy, xy, tolerance, max_rotation,
-                            min_span=10 * tolerance)
     if len(pairs) < 2:
         raise MatchError("the voted offset did not survive the refinement")
     return Placement(t, pairs, rms, fa, "translation")
 
 
-def single_star(ref_xy, ref_flux, xy, flux, *, tolerance: float, shape=None, dominance: float = 2.0,
-                flux_range: float = 4.0) -> Placement:
+def single_star(ref_xy, ref_flux, xy, flux, *, tolerance: float, shape=None, ref_size=None, size=None,
+                dominance: float = 2.0, flux_range: float = 4.0, reach: float | None = None) -> Placement:
     """Translation from one star when it is unambiguous.
 
     The frame's brightest source must outshine the next by ``dominance`` times; the reference stars
-    whose flux is within ``flux_range`` times of it are its candidates; the candidate nearest the
-    predicted place (no shift) is taken when unique or at most a quarter as far as the next, and
-    when no other reference star at least half as bright lands on the frame without a detection
-    there. Raises MatchError otherwise (and when fluxes are unknown).
+    whose flux is within ``flux_range`` times of it (and, when ``ref_size``/``size`` give the
+    sources' sizes, whose size is within 2 times) are its candidates; the candidate nearest the
+    predicted place (no shift) is taken when it lies within ``reach`` px (default 10 tolerances)
+    and the next is at least 4 times farther, and when no other reference star at least half as
+    bright lands on the frame without a detection there. Raises MatchError otherwise (and when
+    fluxes are unknown).
     """
     ref_xy = np.asarray(ref_xy, float).reshape(-1, 2)
     xy = np.asarray(xy, float).reshape(-1, 2)
+    reach = 10.0 * tolerance if reach is None else reach
     if ref_flux is None or flux is None:
         raise MatchError("fluxes are unknown: one star cannot be identified")
     ref_flux, flux = np.asarray(ref_flux, float), np.asarray(flux, float)
@@ -232,12 +257,19 @@ def single_star(ref_xy, ref_flux, xy, flux, *, tolerance: float, shape=None, dom
     if len(fok) > 1 and flux[fok[1]] * dominance > f0:
         raise MatchError(f"no dominant star on the frame (the two brightest are within {dominance:g}x)")
     ratio = f0 / ref_flux[rok]
-    cand = rok[(ratio <= flux_range) & (ratio >= 1 / flux_range)]
+    like = (ratio <= flux_range) & (ratio >= 1 / flux_range)
+    if ref_size is not None and size is not None and np.isfinite(size[j0]) and size[j0] > 0:
+        sr = size[j0] / np.asarray(ref_size, float)[rok]
+        like &= ~(sr > 2) & ~(sr < 0.5)  # a cosmic ray or a blend is not the star
+    cand = rok[like]
     if not len(cand):
-        raise MatchError("the frame's brightest star matches no reference star's flux")
+        raise MatchError("the frame's brightest source matches no reference star's flux and size")
     shifts = xy[j0] - ref_xy[cand]
     dist = np.hypot(*shifts.T)
     order = np.argsort(dist, kind="stable")
+    if dist[order[0]] > reach:
+        raise MatchError(f"the frame's brightest source is {dist[order[0]]:.0f} px from any like "
+                         f"reference star (more than {reach:.0f} px)")
     if len(order) > 1 and dist[order[0]] > 0.25 * dist[order[1]]:
         raise MatchError(f"the frame's brightest star could be any of {len(cand)} reference stars")
     i0, shift = cand[order[0]], shifts[order[0]]

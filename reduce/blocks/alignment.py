@@ -46,6 +46,13 @@ def _reference_sources(reference) -> Sources:
     return Sources(coords)
 
 
+def _size(sources):
+    """sqrt(a b) of each source (its second-moment size, px), or None when unknown."""
+    if sources is None or sources.a is None or sources.b is None:
+        return None
+    return np.sqrt(np.abs(sources.a * sources.b))
+
+
 def _positive(v) -> float | None:
     """``v`` as a float when it is a finite positive number, else None."""
     try:
@@ -180,7 +187,8 @@ class AlignReferenceSources(Block):
         return p.transform, {"matched": p.n_matched, "rms": p.rms, "false_alarm": p.score}
 
     def _by_single_star(self, image, xy, flux, tol):
-        p = single_star(self._ref.coords, self._ref.flux, xy, flux, tolerance=tol, shape=image.shape or None)
+        p = single_star(self._ref.coords, self._ref.flux, xy, flux, tolerance=tol, shape=image.shape or None,
+                        ref_size=_size(self._ref), size=_size(image.sources))
         return p.transform, {"matched": 1, "rms": 0.0}
 
     def _by_cross_correlation(self, image, xy, flux, tol):
