@@ -355,8 +355,8 @@ def _subpixel(c: np.ndarray, iy: int, ix: int) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def correlate(ref_xy, data, *, fwhm: float, ref_shape=None, bkg=None, rms=None, n: int = 100,
-              turn: bool = True, min_snr: float = 7.0, rival: float = 0.6, min_overlap: float = 0.25) -> Placement:
+def correlate(ref_xy, data, *, fwhm: float, ref_shape=None, bkg=None, rms=None, n: int = 100, turn: bool = True,
+              min_snr: float = 7.0, rival: float = 0.75, min_overlap: float = 0.25) -> Placement:
     """Translation (or 180-degree turn) of the frame's pixels against the rendered reference stars.
 
     The ``n`` brightest reference stars are drawn as zero-sum stamps of the ``fwhm`` on a canvas of
