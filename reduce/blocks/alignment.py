@@ -194,11 +194,12 @@ class AlignReferenceSources(Block):
     def _by_cross_correlation(self, image, xy, flux, tol):
         if image.data is None:
             raise MatchError("no pixels to correlate")
-        fwhm = _positive(image.fwhm) or self._ref_fwhm or 3.0
+        fwhm = _positive(image.fwhm) or self._ref_fwhm or 3.0  # a typical seeing when nothing says
         p = correlate(self._ref.coords, image.data, fwhm=fwhm, ref_shape=self._ref_shape,
                       bkg=image.bkg, rms=image.bkg_rms)
-        t, pairs, rms = refine(p.transform, self._ref.coords, xy, tolerance=tol) if len(xy) else (p.transform, (), 0)
-        if len(pairs) < 2:  # too few detections to improve on the correlation peak
+        # detections near the peak's placement sharpen it (and fit a small rotation)
+        t, pairs, rms = refine(p.transform, self._ref.coords, xy, tolerance=tol)
+        if len(pairs) < 2:
             t, pairs, rms = p.transform, (), float("nan")
         return t, {"matched": len(pairs), "rms": rms, "snr": p.score}
 
