@@ -217,9 +217,11 @@ class AlignReferenceSources(Block):
 class AlignmentMethods(Block):
     """Count which method placed each frame (``image.computed['alignment']['method']``) and log
     it once at the end: ``counts`` maps each of :data:`METHODS` (and ``failed``, ``not reached``
-    for frames rejected before the alignment) to a number of frames."""
+    for frames rejected before the alignment) to a number of frames. ``reduce run`` adds it to
+    every chain holding AlignReferenceSources (so it is not a recipe block)."""
 
     collector = True
+    register = False
 
     def __init__(self, *, label: str = "alignment"):
         self.label = str(label)
