@@ -152,10 +152,12 @@ class AlignReferenceSources(Block):
         xy = np.zeros((0, 2)) if detected is None else detected.coords
         flux = None if detected is None else detected.flux
         tol = self._tolerance(_positive(image.fwhm) or self._ref_fwhm)
+        chain = {"asterism": self._by_asterism, "translation": self._by_translation,
+                 "single star": self._by_single_star, "cross-correlation": self._by_cross_correlation}
         reasons = []
         for name in METHODS if self.fallbacks else METHODS[:1]:
             try:
-                t, info = getattr(self, "_by_" + name.replace(" ", "_").replace("-", "_"))(image, xy, flux, tol)
+                t, info = chain[name](image, xy, flux, tol)
                 break
             except MatchError as e:
                 reasons.append(f"{name}: {e}")
