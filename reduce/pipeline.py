@@ -46,6 +46,7 @@ def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_f
 def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, executor, loader,
                    plotter) -> None:
     """reduce_frames' body: masters, reference, target, every frame, light curve, outputs."""
+    from .blocks.alignment import AlignmentMethods, AlignReferenceSources
     from .blocks.photometry import GetFluxes
     from .core.sequence import Sequence
     from .recipe import REFERENCE_SECTIONS, build_blocks
@@ -67,7 +68,8 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
         if undetected and hasattr(block, "fixed"):
             block.fixed = frozenset({target})
     collector = GetFluxes(target=target)
-    seq = Sequence([*pre, *phot, collector], name=plan.name)
+    methods = [AlignmentMethods(label=plan.name)] if any(isinstance(b, AlignReferenceSources) for b in phot) else []
+    seq = Sequence([*pre, *phot, collector, *methods], name=plan.name)
     seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     raw = collector.fluxes
     raw.target = target
@@ -544,11 +546,19 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
             flagged=result.flagged, root=plan.night, warnings=result.warnings,
             extra={"target_index": int(target), "group": plan.group.label,
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
-                   "timing": seq.timing()})
+                   "timing": seq.timing(), **_alignment_methods(seq)})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
         written[plot_at:plot_at] = draw_all(figures, plotter)
     return written
+
+
+def _alignment_methods(seq) -> dict:
+    """{'alignment_methods': frames placed by each method} when the chain counted them."""
+    from .blocks.alignment import AlignmentMethods
+
+    counts = [b.counts for b in seq if isinstance(b, AlignmentMethods)]
+    return {"alignment_methods": dict(counts[0])} if counts else {}
 
 
 def _table_fluxes(diff, table):

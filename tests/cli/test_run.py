@@ -52,6 +52,7 @@ def test_run_writes_every_product(night_copy, tmp_path, capsys):
     assert len(prov["inputs"]) == 12 and all(len(i["sha256"]) == 64 for i in prov["inputs"])
     assert prov["comparisons"] and prov["aperture"]["radius_px"] > 0
     assert len(prov["calibration"]["bias"]) == 5
+    assert sum(prov["extra"]["alignment_methods"].values()) == 12  # which method placed each frame
 
 
 def test_light_curve_tracks_the_injected_signal(night_copy, tmp_path):
