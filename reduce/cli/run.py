@@ -202,8 +202,16 @@ def _print_plan(console, plans, spec, fm):
     for p in plans:
         for reason in p.describe()["reasons"]:
             console.print(f"  {p.group.label}: {reason}")
-    if fm.unreadable:
-        console.print(f"[yellow]{len(fm.unreadable)} unreadable file(s) would be ignored[/]")
+    for p in plans:
+        for path, reason, *_ in p.unmeasured:
+            console.print(f"  {p.group.label}: {Path(str(path)).name} cannot be measured ({reason}): "
+                          "a row flagged UNREADABLE")
+    from ..planning import _products_of, unaccounted
+
+    stray = unaccounted(fm, plans, _products_of(Path(fm.folder), plans[0].outdir))
+    if stray:
+        console.print(f"[yellow]{len(stray)} unreadable or image-less file(s) outside any light group "
+                      "would be ignored[/]")
 
 
 def _print_report(console, report):
@@ -232,11 +240,16 @@ def _print_report(console, report):
             console.print(f"[red]{g.plan.group.label}: {g.message}[/]")
         for path in g.outputs:
             console.print(f"  wrote {path}")
+        unmeasured = getattr(g.plan, "unmeasured", [])
+        names = {Path(str(u[0])).name for u in unmeasured}
         reasons = {}
-        for _, _, reason in g.flagged:
-            reasons[reason] = reasons.get(reason, 0) + 1
+        for file, _, reason in g.flagged:
+            if Path(str(file)).name not in names:
+                reasons[reason] = reasons.get(reason, 0) + 1
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             console.print(f"  [yellow]{n} frame(s) flagged: {reason}[/]")
+        for path, reason, *_ in unmeasured:
+            console.print(f"  [yellow]not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}[/]")
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "
@@ -245,4 +258,7 @@ def _print_report(console, report):
         if n.status in ("locked", "failed") and n.message:
             console.print(f"[red]{n.night}: {n.message}[/]")
     if report.unreadable:
-        console.print(f"[yellow]{len(report.unreadable)} unreadable file(s) ignored (reduce scan --errors)[/]")
+        console.print(f"[yellow]{len(report.unreadable)} unreadable or image-less file(s) outside any light "
+                      "group, ignored:[/]")
+        for path, reason in report.unreadable:
+            console.print(f"  [yellow]{path}: {reason}[/]")
