@@ -66,7 +66,7 @@ def test_unreadable_exit_status_and_errors(night, tmp_path):
     (night / "sub" / "fake.fit").write_text("SIMPLE? no\n" * 300)
     idx = tmp_path / "i.sqlite"
     r = scan(night, "--index", idx)
-    assert r.exit_code == 1 and "2 unreadable file(s)" in r.stderr and "light" in r.stdout
+    assert r.exit_code == 1 and "(2 unreadable" in r.stderr and "light" in r.stdout
     r = scan(night, "--errors", "--format", "json", "--index", idx)
     assert r.exit_code == 1
     errors = {e["path"].rsplit("/", 1)[1]: e["reason"] for e in json.loads(r.stdout)}
@@ -76,12 +76,22 @@ def test_unreadable_exit_status_and_errors(night, tmp_path):
     assert "broken.fits" in r.stdout and "empty file" in r.stdout
 
 
-def test_table_files_do_not_fail_the_scan(night, tmp_path):
+def test_own_products_do_not_fail_the_scan_but_other_tables_do(night, tmp_path):
+    """reduce's light-curve products are ignored; any other image-less FITS is a skipped file."""
+    import numpy as np
     from astropy.table import Table
+
+    from reduce.io.tables import lightcurve_table, write_lightcurve
     (night / "reduced").mkdir()
-    Table({"time": [1.0], "flux": [1.0]}).write(night / "reduced" / "lc.fits")
+    table = lightcurve_table({"time": [2460000.5, 2460000.6], "flux": [1.0, 0.99]})
+    write_lightcurve(table, night / "reduced" / "lc", extra_hdus={"FLUXES": np.ones((3, 2, 2))})
     r = scan(night, "--format", "json", "--index", tmp_path / "i.sqlite")
     assert r.exit_code == 0 and sum(g["files"] for g in json.loads(r.stdout)) == 5
+    Table({"time": [1.0], "flux": [1.0]}).write(night / "catalogue.fits")
+    r = scan(night, "--errors", "--format", "json", "--index", tmp_path / "i.sqlite")
+    assert r.exit_code == 1
+    assert [(e["path"].rsplit("/", 1)[1], e["reason"]) for e in json.loads(r.stdout)] == [
+        ("catalogue.fits", "no 2-D image: 1 FITS table(s) only")]
 
 
 def test_missing_folder_is_usage_error(tmp_path):
