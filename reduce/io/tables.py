@@ -18,8 +18,6 @@ import unicodedata
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-import numpy as np
-
 from .atomic import OutputError, atomic_write_bytes, atomic_write_text
 
 __all__ = ["write_lightcurve", "write_product", "lightcurve_table", "stars_table", "product_extras",
@@ -102,6 +100,7 @@ def lightcurve_table(columns: dict, meta: dict | None = None):
     is NaN (``flag``: 0, ``file``: empty), so every product has the same columns. Extra columns
     follow. ``meta`` (target, aperture, ...) is kept with ``schema`` set.
     """
+    import numpy as np
     from astropy.table import Table
 
     n = len(next(iter(columns.values()))) if columns else 0
@@ -135,6 +134,7 @@ def lightcurve_table(columns: dict, meta: dict | None = None):
 def stars_table(x, y, *, ra=None, dec=None, median_flux=None, comparisons=(), weights=None):
     """The STARS table: index, reference x/y, RA/Dec (NaN without WCS), median flux, comparison
     flag and weight of every measured star (row = the star axis of FLUXES)."""
+    import numpy as np
     from astropy.table import Table
 
     x = np.asarray(x, float)
@@ -163,6 +163,7 @@ def stars_table(x, y, *, ra=None, dec=None, median_flux=None, comparisons=(), we
 
 def _cube(fluxes, name: str):
     """A Fluxes' (apertures x stars x frames) array, whatever the attribute is called."""
+    import numpy as np
     for attr in {"flux": ("fluxes", "flux"), "error": ("errors", "error")}[name]:
         value = getattr(fluxes, attr, None)
         if isinstance(value, np.ndarray) and value.ndim == 3:
@@ -173,6 +174,7 @@ def _cube(fluxes, name: str):
 def product_extras(raw, diff=None, *, stars_xy=None, stars_radec=None) -> dict:
     """The product's extra HDUs from raw (and differential) Fluxes: STARS, FLUXES, ERRORS,
     APERTURES and WEIGHTS. The frame axis of the cubes is the LIGHTCURVE's rows."""
+    import numpy as np
     flux, error = _cube(raw, "flux"), _cube(raw, "error")
     n_ap, n_stars, _ = flux.shape
     diff = diff if diff is not None else raw
@@ -195,6 +197,7 @@ def product_extras(raw, diff=None, *, stars_xy=None, stars_radec=None) -> dict:
 
 
 def _row_median(a) -> np.ndarray:
+    import numpy as np
     import warnings
 
     a = np.asarray(a, float)
@@ -224,6 +227,7 @@ def _prepared(table):
 
 def _plain_meta(value):
     """Meta values as YAML-safe Python scalars and lists (numpy values converted)."""
+    import numpy as np
     if isinstance(value, dict):
         return {str(k): _plain_meta(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -254,6 +258,7 @@ def _ecsv_text(t) -> str:
 
 
 def _header_value(value):
+    import numpy as np
     if isinstance(value, str):
         return _ascii(value)
     if isinstance(value, np.generic):
@@ -264,6 +269,7 @@ def _header_value(value):
 def _table_hdu(t, name: str):
     """A BinTableHDU named ``name`` with units, ``TCOMMn`` descriptions and scalar meta; text
     columns percent-encoded (FITS strings are ASCII)."""
+    import numpy as np
     from astropy.io import fits
 
     meta = dict(t.meta)
@@ -310,6 +316,7 @@ def _time_keywords(hdu, site=None) -> None:
 
 
 def _image_hdu(name: str, value):
+    import numpy as np
     from astropy.io import fits
 
     hdu = fits.ImageHDU(np.ascontiguousarray(value), name=name)
@@ -323,6 +330,7 @@ def _image_hdu(name: str, value):
 
 def _extra_hdus(extra) -> list:
     """HDUs from ``{name: ndarray | Table | HDU}`` or an iterable of HDUs."""
+    import numpy as np
     from astropy.io import fits
     from astropy.table import Table
 
@@ -346,6 +354,7 @@ def _extra_hdus(extra) -> list:
 
 
 def _primary(header: dict | None):
+    import numpy as np
     from astropy.io import fits
 
     from .. import __version__
@@ -466,6 +475,7 @@ def product_header(fluxes, **known) -> dict:
     """Primary-header values derivable from (differential) Fluxes — target index, aperture,
     frames, median exposure, DATE-OBS of the first frame, target RA/Dec from ``meta`` — updated
     with ``known`` (OBJECT, TELESCOP, FILTER, site, recipe, ...: see :data:`PRIMARY_KEYWORDS`)."""
+    import numpy as np
     out = {"TARGET": int(fluxes.target), "APINDEX": int(fluxes.aperture), "NFRAMES": len(fluxes)}
     radius = fluxes.aperture_radius
     if np.isfinite(radius):
@@ -489,6 +499,7 @@ def product_header(fluxes, **known) -> dict:
 
 
 def _finite_median(values) -> float | None:
+    import numpy as np
     if values is None:
         return None
     v = np.asarray(values, float)
