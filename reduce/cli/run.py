@@ -11,9 +11,13 @@ from ..core.errors import ReduceError, UsageError
 
 EPILOG = """\b
 Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<target>_<filter>:
-  .csv / .fits   light-curve table (time JD UTC mid-exposure, bjd_tdb, flux, flux_err, airmass,
-                 fwhm, sky, dx, dy, x, y, flag, file); the FITS file also holds every star's raw
-                 fluxes at every aperture and the comparison weights
+  .csv / .ecsv   light-curve table, one row per file of the group (time JD UTC mid-exposure,
+                 bjd_tdb, flux, flux_err, airmass, fwhm, sky, dx, dy, x, y, flag, file); the
+                 .ecsv adds a commented block with units and schema
+  .fits          the same table with FITS time keywords, observation metadata, the stars
+                 (positions, comparison weights) and every star's raw fluxes at every aperture
+  _aavso.txt     AAVSO extended format (recipe outputs: aavso: {obscode: ...})
+  _exotic.csv    EXOTIC pre-reduced input, BJD_TDB (recipe outputs: exotic: true)
   .png           differential light curve (raw and binned) with per-frame diagnostics
   _reference.png reference frame with the target and comparison stars marked
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags
