@@ -423,7 +423,9 @@ class Fluxes:
     def load(cls, path) -> "Fluxes":
         """The raw Fluxes of a FITS light-curve product (``save`` or ``reduce run``): every star
         at every aperture, per-frame columns as ``data``; ``meta`` keeps the comparison stars,
-        weights (``weights_all``), the chosen aperture and the LIGHTCURVE table (``table``)."""
+        weights (``weights``, and ``stored_weights``: apertures x stars), the chosen aperture and
+        the LIGHTCURVE table (``table``): ``diff(f.comparisons, f.weights, aperture=f.aperture)``
+        redoes the light curve."""
         from astropy.io import fits
         from astropy.table import Table
 
@@ -444,7 +446,7 @@ class Fluxes:
                 if c in table.colnames}
         meta = {"table": table, "aperture": int(head.get("APINDEX", flux.shape[0] // 2))}
         if weights is not None:
-            meta["weights_all"] = weights
+            meta["stored_weights"] = weights
         if stars is not None:
             comps = [int(s) for s in stars["star"][stars["comparison"]]]
             order = sorted(comps, key=lambda s: -float(stars["weight"][s]))

@@ -34,8 +34,6 @@ log = logging.getLogger("reduce.runner")
 # the report is filled by each night's pass, from several threads when groups run at once
 _REPORT_LOCK = threading.Lock()
 
-SCHEMA_VERSION = 1
-
 
 def run_night(night, spec, *, config, outdir=None, index=None, depth=None, show_progress=True,
               fail_fast=False, executor=None, force=False) -> RunReport:
