@@ -415,7 +415,8 @@ class Fluxes:
             raise ValueError(f"cannot save {path.name!r}: use a .csv, .ecsv or .fits extension")
         table = self.to_table()
         fits_file = path.suffix.lower() in (".fits", ".fit")
-        extras = product_extras(self.raw, self) if fits_file else None
+        raw = self.raw if len(self.raw) == len(self) else self  # binned: the cubes follow the rows
+        extras = product_extras(raw, self) if fits_file else None
         return write_product(path, table, extra_hdus=extras,
                              header=product_header(self, **(header or {})) if fits_file else None)
 
