@@ -304,10 +304,12 @@ def _time_keywords(hdu, site=None) -> None:
     h["TIMESYS"] = ("UTC", "time scale of the time column")
     h["JDREF"] = (0.0, "[d] time columns are Julian dates")
     h["TIMEUNIT"] = ("d", "unit of the time columns")
-    h["TREFPOS"] = ("TOPOCENTER", "time column: observatory position")
     if site is not None and all(v is not None for v in site):
         lat, lon, elev = site
+        h["TREFPOS"] = ("TOPOCENTER", "time column: observatory position")
         h["OBSGEO-B"], h["OBSGEO-L"], h["OBSGEO-H"] = float(lat), float(lon), float(elev)
+    else:  # site unknown: the geocentre, within 21 ms of any observatory (as bjd_tdb assumes)
+        h["TREFPOS"] = ("GEOCENTER", "observatory position unknown (<= 21 ms)")
     if "bjd_tdb" in names:
         i = names.index("bjd_tdb") + 1
         h[f"TCTYP{i}"] = ("TDB", "bjd_tdb time scale")
