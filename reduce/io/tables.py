@@ -197,8 +197,10 @@ def product_extras(raw, diff=None, *, stars_xy=None, stars_radec=None) -> dict:
 
 
 def _row_median(a) -> np.ndarray:
-    import numpy as np
+    """Median over the last axis, NaN where nothing was measured."""
     import warnings
+
+    import numpy as np
 
     a = np.asarray(a, float)
     with warnings.catch_warnings():
@@ -228,6 +230,7 @@ def _prepared(table):
 def _plain_meta(value):
     """Meta values as YAML-safe Python scalars and lists (numpy values converted)."""
     import numpy as np
+
     if isinstance(value, dict):
         return {str(k): _plain_meta(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
