@@ -70,9 +70,14 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     collector = GetFluxes(target=target)
     methods = [AlignmentMethods(label=plan.name)] if any(isinstance(b, AlignReferenceSources) for b in phot) else []
     seq = Sequence([*pre, *phot, collector, *methods], name=plan.name)
-    seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
+    items = _frame_items(plan)
+    if plan.unmeasured:
+        _log_unmeasured(plan)
+        loader = _Unmeasured(loader, {str(u[0]): u[1] for u in plan.unmeasured})
+    seq.run(items, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     raw = collector.fluxes
     raw.target = target
+    _known_times(raw, items, plan)
     # the frames flagged so far, so that a group failing below still reports them
     result.flagged = [(Path(str(f)).name, int(v), _reason(seq, str(f), int(v)))
                       for f, v in zip(raw.files, raw.flags) if v]
@@ -91,6 +96,7 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
 def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter) -> None:
     """Group summary in ``result``, then every output file."""
     rejected = _rejection_reasons(diff)
+    result.n_frames = len(table)  # every file of the group, measured or not
     result.flagged = [(str(f), int(v), _reason(seq, str(f), int(v), rejected)) for f, v in
                       zip(table["file"], table["flag"]) if v]
     result.aperture = float(diff.aperture_radius)
@@ -118,6 +124,47 @@ def _fill_pointing(ref, group) -> None:
         ref.ra, ref.dec = float(group.ra), float(group.dec)
         log.info("reference %s has no usable RA/DEC: using the group's pointing (%.5f, %+.5f)",
                  Path(str(ref.path)).name, ref.ra, ref.dec)
+
+
+class _Unmeasured:
+    """Loader for a group's frames that refuses its unmeasurable files with their reason (an
+    ``UNREADABLE`` row, no traceback) and loads the others with ``loader``; picklable."""
+
+    def __init__(self, loader, reasons: dict):
+        self.loader, self.reasons = loader, reasons
+
+    def __call__(self, path, *args, **kwargs):
+        from .core.errors import Unreadable
+
+        reason = self.reasons.get(str(path))
+        if reason is not None:
+            raise Unreadable(reason)
+        return self.loader(path, *args, **kwargs)
+
+
+def _frame_items(plan) -> list:
+    """Every file of the group in time order (the measurable frames and the unmeasured files
+    whose time is known); unmeasured files of unknown time last, by name."""
+    timed = [(plan.times.get(f), i, str(f)) for i, f in enumerate(plan.frames)]
+    timed += [(u[2], len(timed) + i, str(u[0])) for i, u in enumerate(plan.unmeasured) if u[2] is not None]
+    timed.sort(key=lambda t: (t[0] if t[0] is not None else float("inf"), t[1]))
+    untimed = sorted(str(u[0]) for u in plan.unmeasured if u[2] is None)
+    return [t[2] for t in timed] + untimed
+
+
+def _log_unmeasured(plan) -> None:
+    """One warning naming every file of the group that cannot be measured, with its reason."""
+    names = "; ".join(f"{Path(str(u[0])).name} ({u[1]})" for u in plan.unmeasured)
+    log.warning("%s: %d file(s) of this group cannot be measured, each flagged UNREADABLE in the "
+                "light curve: %s", plan.name, len(plan.unmeasured), names)
+
+
+def _known_times(raw, items, plan) -> None:
+    """Unmeasured files whose time the index knows (e.g. wrong size) keep it in their row."""
+    known = {str(u[0]): u[2] for u in plan.unmeasured if u[2] is not None}
+    for i, path in enumerate(items):
+        if path in known and not np.isfinite(raw.time[i]):
+            raw.time[i] = known[path]
 
 
 def _check_calibration(plan, spec) -> None:
@@ -298,7 +345,7 @@ def _full_table(raw, diff, ref, group=None, warnings=None):
 
     ``group`` (the index's) gives the site and pointing when the reference frame lacks them;
     what had to be computed is appended to ``warnings``."""
-    from astropy.table import Table
+    from .io.tables import lightcurve_table
 
     n = len(raw)
     idx = np.asarray(diff.data["frame_index"], int)
@@ -324,15 +371,14 @@ def _full_table(raw, diff, ref, group=None, warnings=None):
         v = raw.get(name)
         cols[name] = np.full(n, np.nan) if v is None else np.asarray(v, float)
     cols["flag"] = flags
-    cols["file"] = np.array([Path(str(f)).name for f in raw.files], dtype=str)
-    table = Table(cols)
-    table.meta.update({"schema": 1, "target": int(raw.target), "aperture": int(diff.aperture),
-                       "aperture_radius": float(diff.aperture_radius),
-                       "comparisons": [int(c) for c in diff.comparisons],
-                       "weights": [float(w) for w in diff.weights]})
+    cols["file"] = [Path(str(f)).name for f in raw.files]
+    meta = {"target": int(raw.target), "aperture": int(diff.aperture),
+            "aperture_radius": float(diff.aperture_radius),
+            "comparisons": [int(c) for c in diff.comparisons],
+            "weights": [float(w) for w in diff.weights]}
     if ra is not None:
-        table.meta.update({"target_ra": float(ra), "target_dec": float(dec)})
-    return table
+        meta.update({"target_ra": float(ra), "target_dec": float(dec)})
+    return lightcurve_table(cols, meta)
 
 
 def _missing_geometry(ra, site, warnings) -> None:
@@ -408,11 +454,16 @@ def _bjd(time, ra, dec, site):
         return np.full(len(time), np.nan)
     from .ephemeris import bjd_tdb
 
+    time = np.asarray(time, float)
+    out = np.full(len(time), np.nan)
+    ok = np.isfinite(time)  # files that could not be read have no time
+    if not ok.any():
+        return out
     try:
-        return bjd_tdb(time, ra, dec, site[0], site[1], site[2])
+        out[ok] = bjd_tdb(time[ok], ra, dec, site[0], site[1], site[2])
     except Exception as e:
         log.warning("BJD_TDB not computed: %s", e)
-        return np.full(len(time), np.nan)
+    return out
 
 
 def _p2p_scatter(table) -> float | None:
@@ -514,12 +565,10 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     ``figures`` (jobs from :func:`_figure_jobs`) may already be drawing in ``plotter``; they are
     collected after the tables and provenance are written (drawn here when the helper failed).
     """
-    from astropy.table import Table
-
-    from .plotter import draw_all
-
+    from .io.atomic import atomic_write_text
     from .io.provenance import provenance_record, write_provenance
-    from .io.tables import write_lightcurve
+    from .io.tables import product_extras, write_lightcurve
+    from .plotter import draw_all
 
     out = plan.outdir
     out.mkdir(parents=True, exist_ok=True)
@@ -527,11 +576,15 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     outs = spec.outputs
     written = []
     a = diff.aperture
-    weights = Table({"star": np.arange(raw.shape[1]), "weight": diff.meta["weights_all"][a]})
-    extra = {"FLUXES": raw.fluxes.astype(np.float32), "ERRORS": raw.errors.astype(np.float32),
-             "APERTURES": np.atleast_1d(raw.apertures).astype(np.float32), "WEIGHTS": weights}
-    if outs.csv or outs.fits:
-        written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, fits=outs.fits)
+    exports = _exports(plan, spec, table, diff)  # built first: a bad export setting writes nothing
+    if outs.csv or outs.ecsv or outs.fits:
+        extra = product_extras(raw, diff, stars_xy=ref.sources.coords[:raw.shape[1]],
+                               stars_radec=_stars_radec(ref, raw.shape[1]))
+        written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, ecsv=outs.ecsv,
+                                    fits=outs.fits,
+                                    header=_product_header(plan, spec, ref, raw, diff, table))
+    for suffix, text in exports:
+        written.append(atomic_write_text(Path(f"{stem}{suffix}"), text))
     if outs.plot and figures is None:
         figures = _figure_jobs(plan, spec, diff, ref, target)
     plot_at = len(written)
@@ -545,6 +598,8 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
             comparisons=[int(c) for c in diff.comparisons], weights=[float(w) for w in diff.weights],
             flagged=result.flagged, root=plan.night, warnings=result.warnings,
             extra={"target_index": int(target), "group": plan.group.label,
+                   "unmeasured": [{"file": _relative_to(u[0], plan.night), "reason": u[1]}
+                                  for u in plan.unmeasured],
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
                    "timing": seq.timing(), **_alignment_methods(seq)})
         written += write_provenance(record, Path(f"{stem}.json"))
@@ -559,6 +614,75 @@ def _alignment_methods(seq) -> dict:
 
     counts = [b.counts for b in seq if isinstance(b, AlignmentMethods)]
     return {"alignment_methods": dict(counts[0])} if counts else {}
+
+
+def _exports(plan, spec, table, diff) -> list:
+    """(suffix, text) of the AAVSO and EXOTIC exports the recipe asks for (``outputs:``)."""
+    from . import __version__
+    from .io.exports import aavso_filter, aavso_text, exotic_text
+
+    outs, group, out = spec.outputs, plan.group, []
+    if outs.aavso is not None:
+        a = outs.aavso
+        code = a.filter or aavso_filter(group.filter)
+        if code is None:
+            raise ReduceError(f"AAVSO export: the filter {group.filter!r} has no AAVSO code; name it "
+                              "in the recipe, e.g. outputs: {aavso: {obscode: ..., filter: CV}}")
+        notes = (f"reduce ensemble differential photometry; {len(diff.comparisons)} comparison stars; "
+                 f"aperture {diff.aperture_radius:.2f} px")
+        out.append(("_aavso.txt", aavso_text(table, obscode=a.obscode, starid=a.starid or group.target,
+                                             filter=code, chart=a.chart, notes=notes,
+                                             software=f"reduce {__version__}")))
+    if outs.exotic:
+        if not np.isfinite(np.asarray(table["bjd_tdb"], float)).any():
+            raise ReduceError("EXOTIC export: no BJD_TDB (the target's RA/Dec is unknown: no WCS, recipe "
+                              "target or header RA/DEC)")
+        out.append(("_exotic.csv", exotic_text(table, target=group.target)))
+    return out
+
+
+def _relative_to(path, root) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except (ValueError, TypeError, OSError):
+        return str(path)
+
+
+def _stars_radec(ref, n: int):
+    """(n, 2) RA/Dec (deg) of the reference's sources through its WCS, or None without one."""
+    if ref.wcs is None:
+        return None
+    try:
+        x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
+        xy = np.asarray(ref.sources.coords[:n], float)
+        c = ref.wcs.pixel_to_world(xy[:, 0] + x0, xy[:, 1] + y0)
+        return np.column_stack([c.ra.deg, c.dec.deg])
+    except Exception as e:  # a broken WCS leaves RA/Dec out, never the product
+        log.debug("star RA/Dec not computed: %s", e)
+        return None
+
+
+def _product_header(plan, spec, ref, raw, diff, table) -> dict:
+    """Primary-header values of the group's product (see ``reduce.io.tables.PRIMARY_KEYWORDS``)."""
+    from .io.tables import product_header
+
+    group = plan.group
+    header = ref.header if ref.header is not None else {}
+    lat, lon, elev = _site(ref, group)
+    known = {"OBJECT": group.target or None, "TELESCOP": group.telescope or None,
+             "INSTRUME": str(header.get("INSTRUME", "")).strip() or None,
+             "FILTER": group.filter or None, "OBSGEO-B": lat, "OBSGEO-L": lon,
+             "OBSGEO-H": elev if lat is not None else None,
+             "RECIPE": Path(str(spec.path)).name, "RECIPVER": int(spec.version),
+             "RECIPSHA": spec.sha256[:16], "NFRAMES": len(table)}
+    if lat is not None and elev is None:
+        known["OBSGEO-H"] = 0.0
+    meta = dict(diff.meta)
+    if table.meta.get("target_ra") is not None:
+        meta.update(target_ra=table.meta["target_ra"], target_dec=table.meta["target_dec"])
+    # the first frame and the exposures of the whole group (raw), target and aperture of diff
+    view = raw._replace(meta=dict(meta, aperture=diff.aperture))
+    return product_header(view, **known)
 
 
 def _table_fluxes(diff, table):

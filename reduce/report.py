@@ -24,6 +24,11 @@ class GroupPlan:
     stem: str
     outdir: Path
     night: Path | None = None
+    #: files of the group that cannot be measured: (path, reason, JD or None); each gets a row
+    #: flagged UNREADABLE (unreadable, truncated, cube, table only, wrong size)
+    unmeasured: list = field(default_factory=list)
+    #: JD (UTC) of the frames and of the unmeasured files whose time is known, for row order
+    times: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -37,6 +42,7 @@ class GroupPlan:
             "group": self.group.label, "frames": len(self.frames), "outputs": str(self.outdir / self.stem),
             "bias": len(cal.bias), "darks": len(cal.darks), "flats": len(cal.flats),
             "reasons": list(getattr(cal, "reasons", [])),
+            "unmeasured": [{"file": str(u[0]), "reason": u[1]} for u in self.unmeasured],
         }
 
 
@@ -67,6 +73,8 @@ class GroupResult:
             "message": self.message, "frames": self.n_frames,
             "frames_used": self.n_frames - len(self.flagged),
             "flagged": [{"file": f, "flag": int(v), "reason": r} for f, v, r in self.flagged],
+            "unmeasured": [{"file": Path(str(u[0])).name, "reason": u[1]}
+                           for u in getattr(self.plan, "unmeasured", ())],
             "outputs": [str(p) for p in self.outputs], "reference": self.reference,
             "aperture_px": self.aperture, "comparisons": self.comparisons,
             "scatter_p2p": self.scatter,

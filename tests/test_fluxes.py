@@ -166,30 +166,32 @@ def test_bin_with_and_without_error_estimation():
 
 
 def test_to_table_and_save_round_trip(tmp_path):
+    from reduce.io.tables import LIGHTCURVE_COLUMNS, LIGHTCURVE_SCHEMA
+
     fl, _ = synthetic(22, n_frames=80)
     d = fl.autodiff()
     table = d.to_table()
-    for col in ("time", "flux", "flux_err", "airmass", "fwhm", "sky", "dx", "dy", "x", "y",
-                "flag", "file"):
-        assert col in table.colnames
+    assert table.colnames == list(LIGHTCURVE_COLUMNS)  # the schema of reduce run, in its order
     assert table.meta["comparisons"] == d.comparisons and table.meta["aperture"] == d.aperture
+    assert table.meta["schema"] == LIGHTCURVE_SCHEMA
+    assert np.all(np.isnan(table["bjd_tdb"]))  # no target coordinates: not computed, never invented
     csv = d.save(tmp_path / "lc.csv")
-    back = Table.read(csv, format="ascii.csv", comment="#")
+    back = Table.read(csv)  # plain CSV: the default reader works
     assert np.allclose(back["time"], d.time, rtol=0, atol=1e-9)
     assert np.allclose(back["flux"], d.flux) and list(back["file"]) == list(d.files)
-    header = [line for line in csv.read_text().splitlines() if line.startswith("#")]
-    assert any(line.startswith("# comparisons: " + ",".join(map(str, d.comparisons)))
-               for line in header)
     ecsv = Table.read(d.save(tmp_path / "lc.ecsv"))
-    assert ecsv.meta["weights"] == pytest.approx(d.weights)
-    path = d.save(tmp_path / "lc.fits")
+    assert ecsv.meta["weights"] == pytest.approx(d.weights) and str(ecsv["time"].unit) == "d"
+    path = d.save(tmp_path / "lc.fits", header={"OBJECT": "WASP-12", "FILTER": "V"})
     with fits.open(path) as hdul:
         lc = Table.read(hdul["LIGHTCURVE"])
         assert np.array_equal(lc["time"], d.time) and np.allclose(lc["flux"], d.flux)
         assert hdul["LIGHTCURVE"].header["APERTURE"] == d.aperture
-        assert hdul["LIGHTCURVE"].header["COMPARISONS"] == ",".join(map(str, d.comparisons))
-        assert hdul["RAWFLUX"].data.shape == fl.shape
+        assert hdul[0].header["OBJECT"] == "WASP-12" and hdul[0].header["APINDEX"] == d.aperture
+        assert hdul["FLUXES"].data.shape == fl.shape and hdul["FLUXES"].header["BUNIT"] == "adu"
+        assert np.allclose(hdul["FLUXES"].data, fl.fluxes, rtol=1e-6)  # the raw fluxes
         assert np.allclose(hdul["WEIGHTS"].data, d.meta["weights_all"])
+        stars = Table.read(hdul["STARS"])
+        assert list(stars["star"][stars["comparison"]]) == sorted(d.comparisons)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lc.csv", "lc.ecsv", "lc.fits"]
     with pytest.raises(ValueError, match="extension"):
         d.save(tmp_path / "lc.txt")
@@ -197,14 +199,29 @@ def test_to_table_and_save_round_trip(tmp_path):
         d.save(tmp_path / "missing" / "lc.csv")
 
 
+def test_load_gives_back_the_saved_fluxes(tmp_path):
+    """Fluxes.load reads the FITS product: same cube, comparisons, weights and light curve."""
+    fl, _ = synthetic(24, n_frames=40)
+    d = fl.autodiff()
+    path = d.save(tmp_path / "lc.fits")
+    back = Fluxes.load(path)
+    assert back.shape == fl.shape and back.target == d.target and back.aperture == d.aperture
+    assert back.comparisons == d.comparisons and back.weights == pytest.approx(d.weights)
+    again = back.diff(back.comparisons, back.weights, aperture=back.aperture)
+    assert np.allclose(again.diff_flux, d.diff_flux, rtol=1e-5)  # float32 cube on disk
+    assert list(back.files) == [str(f) for f in d.files]
+
+
 def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
+    from reduce.io import tables
+
     fl, _ = synthetic(23, n_frames=20)
     target = tmp_path / "lc.fits"
     target.write_text("previous")
 
-    def boom(self):
+    def boom(*args, **kwargs):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(Fluxes, "_hdulist", boom)
+    monkeypatch.setattr(tables, "_fits_bytes", boom)
     with pytest.raises(RuntimeError):
         fl.save(target)
     assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["lc.fits"]

@@ -11,9 +11,13 @@ from ..core.errors import ReduceError, UsageError
 
 EPILOG = """\b
 Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<target>_<filter>:
-  .csv / .fits   light-curve table (time JD UTC mid-exposure, bjd_tdb, flux, flux_err, airmass,
-                 fwhm, sky, dx, dy, x, y, flag, file); the FITS file also holds every star's raw
-                 fluxes at every aperture and the comparison weights
+  .csv / .ecsv   light-curve table, one row per file of the group (time JD UTC mid-exposure,
+                 bjd_tdb, flux, flux_err, airmass, fwhm, sky, dx, dy, x, y, flag, file); the
+                 .ecsv adds a commented block with units and schema
+  .fits          the same table with FITS time keywords, observation metadata, the stars
+                 (positions, comparison weights) and every star's raw fluxes at every aperture
+  _aavso.txt     AAVSO extended format (recipe outputs: aavso: {obscode: ...})
+  _exotic.csv    EXOTIC pre-reduced input, BJD_TDB (recipe outputs: exotic: true)
   .png           differential light curve (raw and binned) with per-frame diagnostics
   _reference.png reference frame with the target and comparison stars marked
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags
@@ -207,8 +211,16 @@ def _print_plan(console, plans, spec, fm):
 
             console.print(f"  [yellow]{escape(p.group.label)}: warning: {escape(w['message'])}[/]",
                           highlight=False)
-    if fm.unreadable:
-        console.print(f"[yellow]{len(fm.unreadable)} unreadable file(s) would be ignored[/]")
+    for p in plans:
+        for path, reason, *_ in p.unmeasured:
+            console.print(f"  {p.group.label}: {Path(str(path)).name} cannot be measured ({reason}): "
+                          "a row flagged UNREADABLE")
+    from ..planning import _products_of, unaccounted
+
+    stray = unaccounted(fm, plans, _products_of(Path(fm.folder), plans[0].outdir))
+    if stray:
+        console.print(f"[yellow]{len(stray)} unreadable or image-less file(s) outside any light group "
+                      "would be ignored[/]")
 
 
 _SUMMARY_COLUMNS = ("group", "status", "frames", "flagged", "aperture px", "comps", "p2p scatter (ppt)")
@@ -235,11 +247,17 @@ def _print_report(console, report):
             console.print(Text(f"{g.plan.group.label}: {g.message}", style="red"), soft_wrap=True)
         for path in g.outputs:
             console.print(Text(f"  wrote {path}"), soft_wrap=True)
+        unmeasured = getattr(g.plan, "unmeasured", [])
+        names = {Path(str(u[0])).name for u in unmeasured}
         reasons = {}
-        for _, _, reason in g.flagged:
-            reasons[reason] = reasons.get(reason, 0) + 1
+        for file, _, reason in g.flagged:
+            if Path(str(file)).name not in names:
+                reasons[reason] = reasons.get(reason, 0) + 1
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             console.print(Text(f"  {n} frame(s) flagged: {reason}", style="yellow"), soft_wrap=True)
+        for path, reason, *_ in unmeasured:
+            console.print(Text(f"  not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}",
+                               style="yellow"), soft_wrap=True)
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "
@@ -248,7 +266,10 @@ def _print_report(console, report):
         if n.status in ("locked", "failed") and n.message:
             console.print(Text(f"{n.night}: {n.message}", style="red"), soft_wrap=True)
     if report.unreadable:
-        console.print(f"[yellow]{len(report.unreadable)} unreadable file(s) ignored (reduce scan --errors)[/]")
+        console.print(Text(f"{len(report.unreadable)} unreadable or image-less file(s) outside any light "
+                           "group, ignored:", style="yellow"), soft_wrap=True)
+        for path, reason in report.unreadable:
+            console.print(Text(f"  {path}: {reason}", style="yellow"), soft_wrap=True)
 
 
 def _summary_row(g, several: bool) -> list[str]:

@@ -28,7 +28,8 @@ Format (version 1)::
       sigma_clip: {sky: 3}          # reject frames whose per-frame quantity is an outlier
       bin: 0.005                    # bin width of the plotted light curve, days
     missing_calibration: warn       # warn | fail  when a bias/dark/flat type is missing
-    outputs: {csv: true, fits: true, plot: true, provenance: true}
+    outputs: {csv: true, ecsv: true, fits: true, plot: true, provenance: true,
+              aavso: {obscode: XYZ, chart: X123}, exotic: true}   # the two exports: off by default
 
 Each block section is a list (run in order) of block names, registered by class name (see
 ``reduce blocks``), each with a mapping of constructor parameters; a mapping ``{Name: {...}}`` is

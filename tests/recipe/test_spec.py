@@ -240,7 +240,7 @@ def test_summary_names_the_chain():
     text = "\n".join(load(GOOD).summary())
     assert "calibration:   Scale(factor=2.0) -> Needs(size=5)" in text
     assert "best of 7 frames" in text and "RA 187.500000 Dec -45.500000" in text
-    assert "outputs:       csv, fits, provenance" in text
+    assert "outputs:       csv, ecsv, fits, provenance" in text
 
 
 def test_differential_options_reach_fluxes_keywords():
