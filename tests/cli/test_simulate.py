@@ -58,7 +58,7 @@ def test_non_empty_dest_needs_force(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--size", "20"], "--size must be an integer >= 64"),
     (["--n-images", "0"], "--n-images must be an integer >= 1"),
-    (["--n-stars", "3"], "--n-stars must be an integer >= 4"),
+    (["--n-stars", "2"], "--n-stars must be an integer >= 3"),
     (["--size", "96", "--n-stars", "100"], "too many"),
     (["--size", "96", "--shift", "80"], "--shift 80 px is too large"),
     (["--exptime", "-1"], "--exptime must be a positive number"),
