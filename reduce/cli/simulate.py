@@ -44,7 +44,7 @@ __all__ = ["simulate"]
 @click.option("--dead-columns", type=int, default=0, show_default=True, metavar="N",
               help="N unilluminated columns at both ends of the frame (bias level even in flats).")
 @click.option("--saturated-neighbour", type=float, default=0.0, show_default=True, metavar="PX",
-              help="Put a saturated star (5x the target's flux) PX pixels from the target.")
+              help="Put a saturated star (3x the target's flux) PX pixels from the target.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")

@@ -66,7 +66,7 @@ def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size=600,
     pointing step in px at mid-night, ``rotation`` field rotation in degrees over the night
     about the frame centre, ``twilight`` minutes over which the sky falls from 24,700 ADU to
     the night's level at the start, ``dead_columns`` unilluminated columns at both ends (bias
-    level even in flats), ``saturated_neighbour`` distance in px of a saturated star (5x the
+    level even in flats), ``saturated_neighbour`` distance in px of a saturated star (3x the
     target's flux) from the target.
     """
     _check_int("n_images", n_images, 1)

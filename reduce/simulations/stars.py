@@ -1,6 +1,7 @@
 """The stars of a simulated field: positions, fluxes and variable comparison stars.
 
-The target is the brightest unsaturated star near the centre, kept clear of neighbours.
+The target is the brightest unsaturated star near the centre, kept clear of neighbours. A crowded
+field (hundreds of stars or more) is placed in batches and its extra stars are mostly faint.
 """
 from __future__ import annotations
 
@@ -13,6 +14,19 @@ from .profiles import moffat_alpha
 
 
 _CROWDED = 200  # from this many stars to place, :func:`_place_crowded` does it in batches
+
+
+_CROWDED_MID = 40  # a crowded field's stars beyond these are faint (:func:`_faint`)
+_FAINT = (0.002, 0.03, 0.75)  # their flux range (x the target's) and slope a of N(>F) ~ F^-a
+
+
+def _faint(rng, n):
+    """Relative fluxes of a crowded field's many faint stars: number counts rising toward the
+    faint end, N(>F) ~ F^-0.75 between 0.2 % and 3 % of the target (near the detection limit),
+    as in a real dense field where most detected stars are faint."""
+    lo, hi, a = _FAINT
+    u = rng.uniform(0.0, 1.0, n)
+    return (hi ** -a + u * (lo ** -a - hi ** -a)) ** (-1.0 / a)
 
 
 def _default_n_stars(size):
@@ -36,8 +50,10 @@ def _stars(rng, s, n_stars) -> dict:
     comp = _place(rng, n_comp, lo, hi, [target] + sat, 5 * fmax, keep_off)
     f_t = _target_flux(s)
     n_bright = min(3, n_comp)
+    n_mid = n_comp - n_bright if n_comp < _CROWDED else min(n_comp - n_bright, _CROWDED_MID)
     u = np.concatenate([rng.uniform(0.45, 0.85, n_bright),
-                        np.exp(rng.uniform(np.log(0.03), np.log(0.45), n_comp - n_bright))])
+                        np.exp(rng.uniform(np.log(0.03), np.log(0.45), n_mid)),
+                        _faint(rng, n_comp - n_bright - n_mid)])
     flux = np.concatenate([[f_t], f_t * u, f_t * rng.uniform(4, 10, n_sat),
                            [NEIGHBOUR_FLUX * f_t] * (len(sat) - n_sat)])
     xy = np.array([target] + comp + sat).reshape(-1, 2)
