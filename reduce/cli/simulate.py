@@ -19,7 +19,8 @@ __all__ = ["simulate"]
 @click.option("--size", default="600", show_default=True, metavar="N|WxH",
               help="Frame size in pixels: N for N x N, or WIDTHxHEIGHT (e.g. 521x64, a CCD window).")
 @click.option("--n-stars", type=int, default=None,
-              help="Number of stars, target included [default: 40 for 600x600, scaled with area].")
+              help="Number of stars, target included, up to one per 10x10 px; from a few hundred on, "
+                   "most are faint, as in a crowded field [default: 40 for 600x600, scaled with area].")
 @click.option("--signal", type=click.Choice(["sine", "transit", "flat"]), default="sine",
               show_default=True, help="Relative flux injected into the target.")
 @click.option("--shift", type=float, default=5.0, show_default=True,
