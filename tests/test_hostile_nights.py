@@ -111,11 +111,23 @@ def reduce_and_score(night: Path, out: Path, truth: dict) -> dict:
     resid /= np.median(resid)
     radius = prov["aperture"]["radius_px"]
     fwhm = float(np.nanmedian(np.asarray(table["fwhm"], float)))
-    floor = noise_floor(truth, radius, annulus_px=annulus_pixels(truth, fwhm))
-    floor = float(np.hypot(floor, neighbour_light_rms(truth, radius)))
+    kept = measured_frames(truth, index[measured])  # the floor of the frames measured
+    floor = noise_floor(kept, radius, annulus_px=annulus_pixels(truth, fwhm))
+    floor = float(np.hypot(floor, neighbour_light_rms(kept, radius)))
     return {"exit": code, "measured": int(measured.sum()), "n": n, "rms": float(np.std(resid)),
             "floor": floor, "ratio": float(np.std(resid)) / floor, "radius": radius,
             "flagged": prov.get("flagged")}
+
+
+def measured_frames(truth: dict, index) -> dict:
+    """The truth restricted to the light frames ``index`` (e.g. those measured), for the floor."""
+    index = np.asarray(index, int)
+    if index.size == 0:
+        return truth
+    fr = {k: [v[i] for i in index] for k, v in truth["frames"].items()}
+    st = dict(truth["stars"], signal=[[row[i] for i in index] for row in truth["stars"]["signal"]])
+    return dict(truth, frames=fr, stars=st, time=[truth["time"][i] for i in index],
+                dflux=[truth["dflux"][i] for i in index])
 
 
 def _frame_index(table, truth) -> np.ndarray:
