@@ -11,9 +11,19 @@ import os
 from pathlib import Path
 
 from .core.errors import UsageError
+from .index.groups import Group
 from .report import GroupPlan
 
 __all__ = ["RecipeSource", "plan_night", "find_nights"]
+
+
+class _Sized(Group):
+    """A light group named with its frame size (``..._<width>x<height>``): a group of the same
+    target, filter and night with bigger frames keeps the plain name."""
+
+    @property
+    def label(self) -> str:
+        return f"{Group.label.fget(self)}_{self.width}x{self.height}"
 
 
 class RecipeSource:
@@ -77,15 +87,49 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
     outdir = Path(outdir) if outdir else night / "reduced"
     plans = []
     ours = _products_of(night, outdir)
-    for group in fm.light_groups():
+    for group, stem in _named_groups(fm, safe_stem):
         frames = [f for f in group.files if not ours(f)]
         if not frames:  # our own products (NIGHT/reduced/*.fits) are not frames of the night
             continue
         cal = fm.calibration_for(group)
-        stem = safe_stem(group.night, group.telescope, group.target, group.filter)
         plans.append(GroupPlan(group=group, frames=frames, calibration=cal, stem=stem, outdir=outdir,
                                night=night))
     return plans, fm
+
+
+def _named_groups(fm, safe_stem) -> list:
+    """(light group, output stem) pairs with one stem per group, the same on every run.
+
+    Outputs are named ``<date>_<telescope>_<target>_<filter>`` after sanitising, so groups the
+    index keeps apart can share a name. OBJECT values equal once sanitised ('TOI 700', 'TOI/700')
+    are one target: their frames are merged into one group. Frames of another size are another
+    group: the largest frames keep the plain name, the others get ``_<width>x<height>``.
+    """
+    import dataclasses
+
+    jd = {f.path: (f.jd if f.jd is not None else float("inf"), f.path) for f in fm.frames(type="light")}
+    merged: dict[tuple, object] = {}
+    for g in sorted(fm.light_groups(), key=lambda g: (-len(g.files), g.target, g.telescope, g.filter)):
+        key = (safe_stem(g.night, g.telescope, g.target, g.filter), g.width, g.height)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = g
+            continue
+        files = sorted(first.files + g.files, key=lambda p: jd.get(p, (float("inf"), p)))
+        merged[key] = dataclasses.replace(first, files=files,
+                                          exposures=tuple(sorted(set(first.exposures) | set(g.exposures))))
+    biggest: dict[str, tuple] = {}
+    for stem, w, h in merged:
+        biggest[stem] = max(biggest.get(stem, (0, 0, 0)), (w * h, w, h))
+    named = []
+    for (stem, w, h), g in merged.items():
+        if biggest[stem][1:] != (w, h):
+            stem += f"_{w}x{h}"
+            g = _Sized(**{f.name: getattr(g, f.name) for f in dataclasses.fields(g)})
+        named.append((g, stem))
+    named.sort(key=lambda gs: (gs[0].night or "", gs[0].telescope.lower(), gs[0].filter.lower(),
+                               gs[0].target.lower(), gs[1]))  # the index's group order
+    return named
 
 
 def _products_of(night: Path, outdir: Path):
@@ -124,6 +168,7 @@ def _outdirs(nights: list[Path], outdir) -> list[Path]:
     if outdir is None:
         return [n / "reduced" for n in nights]
     outdir = Path(outdir)
+    _check_outdir_holds_no_night(outdir, nights)
     if len(nights) == 1:
         return [outdir]
     seen: dict[str, int] = {}
@@ -133,3 +178,14 @@ def _outdirs(nights: list[Path], outdir) -> list[Path]:
         seen[name] = seen.get(name, 0) + 1
         out.append(outdir / (name if seen[name] == 1 else f"{name}-{seen[name]}"))
     return out
+
+
+def _check_outdir_holds_no_night(outdir: Path, nights) -> None:
+    """UsageError when the output folder is a night folder or holds one (``-o NIGHT``): everything
+    inside the output folder is taken for our products, so its frames would be ignored."""
+    root = os.path.join(os.path.realpath(outdir), "")
+    for n in nights:
+        if os.path.join(os.path.realpath(n), "").startswith(root):
+            raise UsageError(f"the output folder {outdir} is (or contains) the night folder {n}: "
+                             "outputs must go to a folder of their own (default: NIGHT/reduced; "
+                             "-o another folder)")

@@ -58,7 +58,7 @@ def _parse_target(value: str | None):
               help="Instrument/site configuration YAML (see sample_config.yaml).")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False), default=None,
               help="Where the FITS index lives (default NIGHT/.reduce/index.sqlite; one night only).")
-@click.option("--depth", type=int, default=None, help="Folder depth to scan (default: unlimited).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Folder depth to scan (default: unlimited).")
 @click.option("-j", "--jobs", type=int, default=None, envvar="REDUCE_JOBS", show_envvar=True,
               help="Worker processes for the frames of a group (default: the number of cores; "
                    "1: in-process, serial). Results are identical whatever the number.")
@@ -93,8 +93,10 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     from pathlib import Path
 
     from ..config import load_config
-    from ..console import get_console, setup_logging
+    from ..console import check_output_file, get_console, setup_logging
 
+    for option, path in (("--summary-json", summary_json), ("--log-file", log_file)):
+        check_output_file(path, option)  # before any work, not after the whole reduction
     setup_logging(-1 if quiet else (1 if verbose else 0), log_file)
     night_paths = _nights(nights, archive, depth)
     if index_path and len(night_paths) > 1:
@@ -188,6 +190,8 @@ def _write_json(path, data) -> None:
 def _print_plan(console, plans, spec, fm):
     from rich.table import Table
 
+    from ..console import safe_markup
+
     if not plans:
         console.print("No light groups found: nothing would be reduced.")
         return
@@ -201,14 +205,17 @@ def _print_plan(console, plans, spec, fm):
     console.print(t)
     for p in plans:
         for reason in p.describe()["reasons"]:
-            console.print(f"  {p.group.label}: {reason}")
+            console.print(f"  {p.group.label}: {safe_markup(reason)}")
     if fm.unreadable:
         console.print(f"[yellow]{len(fm.unreadable)} unreadable file(s) would be ignored[/]")
 
 
 def _print_report(console, report):
-    """The run's one summary: a table of the groups reduced, then what was skipped and why."""
+    """The run's one summary: a table of the groups reduced, then what was skipped and why
+    (names and messages with their control characters escaped and rich markup inert)."""
     from rich.table import Table
+
+    from ..console import safe_markup
 
     done = report.processed
     if done:
@@ -221,7 +228,7 @@ def _print_report(console, report):
         for col in ("status", "frames", "flagged", "ap. px", "comps", "rms"):
             t.add_column(col, no_wrap=True)
         for g in done:
-            t.add_row(*([Path(str(g.night)).name] if several else []), g.plan.group.label,
+            t.add_row(*([safe_markup(Path(str(g.night)).name)] if several else []), g.plan.group.label,
                       g.status if g.status == "done" else f"[red]{g.status}[/]",
                       str(g.n_frames), str(len(g.flagged)),
                       "" if g.aperture is None else f"{g.aperture:.2f}",
@@ -229,20 +236,20 @@ def _print_report(console, report):
         console.print(t)
     for g in done:
         if g.status != "done":
-            console.print(f"[red]{g.plan.group.label}: {g.message}[/]")
+            console.print(f"[red]{g.plan.group.label}: {safe_markup(g.message)}[/]")
         for path in g.outputs:
-            console.print(f"  wrote {path}")
+            console.print(f"  wrote {safe_markup(path)}")
         reasons = {}
         for _, _, reason in g.flagged:
             reasons[reason] = reasons.get(reason, 0) + 1
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            console.print(f"  [yellow]{n} frame(s) flagged: {reason}[/]")
+            console.print(f"  [yellow]{n} frame(s) flagged: {safe_markup(reason)}[/]")
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "
                       "(--force redoes them)")
     for n in report.nights:
         if n.status in ("locked", "failed") and n.message:
-            console.print(f"[red]{n.night}: {n.message}[/]")
+            console.print(f"[red]{safe_markup(n.night)}: {safe_markup(n.message)}[/]")
     if report.unreadable:
         console.print(f"[yellow]{len(report.unreadable)} unreadable file(s) ignored (reduce scan --errors)[/]")

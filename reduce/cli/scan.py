@@ -1,7 +1,11 @@
 """``reduce scan NIGHT``: index the FITS headers of a night and print its groups or files."""
 from __future__ import annotations
 
+import sqlite3
+
 import click
+
+from ..core.errors import ReduceError
 
 __all__ = ["scan"]
 
@@ -9,7 +13,8 @@ EPILOG = """\b
 Exit status:
   0  every FITS file was readable
   1  some files are unreadable (zero-byte, truncated, not FITS, header only,
-     no permission); list them with --errors
+     no permission); list them with --errors; or the scan itself failed
+     (disk full, index database locked, cache folder not writable)
   2  usage error (missing folder, bad option, invalid --config file)
 """
 
@@ -34,6 +39,28 @@ def _console():
     return Console(width=max(console.width, 200), highlight=False, color_system=None)
 
 
+def _shown_text(value) -> str:
+    """A header value or path as a table shows it: control characters escaped, markup inert."""
+    from ..console import safe_markup
+
+    return safe_markup(value)
+
+
+def _shown(items) -> list:
+    """Copies of groups/frames whose text fields are safe to print on a terminal (a header value
+    with ESC sequences, BEL or NUL must not drive the terminal); csv/json keep the raw values."""
+    import dataclasses
+
+    out = []
+    for item in items:
+        changes = {f.name: _shown_text(v) for f in dataclasses.fields(item)
+                   if isinstance(v := getattr(item, f.name), str)}
+        if hasattr(item, "files"):
+            changes["files"] = item.files  # only counted
+        out.append(dataclasses.replace(item, **changes))
+    return out
+
+
 def _emit_groups(fm, fmt: str) -> None:
     from ..index import groups as g
     groups = fm.groups()
@@ -42,7 +69,7 @@ def _emit_groups(fm, fmt: str) -> None:
     elif fmt == "csv":
         click.echo(g.groups_csv(groups), nl=False)
     else:
-        _console().print(g.groups_table(groups, title=f"{fm.folder}"))
+        _console().print(g.groups_table(_shown(groups), title=_shown_text(fm.folder)))
 
 
 def _emit_files(fm, fmt: str) -> None:
@@ -53,7 +80,7 @@ def _emit_files(fm, fmt: str) -> None:
     elif fmt == "csv":
         click.echo(g.files_csv(frames), nl=False)
     else:
-        _console().print(g.files_table(frames, title=f"{fm.folder}"))
+        _console().print(g.files_table(_shown(frames), title=_shown_text(fm.folder)))
 
 
 def _emit_errors(unreadable, fmt: str) -> None:
@@ -74,7 +101,7 @@ def _emit_errors(unreadable, fmt: str) -> None:
         t.add_column("path", overflow="fold")
         t.add_column("reason")
         for p, r in unreadable:
-            t.add_row(p, r)
+            t.add_row(_shown_text(p), _shown_text(r))
         _console().print(t)
 
 
@@ -106,8 +133,8 @@ def scan(night, depth, list_files, fmt, errors, index_path, config_path):
     try:
         fm = FitsManager(night, depth, index=index_path, config=config,
                          show_progress=fmt == "table")
-    except OSError as e:
-        raise click.UsageError(f"cannot scan {night}: {e}") from None
+    except (OSError, sqlite3.Error) as e:  # runtime failures (disk full, database locked): exit 1
+        raise ReduceError(f"cannot scan {night}: {e}") from None
     unreadable = fm.unreadable
     if errors:
         _emit_errors(unreadable, fmt)
