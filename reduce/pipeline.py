@@ -72,16 +72,23 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
     diff = _differential(raw, spec)
-    figures = _submit_figures(plan, spec, diff, ref, target, plotter)
+    from .io.atomic import OutputSet
+
+    staged = OutputSet(plan.outdir, plan.stem)
     try:
-        table = _full_table(raw, diff, ref)
-        _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter)
-    except BaseException:
-        _discard_figures(figures, plotter)
-        raise
+        figures = _submit_figures(plan, spec, diff, ref, target, plotter, staged)
+        try:
+            table = _full_table(raw, diff, ref)
+            _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter, staged)
+        except BaseException:
+            _discard_figures(figures, plotter)
+            raise
+    finally:
+        staged.discard()  # empty after a commit; after a failure, the previous outputs stay
 
 
-def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter) -> None:
+def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter,
+            staged) -> None:
     """Group summary in ``result``, then every output file."""
     rejected = _rejection_reasons(diff)
     result.flagged = [(str(f), int(v), _reason(seq, str(f), int(v), rejected)) for f, v in
@@ -91,7 +98,7 @@ def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figu
     good = np.isfinite(np.asarray(table["flux"], float))
     result.rms = float(np.nanstd(np.asarray(table["flux"], float)[good])) if good.any() else None
     result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result,
-                                    figures=figures, plotter=plotter)
+                                    figures=figures, plotter=plotter, staged=staged)
 
 
 def _check_calibration(plan, spec) -> None:
@@ -378,41 +385,61 @@ def _start_plotter(spec):
     return start_plotter()
 
 
-def _figure_jobs(plan, spec, diff, ref, target) -> list:
-    """The group's two figures as jobs: light curve with diagnostics, reference with the stars."""
+def _figure_jobs(plan, spec, diff, ref, target, staged) -> list:
+    """The group's two figures as jobs (drawn into the staging folder ``staged``): light curve with
+    diagnostics, reference with the stars."""
     from .plotter import lightcurve_job, reference_job
 
-    stem = plan.outdir / plan.stem
+    stem = staged.path(plan.stem)
     dt = spec.differential.bin or 0.005
     return [lightcurve_job(_table_fluxes(diff, None), Path(f"{stem}.png"), binned_dt=dt,
                            title=plan.group.label),
             reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"))]
 
 
-def _submit_figures(plan, spec, diff, ref, target, plotter) -> list:
-    """Figure jobs of the group, handed to the helper now (it draws while tables are written)."""
+def _submit_figures(plan, spec, diff, ref, target, plotter, staged) -> list:
+    """Figure jobs of the group, handed to the helper now (it draws into the staging folder while
+    tables are written; the previous figures are replaced only when the whole set is committed)."""
     if not spec.outputs.plot:
         return []
-    jobs = _figure_jobs(plan, spec, diff, ref, target)
+    jobs = _figure_jobs(plan, spec, diff, ref, target, staged)
     if plotter is not None:
-        plan.outdir.mkdir(parents=True, exist_ok=True)
         plotter.submit(jobs)
     return jobs
 
 
 def _discard_figures(figures, plotter) -> None:
-    """The group failed after its figures were handed over: remove what the helper drew."""
+    """The group failed after its figures were handed over: let the helper finish the batch (so it
+    writes nothing later) and drop what it drew; the previous run's figures are never touched."""
     if plotter is not None and figures:
         plotter.discard()
 
 
 def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result, *, figures=None,
-                   plotter=None) -> list:
-    """CSV/FITS tables, figures and provenance, each written atomically.
+                   plotter=None, staged=None) -> list:
+    """CSV/FITS tables, figures and provenance, committed together as one set (or not at all).
 
-    ``figures`` (jobs from :func:`_figure_jobs`) may already be drawing in ``plotter``; they are
-    collected after the tables and provenance are written (drawn here when the helper failed).
+    Every file is written into the staging folder ``staged`` (an :class:`~reduce.io.atomic.OutputSet`)
+    and moved into the output folder only once all are complete. ``figures`` (jobs from
+    :func:`_figure_jobs`) may already be drawing in ``plotter``; they are collected after the
+    tables and provenance are written (drawn here when the helper failed).
     """
+    from .io.atomic import OutputSet
+
+    own = staged is None
+    staged = OutputSet(plan.outdir, plan.stem) if own else staged
+    try:
+        written = _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result,
+                                figures, plotter, staged)
+        return staged.commit(written)
+    finally:
+        if own:
+            staged.discard()
+
+
+def _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter,
+                  staged) -> list:
+    """_write_outputs' files, in the staging folder; returns their staged paths."""
     from astropy.table import Table
 
     from .plotter import draw_all
@@ -420,9 +447,7 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     from .io.provenance import provenance_record, write_provenance
     from .io.tables import write_lightcurve
 
-    out = plan.outdir
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / plan.stem
+    stem = staged.path(plan.stem)
     outs = spec.outputs
     written = []
     a = diff.aperture
@@ -432,7 +457,7 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     if outs.csv or outs.fits:
         written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, fits=outs.fits)
     if outs.plot and figures is None:
-        figures = _figure_jobs(plan, spec, diff, ref, target)
+        figures = _figure_jobs(plan, spec, diff, ref, target, staged)
     plot_at = len(written)
     if outs.provenance:
         record = provenance_record(

@@ -368,17 +368,35 @@ def _check_outdir(out: Path) -> str | None:
 
 
 def _remove_leftovers(out: Path, stem: str) -> None:
-    """Temporary files of an interrupted atomic write of this group's outputs."""
+    """The staging folder (and temporary files) of an interrupted write of this group's outputs;
+    never another group's (a stem can be the start of another: ``X`` and ``X_100x100``)."""
+    import re
+    import shutil
+
+    from .io.atomic import staging_name
+
+    mine = re.compile(rf"\.{re.escape(stem)}(_reference)?\.(csv|fits|json|yaml|png)\.[^.]+\.tmp")
     try:
-        leftovers = list(out.glob(f".{stem}*.tmp"))
+        leftovers = [p for p in out.glob(f".{glob_escape(stem)}*.tmp")
+                     if p.name == staging_name(stem) or mine.fullmatch(p.name)]
     except OSError:
         return
     for p in leftovers:
         try:
-            p.unlink()
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             log.info("removed %s left by an interrupted run", p.name)
         except OSError:
             pass
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob wildcards taken literally."""
+    import glob
+
+    return glob.escape(text)
 
 
 def _save_state(state, fingerprint: str, result: GroupResult) -> None:
