@@ -258,7 +258,9 @@ def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e
             new = _inverse_square(sigma, active)
             single = active.sum(axis=1) == 1
             new[single] = active[single].astype(float)
-            change = np.max(np.abs(new - w) / np.maximum(new, 1e-300), initial=0.0, where=active)
+            step = np.abs(new - w)  # relative change; a weight dropped to 0 counts as a change of 1
+            rel = np.divide(step, new, out=np.where(step > 0, 1.0, 0.0), where=new > 0)
+            change = np.max(rel, initial=0.0, where=active)
             w = new
             if change < tol:
                 break
