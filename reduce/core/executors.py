@@ -363,6 +363,13 @@ def _import_distributed():
     return distributed
 
 
+def _quiet_client_logs() -> None:
+    """A lost scheduler is reported once, by ClusterUnavailable: the client's own reconnection
+    tracebacks (one per attempt, per group) would bury that message."""
+    for name in ("distributed.client", "distributed.comm", "distributed.core", "distributed.batched"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 class _LostWorker(Exception):
     """A pass over a group's frames ended because Dask lost a worker (and the data it held)."""
 
@@ -422,6 +429,7 @@ class DaskExecutor(_Executor):
         try:
             distributed = _import_distributed()
             self._client = distributed.Client(self.scheduler, timeout=self.timeout, set_as_default=False)
+            _quiet_client_logs()
         except ReduceError as e:
             self._connect_error = e
         except Exception as e:
