@@ -55,8 +55,6 @@ def _shown(items) -> list:
     for item in items:
         changes = {f.name: _shown_text(v) for f in dataclasses.fields(item)
                    if isinstance(v := getattr(item, f.name), str)}
-        if hasattr(item, "files"):
-            changes["files"] = item.files  # only counted
         out.append(dataclasses.replace(item, **changes))
     return out
 
