@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
 from contextlib import contextmanager
 
-__all__ = ["get_console", "is_interactive", "progress", "setup_logging"]
+__all__ = ["get_console", "is_interactive", "progress", "setup_logging", "check_output_file", "safe_text",
+           "safe_markup"]
 
 _console = None
 
@@ -112,12 +114,64 @@ def group_context(name: str):
 
 
 class _GroupPrefix(logging.Filter):
-    """Sets ``record.group_prefix`` ('' or 'GROUP: ') for the handlers' format."""
+    """Sets ``record.group_prefix`` ('' or 'GROUP: ') for the handlers' format, and escapes the
+    control characters of the message (header values and file names end up in log lines)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = safe_text(message, lines=True)
+        if escaped != message:
+            record.msg, record.args = escaped, None
         name = getattr(_GROUP, "name", None)
         record.group_prefix = f"{name}: " if name and not record.getMessage().startswith(name) else ""
         return True
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe_text(value, *, lines: bool = False) -> str:
+    """``value`` as text with control characters shown as ``\\xNN`` escapes: header values and file
+    names (ESC sequences, BEL, NUL, CR) must never reach a terminal raw. ``lines`` keeps newlines
+    and tabs (multi-line log messages)."""
+    text = str(value)
+    pattern = _CONTROL_KEEP_LINES if lines else _CONTROL
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def safe_markup(value) -> str:
+    """:func:`safe_text` also escaped for rich markup (``[red]`` in a name is shown, not applied)."""
+    from rich.markup import escape
+
+    return escape(safe_text(value))
+
+
+def check_output_file(path, option: str) -> None:
+    """UsageError unless ``path`` (an option's file, e.g. ``--summary-json``) can be written: its
+    folder exists and is writable (by the permission bits, so a read-only folder is refused even to
+    root), and it is not a folder itself. Checked before a run starts, not after the reduction."""
+    import stat
+    from pathlib import Path
+
+    from .core.errors import UsageError
+
+    if not path:
+        return
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        st = folder.stat()
+    except OSError:
+        raise UsageError(f"{option}: folder {folder} does not exist") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{option}: {folder} is not a folder")
+    if path.is_dir():
+        raise UsageError(f"{option}: {path} is a folder, expected a file name")
+    if not (st.st_mode & 0o222) or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option}: folder {folder} is not writable")
+    if path.exists() and (not (path.stat().st_mode & 0o222) or not os.access(path, os.W_OK)):
+        raise UsageError(f"{option}: {path} is not writable")
 
 
 def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
@@ -143,7 +197,13 @@ def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
     handler.setLevel(level)
     handlers = [handler]
     if log_file:
-        fh = logging.FileHandler(log_file)
+        check_output_file(log_file, "--log-file")
+        try:
+            fh = logging.FileHandler(log_file)
+        except OSError as e:
+            from .core.errors import UsageError
+
+            raise UsageError(f"--log-file: cannot open {log_file}: {e.strerror or e}") from None
         fh.setFormatter(logging.Formatter(plain, "%Y-%m-%dT%H:%M:%S"))
         fh.setLevel(file_level)
         handlers.append(fh)

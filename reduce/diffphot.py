@@ -156,7 +156,9 @@ def _noise_outliers(sigma, expected, active, reject):
     """Comparisons whose scatter exceeds ``reject`` x a fitted model sigma^2 = a*expected^2 + b."""
     out = np.zeros_like(active)
     for a in range(sigma.shape[0]):
-        idx = np.flatnonzero(active[a] & np.isfinite(sigma[a]) & np.isfinite(expected[a]))
+        # a comparison with no scatter at all (sigma 0) cannot be noisier than the model, and
+        # would divide by zero below: it is never an outlier
+        idx = np.flatnonzero(active[a] & np.isfinite(sigma[a]) & (sigma[a] > 0) & np.isfinite(expected[a]))
         if idx.size < 3:
             continue
         y, x = sigma[a, idx] ** 2, expected[a, idx] ** 2
@@ -174,6 +176,17 @@ def _noise_outliers(sigma, expected, active, reject):
             keep = new
         out[a, idx[~keep]] = True
     return out
+
+
+def _inverse_square(sigma, active):
+    """``1 / sigma^2`` where ``active`` and sigma is finite and positive, else 0: a star with no
+    noise estimate (zero or non-finite, e.g. constant or infinite flux) gets no weight, and the
+    division is not even tried there (no "divide by zero" warning)."""
+    sigma = np.asarray(sigma, float)
+    ok = active & np.isfinite(sigma) & (sigma > 0)
+    w = np.zeros(sigma.shape)
+    np.divide(1.0, np.square(sigma, where=ok, out=np.ones(sigma.shape)), out=w, where=ok)
+    return np.where(np.isfinite(w), w, 0.0)
 
 
 def _nonneg_lstsq2(design, target):
@@ -234,8 +247,7 @@ def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e
     n = np.where(finite, n, 1.0)
     expected = _expected_noise(f, None if error is None else np.asarray(error, float)[:, cidx, :],
                                med, frames)
-    w = np.where(active, 1.0 / expected ** 2, 0.0)
-    w = np.where(np.isfinite(w), w, 0.0)
+    w = _inverse_square(expected, active)
     used, sigma = 0, np.full(active.shape, np.nan)
     n_used = frames.sum(axis=1).max()
     # allow for the sampling noise of a scatter measured on few frames (3 sigma of it)
@@ -243,10 +255,12 @@ def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e
     for _round in range(5 if n_used >= 10 else 0):  # < 10 frames: expected-noise weights only
         for used_round in range(1, iterations + 1):
             sigma = _leave_one_out_sigma(n, w, frames)
-            new = np.where(active & np.isfinite(sigma) & (sigma > 0), 1.0 / sigma ** 2, 0.0)
+            new = _inverse_square(sigma, active)
             single = active.sum(axis=1) == 1
             new[single] = active[single].astype(float)
-            change = np.max(np.abs(new - w) / np.maximum(new, 1e-300), initial=0.0, where=active)
+            step = np.abs(new - w)  # relative change; a weight dropped to 0 counts as a change of 1
+            rel = np.divide(step, new, out=np.where(step > 0, 1.0, 0.0), where=new > 0)
+            change = np.max(rel, initial=0.0, where=active)
             w = new
             if change < tol:
                 break

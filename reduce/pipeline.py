@@ -85,15 +85,22 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
         raw.meta.setdefault("saturation", float(ref.saturation))
     diff = _differential(raw, spec)
     table = _full_table(raw, diff, ref, plan.group, result.warnings)
-    figures = _submit_figures(plan, spec, diff, ref, target, plotter, table)
+    from .io.atomic import OutputSet
+
+    staged = OutputSet(plan.outdir, plan.stem)
     try:
-        _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter)
-    except BaseException:
-        _discard_figures(figures, plotter)
-        raise
+        figures = _submit_figures(plan, spec, diff, ref, target, plotter, staged, table)
+        try:
+            _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter, staged)
+        except BaseException:
+            _discard_figures(figures, plotter)
+            raise
+    finally:
+        staged.discard()  # empty after a commit; after a failure, the previous outputs stay
 
 
-def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter) -> None:
+def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter,
+            staged) -> None:
     """Group summary in ``result``, then every output file."""
     rejected = _rejection_reasons(diff)
     result.n_frames = len(table)  # every file of the group, measured or not
@@ -106,7 +113,7 @@ def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figu
     if clipped:
         log.info("%s: %d frame(s) set aside by the differential step (outliers)", plan.name, len(clipped))
     result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result,
-                                    figures=figures, plotter=plotter)
+                                    figures=figures, plotter=plotter, staged=staged)
 
 
 def _group_warnings(plan, result) -> None:
@@ -513,12 +520,13 @@ def _start_plotter(spec):
     return start_plotter()
 
 
-def _figure_jobs(plan, spec, diff, ref, target, table=None) -> list:
-    """The group's two figures as jobs: light curve with diagnostics (titled with the group's
-    target, date, telescope and filter), reference with every star, the aperture and annulus."""
+def _figure_jobs(plan, spec, diff, ref, target, staged, table=None) -> list:
+    """The group's two figures as jobs, drawn into the staging folder ``staged``: light curve with
+    diagnostics (titled with the group's target, date, telescope and filter), reference with every
+    star, the aperture and annulus."""
     from .plotter import lightcurve_job, reference_job
 
-    stem = plan.outdir / plan.stem
+    stem = staged.path(plan.stem)
     dt = spec.differential.bin or 0.005
     info = plan.group.to_dict() if hasattr(plan.group, "to_dict") else {"target": plan.group.label}
     return [lightcurve_job(_table_fluxes(diff, table), Path(f"{stem}.png"), binned_dt=dt, info=info),
@@ -541,38 +549,55 @@ def _annulus_px(spec, ref):
     return float(bg.inner * scale), float(bg.outer * scale)
 
 
-def _submit_figures(plan, spec, diff, ref, target, plotter, table=None) -> list:
-    """Figure jobs of the group, handed to the helper now (it draws while tables are written)."""
+def _submit_figures(plan, spec, diff, ref, target, plotter, staged, table=None) -> list:
+    """Figure jobs of the group, handed to the helper now (it draws into the staging folder while
+    tables are written; the previous figures are replaced only when the whole set is committed)."""
     if not spec.outputs.plot:
         return []
-    jobs = _figure_jobs(plan, spec, diff, ref, target, table)
+    jobs = _figure_jobs(plan, spec, diff, ref, target, staged, table)
     if plotter is not None:
-        plan.outdir.mkdir(parents=True, exist_ok=True)
         plotter.submit(jobs)
     return jobs
 
 
 def _discard_figures(figures, plotter) -> None:
-    """The group failed after its figures were handed over: remove what the helper drew."""
+    """The group failed after its figures were handed over: let the helper finish the batch (so it
+    writes nothing later) and drop what it drew; the previous run's figures are never touched."""
     if plotter is not None and figures:
         plotter.discard()
 
 
 def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result, *, figures=None,
-                   plotter=None) -> list:
-    """CSV/FITS tables, figures and provenance, each written atomically.
+                   plotter=None, staged=None) -> list:
+    """CSV/FITS tables, figures and provenance, committed together as one set (or not at all).
 
-    ``figures`` (jobs from :func:`_figure_jobs`) may already be drawing in ``plotter``; they are
-    collected after the tables and provenance are written (drawn here when the helper failed).
+    Every file is written into the staging folder ``staged`` (an :class:`~reduce.io.atomic.OutputSet`)
+    and moved into the output folder only once all are complete. ``figures`` (jobs from
+    :func:`_figure_jobs`) may already be drawing in ``plotter``; they are collected after the
+    tables and provenance are written (drawn here when the helper failed).
     """
+    from .io.atomic import OutputSet
+
+    own = staged is None
+    staged = OutputSet(plan.outdir, plan.stem) if own else staged
+    try:
+        written = _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result,
+                                figures, plotter, staged)
+        return staged.commit(written)
+    finally:
+        if own:
+            staged.discard()
+
+
+def _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter,
+                  staged) -> list:
+    """_write_outputs' files, in the staging folder; returns their staged paths."""
     from .io.atomic import atomic_write_text
     from .io.provenance import provenance_record, write_provenance
     from .io.tables import product_extras, write_lightcurve
     from .plotter import draw_all
 
-    out = plan.outdir
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / plan.stem
+    stem = staged.path(plan.stem)
     outs = spec.outputs
     written = []
     a = diff.aperture
@@ -586,7 +611,7 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     for suffix, text in exports:
         written.append(atomic_write_text(Path(f"{stem}{suffix}"), text))
     if outs.plot and figures is None:
-        figures = _figure_jobs(plan, spec, diff, ref, target)
+        figures = _figure_jobs(plan, spec, diff, ref, target, staged, table)
     plot_at = len(written)
     if outs.provenance:
         record = provenance_record(

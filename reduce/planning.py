@@ -11,9 +11,19 @@ import os
 from pathlib import Path
 
 from .core.errors import UsageError
+from .index.groups import Group
 from .report import GroupPlan
 
 __all__ = ["RecipeSource", "plan_night", "find_nights"]
+
+
+class _Sized(Group):
+    """A light group named with its frame size (``..._<width>x<height>``): a group of the same
+    target, filter and night with bigger frames keeps the plain name."""
+
+    @property
+    def label(self) -> str:
+        return f"{Group.label.fget(self)}_{self.width}x{self.height}"
 
 
 class RecipeSource:
@@ -86,18 +96,17 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
     plans = []
     ours = _products_of(night, outdir)
     times = {f.path: f.jd for f in fm.frames(type="light")}
-    groups, wrong_size = _fold_wrong_sizes(fm.light_groups())
+    groups, wrong_size = _fold_wrong_sizes(_merge_same_names(fm, safe_stem), safe_stem)
     stray = [(p, r) for p, r in [*fm.unreadable, *fm.skipped] if not ours(p) and not os.path.isdir(p)]
     attached = _attach_unmeasured(groups, stray, fm.config)
-    for group in groups:
+    for group, shown, stem in _named_groups(groups, safe_stem):
         frames = [f for f in group.files if not ours(f)]
         if not frames:  # our own products (NIGHT/reduced/*.fits) are not frames of the night
             continue
         cal = fm.calibration_for(group)
-        stem = safe_stem(group.night, group.telescope, group.target, group.filter)
         unmeasured = [(p, r, times.get(p)) for p, r in wrong_size.get(id(group), [])]
         unmeasured += [(p, r, None) for p, r in attached.get(id(group), [])]
-        plans.append(GroupPlan(group=group, frames=frames, calibration=cal, stem=stem, outdir=outdir,
+        plans.append(GroupPlan(group=shown, frames=frames, calibration=cal, stem=stem, outdir=outdir,
                                night=night, unmeasured=unmeasured, times=times))
     return plans, fm
 
@@ -113,7 +122,7 @@ def unaccounted(fm, plans, ours) -> list:
 WRONG_SIZE_FRACTION = 0.25
 
 
-def _fold_wrong_sizes(groups) -> tuple[list, dict]:
+def _fold_wrong_sizes(groups, safe_stem) -> tuple[list, dict]:
     """Light groups with frames of a few odd sizes folded into their main group.
 
     Frames of one night, telescope, filter and target whose size differs from the group's most
@@ -123,14 +132,15 @@ def _fold_wrong_sizes(groups) -> tuple[list, dict]:
     (a change of binning or window mid-night) stay a group of their own.
     Returns (groups kept, {id(main group): [(path, reason)]}).
     """
-    buckets: dict[tuple, list] = {}
+    def key(g):  # the output name: groups that would share it are one target
+        return safe_stem(g.night, g.telescope, g.target, g.filter)
+
+    buckets: dict[str, list] = {}
     for g in groups:
-        key = (g.night, g.telescope.strip().lower(), g.filter.strip().lower(), g.target.strip().lower())
-        buckets.setdefault(key, []).append(g)
+        buckets.setdefault(key(g), []).append(g)
     kept, folded = [], {}
     for g in groups:
-        members = buckets[(g.night, g.telescope.strip().lower(), g.filter.strip().lower(),
-                           g.target.strip().lower())]
+        members = buckets[key(g)]
         main = max(members, key=lambda m: (len(m.files), m.width * m.height))
         if g is main or len(g.files) >= WRONG_SIZE_FRACTION * len(main.files):
             kept.append(g)
@@ -173,6 +183,51 @@ def _attach_unmeasured(groups, files, config) -> dict:
     return out
 
 
+def _merge_same_names(fm, safe_stem) -> list:
+    """The night's light groups, those whose output names are equal once sanitised merged.
+
+    Outputs are named ``<date>_<telescope>_<target>_<filter>`` after sanitising, so groups the
+    index keeps apart can share a name. OBJECT values equal once sanitised ('TOI 700', 'TOI/700')
+    are one target: their frames (of one size) are merged into one group, in time order.
+    """
+    import dataclasses
+
+    jd = {f.path: (f.jd if f.jd is not None else float("inf"), f.path) for f in fm.frames(type="light")}
+    merged: dict[tuple, object] = {}
+    for g in sorted(fm.light_groups(), key=lambda g: (-len(g.files), g.target, g.telescope, g.filter)):
+        key = (safe_stem(g.night, g.telescope, g.target, g.filter), g.width, g.height)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = g
+            continue
+        files = sorted(first.files + g.files, key=lambda p: jd.get(p, (float("inf"), p)))
+        merged[key] = dataclasses.replace(first, files=files,
+                                          exposures=tuple(sorted(set(first.exposures) | set(g.exposures))))
+    return list(merged.values())
+
+
+def _named_groups(groups, safe_stem) -> list:
+    """(light group, the group as shown, output stem) with one stem per group, the same on every run: frames of
+    another size (more than a few, see :func:`_fold_wrong_sizes`) are another group: the largest
+    frames keep the plain name, the others get ``_<width>x<height>``."""
+    import dataclasses
+
+    merged = {(safe_stem(g.night, g.telescope, g.target, g.filter), g.width, g.height): g for g in groups}
+    biggest: dict[str, tuple] = {}
+    for stem, w, h in merged:
+        biggest[stem] = max(biggest.get(stem, (0, 0, 0)), (w * h, w, h))
+    named = []
+    for (stem, w, h), g in merged.items():
+        shown = g
+        if biggest[stem][1:] != (w, h):
+            stem += f"_{w}x{h}"
+            shown = _Sized(**{f.name: getattr(g, f.name) for f in dataclasses.fields(g)})
+        named.append((g, shown, stem))
+    named.sort(key=lambda gs: (gs[0].night or "", gs[0].telescope.lower(), gs[0].filter.lower(),
+                               gs[0].target.lower(), gs[2]))  # the index's group order
+    return named
+
+
 def _products_of(night: Path, outdir: Path):
     """A predicate: is a path one of our products (inside ``outdir`` or the default NIGHT/reduced)?
 
@@ -209,6 +264,7 @@ def _outdirs(nights: list[Path], outdir) -> list[Path]:
     if outdir is None:
         return [n / "reduced" for n in nights]
     outdir = Path(outdir)
+    _check_outdir_holds_no_night(outdir, nights)
     if len(nights) == 1:
         return [outdir]
     seen: dict[str, int] = {}
@@ -218,3 +274,14 @@ def _outdirs(nights: list[Path], outdir) -> list[Path]:
         seen[name] = seen.get(name, 0) + 1
         out.append(outdir / (name if seen[name] == 1 else f"{name}-{seen[name]}"))
     return out
+
+
+def _check_outdir_holds_no_night(outdir: Path, nights) -> None:
+    """UsageError when the output folder is a night folder or holds one (``-o NIGHT``): everything
+    inside the output folder is taken for our products, so its frames would be ignored."""
+    root = os.path.join(os.path.realpath(outdir), "")
+    for n in nights:
+        if os.path.join(os.path.realpath(n), "").startswith(root):
+            raise UsageError(f"the output folder {outdir} is (or contains) the night folder {n}: "
+                             "outputs must go to a folder of their own (default: NIGHT/reduced; "
+                             "-o another folder)")

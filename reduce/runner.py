@@ -50,6 +50,8 @@ class _Work:
     outdir: Path
     result: NightResult
     frames: int
+    lock: object = None        # the night's lock, held from planning until its groups are reduced
+    state_dir: Path | None = None
 
 
 def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, show_progress=True,
@@ -71,11 +73,26 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
     outdirs = _outdirs(nights, outdir)
     report = RunReport()
     work: list[_Work] = []
-    for night, out in zip(nights, outdirs):
-        todo = _plan_pass(night, out, recipe, report, config=config, index=index if single else None,
-                          depth=depth, force=force, single=single)
-        if todo:
-            work.append(todo)
+    try:
+        for night, out in zip(nights, outdirs):
+            todo = _plan_pass(night, out, recipe, report, config=config, index=index if single else None,
+                              depth=depth, force=force, single=single)
+            if todo:
+                work.append(todo)
+        if work:
+            _reduce_all(work, nights, recipe, report, executor=executor, config=config,
+                        index=index if single else None, depth=depth, force=force, fail_fast=fail_fast,
+                        show_progress=show_progress)
+    finally:
+        for w in work:  # normally released by each night's pass; after an error, here
+            w.lock.release()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _reduce_all(work, nights, recipe, report, *, executor, config, index, depth, force, fail_fast,
+                show_progress) -> None:
+    """The reduction pass over the nights with work (their locks held since planning)."""
     if work:
         from .core.executors import SerialExecutor
 
@@ -96,7 +113,7 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
                 groups = GroupScheduler(reduce_group, executor, bar, plotter, at_once=at_once)
                 try:
                     groups.each_night(lambda w: _reduce_pass(
-                        w, recipe, report, config=config, index=index if single else None, depth=depth,
+                        w, recipe, report, config=config, index=index, depth=depth,
                         force=force, fail_fast=fail_fast, groups=groups), work)
                 finally:
                     groups.close()
@@ -106,8 +123,6 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
             if plotter is not None:
                 plotter.close()
         report.executor = executor.describe() if hasattr(executor, "describe") else {}
-    report.seconds = time.perf_counter() - t0
-    return report
 
 
 def _start_plotter(recipe):
@@ -161,21 +176,48 @@ def _lock(night: Path):
 
 
 def _plan_pass(night, out, recipe, report, *, config, index, depth, force, single) -> _Work | None:
-    """Under the night's lock: scan, plan, skip unchanged groups; returns the work left, if any."""
+    """Under the night's lock: scan, plan, skip unchanged groups; returns the work left, if any,
+    with the lock still held (so a second run started meanwhile is the one that exits 4)."""
     from .io.lock import LockedError
+
+    try:
+        lock, state_dir = _lock(night)
+        lock.acquire()
+    except ReduceError as e:
+        nres = NightResult(night=str(night), outdir=str(out), message=str(e))
+        report.nights.append(nres)
+        if isinstance(e, LockedError):
+            nres.status = "locked"
+            log.warning("%s", e)
+            return None
+        if single:
+            raise
+        nres.status = "failed"
+        log.error("%s", e)
+        return None
+    try:
+        work = _plan_locked(night, out, recipe, report, config=config, index=index, depth=depth,
+                            force=force, single=single, state_dir=state_dir)
+    except BaseException:
+        lock.release()
+        raise
+    if work is None:
+        lock.release()
+    else:
+        work.lock, work.state_dir = lock, state_dir
+    return work
+
+
+def _plan_locked(night, out, recipe, report, *, config, index, depth, force, single,
+                 state_dir) -> _Work | None:
+    """_plan_pass' body, the lock held."""
     from .state import GroupState, group_fingerprint
 
     t0 = time.perf_counter()
     nres = NightResult(night=str(night), outdir=str(out))
     report.nights.append(nres)
     try:
-        lock, state_dir = _lock(night)
-        with lock:
-            plans, fm = plan_night(night, config=config, outdir=out, index=index, depth=depth)
-    except LockedError as e:
-        nres.status, nres.message = "locked", str(e)
-        log.warning("%s", e)
-        return None
+        plans, fm = plan_night(night, config=config, outdir=out, index=index, depth=depth)
     except ReduceError as e:
         if single:
             raise
@@ -224,21 +266,14 @@ def _unchanged_result(plan, record: dict, night: str) -> GroupResult:
 
 def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_fast,
                  groups: GroupScheduler) -> None:
-    """Under the night's lock again: re-plan (frames may have arrived), reduce what changed
-    (through ``groups``: now, or in its threads when it takes several groups at once)."""
-    from .io.lock import LockedError
+    """Under the night's lock, still held since planning: re-plan (frames may have arrived), reduce
+    what changed (through ``groups``: now, or in its threads when it takes several groups at once);
+    each group's run state is saved as soon as it is done (a killed run redoes only the others)."""
     from .state import GroupState, group_fingerprint
 
     t0 = time.perf_counter()
     nres, night, out = w.result, w.night, w.outdir
-    try:
-        lock, state_dir = _lock(night)
-        lock.acquire()
-    except ReduceError as e:
-        nres.status = "locked" if isinstance(e, LockedError) else "failed"
-        nres.message = str(e)
-        log.warning("%s", e)
-        return
+    lock, state_dir = w.lock, w.state_dir
     try:
         spec = recipe.spec  # validated now (RecipeError: exit 2), only because there is work
         plans, fm = plan_night(night, config=config, outdir=out, index=index, depth=depth)
@@ -262,8 +297,9 @@ def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_
             else:
                 state.invalidate()
                 _remove_leftovers(out, plan.stem)
-                entries.append((groups.submit(plan, spec, config=config, fail_fast=fail_fast), state, fp))
-        results = [_collect(entry, str(night)) for entry in entries]
+                job = groups.submit(plan, spec, config=config, fail_fast=fail_fast)
+                entries.append((_on_done(job, state, fp, str(night)), str(night)))
+        results = [_collect(entry) for entry in entries]
         with _REPORT_LOCK:
             report.groups.extend(results)
         if problem:
@@ -277,15 +313,33 @@ def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_
         nres.seconds += time.perf_counter() - t0
 
 
-def _collect(entry, night: str) -> GroupResult:
-    """A group's result: as planned, or once its reduction ends (its state saved when done)."""
+def _on_done(job, state, fp: str, night: str):
+    """Save the group's run state the moment its reduction ends (in its thread when groups run at
+    once), not at the end of the night; returns the job."""
+    def finished(future) -> None:
+        try:
+            result = future.result()
+        except BaseException:  # noqa: BLE001 - raised again by _collect
+            return
+        result.night = night
+        if result.status == "done":
+            _save_state(state, fp, result)
+
+    add = getattr(job, "add_done_callback", None)
+    if add is not None:
+        add(finished)
+    else:  # reduced already (one group at a time)
+        finished(job)
+    return job
+
+
+def _collect(entry) -> GroupResult:
+    """A group's result: as planned, or once its reduction ends."""
     if isinstance(entry, GroupResult):
         return entry
-    job, state, fp = entry
+    job, night = entry
     result = job.result()
     result.night = night
-    if result.status == "done":
-        _save_state(state, fp, result)
     return result
 
 
@@ -293,6 +347,15 @@ def _check_outdir(out: Path) -> str | None:
     """None when ``out`` can be created and written, else why not (checked before any work)."""
     import tempfile
 
+    from .index.db import _writable_dir
+
+    existing = out
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.is_dir() and not _writable_dir(existing):  # by the mode bits: root too
+        where = "" if existing == out else f" (its folder {existing} is read-only)"
+        return f"cannot write to the output folder {out}{where}: permission denied by the folder's " \
+               "mode; give a writable folder with -o"
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".reduce-write-test.", dir=out)
@@ -304,17 +367,35 @@ def _check_outdir(out: Path) -> str | None:
 
 
 def _remove_leftovers(out: Path, stem: str) -> None:
-    """Temporary files of an interrupted atomic write of this group's outputs."""
+    """The staging folder (and temporary files) of an interrupted write of this group's outputs;
+    never another group's (a stem can be the start of another: ``X`` and ``X_100x100``)."""
+    import re
+    import shutil
+
+    from .io.atomic import staging_name
+
+    mine = re.compile(rf"\.{re.escape(stem)}(_reference)?\.(csv|fits|json|yaml|png)\.[^.]+\.tmp")
     try:
-        leftovers = list(out.glob(f".{stem}*.tmp"))
+        leftovers = [p for p in out.glob(f".{glob_escape(stem)}*.tmp")
+                     if p.name == staging_name(stem) or mine.fullmatch(p.name)]
     except OSError:
         return
     for p in leftovers:
         try:
-            p.unlink()
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             log.info("removed %s left by an interrupted run", p.name)
         except OSError:
             pass
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob wildcards taken literally."""
+    import glob
+
+    return glob.escape(text)
 
 
 def _save_state(state, fingerprint: str, result: GroupResult) -> None:

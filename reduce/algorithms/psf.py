@@ -111,14 +111,24 @@ def _quad(x, y, x0, y0, qa, qb, qc):
     return dx, dy, qa * dx * dx + qb * dy * dy + qc * dx * dy
 
 
+# floor of the Moffat base 1 + q: a trial step with qc^2 > 4 qa qb (not an ellipse) makes it <= 0,
+# where a power is undefined (NaN, numpy's "invalid value in power"); floored, such steps get a huge
+# but finite residual and the fit turns back (a real profile always has 1 + q >= 1)
+_MOFFAT_BASE_FLOOR = 1e-2
+
+
+def _moffat_base(x, y, x0, y0, qa, qb, qc):
+    dx, dy, q = _quad(x, y, x0, y0, qa, qb, qc)
+    return dx, dy, np.maximum(1.0 + q, _MOFFAT_BASE_FLOOR)
+
+
 def _moffat_q(x, y, amp, x0, y0, qa, qb, qc, beta, b):
-    return amp * (1.0 + _quad(x, y, x0, y0, qa, qb, qc)[2]) ** (-beta) + b
+    return amp * _moffat_base(x, y, x0, y0, qa, qb, qc)[2] ** (-beta) + b
 
 
 def _moffat_jac(x, y, amp, x0, y0, qa, qb, qc, beta, b):
     """Analytic Jacobian of the quadratic-form Moffat, shape (n_pixels, 8)."""
-    dx, dy, q = _quad(x, y, x0, y0, qa, qb, qc)
-    d = 1.0 + q
+    dx, dy, d = _moffat_base(x, y, x0, y0, qa, qb, qc)
     dpow = d ** (-beta)
     g = -beta * amp * dpow / d
     return np.stack([dpow, -g * (2 * qa * dx + qc * dy), -g * (2 * qb * dy + qc * dx),

@@ -75,7 +75,9 @@ def main(argv=None):
         e.show()
         sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
     except ReduceError as e:
-        click.secho(f"Error: {e}", fg="red", err=True)
+        from ..console import safe_text
+
+        click.secho(f"Error: {safe_text(e, lines=True)}", fg="red", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

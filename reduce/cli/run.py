@@ -62,7 +62,7 @@ def _parse_target(value: str | None):
               help="Instrument/site configuration YAML (see sample_config.yaml).")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False), default=None,
               help="Where the FITS index lives (default NIGHT/.reduce/index.sqlite; one night only).")
-@click.option("--depth", type=int, default=None, help="Folder depth to scan (default: unlimited).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Folder depth to scan (default: unlimited).")
 @click.option("-j", "--jobs", type=int, default=None, envvar="REDUCE_JOBS", show_envvar=True,
               help="Worker processes for the frames of a group (default: the number of cores; "
                    "1: in-process, serial). Results are identical whatever the number.")
@@ -97,8 +97,10 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     from pathlib import Path
 
     from ..config import load_config
-    from ..console import get_console, setup_logging
+    from ..console import check_output_file, get_console, setup_logging
 
+    for option, path in (("--summary-json", summary_json), ("--log-file", log_file)):
+        check_output_file(path, option)  # before any work, not after the whole reduction
     setup_logging(-1 if quiet else (1 if verbose else 0), log_file)
     night_paths = _nights(nights, archive, depth)
     if index_path and len(night_paths) > 1:
@@ -192,6 +194,8 @@ def _write_json(path, data) -> None:
 def _print_plan(console, plans, spec, fm):
     from rich.table import Table
 
+    from ..console import safe_markup
+
     if not plans:
         console.print("No light groups found: nothing would be reduced.")
         return
@@ -205,15 +209,14 @@ def _print_plan(console, plans, spec, fm):
     console.print(t)
     for p in plans:
         for reason in p.describe()["reasons"]:
-            console.print(f"  {p.group.label}: {reason}")
+            console.print(f"  {safe_markup(p.group.label)}: {safe_markup(reason)}")
         for w in getattr(p.group, "warnings", ()):
-            from rich.markup import escape
-
-            console.print(f"  [yellow]{escape(p.group.label)}: warning: {escape(w['message'])}[/]",
+            console.print(f"  [yellow]{safe_markup(p.group.label)}: warning: {safe_markup(w['message'])}[/]",
                           highlight=False)
     for p in plans:
         for path, reason, *_ in p.unmeasured:
-            console.print(f"  {p.group.label}: {Path(str(path)).name} cannot be measured ({reason}): "
+            console.print(f"  {safe_markup(p.group.label)}: {safe_markup(Path(str(path)).name)} cannot be "
+                          f"measured ({safe_markup(reason)}): "
                           "a row flagged UNREADABLE")
     from ..planning import _products_of, unaccounted
 
@@ -231,6 +234,8 @@ def _print_report(console, report):
     block per group, so labels are never broken mid-word), then what was skipped and why."""
     from rich.text import Text
 
+    from ..console import safe_text
+
     done = report.processed
     if done:
         several = len({g.night for g in done}) > 1  # the same group label can come from each night
@@ -244,9 +249,9 @@ def _print_report(console, report):
             _summary_list(console, title, header, rows)
     for g in done:
         if g.status != "done":
-            console.print(Text(f"{g.plan.group.label}: {g.message}", style="red"), soft_wrap=True)
+            console.print(Text(safe_text(f"{g.plan.group.label}: {g.message}"), style="red"), soft_wrap=True)
         for path in g.outputs:
-            console.print(Text(f"  wrote {path}"), soft_wrap=True)
+            console.print(Text(safe_text(f"  wrote {path}")), soft_wrap=True)
         unmeasured = getattr(g.plan, "unmeasured", [])
         names = {Path(str(u[0])).name for u in unmeasured}
         reasons = {}
@@ -254,9 +259,9 @@ def _print_report(console, report):
             if Path(str(file)).name not in names:
                 reasons[reason] = reasons.get(reason, 0) + 1
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            console.print(Text(f"  {n} frame(s) flagged: {reason}", style="yellow"), soft_wrap=True)
+            console.print(Text(safe_text(f"  {n} frame(s) flagged: {reason}"), style="yellow"), soft_wrap=True)
         for path, reason, *_ in unmeasured:
-            console.print(Text(f"  not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}",
+            console.print(Text(safe_text(f"  not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}"),
                                style="yellow"), soft_wrap=True)
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
@@ -264,18 +269,20 @@ def _print_report(console, report):
                       "(--force redoes them)", soft_wrap=True)
     for n in report.nights:
         if n.status in ("locked", "failed") and n.message:
-            console.print(Text(f"{n.night}: {n.message}", style="red"), soft_wrap=True)
+            console.print(Text(safe_text(f"{n.night}: {n.message}"), style="red"), soft_wrap=True)
     if report.unreadable:
         console.print(Text(f"{len(report.unreadable)} unreadable or image-less file(s) outside any light "
                            "group, ignored:", style="yellow"), soft_wrap=True)
         for path, reason in report.unreadable:
-            console.print(Text(f"  {path}: {reason}", style="yellow"), soft_wrap=True)
+            console.print(Text(safe_text(f"  {path}: {reason}"), style="yellow"), soft_wrap=True)
 
 
 def _summary_row(g, several: bool) -> list[str]:
     """One group's summary cells (plain text); scatter = point-to-point scatter in parts per thousand."""
-    return ([Path(str(g.night)).name] if several else []) + [
-        g.plan.group.label, g.status, str(g.n_frames), str(len(g.flagged)),
+    from ..console import safe_text
+
+    return ([safe_text(Path(str(g.night)).name)] if several else []) + [
+        safe_text(g.plan.group.label), g.status, str(g.n_frames), str(len(g.flagged)),
         "" if g.aperture is None else f"{g.aperture:.2f}", str(len(g.comparisons)),
         "" if g.scatter is None else f"{1e3 * g.scatter:.2f}"]
 

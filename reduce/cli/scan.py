@@ -1,7 +1,11 @@
 """``reduce scan NIGHT``: index the FITS headers of a night and print its groups or files."""
 from __future__ import annotations
 
+import sqlite3
+
 import click
+
+from ..core.errors import ReduceError
 
 __all__ = ["scan"]
 
@@ -10,7 +14,8 @@ Exit status:
   0  every FITS file is a readable frame
   1  some files or folders were skipped: unreadable (zero-byte, truncated, not
      FITS, header only, no permission), or no 2-D image (a cube, tables only);
-     list them with the reason with --errors
+     list them with the reason with --errors; or the scan itself failed
+     (disk full, index database locked, cache folder not writable)
   2  usage error (missing folder, bad option, invalid --config file)
 """
 
@@ -35,6 +40,26 @@ def _console():
     return Console(width=max(console.width, 200), highlight=False, color_system=None)
 
 
+def _shown_text(value) -> str:
+    """A header value or path as a table shows it: control characters escaped, markup inert."""
+    from ..console import safe_markup
+
+    return safe_markup(value)
+
+
+def _shown(items) -> list:
+    """Copies of groups/frames whose text fields are safe to print on a terminal (a header value
+    with ESC sequences, BEL or NUL must not drive the terminal); csv/json keep the raw values."""
+    import dataclasses
+
+    out = []
+    for item in items:
+        changes = {f.name: _shown_text(v) for f in dataclasses.fields(item)
+                   if isinstance(v := getattr(item, f.name), str)}
+        out.append(dataclasses.replace(item, **changes))
+    return out
+
+
 def _emit_groups(fm, fmt: str) -> None:
     from ..index import groups as g
     groups = fm.groups()
@@ -43,7 +68,7 @@ def _emit_groups(fm, fmt: str) -> None:
     elif fmt == "csv":
         click.echo(g.groups_csv(groups), nl=False)
     else:
-        _console().print(g.groups_table(groups, title=f"{fm.folder}"))
+        _console().print(g.groups_table(_shown(groups), title=_shown_text(fm.folder)))
         _emit_warnings(groups)
 
 
@@ -51,7 +76,9 @@ def _emit_warnings(groups) -> None:
     """Each group's header and time warnings, once per kind (JSON output carries them per group)."""
     for group in groups:
         for w in group.warnings:
-            click.echo(f"warning: {group.label}: {w['message']}", err=True)
+            from ..console import safe_text
+
+            click.echo(safe_text(f"warning: {group.label}: {w['message']}"), err=True)
 
 
 def _emit_files(fm, fmt: str) -> None:
@@ -62,7 +89,7 @@ def _emit_files(fm, fmt: str) -> None:
     elif fmt == "csv":
         click.echo(g.files_csv(frames), nl=False)
     else:
-        _console().print(g.files_table(frames, title=f"{fm.folder}"))
+        _console().print(g.files_table(_shown(frames), title=_shown_text(fm.folder)))
 
 
 def _emit_errors(unreadable, fmt: str) -> None:
@@ -83,7 +110,7 @@ def _emit_errors(unreadable, fmt: str) -> None:
         t.add_column("path", overflow="fold")
         t.add_column("reason")
         for p, r in unreadable:
-            t.add_row(p, r)
+            t.add_row(_shown_text(p), _shown_text(r))
         _console().print(t)
 
 
@@ -116,8 +143,8 @@ def scan(night, depth, list_files, fmt, errors, index_path, config_path):
     try:
         fm = FitsManager(night, depth, index=index_path, config=config,
                          show_progress=fmt == "table")
-    except OSError as e:
-        raise click.UsageError(f"cannot scan {night}: {e}") from None
+    except (OSError, sqlite3.Error) as e:  # runtime failures (disk full, database locked): exit 1
+        raise ReduceError(f"cannot scan {night}: {e}") from None
     skipped = sorted(fm.unreadable + fm.skipped)
     if errors:
         _emit_errors(skipped, fmt)

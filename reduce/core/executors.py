@@ -364,6 +364,30 @@ def _import_distributed():
     return distributed
 
 
+def _quiet_client_logs() -> None:
+    """A lost scheduler is reported once, by ClusterUnavailable: the client's own reconnection
+    tracebacks (one per attempt, per group) would bury that message."""
+    for name in ("distributed.client", "distributed.comm", "distributed.core", "distributed.batched"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class _LostWorker(Exception):
+    """A pass over a group's frames ended because Dask lost a worker (and the data it held)."""
+
+    def __init__(self, message: str, yielded: int):
+        super().__init__(message)
+        self.yielded = yielded
+
+
+def _lost_worker(error: BaseException, distributed) -> bool:
+    """Whether ``error`` is Dask losing a worker: its tasks cancelled or killed with it."""
+    from concurrent.futures import CancelledError
+
+    kinds = tuple(k for k in (CancelledError, getattr(distributed, "KilledWorker", None),
+                              getattr(distributed.client, "FutureCancelledError", None)) if k)
+    return isinstance(error, kinds)
+
+
 class DaskExecutor(_Executor):
     """Frames on an existing Dask distributed cluster (``scheduler`` = ``tcp://HOST:PORT``).
 
@@ -406,6 +430,7 @@ class DaskExecutor(_Executor):
         try:
             distributed = _import_distributed()
             self._client = distributed.Client(self.scheduler, timeout=self.timeout, set_as_default=False)
+            _quiet_client_logs()
         except ReduceError as e:
             self._connect_error = e
         except Exception as e:
@@ -444,13 +469,38 @@ class DaskExecutor(_Executor):
     def _rss(self, value: float) -> None:
         self.peak_worker_rss_mb = max(self.peak_worker_rss_mb or 0.0, float(value))
 
+    #: times the frames of a group are resubmitted after its workers were lost
+    max_retries = 2
+
     def map_frames(self, blocks, items, *, loader=None, fail_fast: bool = False):
+        """Frames on the cluster, in order. A worker that dies takes the group's blocks and its
+        chunks with it: the frames not yet returned are resubmitted (``max_retries`` times, once a
+        worker is back); a scheduler that is gone is :class:`ClusterUnavailable` for the whole run."""
+        items = list(items) if not hasattr(items, "__len__") else items
+        payload = _payload(blocks, loader, fail_fast)
+        done = 0
+        for attempt in range(self.max_retries + 1):
+            try:
+                for index, image in self._map_once(payload, items[done:]):
+                    yield done + index, image
+                return
+            except _LostWorker as e:
+                done += e.yielded
+                if attempt == self.max_retries:
+                    raise ExecutorError(f"the Dask workers were lost {attempt + 1} times while reducing "
+                                        f"this group ({e}); {len(items) - done} frame(s) not reduced") from None
+                log.warning("a Dask worker was lost (%s): resubmitting the %d frame(s) not yet reduced",
+                            e, len(items) - done)
+                self._wait_for_workers()
+
+    def _map_once(self, payload, items):
+        """One pass of map_frames over ``items``: raises _LostWorker (with how many frames it
+        yielded) when the cluster lost a worker, ClusterUnavailable when the scheduler is gone."""
         import uuid
 
         distributed = _import_distributed()
-        items = list(items) if not hasattr(items, "__len__") else items
         client = self.client
-        payload = _payload(blocks, loader, fail_fast)
+        self._check_up(client)
         token = uuid.uuid4().hex
         workers = self.jobs
         size = _chunk_size(len(items), workers, self.chunk_size)
@@ -458,6 +508,7 @@ class DaskExecutor(_Executor):
         try:
             shared = client.scatter(payload, broadcast=True, hash=False)
         except Exception as e:
+            self._check_up(client, e)
             raise ExecutorError(f"cannot send the blocks to the Dask workers: {type(e).__name__}: {e}") from None
         submitted = []
         completed = distributed.as_completed(loop=client.loop)
@@ -472,14 +523,47 @@ class DaskExecutor(_Executor):
         def wait_any(fs):
             return [next(completed)]
 
+        yielded = 0
         try:
-            yield from _ordered(submit, wait_any, _chunks(items, size), limit, self._rss)
+            for pair in _ordered(submit, wait_any, _chunks(items, size), limit, self._rss):
+                yield pair
+                yielded += 1
         except ReduceError:
             raise
-        except (OSError, TimeoutError) as e:
-            raise ExecutorError(f"the Dask cluster failed: {type(e).__name__}: {e}") from None
+        except Exception as e:
+            self._check_up(client, e)
+            if _lost_worker(e, distributed):
+                raise _LostWorker(f"{type(e).__name__}: {e}".rstrip(": "), yielded) from None
+            if isinstance(e, (OSError, TimeoutError)):
+                raise ExecutorError(f"the Dask cluster failed: {type(e).__name__}: {e}") from None
+            raise
         finally:
-            client.cancel([f for f in submitted if not f.done()] + [shared])
+            try:
+                client.cancel([f for f in submitted if not f.done()] + [shared])
+            except Exception:  # noqa: BLE001 - a client that lost its scheduler
+                pass
+
+    def _check_up(self, client, error: BaseException | None = None) -> None:
+        """ClusterUnavailable when the client lost its scheduler (one clear error for the run: the
+        groups already reduced are kept and the next run resumes with the others)."""
+        status = getattr(client, "status", "running")
+        if status in ("running", "newly-created"):
+            return
+        first = str(error).strip().splitlines()[0][:160] if error is not None and str(error).strip() else ""
+        why = f" ({type(error).__name__}: {first})" if error is not None else ""
+        raise ClusterUnavailable(f"the Dask cluster at {self.scheduler or 'the given client'} is "
+                                 f"unavailable: the scheduler connection is {status}{why}; the groups "
+                                 "reduced so far are kept, run again to resume") from None
+
+    def _wait_for_workers(self) -> None:
+        """Wait (up to ``timeout`` s) for a worker after losing one; none: ClusterUnavailable."""
+        client = self.client
+        try:
+            client.wait_for_workers(1, timeout=self.timeout)
+        except Exception as e:  # noqa: BLE001
+            self._check_up(client, e)
+            raise ClusterUnavailable(f"the Dask cluster at {self.scheduler or 'the given client'} has no "
+                                     f"worker left (waited {self.timeout:g} s); run again to resume") from None
 
     def connect(self) -> None:
         """Connect to the scheduler now (raises ExecutorError with the reason when it cannot)."""

@@ -68,6 +68,20 @@ def default_index_path(night) -> Path:
     return cache_index_path(night)
 
 
+def _refuse_links(path: Path) -> None:
+    """An index (or its journal) that is a symbolic link is refused, never followed: a link planted
+    in ``.reduce/`` (even a dangling one) would otherwise make a scan create a database anywhere."""
+    from ..core.errors import ReduceError
+
+    suspects = [Path(str(path) + s) for s in ("", "-wal", "-shm")]
+    if path.parent.name == ".reduce":
+        suspects.append(path.parent)
+    for p in suspects:
+        if p.is_symlink():
+            raise ReduceError(f"{p} is a symbolic link; refusing to follow it "
+                              "(remove the link and run again)")
+
+
 class Index:
     """One SQLite index file; rows are :data:`COLUMNS` (``error`` set for unreadable files)."""
 
@@ -75,6 +89,7 @@ class Index:
         self.path = Path(path)
         self.timeout = timeout
         if str(path) != ":memory:":
+            _refuse_links(self.path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._open()

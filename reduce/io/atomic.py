@@ -1,21 +1,29 @@
 """Atomic file writes: a product is either the complete new file or the previous one, never half.
 
+A set of products (a group's tables, figures and provenance) is written into a hidden staging
+folder first and moved into place only when every file of the set is complete (:class:`OutputSet`),
+so a failure half way leaves the whole previous set, not a new table next to an old one.
+
 The data goes to a temporary file in the destination's directory (same file system), is flushed
 and fsynced, then ``os.replace`` renames it over the destination (atomic on POSIX and Windows).
 On any failure the temporary file is removed and the destination is left untouched.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.errors import ReduceError
 
-__all__ = ["OutputError", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["OutputError", "OutputSet", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 _UMASK: int | None = None
+# errors of writing the temporary file itself: reported as OutputError, whoever's write met them
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 
 
 class OutputError(ReduceError):
@@ -59,9 +67,14 @@ def atomic_write(path, mode: str = "w", *, encoding: str = "utf-8", newline: str
         raise OutputError(f"cannot write {path}: {_why(e)}") from None
     try:
         kwargs = {} if mode == "wb" else {"encoding": encoding, "newline": newline}
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            _flush(f, path)
+        try:
+            with os.fdopen(fd, mode, **kwargs) as f:
+                yield f
+                _flush(f, path)
+        except OSError as e:  # the disk filled up (also when the caller's writer hit it, e.g. a PNG)
+            if e.errno in _WRITE_ERRNOS:
+                raise OutputError(f"cannot write {path}: {_why(e)}") from None
+            raise
         _commit(tmp, path)
     except BaseException:
         _discard(tmp)
@@ -129,3 +142,57 @@ def _write(f, data, path) -> None:
         f.write(data)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {_why(e)}") from e
+
+
+class OutputSet:
+    """Files of one product set, written into ``outdir/.<stem>.staging.tmp/`` (same file system)
+    and moved into ``outdir`` together by :meth:`commit`, only once all are written.
+
+    A failure before the commit (disk full, an error in a late step) leaves every previous output
+    untouched: :meth:`discard` removes the staging folder, as does the next run if this one was
+    killed. The commit itself is only renames (each atomic).
+    """
+
+    def __init__(self, outdir, stem: str):
+        self.outdir = Path(outdir)
+        self.dir = self.outdir / staging_name(stem)
+        try:
+            self.outdir.mkdir(parents=True, exist_ok=True)
+            if self.dir.exists() or self.dir.is_symlink():
+                self.discard()
+            self.dir.mkdir()
+        except OSError as e:
+            raise OutputError(f"cannot write to the output folder {self.outdir}: {_why(e)}") from None
+
+    def path(self, name: str) -> Path:
+        """Where to write the product ``name`` (a bare file name) before the commit."""
+        return self.dir / name
+
+    def commit(self, staged) -> list[Path]:
+        """Move the ``staged`` files into the output folder (keeping an existing file's permissions);
+        returns their final paths, in the same order."""
+        final = []
+        for p in map(Path, staged):
+            dest = self.outdir / p.name
+            try:
+                if dest.exists():
+                    os.chmod(p, dest.stat().st_mode & 0o7777)
+                os.replace(p, dest)
+            except OSError as e:
+                raise OutputError(f"cannot write {dest}: {_why(e)}") from None
+            final.append(dest)
+        _sync_directory(self.outdir)
+        self.discard()
+        return final
+
+    def discard(self) -> None:
+        """Remove the staging folder and whatever it holds (the previous outputs stay)."""
+        if self.dir.is_symlink():
+            self.dir.unlink()
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def staging_name(stem: str) -> str:
+    """The staging folder of a product set (hidden; removed by the next run if left behind)."""
+    return f".{stem}.staging.tmp"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.errors import ReduceError
 
-__all__ = ["NightLock", "LockedError", "EXIT_LOCKED", "lock_path_for"]
+__all__ = ["NightLock", "LockedError", "EXIT_LOCKED", "lock_path_for", "refuse_symlink"]
 
 log = logging.getLogger("reduce.lock")
 
@@ -26,6 +26,15 @@ log = logging.getLogger("reduce.lock")
 EXIT_LOCKED = 4
 
 _HELD: set[int] = set()
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def refuse_symlink(path, what: str) -> None:
+    """Raise ReduceError when ``path`` is a symbolic link: files in ``.reduce/`` are never followed
+    (a link planted there could make a run truncate or create a file anywhere)."""
+    if os.path.islink(path):
+        raise ReduceError(f"{what} {path} is a symbolic link; refusing to follow it "
+                          "(remove the link and run again)")
 
 
 class LockedError(ReduceError):
@@ -93,8 +102,11 @@ class NightLock:
         for attempt in range(3):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                refuse_symlink(self.path.parent, "the state folder")
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o644)
             except OSError as e:
+                if e.errno == errno.ELOOP:
+                    refuse_symlink(self.path, "the run lock")
                 raise ReduceError(f"cannot create the run lock {self.path}: {e.strerror or e}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -117,8 +129,12 @@ class NightLock:
                     log.info("%s: previous run (pid %s) ended without releasing its lock: taken over",
                              self.night, previous.get("pid"))
                     self.took_over = previous
-                _write(fd, {"pid": os.getpid(), "host": socket.gethostname(), "boot_id": boot_id(),
-                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "night": self.night})
+                try:
+                    _write(fd, {"pid": os.getpid(), "host": socket.gethostname(), "boot_id": boot_id(),
+                                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "night": self.night})
+                except OSError as e:  # a full disk: the lock is not taken, nothing else written
+                    os.close(fd)
+                    raise ReduceError(f"cannot write the run lock {self.path}: {e.strerror or e}") from None
                 self.fd = fd
                 _HELD.add(fd)
                 return self

@@ -59,13 +59,34 @@ def close_match_hint(word, candidates, *, n: int = 3) -> str | None:
 
 _TAB_HINT = "indent with spaces, YAML does not allow tabs"
 
+#: a recipe is a page of settings; anything bigger is refused before parsing (bounded time/memory)
+MAX_RECIPE_BYTES = 256 * 1024
+#: values a recipe may expand to through YAML aliases (``*name`` repeats the ``&name`` node)
+MAX_EXPANDED_NODES = 20_000
+
 
 def parse_yaml(text: str, problems: Problems):
-    """The document's plain data (None when empty or invalid); fills ``problems.lines``."""
+    """The document's plain data (None when empty, invalid or too big); fills ``problems.lines``.
+
+    Work is bounded by the document's size: texts over :data:`MAX_RECIPE_BYTES` are refused, and
+    so are aliases that would expand the data past :data:`MAX_EXPANDED_NODES` values (a
+    "billion laughs" document), counted without expanding them.
+    """
+    size = len(text.encode("utf-8", "replace"))
+    if size > MAX_RECIPE_BYTES:
+        problems.add((), f"the recipe is {size:,} bytes; a recipe may be at most "
+                         f"{MAX_RECIPE_BYTES // 1024} KB", "is this the right file?", line=1)
+        return None
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
+            return None
+        expanded = _expanded_size(node, {})
+        if expanded > MAX_EXPANDED_NODES:
+            problems.add((), f"YAML aliases (*name) expand this recipe to more than "
+                             f"{MAX_EXPANDED_NODES:,} values",
+                         "write the values out instead of repeating anchors", line=1)
             return None
         _record(node, (), problems)
         return loader.construct_document(node)
@@ -86,6 +107,30 @@ def parse_yaml(text: str, problems: Problems):
     finally:
         loader.dispose()
     return None
+
+
+def _expanded_size(node, memo: dict, depth: int = 0) -> int:
+    """How many nodes the data would hold once every alias is expanded; each distinct node is
+    visited once (memoised by identity), so the cost is the document's size, not the expansion."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    if depth > 500:  # deeper than any recipe: counted as too big rather than recursing on
+        return MAX_EXPANDED_NODES + 1
+    memo[id(node)] = MAX_EXPANDED_NODES + 1  # a node containing itself (recursive alias)
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = ()
+    for child in children:
+        total += _expanded_size(child, memo, depth + 1)
+        if total > MAX_EXPANDED_NODES:
+            break
+    memo[id(node)] = total
+    return total
 
 
 def _record(node, path: tuple, problems: Problems) -> None:
