@@ -252,12 +252,16 @@ class Fluxes:
         """Automatic differential photometry (Broeg et al. 2005 ensemble, best aperture).
 
         Comparison candidates are the ``max_comps`` brightest stars that are not the target, not in
-        ``exclude``, never saturated (``data['peak'] >= saturation``, default ``meta['saturation']``,
-        or ``data['saturated']``) and finite in every usable frame. They are weighted, per aperture,
+        ``exclude``, never saturated (``data['saturated']``, from the raw pixels, in any frame;
+        without it ``data['peak'] >= saturation``, default ``meta['saturation']``) and finite in
+        every usable frame. They are weighted, per aperture,
         by the inverse variance of their light curve against the weighted ensemble of the others,
         iterated (at most ``iterations`` times); comparisons noisier than ``reject`` x the fitted
         noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
-        "binned" with ``dt`` days, or "std") is chosen. Returns differential Fluxes: every star and
+        "binned" with ``dt`` days, or "std") is chosen among those measuring the target on
+        (nearly) every frame (see ``diffphot.best_aperture``); frames where the chosen aperture of
+        the target could not be measured get TARGET_NEAR_EDGE, TARGET_MASKED or TARGET_SATURATED
+        (from ``data['aperture_flags']``). Returns differential Fluxes: every star and
         aperture divided by its ensemble (see ``diffphot.differential``), with ``meta`` holding
         ``comparisons``, ``weights``, ``weights_all``, ``aperture``, ``aperture_radius``, ``raw``,
         ``scatter`` (per aperture) and ``rejected_comparisons``.
@@ -319,9 +323,34 @@ class Fluxes:
         meta.update(extra or {})
         meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
                     aperture=idx, scatter=metric, raw=self.raw)
-        out = self._replace(flux=d, error=e, meta=meta)
+        flags, issues = self._aperture_flags(idx)
+        meta["aperture_issues"] = issues
+        out = self._replace(flux=d, error=e, meta=meta, flags=self.flags | flags)
         out.meta["aperture_radius"] = out.aperture_radius
         return out
+
+    def _aperture_flags(self, aperture: int) -> tuple[np.ndarray, list]:
+        """Frame flags (n_frames,) for the target's aperture ``aperture`` not measured, and
+        ``[{'index', 'file', 'reason'}]`` saying why (from ``data['aperture_flags']``)."""
+        from .algorithms.apertures import EDGE, MASKED, SATURATED
+
+        bits = self.data.get("aperture_flags")
+        flags = np.zeros(len(self), np.int64)
+        if bits is None or np.ndim(bits) != 3:
+            return flags, []
+        b = np.asarray(bits)[aperture, self.target]
+        lost = ~np.isfinite(self.flux[aperture, self.target]) & (b != 0)
+        r = float(np.atleast_1d(diffphot.nanmedian(np.atleast_1d(self.apertures[aperture]))))
+        issues = []
+        for i in np.flatnonzero(lost):
+            for bit, flag, why in ((EDGE, Flag.TARGET_NEAR_EDGE, "leaves the frame"),
+                                   (MASKED, Flag.TARGET_MASKED, "overlaps masked pixels (unilluminated or NaN)"),
+                                   (SATURATED, Flag.TARGET_SATURATED, "overlaps saturated pixels")):
+                if b[i] & bit:
+                    flags[i] |= int(flag)
+                    issues.append({"index": int(i), "file": str(self.files[i]),
+                                   "reason": f"the chosen target aperture (r={r:.1f} px) {why}"})
+        return flags, issues
 
     # ------------------------------------------------------------------ binning
     def bin(self, dt: float, estimate_error: bool = True) -> "Fluxes":

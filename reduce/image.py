@@ -49,13 +49,14 @@ def raw_mask(data: np.ndarray, saturation: float | None) -> np.ndarray | None:
     finite = not floating or (np.isfinite(top) and np.isfinite(data.min()))
     if finite and (limit is None or top < limit):
         return None
-    mask = np.zeros(data.shape, np.uint8)
-    if limit is not None:
-        with np.errstate(invalid="ignore"):
-            mask[data >= limit] = PixelFlag.SATURATED
+    with np.errstate(invalid="ignore"):
+        if limit is not None:
+            mask = (data >= limit).view(np.uint8)  # True -> 1 == SATURATED
+        else:
+            mask = np.zeros(data.shape, np.uint8)
     if not finite:
-        mask[~np.isfinite(data)] |= np.uint8(PixelFlag.NONFINITE)
-    return mask if mask.any() else None
+        mask |= np.left_shift((~np.isfinite(data)).view(np.uint8), 2)  # 4 == NONFINITE
+    return mask
 
 
 @dataclass

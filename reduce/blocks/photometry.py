@@ -103,7 +103,8 @@ class AnnulusBackground(Block):
 
     ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels; ``sigma`` the clipping
     threshold (iterated to convergence, like astropy ``sigma_clipped_stats``). An annulus cut by
-    the frame edge or by masked pixels (``Image.mask``) uses the pixels left; fewer than
+    the frame edge or by pixels without data (``Image.mask``: unilluminated, NaN) uses the pixels
+    left; fewer than
     ``min_pixels`` of them (after clipping) give NaN for that star. Sets
     ``image.annulus = {'median', 'std', 'error' (std / sqrt(npix)), 'area' (npix kept),
     'inner', 'outer' (px)}``, each per star (n,).
@@ -134,8 +135,11 @@ class AnnulusBackground(Block):
         k = _pixel_scale(image, self.scale, self.name)
         inner, outer = self.inner * k, self.outer * k
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
+        # pixels without data are left out; a saturated core is left to the clipping (the
+        # brightest values), which spares gathering the mask on frames with saturated stars only
         image.ensure_mask()
-        med, std, npix = annulus_stats(_float(image.data), xy, inner, outer, self.sigma, mask=image.mask)
+        mask = image.mask if image.mask_bits & PixelFlag.no_data() else None
+        med, std, npix = annulus_stats(_float(image.data), xy, inner, outer, self.sigma, mask=mask)
         few = npix < self.min_pixels
         if few.any():
             med, std = np.where(few, np.nan, med), np.where(few, np.nan, std)
