@@ -340,7 +340,7 @@ class Fluxes:
             return flags, []
         b = np.asarray(bits)[aperture, self.target]
         lost = ~np.isfinite(self.flux[aperture, self.target]) & (b != 0)
-        r = float(np.atleast_1d(diffphot.nanmedian(np.atleast_1d(self.apertures[aperture]))))
+        r = float(diffphot.nanmedian(np.atleast_1d(self.apertures[aperture])))
         issues = []
         for i in np.flatnonzero(lost):
             for bit, flag, why in ((EDGE, Flag.TARGET_NEAR_EDGE, "leaves the frame"),
@@ -519,8 +519,10 @@ def _local_max(dev: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 def _local_trend(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Running median of 5 (3 next to the ends; at the ends the median of the value, its smoothed
-    neighbour and the quadratic extrapolation, at its position ``x``, of the next three smoothed
-    values: Tukey's end-point rule).
+    neighbour and an extrapolation to its position ``x``: Tukey's end-point rule). Of two
+    extrapolations the one nearer the value is used: the parabola through the next three smoothed
+    values (follows a curved trend) and the median of the straight lines through every pair of the
+    next five values (not moved by one jump among them); an end frame is an outlier when both miss.
 
     A median of a monotonic window is its middle value, so any smooth monotonic trend, however
     curved, is followed exactly, while one or two outlying frames never set it.
@@ -529,17 +531,22 @@ def _local_trend(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     z = y.copy()
     z[2:-2] = np.median(np.lib.stride_tricks.sliding_window_view(y, 5), axis=1)
     z[1], z[-2] = np.median(y[:3]), np.median(y[-3:])
-    z[0] = np.median([y[0], z[1], _extrapolate(x[1:4], z[1:4], x[0])])
-    z[n - 1] = np.median([y[-1], z[-2], _extrapolate(x[-4:-1], z[-4:-1], x[-1])])
+    z[0] = np.median([y[0], z[1], _extrapolate(x[1:6], y[1:6], z[1:4], x[0], y[0])])
+    z[n - 1] = np.median([y[-1], z[-2], _extrapolate(x[-6:-1][::-1], y[-6:-1][::-1], z[-4:-1][::-1],
+                                                     x[-1], y[-1])])
     return z
 
 
-def _extrapolate(x, y, at) -> float:
-    """The parabola through three points (x, y), evaluated at ``at`` (Lagrange form)."""
-    (x0, x1, x2), (y0, y1, y2) = x, y
-    return float(y0 * (at - x1) * (at - x2) / ((x0 - x1) * (x0 - x2))
-                 + y1 * (at - x0) * (at - x2) / ((x1 - x0) * (x1 - x2))
-                 + y2 * (at - x0) * (at - x1) / ((x2 - x0) * (x2 - x1)))
+def _extrapolate(x, y, z, at, value) -> float:
+    """The extrapolation to ``at`` nearer ``value``: the parabola through (x[:3], z) or the median
+    of the straight lines through every pair of points (x, y)."""
+    (x0, x1, x2), (z0, z1, z2) = x[:3], z
+    parabola = (z0 * (at - x1) * (at - x2) / ((x0 - x1) * (x0 - x2))
+                + z1 * (at - x0) * (at - x2) / ((x1 - x0) * (x1 - x2))
+                + z2 * (at - x0) * (at - x1) / ((x2 - x0) * (x2 - x1)))
+    j, k = np.triu_indices(len(x), 1)
+    line = np.median(y[j] + (y[j] - y[k]) * (at - x[j]) / (x[j] - x[k]))
+    return float(parabola if abs(parabola - value) <= abs(line - value) else line)
 
 
 def _fmt(value):
