@@ -37,7 +37,12 @@ class PixelFlag(IntFlag):
 
 def raw_mask(data: np.ndarray, saturation: float | None) -> np.ndarray | None:
     """``PixelFlag`` map of raw pixels: saturated (``>= SATURATION_FRACTION * saturation``) and
-    non-finite; None when no pixel is either (the common case costs a max and a min pass)."""
+    non-finite; None when no pixel is either (the common case costs a max and a min pass).
+
+    A frame whose maximum is ``2**k - 1`` (k = 8..15), below ``saturation``, on several pixels was
+    clipped by an ADC narrower than its data type (a 12-bit camera writing 16-bit files, whose
+    header says nothing): those pixels are saturated too.
+    """
     data = np.asarray(data)
     if data.size == 0:
         return None
@@ -46,6 +51,7 @@ def raw_mask(data: np.ndarray, saturation: float | None) -> np.ndarray | None:
         limit = SATURATION_FRACTION * float(saturation)
     floating = data.dtype.kind == "f"
     top = data.max()
+    limit = _adc_limit(data, top, limit)
     finite = not floating or (np.isfinite(top) and np.isfinite(data.min()))
     if finite and (limit is None or top < limit):
         return None
@@ -57,6 +63,17 @@ def raw_mask(data: np.ndarray, saturation: float | None) -> np.ndarray | None:
     if not finite:
         mask |= np.left_shift((~np.isfinite(data)).view(np.uint8), 2)  # 4 == NONFINITE
     return mask
+
+
+def _adc_limit(data: np.ndarray, top, limit: float | None) -> float | None:
+    """``top`` when it is an ADC's clipping value (``2**k - 1`` below ``limit``, reached by at
+    least 3 pixels), else ``limit``."""
+    if not np.isfinite(top) or (limit is not None and top >= limit):
+        return limit
+    k = np.log2(float(top) + 1.0)
+    if not (8 <= k <= 15 and k == int(k)):
+        return limit
+    return float(top) if np.count_nonzero(data == top) >= 3 else limit
 
 
 @dataclass

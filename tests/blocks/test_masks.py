@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,23 @@ def test_errors_follow_the_sky_noise_per_pixel(sky):
     assert np.median(err) == pytest.approx(expected, rel=0.05)
     # and the errors are honest: the scatter of the measured fluxes matches them
     assert np.std(flux) == pytest.approx(np.median(err), rel=0.3)
+
+
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real" / "exotic_hatp32"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="shared real frames (../shared/data/real) not present")
+def test_a_12_bit_camera_in_16_bit_files_saturates_at_4095():
+    from reduce.io.fitsimage import FITSImage
+
+    im = FITSImage(REAL / "HATP-32171220013343.FITS")
+    assert im.saturation == 32767  # BITPIX 16, no SATURATE: the data type says 32767
+    clipped = im.data >= 4095
+    assert 100 < clipped.sum() < 300
+    Calibration().run(im)  # no masters: only the mask
+    assert np.array_equal((im.mask & PixelFlag.SATURATED) != 0, clipped)
+    PointSourceDetection().run(im)
+    src = im.sources
+    assert 3 <= src.saturated.sum() <= 40 and src.saturated[:3].any()  # the brightest stars
+    target = int(np.argmin(np.hypot(src.x - 423.2, src.y - 286.0)))
+    assert np.hypot(src.x[target] - 423.2, src.y[target] - 286.0) < 1.5 and not src.saturated[target]
