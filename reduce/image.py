@@ -35,13 +35,14 @@ class PixelFlag(IntFlag):
         return cls.UNILLUMINATED | cls.NONFINITE
 
 
-def raw_mask(data: np.ndarray, saturation: float | None) -> np.ndarray | None:
+def raw_mask(data: np.ndarray, saturation: float | None, *, integer: bool = False) -> np.ndarray | None:
     """``PixelFlag`` map of raw pixels: saturated (``>= SATURATION_FRACTION * saturation``) and
     non-finite; None when no pixel is either (the common case costs a max and a min pass).
 
     A frame whose maximum is ``2**k - 1`` (k = 8..15), below ``saturation``, on several pixels was
     clipped by an ADC narrower than its data type (a 12-bit camera writing 16-bit files, whose
-    header says nothing): those pixels are saturated too.
+    header says nothing): those pixels are saturated too. ``integer``: the values were read from
+    integers (BITPIX > 0), so none can be NaN (spares a pass).
     """
     data = np.asarray(data)
     if data.size == 0:
@@ -49,7 +50,7 @@ def raw_mask(data: np.ndarray, saturation: float | None) -> np.ndarray | None:
     limit = None
     if saturation is not None and np.isfinite(saturation) and saturation > 0:
         limit = SATURATION_FRACTION * float(saturation)
-    floating = data.dtype.kind == "f"
+    floating = data.dtype.kind == "f" and not integer
     top = data.max()
     limit = _adc_limit(data, top, limit)
     finite = not floating or (np.isfinite(top) and np.isfinite(data.min()))
@@ -74,6 +75,14 @@ def _adc_limit(data: np.ndarray, top, limit: float | None) -> float | None:
     if not (8 <= k <= 15 and k == int(k)):
         return limit
     return float(top) if np.count_nonzero(data == top) >= 3 else limit
+
+
+def _integer_pixels(image) -> bool:
+    """True when the frame's header says its pixels were stored as integers (BITPIX > 0)."""
+    try:
+        return int(image.header.get("BITPIX", -32)) > 0
+    except Exception:  # no header, or a header without a usable BITPIX
+        return False
 
 
 @dataclass
@@ -213,7 +222,7 @@ class Image:
         """Build the mask from the pixels when no block did (no Calibration in the chain: the
         data are then raw ADU, so saturation is read from them directly)."""
         if self.mask_bits is None and self.data is not None:
-            self.set_mask(raw_mask(self.data, self.saturation))
+            self.set_mask(raw_mask(self.data, self.saturation, integer=_integer_pixels(self)))
 
     def bad_pixels(self, bits: int = PixelFlag.SATURATED | PixelFlag.no_data()) -> np.ndarray | None:
         """Boolean map of the pixels carrying any of ``bits``; None when there is none."""

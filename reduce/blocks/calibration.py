@@ -22,7 +22,7 @@ import numpy as np
 
 from ..algorithms.combine import n_tiles, tiled_combine
 from ..core.block import Block
-from ..image import PixelFlag, raw_mask
+from ..image import PixelFlag, _integer_pixels, raw_mask
 from .master_cache import MASTERS as _MASTERS
 from .master_cache import file_signature as _file_signature
 from .master_cache import loader_key as _loader_key
@@ -390,7 +390,8 @@ class Calibration(Block):
     def run(self, image) -> None:
         if not self._built:
             self.build()
-        mask = raw_mask(image.data, image.saturation)  # raw ADU: before any subtraction
+        # raw ADU: before any subtraction
+        mask = raw_mask(image.data, image.saturation, integer=_integer_pixels(image))
         data = self._raw(image)
         if data is image.data and not data.flags.writeable:
             data = data.copy()
