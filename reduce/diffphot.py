@@ -250,7 +250,8 @@ def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e
     for _round in range(5 if n_used >= 10 else 0):  # < 10 frames: expected-noise weights only
         for used_round in range(1, iterations + 1):
             sigma = _leave_one_out_sigma(n, w, frames)
-            new = np.where(active & np.isfinite(sigma) & (sigma > 0), 1.0 / sigma ** 2, 0.0)
+            ok = active & np.isfinite(sigma) & (sigma > 0)
+            new = np.divide(1.0, sigma ** 2, out=np.zeros(sigma.shape), where=ok)
             single = active.sum(axis=1) == 1
             new[single] = active[single].astype(float)
             change = np.max(np.abs(new - w) / np.maximum(new, 1e-300), initial=0.0, where=active)

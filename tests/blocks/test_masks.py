@@ -249,3 +249,61 @@ def test_a_12_bit_camera_in_16_bit_files_saturates_at_4095():
     assert 3 <= src.saturated.sum() <= 40 and src.saturated[:3].any()  # the brightest stars
     target = int(np.argmin(np.hypot(src.x - 423.2, src.y - 286.0)))
     assert np.hypot(src.x[target] - 423.2, src.y[target] - 286.0) < 1.5 and not src.saturated[target]
+
+
+def _write_window_night(folder: Path, n_frames=60, seed=11):
+    """A 200x64 px CCD window (uint16, BZERO 32768): dead columns at both ends, bias 1,200 ADU,
+    dome flats, a clipped bright star, and a twilight sky falling from 24,700 to 300 ADU over the
+    first 30 one-minute frames."""
+    from datetime import datetime, timedelta
+
+    from ._make import write_fits
+
+    rng = np.random.default_rng(seed)
+    shape = (64, 200)
+    flat = 1 + 0.01 * rng.standard_normal(shape)
+    flat[:, :3] = 0.0
+    flat[:, -3:] = 0.0
+    xy = np.array([[100.0, 32.0], [30.0, 20.0], [55.0, 45.0], [80.0, 12.0], [125.0, 50.0], [150.0, 22.0],
+                   [172.0, 40.0], [40.0, 52.0], [140.0, 10.0], [65.0, 28.0]])
+    flux = np.array([2e5, 3e5, 2.5e5, 1.5e5, 2e5, 1.2e5, 1e5, 1.8e5, 9e4, 4e6])  # star 9: clipped
+    for i in range(5):
+        write_fits(folder / f"bias_{i}.fits", BIAS + rng.normal(0, RN, shape), exptime=0.0, imagetyp="bias",
+                   dtype=np.uint16, bzero=32768)
+        write_fits(folder / f"flat_{i}.fits", BIAS + 20000 * flat + rng.normal(0, RN, shape), exptime=2.0,
+                   imagetyp="flat", dtype=np.uint16, bzero=32768, header={"FILTER": "V"})
+    start = datetime(2024, 3, 1, 1, 0, 0)
+    tau = 30 / np.log(24700 / 300)
+    for i in range(n_frames):
+        sky = 300 + 24400 * np.exp(-i / tau)
+        jitter = rng.normal(0, 0.3, 2)
+        dip = np.where(np.arange(len(xy)) == 0, 1 - 0.01 * (20 <= i < 40), 1.0)  # the target's transit
+        signal = sky + _stars(shape, xy + jitter, flux * dip, fwhm=3.0)
+        date = (start + timedelta(minutes=i)).isoformat()
+        write_fits(folder / f"light_{i:03d}.fits", _raw(signal, flat, rng), exptime=60.0, imagetyp="light",
+                   dtype=np.uint16, bzero=32768, header={"DATE-OBS": date, "FILTER": "V", "OBJECT": "T"})
+    return xy
+
+
+def test_a_window_night_with_dead_columns_and_twilight_reduces_fully(tmp_path):
+    from astropy.table import Table
+
+    from reduce.cli import main
+
+    night = tmp_path / "night"
+    night.mkdir()
+    _write_window_night(night)
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "default.yaml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in ("run", recipe, night, "-o", tmp_path / "out", "-q", "-j", "1",
+                                   "--target", "100,32", "--reference", "middle")])
+    assert exc.value.code == 0
+    table = Table.read(next((tmp_path / "out").glob("*.csv")))
+    assert len(table) == 60 and np.all(table["flag"] == 0)  # twilight frames kept, nothing flagged
+    flux = np.asarray(table["flux"])
+    assert np.isfinite(flux).all()
+    assert np.median(flux[20:40]) / np.median(np.r_[flux[:20], flux[40:]]) == pytest.approx(0.99, abs=0.003)
+    err = np.asarray(table["flux_err"])
+    assert np.median(err[:5]) > 1.5 * np.median(err[-10:])  # errors grow with the twilight sky
