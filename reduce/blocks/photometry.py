@@ -7,7 +7,7 @@ per star instead of one pass per radius); they agree with photutils
 ``sum_circle(subpix=0)`` for 30 radii (benchmarks/bench_pipeline.py). An aperture that leaves
 the frame or overlaps a masked pixel (``Image.mask``: raw-saturated, unilluminated, non-finite)
 gives NaN for that star and radius, with the reason in ``image.aperture['flags']``: nothing partial
-is summed. The annulus sky leaves masked pixels and those off the frame out.
+is summed. The annulus sky leaves pixels without data and those off the frame out.
 """
 from __future__ import annotations
 
@@ -104,8 +104,7 @@ class AnnulusBackground(Block):
     ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels; ``sigma`` the clipping
     threshold (iterated to convergence, like astropy ``sigma_clipped_stats``). An annulus cut by
     the frame edge or by pixels without data (``Image.mask``: unilluminated, NaN) uses the pixels
-    left; fewer than
-    ``min_pixels`` of them (after clipping) give NaN for that star. Sets
+    left; fewer than ``min_pixels`` of them (after clipping) give NaN for that star. Sets
     ``image.annulus = {'median', 'std', 'error' (std / sqrt(npix)), 'area' (npix kept),
     'inner', 'outer' (px)}``, each per star (n,).
     """
