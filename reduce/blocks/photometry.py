@@ -79,15 +79,22 @@ class AperturePhotometry(Block):
         image.ensure_mask()
         fluxes, areas, flags, peak = circular_sums(_float(image.data), xy, radii, image.mask)
         image.aperture = {"radii": radii, "fluxes": fluxes, "areas": areas, "flags": flags,
-                          "edge": (flags & EDGE) != 0, "peak": peak, "saturated": _core_saturated(image, xy)}
+                          "edge": (flags & EDGE) != 0, "peak": peak,
+                          "saturated": _core_saturated(image, xy, flags, radii)}
 
 
-def _core_saturated(image, xy: np.ndarray) -> np.ndarray:
-    """True for positions with a raw-saturated pixel (``Image.mask``) in their 5x5 box."""
+def _core_saturated(image, xy: np.ndarray, flags: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """True for positions with a raw-saturated pixel (``Image.mask``) in their 5x5 box (looked
+    for only around stars with an aperture on saturated pixels when the largest radius covers
+    the box, i.e. reaches 4.3 px)."""
+    out = np.zeros(len(xy), bool)
     if not (image.mask_bits or 0) & PixelFlag.SATURATED or len(xy) == 0:
-        return np.zeros(len(xy), bool)
-    box, _, _ = cutouts(image.mask, xy, 5, dtype=np.uint8, fill=0)
-    return ((box & np.uint8(PixelFlag.SATURATED)) != 0).any(axis=(1, 2))
+        return out
+    near = np.arange(len(xy)) if radii.max() < 4.3 else np.flatnonzero((flags & SATURATED).any(axis=1))
+    if len(near):
+        box, _, _ = cutouts(image.mask, xy[near], 5, dtype=np.uint8, fill=0)
+        out[near] = ((box & np.uint8(PixelFlag.SATURATED)) != 0).any(axis=(1, 2))
+    return out
 
 
 def _float(data: np.ndarray) -> np.ndarray:
