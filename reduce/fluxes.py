@@ -323,15 +323,15 @@ class Fluxes:
         meta.update(extra or {})
         meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
                     aperture=idx, scatter=metric, raw=self.raw)
-        flags, issues = self._aperture_flags(idx)
+        flags, issues = self._aperture_flags(idx, np.isfinite(d[idx, self.target]))
         meta["aperture_issues"] = issues
         out = self._replace(flux=d, error=e, meta=meta, flags=self.flags | flags)
         out.meta["aperture_radius"] = out.aperture_radius
         return out
 
-    def _aperture_flags(self, aperture: int) -> tuple[np.ndarray, list]:
-        """Frame flags (n_frames,) for the target's aperture ``aperture`` not measured, and
-        ``[{'index', 'file', 'reason'}]`` saying why (from ``data['aperture_flags']``)."""
+    def _aperture_flags(self, aperture: int, measured: np.ndarray) -> tuple[np.ndarray, list]:
+        """Frame flags (n_frames,) where the target's aperture ``aperture`` was not ``measured``,
+        and ``[{'index', 'file', 'reason'}]`` saying why (from ``data['aperture_flags']``)."""
         from .algorithms.apertures import EDGE, MASKED, SATURATED
 
         bits = self.data.get("aperture_flags")
@@ -339,7 +339,7 @@ class Fluxes:
         if bits is None or np.ndim(bits) != 3:
             return flags, []
         b = np.asarray(bits)[aperture, self.target]
-        lost = ~np.isfinite(self.flux[aperture, self.target]) & (b != 0)
+        lost = ~measured & (b != 0)
         r = float(diffphot.nanmedian(np.atleast_1d(self.apertures[aperture])))
         issues = []
         for i in np.flatnonzero(lost):

@@ -179,24 +179,32 @@ def test_few_frames_fall_back_to_expected_noise_weights():
     assert info["iterations"] == 0 and not info["rejected"].any()
 
 
+def _cube(f, name="flux"):
+    """The (apertures, stars, frames) flux or error cube, whichever attribute name the Fluxes API
+    gives it (``flux``/``error`` here, ``fluxes``/``errors`` after the prose-style API)."""
+    plural = f.__dict__.get(name + "es" if name == "flux" else name + "s")
+    return plural if plural is not None else getattr(f, name)
+
+
 def test_aperture_choice_skips_radii_that_do_not_fit_and_flags_the_chosen_ones_gaps():
     from reduce.algorithms.apertures import EDGE, MASKED
     from reduce.core.errors import Flag
 
     fl, _ = synthetic(30, n_frames=300, variables=(), saturated=1)
+    cube, errors = _cube(fl), _cube(fl, "error")
     n_ap = fl.shape[0]
     bits = np.zeros((n_ap, fl.shape[1], 300), np.uint8)
-    flux = fl.flux.copy()
+    flux = cube.copy()
     # the two largest radii leave the frame on 10 % of the frames: they would be the least noisy
     flux[3:, 0, ::10] = np.nan
     bits[3:, 0, ::10] = EDGE
-    flux[3:, 0] = fl.flux[1, 0] * ENCLOSED[3:, None] / ENCLOSED[1]  # noiseless there
+    flux[3:, 0] = cube[1, 0] * ENCLOSED[3:, None] / ENCLOSED[1]  # noiseless there
     flux[3:, 0, ::10] = np.nan
     # radius 4 (the best of the rest: nearly noiseless) misses one frame: a dead column there
-    flux[2, 0] = fl.flux[1, 0] * ENCLOSED[2] / ENCLOSED[1]
+    flux[2, 0] = cube[1, 0] * ENCLOSED[2] / ENCLOSED[1]
     flux[2, 0, 77] = np.nan
     bits[2, 0, 77] = MASKED
-    f = Fluxes(fl.time, flux, fl.error, fl.apertures, data=dict(fl.data, aperture_flags=bits), files=fl.files,
+    f = Fluxes(fl.time, flux, errors, fl.apertures, data=dict(fl.data, aperture_flags=bits), files=fl.files,
                meta=fl.meta)
     d = f.autodiff()
     assert d.aperture == 2 and np.isinf(d.meta["scatter"][3:]).all()
@@ -209,10 +217,10 @@ def test_aperture_choice_skips_radii_that_do_not_fit_and_flags_the_chosen_ones_g
 
 def test_raw_saturated_flags_decide_over_calibrated_peaks():
     fl, truth = synthetic(31, n_frames=100, variables=())
-    frames = diffphot.usable_frames(fl.flux, 0)
+    frames = diffphot.usable_frames(_cube(fl), 0)
     flags = np.zeros(fl.shape[1:], bool)
     flags[5, 40] = True  # clipped in one raw frame, although its calibrated peak looks fine
-    comps = diffphot.select_comparisons(fl.flux, target=0, frames=frames, peak=fl.data["peak"],
+    comps = diffphot.select_comparisons(_cube(fl), target=0, frames=frames, peak=fl.data["peak"],
                                         saturation=fl.meta["saturation"], saturated=flags)
     assert not comps[:, 5].any() and comps[:, truth["saturated"]].all()  # flags are the authority
     fl.data["saturated"] = flags
