@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .image import SATURATION_FRACTION
+
 __all__ = [
     "nanmedian", "robust_std", "p2p_scatter", "binned_scatter", "usable_frames", "select_comparisons",
     "weights_broeg", "differential", "frame_median", "best_aperture", "bin_edges", "binned",
@@ -84,9 +86,10 @@ def usable_frames(flux, target, *, min_fraction=0.5):
     """Frames usable for statistics, per aperture: (n_apertures, n_frames) bool.
 
     A frame is usable when the target flux is finite and at least ``min_fraction`` of the stars
-    are finite (frames rejected upstream are all-NaN and drop out here), in apertures where the
-    target's median flux is positive. A faint target's negative fluctuations are kept: dropping
-    them would bias its flux upwards.
+    measured in that aperture at all are finite (frames rejected upstream are all-NaN and drop
+    out here; a star never measured, e.g. saturated or too near the edge all night, does not
+    count), in apertures where the target's median flux is positive. A faint target's negative
+    fluctuations are kept: dropping them would bias its flux upwards.
     """
     flux = np.asarray(flux, dtype=float)
     t = flux[:, target, :]
@@ -94,7 +97,9 @@ def usable_frames(flux, target, *, min_fraction=0.5):
     with np.errstate(invalid="ignore"):
         level = nanmedian(np.where(finite, t, np.nan), axis=-1)
     good_t = finite & (np.nan_to_num(level, nan=-1.0) > 0)[:, None]
-    frac = np.mean(np.isfinite(flux), axis=1)
+    measured = np.isfinite(flux)
+    present = measured.any(axis=-1)
+    frac = measured.sum(axis=1) / np.maximum(present.sum(axis=1), 1)[:, None]
     return good_t & (frac >= min_fraction)
 
 
@@ -102,9 +107,11 @@ def select_comparisons(flux, *, target, frames, peak=None, saturation=None, satu
                        max_comps=20, exclude=()):
     """Candidate comparison stars: (n_apertures, n_stars) bool.
 
-    A candidate is not the target nor in ``exclude``, never saturated (``peak >= saturation`` or a
-    ``saturated`` flag in any frame), finite and positive in every usable frame of that aperture;
-    of these, the ``max_comps`` brightest (median flux in the middle aperture) are kept.
+    A candidate is not the target nor in ``exclude``, never saturated (a ``saturated`` flag,
+    (n_stars, n_frames), in any frame; these come from the raw pixels. Without flags, ``peak >=
+    SATURATION_FRACTION * saturation`` in any frame, ``peak`` and ``saturation`` in the same ADU),
+    finite and positive in every usable frame of that aperture; of these, the ``max_comps``
+    brightest (median flux in the middle aperture) are kept.
     """
     flux = np.asarray(flux, dtype=float)
     n_ap, n_stars, _ = flux.shape
@@ -114,11 +121,11 @@ def select_comparisons(flux, *, target, frames, peak=None, saturation=None, satu
     bad = np.zeros(n_stars, bool)
     bad[target] = True
     bad[list(exclude)] = True
-    if peak is not None and saturation is not None and np.isfinite(saturation):
-        with np.errstate(invalid="ignore"):
-            bad |= np.any(np.asarray(peak, float) >= saturation, axis=-1)
     if saturated is not None:
         bad |= np.any(np.asarray(saturated, bool), axis=-1)
+    elif peak is not None and saturation is not None and np.isfinite(saturation):
+        with np.errstate(invalid="ignore"):
+            bad |= np.any(np.asarray(peak, float) >= SATURATION_FRACTION * saturation, axis=-1)
     valid &= ~bad[None, :]
     mid = n_ap // 2 if frames[n_ap // 2].any() else int(np.argmax(frames.sum(axis=-1)))
     with np.errstate(invalid="ignore"):
@@ -367,16 +374,24 @@ def frame_median(x, frames):
     return out
 
 
-def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None):
+MIN_APERTURE_COVERAGE = 0.99
+
+
+def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None,
+                  min_coverage=MIN_APERTURE_COVERAGE):
     """Index of the aperture whose light curve ``diff`` (n_apertures, n_frames) scatters least.
 
     ``method``: ``"p2p"`` robust point-to-point scatter (default; ignores slow astrophysical trends
     such as a transit), ``"binned"`` scatter of ``dt``-day bin means (needs ``time``; sensitive to red
-    noise), ``"std"`` plain standard deviation. Returns ``(index, metric)`` with metric (n_apertures,).
+    noise), ``"std"`` plain standard deviation. Apertures that measure the target on fewer than
+    ``min_coverage`` x the frames of the best-covered one (radii leaving the frame or overlapping
+    masked pixels on some frames: NaN there) are skipped. Returns ``(index, metric)`` with metric
+    (n_apertures,), inf for skipped apertures.
     """
     diff = np.asarray(diff, dtype=float)
     if frames is not None:
         diff = np.where(frames, diff, np.nan)
+    coverage = np.isfinite(diff).sum(axis=-1)
     if time is not None:
         diff = diff[:, np.argsort(time, kind="stable")]
     if method == "p2p":
@@ -390,6 +405,7 @@ def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None):
     else:
         raise ValueError(f"unknown method {method!r}; use 'p2p', 'binned' or 'std'")
     metric = np.where(np.isfinite(metric) & (metric > 0), metric, np.inf)
+    metric = np.where(coverage >= min_coverage * coverage.max(initial=0), metric, np.inf)
     if not np.any(np.isfinite(metric)):
         raise ValueError("no aperture gives a finite differential light curve")
     return int(np.argmin(metric)), metric

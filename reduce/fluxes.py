@@ -204,10 +204,15 @@ class Fluxes:
         """Remove frames that are outliers in named per-frame quantities.
 
         ``sigma_clipping_data(bkg=3, fwhm=5)`` drops frames whose sky (``bkg`` is an alias of
-        ``sky``) deviates from its running median (so a smooth trend over the night, such as
-        twilight sky or rising airmass, is never an outlier) by more than 3 robust sigmas
-        (1.4826 x MAD of the deviations, at least 1 % of the median value), or whose
-        FWHM deviates by more than 5, iterating up to ``iterations`` times. NaN values are not
+        ``sky``) jumps away from its local trend by more than 3 robust sigmas, or whose FWHM
+        does by more than 5, iterating up to ``iterations`` times (one frame per neighbourhood of
+        9 per pass, so a frame next to a jump is never blamed for it). The trend is a running median
+        of 5 frames (see ``_local_trend``): it follows any smooth monotonic change exactly, however
+        steep or curved (a twilight sky falling 80-fold in 30 minutes, seeing drifting with
+        airmass), and ignores a jump of one or two frames, at the ends of the night too. The
+        sigma is the frame-to-frame noise (from second differences, blind to smooth trends), at
+        least 1 % of the value; a positive quantity is compared in relative terms (logarithm),
+        so a bright twilight sky is allowed proportionally larger wiggles. NaN values are not
         outliers (those frames carry their own flags). Removed frames are recorded in
         ``meta['rejected']`` with ``Flag.OUTLIER_REJECTED`` and the reason (see ``mask``).
         """
@@ -226,15 +231,13 @@ class Fluxes:
         for _ in range(max(1, int(iterations))):
             new_keep = keep.copy()
             for name, (v, n_sigma) in series.items():
-                med = _running_median(v, keep)
-                sig = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(np.abs(v[keep] - med[keep]))
-                # a nearly noiseless quantity must still change by a meaningful 1 % to be an outlier
-                sig = max(sig, RELATIVE_SIGMA_FLOOR * abs(diffphot.nanmedian(v[keep])))
-                if not sig > 0:
+                judged = _jumps(v, keep, self.time)
+                if judged is None:
                     continue
-                with np.errstate(invalid="ignore"):
-                    dev = np.abs(v - med) / sig
-                out = new_keep & (dev > n_sigma)
+                dev, rank = judged
+                # only the worst frame of a neighbourhood per pass: a jump inside a steep trend
+                # shifts the running median of its neighbours by one step, not their values
+                out = new_keep & (dev > n_sigma) & _local_max(rank, keep)
                 for i in np.flatnonzero(out):
                     reason[i] = f"{name} outlier: {dev[i]:.1f} sigma > {n_sigma:g}"
                 new_keep &= ~out
@@ -253,12 +256,16 @@ class Fluxes:
         """Automatic differential photometry (Broeg et al. 2005 ensemble, best aperture).
 
         Comparison candidates are the ``max_comps`` brightest stars that are not the target, not in
-        ``exclude``, never saturated (``data['peak'] >= saturation``, default ``meta['saturation']``,
-        or ``data['saturated']``) and finite in every usable frame. They are weighted, per aperture,
+        ``exclude``, never saturated (``data['saturated']``, from the raw pixels, in any frame;
+        without it ``data['peak'] >= saturation``, default ``meta['saturation']``) and finite in
+        every usable frame. They are weighted, per aperture,
         by the inverse variance of their light curve against the weighted ensemble of the others,
         iterated (at most ``iterations`` times); comparisons noisier than ``reject`` x the fitted
         noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
-        "binned" with ``dt`` days, or "std") is chosen. Returns differential Fluxes: every star and
+        "binned" with ``dt`` days, or "std") is chosen among those measuring the target on
+        (nearly) every frame (see ``diffphot.best_aperture``); frames where the chosen aperture of
+        the target could not be measured get TARGET_NEAR_EDGE, TARGET_MASKED or TARGET_SATURATED
+        (from ``data['aperture_flags']``). Returns differential Fluxes: every star and
         aperture divided by its ensemble (see ``diffphot.differential``), with ``meta`` holding
         ``comparisons``, ``weights``, ``weights_all``, ``aperture``, ``aperture_radius``, ``raw``,
         ``scatter`` (per aperture) and ``rejected_comparisons``.
@@ -320,9 +327,34 @@ class Fluxes:
         meta.update(extra or {})
         meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
                     aperture=idx, scatter=metric, raw=self.raw)
-        out = self._replace(fluxes=d, errors=e, meta=meta)
+        flags, issues = self._aperture_flags(idx, np.isfinite(d[idx, self.target]))
+        meta["aperture_issues"] = issues
+        out = self._replace(fluxes=d, errors=e, meta=meta, flags=self.flags | flags)
         out.meta["aperture_radius"] = out.aperture_radius
         return out
+
+    def _aperture_flags(self, aperture: int, measured: np.ndarray) -> tuple[np.ndarray, list]:
+        """Frame flags (n_frames,) where the target's aperture ``aperture`` was not ``measured``,
+        and ``[{'index', 'file', 'reason'}]`` saying why (from ``data['aperture_flags']``)."""
+        from .algorithms.apertures import EDGE, MASKED, SATURATED
+
+        bits = self.data.get("aperture_flags")
+        flags = np.zeros(len(self), np.int64)
+        if bits is None or np.ndim(bits) != 3:
+            return flags, []
+        b = np.asarray(bits)[aperture, self.target]
+        lost = ~measured & (b != 0)
+        r = float(diffphot.nanmedian(np.atleast_1d(self.apertures[aperture])))
+        issues = []
+        for i in np.flatnonzero(lost):
+            for bit, flag, why in ((EDGE, Flag.TARGET_NEAR_EDGE, "leaves the frame"),
+                                   (MASKED, Flag.TARGET_MASKED, "overlaps masked pixels (unilluminated or NaN)"),
+                                   (SATURATED, Flag.TARGET_SATURATED, "overlaps saturated pixels")):
+                if b[i] & bit:
+                    flags[i] |= int(flag)
+                    issues.append({"index": int(i), "file": str(self.files[i]),
+                                   "reason": f"the chosen target aperture (r={r:.1f} px) {why}"})
+        return flags, issues
 
     # ------------------------------------------------------------------ binning
     def bin(self, dt: float, estimate_error: bool = True) -> "Fluxes":
@@ -468,46 +500,81 @@ class Fluxes:
 RELATIVE_SIGMA_FLOOR = 0.01
 
 
-def _running_median(v, keep, window: int | None = None) -> np.ndarray:
-    """The local trend of ``v`` over kept, finite frames, to clip around.
+def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
+    """|deviation| of every frame from the local trend of the kept frames, in robust sigmas (NaN
+    for NaN values), and a ranking key (the deviation, ties broken by the second difference: a
+    jump sticks out of both its neighbours); None when nothing can be judged (fewer than 7
+    usable frames, no noise).
 
-    A sliding robust straight-line fit over ~1/8 of the night (at least 7 frames; windows are
-    shifted, not shrunk, at the ends), refitted with outliers set aside: a smooth trend (twilight
-    sky, seeing drifting with airmass) is followed, a spike is not, at the ends of the night too.
-    With fewer than 7 usable frames an outlier cannot be told from a trend: ``v`` is returned
-    (nothing is clipped).
+    A series positive on every kept frame is taken in logarithm (relative deviations); the sigma
+    is the point-to-point noise from second differences, at least 1 % of the value (a nearly
+    noiseless quantity must still change by a meaningful amount to be an outlier).
     """
     v = np.asarray(v, float)
     ok = keep & np.isfinite(v)
     idx = np.flatnonzero(ok)
-    n = idx.size
-    if n < 7:
-        return v.copy()
-    w = min(n, window or max(7, n // 8))
-    y = v[idx]
-    t = idx - idx.mean()  # frame positions, so a removed frame leaves no step in the trend
-    lo = np.clip(np.arange(n) - w // 2, 0, n - w)
-    hi = lo + w
-    weight = np.ones(n)
-    trend = np.full(n, diffphot.nanmedian(y))
-    for _ in range(4):
-        def window_sum(a):
-            c = np.concatenate([[0.0], np.cumsum(a)])
-            return c[hi] - c[lo]
+    if idx.size < 7:
+        return None
+    relative = bool(np.all(v[idx] > 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.log(v) if relative else v.copy()
+    x = idx.astype(float)
+    if time is not None and np.isfinite(time[idx]).all() and np.all(np.diff(time[idx]) > 0):
+        x = np.asarray(time, float)[idx]
+    trend = _local_trend(y[idx], x)
+    d2 = y[idx][:-2] - 2 * y[idx][1:-1] + y[idx][2:]  # white noise: sqrt(6) sigma; a smooth trend: ~0
+    sigma = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(np.abs(d2 - diffphot.nanmedian(d2))) / np.sqrt(6)
+    level = np.interp(np.arange(v.size), idx, trend)
+    floor = np.log1p(RELATIVE_SIGMA_FLOOR) if relative else RELATIVE_SIGMA_FLOOR * np.abs(level)
+    sig = np.maximum(sigma, floor)
+    if not np.any(sig > 0):
+        return None
+    bump = np.zeros(v.size)
+    bump[idx[1:-1]] = np.abs(d2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = np.abs(y - level) / sig
+        return dev, dev + 1e-3 * bump / sig
 
-        s, st, stt = window_sum(weight), window_sum(weight * t), window_sum(weight * t * t)
-        sy, sty = window_sum(weight * y), window_sum(weight * t * y)
-        den = s * stt - st ** 2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slope = np.where(den > 0, (s * sty - st * sy) / den, 0.0)
-            icpt = np.where(s > 0, (sy - slope * st) / s, trend)
-        trend = icpt + slope * t
-        r = np.abs(y - trend)
-        sig = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(r)
-        if not sig > 0:
-            break
-        new = (r <= 4 * sig).astype(float)
-        if np.array_equal(new, weight):
-            break
-        weight = new
-    return np.interp(np.arange(v.size), idx, trend)
+
+def _local_max(dev: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """True for kept frames whose ``dev`` is the largest among the kept frames within 4 of them
+    (a jump disturbs the running median, and the end-point extrapolation, that far)."""
+    idx = np.flatnonzero(keep & np.isfinite(dev))
+    out = np.zeros(dev.size, bool)
+    if idx.size:
+        d = np.pad(dev[idx], 4, constant_values=-np.inf)
+        out[idx] = dev[idx] >= np.lib.stride_tricks.sliding_window_view(d, 9).max(axis=1)
+    return out
+
+
+def _local_trend(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Running median of 5 (3 next to the ends; at the ends the median of the value, its smoothed
+    neighbour and an extrapolation to its position ``x``: Tukey's end-point rule). Of two
+    extrapolations the one nearer the value is used: the parabola through the next three smoothed
+    values (follows a curved trend) and the median of the straight lines through every pair of the
+    next five values (not moved by one jump among them); an end frame is an outlier when both miss.
+
+    A median of a monotonic window is its middle value, so any smooth monotonic trend, however
+    curved, is followed exactly, while one or two outlying frames never set it.
+    """
+    n = y.size
+    z = y.copy()
+    z[2:-2] = np.median(np.lib.stride_tricks.sliding_window_view(y, 5), axis=1)
+    z[1], z[-2] = np.median(y[:3]), np.median(y[-3:])
+    z[0] = np.median([y[0], z[1], _extrapolate(x[1:6], y[1:6], z[1:4], x[0], y[0])])
+    z[n - 1] = np.median([y[-1], z[-2], _extrapolate(x[-6:-1][::-1], y[-6:-1][::-1], z[-4:-1][::-1],
+                                                     x[-1], y[-1])])
+    return z
+
+
+def _extrapolate(x, y, z, at, value) -> float:
+    """The extrapolation to ``at`` nearer ``value``: the parabola through (x[:3], z) or the median
+    of the straight lines through every pair of points (x, y)."""
+    (x0, x1, x2), (z0, z1, z2) = x[:3], z
+    parabola = (z0 * (at - x1) * (at - x2) / ((x0 - x1) * (x0 - x2))
+                + z1 * (at - x0) * (at - x2) / ((x1 - x0) * (x1 - x2))
+                + z2 * (at - x0) * (at - x1) / ((x2 - x0) * (x2 - x1)))
+    j, k = np.triu_indices(len(x), 1)
+    line = np.median(y[j] + (y[j] - y[k]) * (at - x[j]) / (x[j] - x[k]))
+    return float(parabola if abs(parabola - value) <= abs(line - value) else line)
+

@@ -6,13 +6,83 @@ new attribute (a prose pitfall). Blocks read and write these fields; nothing her
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntFlag
 from typing import Any
 
 import numpy as np
 
 from .core.errors import Flag
 
-__all__ = ["Image", "Sources"]
+__all__ = ["Image", "Sources", "PixelFlag", "SATURATION_FRACTION", "raw_mask"]
+
+#: A raw pixel is saturated at or above this fraction of the raw saturation level (the config or
+#: header SATURATE, else the data type's limit). The one threshold detection, photometry and the
+#: comparison choice share; to be more careful with a camera that turns non-linear before it
+#: clips, set a lower ``saturation`` in the instrument configuration.
+SATURATION_FRACTION = 1.0
+
+
+class PixelFlag(IntFlag):
+    """Bits of ``Image.mask``, the per-pixel bad-pixel map."""
+
+    SATURATED = 1       # the raw value reached the saturation level (clipped light)
+    UNILLUMINATED = 2   # the flat sees no light there (dead columns): not flat-fielded
+    NONFINITE = 4       # NaN or inf
+
+    @classmethod
+    def no_data(cls) -> "PixelFlag":
+        """Pixels that hold no usable value (everything but saturation)."""
+        return cls.UNILLUMINATED | cls.NONFINITE
+
+
+def raw_mask(data: np.ndarray, saturation: float | None, *, integer: bool = False) -> np.ndarray | None:
+    """``PixelFlag`` map of raw pixels: saturated (``>= SATURATION_FRACTION * saturation``) and
+    non-finite; None when no pixel is either (the common case costs a max and a min pass).
+
+    A frame whose maximum is ``2**k - 1`` (k = 8..15), below ``saturation``, on several pixels was
+    clipped by an ADC narrower than its data type (a 12-bit camera writing 16-bit files, whose
+    header says nothing): those pixels are saturated too. ``integer``: the values were read from
+    integers (BITPIX > 0), so none can be NaN (spares a pass).
+    """
+    data = np.asarray(data)
+    if data.size == 0:
+        return None
+    limit = None
+    if saturation is not None and np.isfinite(saturation) and saturation > 0:
+        limit = SATURATION_FRACTION * float(saturation)
+    floating = data.dtype.kind == "f" and not integer
+    top = data.max()
+    limit = _adc_limit(data, top, limit)
+    finite = not floating or (np.isfinite(top) and np.isfinite(data.min()))
+    if finite and (limit is None or top < limit):
+        return None
+    with np.errstate(invalid="ignore"):
+        if limit is not None:
+            mask = (data >= limit).view(np.uint8)  # True -> 1 == SATURATED
+        else:
+            mask = np.zeros(data.shape, np.uint8)
+    if not finite:
+        mask |= np.left_shift((~np.isfinite(data)).view(np.uint8), 2)  # 4 == NONFINITE
+    return mask
+
+
+def _adc_limit(data: np.ndarray, top, limit: float | None) -> float | None:
+    """``top`` when it is an ADC's clipping value (``2**k - 1`` below ``limit``, reached by at
+    least 3 pixels), else ``limit``."""
+    if not np.isfinite(top) or (limit is not None and top >= limit):
+        return limit
+    k = np.log2(float(top) + 1.0)
+    if not (8 <= k <= 15 and k == int(k)):
+        return limit
+    return float(top) if np.count_nonzero(data == top) >= 3 else limit
+
+
+def _integer_pixels(image) -> bool:
+    """True when the frame's header says its pixels were stored as integers (BITPIX > 0)."""
+    try:
+        return int(image.header.get("BITPIX", -32)) > 0
+    except Exception:  # no header, or a header without a usable BITPIX
+        return False
 
 
 @dataclass
@@ -88,9 +158,14 @@ class Image:
     in electrons; ``saturation`` in ADU of the raw frame. ``transform`` is the 3x3 affine matrix
     mapping reference-frame pixel coordinates to this frame's (``dx``, ``dy`` its translation).
     ``flags`` is the OR of :class:`~reduce.core.errors.Flag` bits; ``issues`` says why.
+    ``mask`` is the bad-pixel map (:class:`PixelFlag` bits, uint8, shape of ``data``; None when
+    no pixel is bad) and ``mask_bits`` the OR of the bits it holds (None: not built yet; see
+    :meth:`ensure_mask`). Detection, centroids, photometry and sky leave masked pixels out.
     """
 
     data: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    mask_bits: int | None = None
     header: Any = None
     path: str | None = None
     # metadata (from the header through the instrument configuration)
@@ -136,6 +211,26 @@ class Image:
         """Global sky level (ADU) of the frame, an alias of ``bkg``."""
         return self.bkg
 
+    def set_mask(self, mask: np.ndarray | None) -> None:
+        """Set ``mask`` (None or empty: no bad pixel) and ``mask_bits``."""
+        if mask is not None and mask.shape != self.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from the data shape {self.shape}")
+        bits = 0 if mask is None else int(np.bitwise_or.reduce(mask, axis=None))
+        self.mask, self.mask_bits = (mask if bits else None), bits
+
+    def ensure_mask(self) -> None:
+        """Build the mask from the pixels when no block did (no Calibration in the chain: the
+        data are then raw ADU, so saturation is read from them directly)."""
+        if self.mask_bits is None and self.data is not None:
+            self.set_mask(raw_mask(self.data, self.saturation, integer=_integer_pixels(self)))
+
+    def bad_pixels(self, bits: int = PixelFlag.SATURATED | PixelFlag.no_data()) -> np.ndarray | None:
+        """Boolean map of the pixels carrying any of ``bits``; None when there is none."""
+        self.ensure_mask()
+        if not (self.mask_bits or 0) & int(bits):
+            return None
+        return (self.mask & np.uint8(bits)) != 0
+
     def flag(self, flag: Flag, message: str, block: str | None = None) -> None:
         """Set a quality bit and record why (the frame's chain goes on)."""
         self.flags |= int(flag)
@@ -148,6 +243,8 @@ class Image:
         new = _copy.copy(self)
         if self.data is not None:
             new.data = self.data.copy()
+        if self.mask is not None:
+            new.mask = self.mask.copy()
         new.issues = list(self.issues)
         new.computed = dict(self.computed)
         new.sources = None if self.sources is None else self.sources.copy()

@@ -20,7 +20,7 @@ log = logging.getLogger("reduce.pipeline")
 
 # frames with these bits carry no usable target flux: they stay in the table with NaN flux
 EXCLUDED = (Flag.UNREADABLE | Flag.NO_SOURCES | Flag.ALIGNMENT_FAILED | Flag.UNEXPECTED
-            | Flag.TARGET_SATURATED | Flag.TARGET_NEAR_EDGE)
+            | Flag.TARGET_SATURATED | Flag.TARGET_NEAR_EDGE | Flag.TARGET_MASKED)
 MIN_REFERENCE_SOURCES = 3
 
 
@@ -361,6 +361,7 @@ def _full_table(raw, diff, ref, group=None, warnings=None):
     flux[idx] = diff.flux
     err[idx] = diff.error
     flags = raw.flags.astype(np.int64).copy()
+    flags[idx] |= diff.flags  # the target's chosen aperture not measured there (edge, mask)
     kept = np.zeros(n, bool)
     kept[idx] = True
     # frames set aside here (not flagged upstream: no usable target flux, or clipped) carry
@@ -489,7 +490,7 @@ def _p2p_scatter(table) -> float | None:
 def _rejection_reasons(diff) -> dict:
     """File name -> why the differential step set the frame aside (``meta['rejected']``)."""
     out = {}
-    for r in diff.meta.get("rejected", []):
+    for r in diff.meta.get("rejected", []) + diff.meta.get("aperture_issues", []):
         if r.get("reason") and r["reason"] != "flagged upstream":
             out.setdefault(Path(str(r.get("file", ""))).name, str(r["reason"]))
     return out
@@ -504,6 +505,8 @@ def _reason(seq, file: str, flags: int, rejected: dict | None = None) -> str:
     msgs = [f"{i.block}: {i.message}" for i in seq.issues if Path(str(i.frame)).name == name]
     if flags & int(Flag.OUTLIER_REJECTED):
         msgs.append((rejected or {}).get(name, "outlier rejected by sigma clipping"))
+    elif name in (rejected or {}):  # the chosen target aperture could not be measured there
+        msgs.append(rejected[name])
     return "; ".join(msgs) or ", ".join(decode_flags(flags))
 
 

@@ -177,3 +177,72 @@ def test_few_frames_fall_back_to_expected_noise_weights():
     inv = 1 / np.median((fl.errors / fl.fluxes)[:, [2, 3, 5]], axis=-1) ** 2
     assert np.allclose(w[:, [2, 3, 5]], inv / inv.sum(axis=1, keepdims=True))
     assert info["iterations"] == 0 and not info["rejected"].any()
+
+
+def test_aperture_choice_skips_radii_that_do_not_fit_and_flags_the_chosen_ones_gaps():
+    from reduce.algorithms.apertures import EDGE, MASKED
+    from reduce.core.errors import Flag
+
+    fl, _ = synthetic(30, n_frames=300, variables=(), saturated=1)
+    cube, errors = fl.fluxes, fl.errors
+    n_ap = fl.shape[0]
+    bits = np.zeros((n_ap, fl.shape[1], 300), np.uint8)
+    flux = cube.copy()
+    # the two largest radii leave the frame on 10 % of the frames: they would be the least noisy
+    flux[3:, 0, ::10] = np.nan
+    bits[3:, 0, ::10] = EDGE
+    flux[3:, 0] = cube[1, 0] * ENCLOSED[3:, None] / ENCLOSED[1]  # noiseless there
+    flux[3:, 0, ::10] = np.nan
+    # radius 4 (the best of the rest: nearly noiseless) misses one frame: a dead column there
+    flux[2, 0] = cube[1, 0] * ENCLOSED[2] / ENCLOSED[1]
+    flux[2, 0, 77] = np.nan
+    bits[2, 0, 77] = MASKED
+    f = Fluxes(fl.time, flux, errors, fl.apertures, data=dict(fl.data, aperture_flags=bits), files=fl.files,
+               meta=fl.meta)
+    d = f.autodiff()
+    assert d.aperture == 2 and np.isinf(d.meta["scatter"][3:]).all()
+    assert d.flags[77] == Flag.TARGET_MASKED and np.count_nonzero(d.flags) == 1
+    assert np.isnan(d.diff_flux[77]) and np.isfinite(np.delete(d.diff_flux, 77)).all()
+    assert d.meta["aperture_issues"] == [{"index": 77, "file": "frame0077.fits",
+                                          "reason": "the chosen target aperture (r=4.0 px) overlaps masked "
+                                                    "pixels (unilluminated or NaN)"}]
+
+
+def test_raw_saturated_flags_decide_over_calibrated_peaks():
+    fl, truth = synthetic(31, n_frames=100, variables=())
+    frames = diffphot.usable_frames(fl.fluxes, 0)
+    flags = np.zeros(fl.shape[1:], bool)
+    flags[5, 40] = True  # clipped in one raw frame, although its calibrated peak looks fine
+    comps = diffphot.select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
+                                        saturation=fl.meta["saturation"], saturated=flags)
+    assert not comps[:, 5].any() and comps[:, truth["saturated"]].all()  # flags are the authority
+    fl.data["saturated"] = flags
+    assert 5 not in fl.autodiff().comparisons
+
+
+def _sky_series(minutes, seed=0):
+    """Twilight at the start of a night: the sky falls from 24,700 to 300 ADU in 30 minutes
+    (a strongly curved, exponential decline to the dark-sky level), then stays dark."""
+    rng = np.random.default_rng(seed)
+    tau = 30 / np.log(24700 / 300)
+    sky = (300 + 24400 * np.exp(-minutes / tau)) * (1 + rng.normal(0, 0.003, minutes.size))
+    return Fluxes(2460000.5 + minutes / 1440, np.ones((1, 3, minutes.size)), data={"sky": sky})
+
+
+def test_sky_clip_keeps_a_twilight_decline_sampled_every_4_minutes():
+    fl = _sky_series(np.arange(0, 240, 4.0), seed=1)  # 45 % per frame at first: one frame per step
+    assert fl.sigma_clipping_data(bkg=3).meta.get("rejected", []) == []
+
+
+@pytest.mark.parametrize("cadence", [0.5, 1.0, 2.0])
+def test_sky_clip_keeps_a_twilight_decline_and_rejects_single_frame_jumps(cadence):
+    minutes = np.arange(0, 240, cadence)
+    fl = _sky_series(minutes)
+    assert fl.sigma_clipping_data(bkg=3).meta.get("rejected", []) == []
+    for minute in (0.0, 6.0, 12.0, 24.0, 90.0, 239.0):  # at the start, in the decline, at night, last
+        i = int(round(minute / cadence)) if minute < 239 else minutes.size - 1
+        jumped = _sky_series(minutes)
+        jumped.data["sky"][i] *= 1.6
+        out = jumped.sigma_clipping_data(bkg=3)
+        assert [r["index"] for r in out.meta["rejected"]] == [i], minute
+        assert out.meta["rejected"][0]["reason"].startswith("bkg outlier")

@@ -16,6 +16,12 @@ radius (sep / photutils), and the result is the exact geometric overlap (agrees 
 ``method='exact'`` to ~1e-13). Both views classify a corner with the very same float expression,
 so they always agree on which corners are inside.
 
+An aperture is measured only when it lies wholly on good pixels: one leaving the frame, or
+overlapping a masked or non-finite pixel even partly, gives NaN and says why in its flag bits
+(:data:`EDGE`, :data:`MASKED`, :data:`SATURATED`): a partial sum is never returned as a flux. The
+test is the exact one (the circle meets a pixel square when its radius exceeds the distance from
+the centre to the square), done only for stars with such pixels in their stamp.
+
 The annulus sky (:func:`annulus_stats`) gathers each star's annulus pixels straight from the frame
 through a precomputed ring of pixel offsets, sorts each star's values once and sigma-clips by
 moving the bounds of the kept range (astropy ``sigma_clip`` semantics, iterated to convergence).
@@ -28,7 +34,12 @@ import numpy as np
 
 from .centroids import cutouts
 
-__all__ = ["circular_sums", "annulus_stats", "annulus_values"]
+__all__ = ["circular_sums", "annulus_stats", "annulus_values", "EDGE", "MASKED", "SATURATED"]
+
+#: Aperture flag bits of :func:`circular_sums`: the circle leaves the frame; it overlaps a pixel
+#: without data (mask UNILLUMINATED/NONFINITE, or non-finite); it overlaps a raw-saturated pixel.
+EDGE, MASKED, SATURATED = 1, 2, 4
+_MASK_SATURATED, _MASK_NO_DATA = 1, 6  # reduce.image.PixelFlag bits (kept numeric: no Image here)
 
 # elements of the (stars x pairs) work arrays per chunk: small arrays stay in cache
 _CHUNK_ELEMENTS = 16_000
@@ -135,55 +146,84 @@ def _exact(stamps: np.ndarray, cx: np.ndarray, cy: np.ndarray, radii: np.ndarray
     return out
 
 
-def circular_sums(data: np.ndarray, xy: np.ndarray, radii) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                    np.ndarray]:
+def circular_sums(data: np.ndarray, xy: np.ndarray, radii, mask: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact-overlap sums of ``data`` in circles of every radius around every position.
 
-    Returns ``(sums, areas, edge, peak)``: sums and areas ``(n, n_radii)`` (areas of the finite,
-    in-frame pixels, ``pi r^2`` for a complete aperture), ``edge`` True where the circle leaves
-    the frame, and ``peak`` the brightest finite pixel of the 5x5 box on each position. Non-finite
-    pixels are left out of both sums and areas; NaN positions, or apertures without any finite
-    pixel, give NaN sums.
+    Returns ``(sums, areas, flags, peak)``: sums and areas ``(n, n_radii)`` (``pi r^2``), ``flags``
+    ``(n, n_radii)`` uint8 bits (:data:`EDGE`, :data:`MASKED`, :data:`SATURATED`; 0 for a clean
+    aperture) and ``peak`` the brightest finite pixel of the 5x5 box on each position. A flagged
+    aperture (or a NaN position, flagged EDGE) has NaN sum and area: nothing partial is summed.
+    ``mask`` is an optional ``reduce.image.PixelFlag`` map (uint8, shape of ``data``).
     """
     radii = np.asarray(radii, dtype=float).reshape(-1)
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     n, m = len(xy), len(radii)
     sums = np.full((n, m), np.nan)
     areas = np.full((n, m), np.nan)
-    edge = np.ones((n, m), bool)
+    flags = np.full((n, m), EDGE, np.uint8)
     peak = np.full(n, np.nan)
     ok = np.flatnonzero(np.isfinite(xy).all(axis=1))
     if len(ok) == 0 or m == 0:
-        return sums, areas, edge, peak
+        return sums, areas, flags, peak
     ny, nx = data.shape
     p = xy[ok]
     half = max(int(np.ceil(radii.max())) + 1, 2)
-    stack, x0, y0 = cutouts(data, p, 2 * half + 1, dtype=np.float64)
+    size = 2 * half + 1
+    stack, x0, y0 = cutouts(data, p, size, dtype=np.float64)
     finite = np.isfinite(stack)
     complete = finite.all(axis=(1, 2))
-    values = np.where(finite, stack, 0.0) if not complete.all() else stack
+    mstack = None
+    if mask is not None:
+        mstack, _, _ = cutouts(mask, p, size, dtype=np.uint8, fill=0)
+        complete &= ~mstack.any(axis=(1, 2))
+    values = np.where(finite, stack, 0.0) if not finite.all() else stack
     cx, cy = x0 - 0.5 - p[:, 0], y0 - 0.5 - p[:, 1]
-    partial = np.flatnonzero(~complete)
-    if len(partial):  # areas of the finite pixels, computed as extra stamps of ones and zeros
-        values = np.concatenate([values, finite[partial].astype(np.float64)])
-        cx, cy = np.concatenate([cx, cx[partial]]), np.concatenate([cy, cy[partial]])
-    both = _exact(values, cx, cy, radii)
-    s = both[:len(p)]
-    a = np.broadcast_to(np.pi * radii * radii, s.shape).copy()
-    if len(partial):
-        a[partial] = np.maximum(both[len(p):], 0.0)
-    s[a <= 1e-12] = np.nan  # no finite pixel in the aperture: not measured
-    sums[ok], areas[ok] = s, a
+    s = _exact(values, cx, cy, radii)
     r = radii[None, :]
     px, py = p[:, :1], p[:, 1:]
-    edge[ok] = (px - r < -0.5) | (py - r < -0.5) | (px + r > nx - 0.5) | (py + r > ny - 0.5)
+    f = np.where((px - r < -0.5) | (py - r < -0.5) | (px + r > nx - 0.5) | (py + r > ny - 0.5),
+                 EDGE, 0).astype(np.uint8)
+    partial = np.flatnonzero(~complete)
+    if len(partial):
+        f[partial] |= _touched(finite[partial], None if mstack is None else mstack[partial],
+                               x0[partial], y0[partial], p[partial], radii, (ny, nx))
+    s[f != 0] = np.nan
+    sums[ok] = s
+    areas[ok] = np.where(f != 0, np.nan, np.pi * r * r)
+    flags[ok] = f
     box = stack[:, half - 2:half + 3, half - 2:half + 3].reshape(len(p), -1)
     has = finite[:, half - 2:half + 3, half - 2:half + 3].reshape(len(p), -1).any(axis=1)
     pk = np.full(len(p), np.nan)
     if has.any():
         pk[has] = np.nanmax(np.where(np.isfinite(box[has]), box[has], -np.inf), axis=1)
     peak[ok] = pk
-    return sums, areas, edge, peak
+    return sums, areas, flags, peak
+
+
+def _touched(finite, mstack, x0, y0, p, radii, shape) -> np.ndarray:
+    """MASKED / SATURATED bits (k, n_radii) of circles overlapping an in-frame pixel without data
+    (non-finite, or masked) or a saturated pixel: radius > distance from the centre to the pixel
+    square."""
+    k, size = finite.shape[0], finite.shape[1]
+    ny, nx = shape
+    g = np.arange(size)
+    ix, iy = x0[:, None] + g, y0[:, None] + g                                 # frame pixel indices
+    inside = ((iy >= 0) & (iy < ny))[:, :, None] & ((ix >= 0) & (ix < nx))[:, None, :]
+    ddx = np.maximum(np.abs(ix - p[:, :1]) - 0.5, 0.0)                         # to the pixel square
+    ddy = np.maximum(np.abs(iy - p[:, 1:]) - 0.5, 0.0)
+    dist = np.hypot(ddy[:, :, None], ddx[:, None, :])
+    no_data = ~finite & inside
+    out = np.zeros((k, len(radii)), np.uint8)
+    classes = [(MASKED, no_data)]
+    if mstack is not None:
+        classes = [(MASKED, no_data | ((mstack & _MASK_NO_DATA) != 0)),
+                   (SATURATED, (mstack & _MASK_SATURATED) != 0)]
+    for bit, bad in classes:
+        if bad.any():
+            nearest = np.where(bad, dist, np.inf).min(axis=(1, 2))
+            out |= np.where(radii[None, :] > nearest[:, None], bit, 0).astype(np.uint8)
+    return out
 
 
 # -- annulus sky ------------------------------------------------------------------------------
@@ -203,21 +243,28 @@ def _ring(inner: float, outer: float) -> tuple[np.ndarray, np.ndarray, int]:
     return dy.ravel()[order], dx.ravel()[order], len(certain)
 
 
-def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each star's annulus pixels (centres with ``inner <= r < outer``, finite, in the frame),
-    gathered straight from the frame as rows padded with +inf, and their counts."""
+def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
+                   mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each star's annulus pixels (centres with ``inner <= r < outer``, finite, in the frame, not
+    flagged in ``mask``), gathered straight from the frame as rows padded with +inf, and their
+    counts."""
     ny, nx = data.shape
     dy, dx, n_certain = _ring(float(inner), float(outer))
     ix = np.floor(xy[:, 0] + 0.5).astype(np.int64)
     iy = np.floor(xy[:, 1] + 0.5).astype(np.int64)
     reach = int(np.max(np.abs(dx), initial=0))
     if ix.min() >= reach and iy.min() >= reach and ix.max() < nx - reach and iy.max() < ny - reach:
-        vals = np.ascontiguousarray(data).ravel().take((iy * nx + ix)[:, None] + (dy * nx + dx))
+        index = (iy * nx + ix)[:, None] + (dy * nx + dx)
+        inside = None
     else:  # some annuli leave the frame: those pixels are left out
         px, py = ix[:, None] + dx, iy[:, None] + dy
         inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
-        vals = np.ascontiguousarray(data).ravel().take(np.where(inside, py * nx + px, 0))
+        index = np.where(inside, py * nx + px, 0)
+    vals = np.ascontiguousarray(data).ravel().take(index)
+    if inside is not None:
         vals[~inside] = np.inf
+    if mask is not None:
+        vals[np.ascontiguousarray(mask).ravel().take(index) != 0] = np.inf
     # pixels near either circle: keep those whose centre is in [inner, outer) for this position
     bx = dx[n_certain:] - (xy[:, 0] - ix)[:, None]
     by = dy[n_certain:] - (xy[:, 1] - iy)[:, None]
@@ -245,9 +292,11 @@ def _segment_sums(flat: np.ndarray, flat2: np.ndarray, starts: np.ndarray, count
 
 
 def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, sigma: float = 3.0,
-                  maxiters: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  maxiters: int = 10, mask: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sigma-clipped (median, std, npix) of each star's annulus pixels (centres with
-    ``inner <= r < outer``), vectorised over stars; NaN (and 0 pixels) for an empty annulus.
+    ``inner <= r < outer``, in the frame, finite and not flagged in ``mask``), vectorised over
+    stars; NaN (and 0 pixels) for an empty annulus.
 
     Each star's annulus values are sorted once into one padded row; clipping then only moves the
     [lo, hi) bounds of the kept range (one binary search for all bounds), and the running sums
@@ -264,7 +313,7 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
         return med_out, std_out, n_out
     if data.dtype not in (np.float32, np.float64) or not data.dtype.isnative:
         data = data.astype(np.float64)
-    raw, counts = annulus_values(data, xy[ok], inner, outer)
+    raw, counts = annulus_values(data, xy[ok], inner, outer, mask)
     some = counts > 0
     ok, raw, counts = ok[some], raw[some], counts[some]
     if len(ok) == 0:

@@ -21,11 +21,12 @@ def _round(v: np.ndarray) -> np.ndarray:
     return np.floor(v + 0.5).astype(np.int64)
 
 
-def cutouts(data: np.ndarray, xy: np.ndarray, size: int, dtype=float):
+def cutouts(data: np.ndarray, xy: np.ndarray, size: int, dtype=float, fill=np.nan):
     """Square ``size`` x ``size`` cutouts centred on the pixel nearest each position.
 
     Returns ``(stack (n, size, size) of dtype, x0 (n,), y0 (n,))`` where ``x0, y0`` is the frame
-    pixel of each cutout's [0, 0]; pixels outside the frame (or for NaN positions) are NaN.
+    pixel of each cutout's [0, 0]; pixels outside the frame (or for NaN positions) are ``fill``
+    (NaN; give e.g. 0 for an integer mask).
     Cutouts fully inside the frame are copied as blocks from a strided window view (fast path).
     """
     xy = np.asarray(xy, float).reshape(-1, 2)
@@ -47,8 +48,17 @@ def cutouts(data: np.ndarray, xy: np.ndarray, size: int, dtype=float):
         iy = y0[rest, None] + np.arange(size)
         okx, oky = (ix >= 0) & (ix < nx), (iy >= 0) & (iy < ny)
         part = data[np.clip(iy, 0, ny - 1)[:, :, None], np.clip(ix, 0, nx - 1)[:, None, :]].astype(dtype)
-        part[~(oky[:, :, None] & okx[:, None, :])] = np.nan
+        part[~(oky[:, :, None] & okx[:, None, :])] = fill
         stack[rest] = part
+    return stack, x0, y0
+
+
+def _masked_cutouts(data, xy, size, mask):
+    """:func:`cutouts` with the pixels True in ``mask`` (a frame-sized bool map) set to NaN."""
+    stack, x0, y0 = cutouts(data, xy, size)
+    if mask is not None:
+        bad, _, _ = cutouts(mask.view(np.uint8), xy, size, dtype=np.uint8, fill=0)
+        stack[bad != 0] = np.nan
     return stack, x0, y0
 
 
@@ -63,15 +73,16 @@ def box_max(data: np.ndarray, xy: np.ndarray, size: int = 5) -> np.ndarray:
     return out
 
 
-def centroid_com(data: np.ndarray, xy: np.ndarray, box: int = 21, iterations: int = 3) -> np.ndarray:
+def centroid_com(data: np.ndarray, xy: np.ndarray, box: int = 21, iterations: int = 3,
+                 mask: np.ndarray | None = None) -> np.ndarray:
     """Centre of mass in a ``box`` around each position, after subtracting the cutout's median
     (so a sky pedestal does not pull the centroid to the box centre) and clipping at zero.
     The box is re-centred on the result ``iterations`` times: a box off-centre by a pixel cuts
-    the wings asymmetrically and biases a single pass."""
+    the wings asymmetrically and biases a single pass. Pixels True in ``mask`` are left out."""
     xy = np.asarray(xy, float).reshape(-1, 2)
     out = xy
     for _ in range(max(1, iterations)):
-        new = _com_once(data, out, box)
+        new = _com_once(data, out, box, mask)
         moved = np.isfinite(new).all(axis=1)
         if not moved.any():
             return new
@@ -79,9 +90,9 @@ def centroid_com(data: np.ndarray, xy: np.ndarray, box: int = 21, iterations: in
     return out
 
 
-def _com_once(data, xy, box):
+def _com_once(data, xy, box, mask=None):
     """One centre-of-mass pass (see :func:`centroid_com`)."""
-    stack, x0, y0 = cutouts(data, xy, box)
+    stack, x0, y0 = _masked_cutouts(data, xy, box, mask)
     n = len(stack)
     if n == 0:
         return np.zeros((0, 2))
@@ -129,15 +140,17 @@ def quadratic_fit_box(fwhm: float | None) -> int:
     return int(max(3, 2 * round((0.8 * fwhm - 1) / 2) + 1))
 
 
-def centroid_quadratic(data: np.ndarray, xy: np.ndarray, box: int = 21, fit_box: int = 5) -> np.ndarray:
+def centroid_quadratic(data: np.ndarray, xy: np.ndarray, box: int = 21, fit_box: int = 5,
+                       mask: np.ndarray | None = None) -> np.ndarray:
     """photutils' ``centroid_quadratic`` for every star at once.
 
     The brightest pixel in a ``box`` cutout is found, a 2-D quadratic is fitted by least squares to
     the ``fit_box`` pixels around it (shifted to stay in the cutout) and its maximum returned.
     As in photutils, a brightest pixel on the cutout border returns that pixel; a fit without a
-    maximum, with a maximum outside the cutout, or with non-finite pixels returns NaN.
+    maximum, with a maximum outside the cutout, or with non-finite pixels returns NaN. Pixels
+    True in ``mask`` count as non-finite.
     """
-    stack, x0, y0 = cutouts(data, xy, box)
+    stack, x0, y0 = _masked_cutouts(data, xy, box, mask)
     n = len(stack)
     if n == 0:
         return np.zeros((0, 2))
@@ -178,10 +191,11 @@ def _gauss_model(p, u, v):
 
 
 def centroid_gaussian(data: np.ndarray, xy: np.ndarray, box: int = 11, fwhm: float | None = None,
-                      iterations: int = 30) -> np.ndarray:
+                      iterations: int = 30, mask: np.ndarray | None = None) -> np.ndarray:
     """Centre of an axis-aligned 2-D Gaussian plus constant fitted to a ``box`` cutout of every
-    star at once (batched Levenberg-Marquardt). NaN when the fit fails or leaves the cutout."""
-    stack, x0, y0 = cutouts(data, xy, box)
+    star at once (batched Levenberg-Marquardt). NaN when the fit fails or leaves the cutout.
+    Pixels True in ``mask`` are left out of the fit."""
+    stack, x0, y0 = _masked_cutouts(data, xy, box, mask)
     n = len(stack)
     if n == 0:
         return np.zeros((0, 2))

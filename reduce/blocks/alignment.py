@@ -167,8 +167,7 @@ class AlignReferenceSources(Block):
             raise AlignmentFailed(f"{what}, no method placed the frame ({'; '.join(reasons)})")
         out = self._ref.copy()
         out.coords = apply_transform(t, self._ref.coords)
-        out.peak = None
-        out.saturated = np.zeros(len(out), bool)
+        out.peak = None  # ``saturated`` stays the reference's: a star clipped there is never a comparison
         out.edge = self._outside(out.coords, image)
         shift = apply_transform(t, self._center[None])[0] - self._center
         image.sources = out

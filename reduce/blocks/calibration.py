@@ -5,6 +5,11 @@ combine bounded by ``mem_limit_mb``, and reused by later blocks of the same proc
 files and settings. The master dark is a rate (ADU/s) scaled to each frame's
 exposure; the master flat is normalised to a median of 1. Negative pixels are kept as they are
 and non-finite values stay NaN: no sentinel values (a prose pitfall).
+
+Each calibrated frame carries a bad-pixel mask (``Image.mask``): pixels whose *raw* value reached
+the saturation level (read before any subtraction, so a 1,200 ADU bias or a flat above 1 cannot
+hide a clipped star), pixels the flat sees unilluminated (dead columns at bias level even in the
+flats: left undivided, so finite, and masked) and non-finite pixels.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import numpy as np
 
 from ..algorithms.combine import n_tiles, tiled_combine
 from ..core.block import Block
+from ..image import PixelFlag, _integer_pixels, raw_mask
 from .master_cache import MASTERS as _MASTERS
 from .master_cache import file_signature as _file_signature
 from .master_cache import loader_key as _loader_key
@@ -102,6 +108,12 @@ class Calibration(Block):
         Clipping threshold in robust standard deviations (0 disables clipping).
     mem_limit_mb : float
         Memory budget for combining; larger sets are combined by row tiles.
+    min_flat : float
+        Pixels whose normalised master flat is below this are unilluminated (dead columns,
+        vignetted corners): they are not divided by the flat (their data stay finite) and are
+        masked ``UNILLUMINATED`` (IRAF ccdproc's ``minreplace`` idea, plus the mask).
+
+    Sets ``image.data`` (float32) and ``image.mask`` (see :class:`~reduce.image.PixelFlag`).
     """
 
     requires = ("data",)
@@ -110,7 +122,8 @@ class Calibration(Block):
 
     def __init__(self, *, darks: Any = None, bias: Any = None, flats: Any = None,
                  loader: Callable | None = None, overscan: str | bool | None = None,
-                 combine: str = "median", sigma: float = 3.0, mem_limit_mb: float = 512):
+                 combine: str = "median", sigma: float = 3.0, mem_limit_mb: float = 512,
+                 min_flat: float = 0.2):
         if combine not in ("median", "mean"):
             raise ValueError(f"combine must be 'median' or 'mean', not {combine!r}")
         if overscan not in (None, False) and not isinstance(overscan, str):
@@ -119,6 +132,9 @@ class Calibration(Block):
             parse_section(overscan)
         if not mem_limit_mb or mem_limit_mb <= 0:
             raise ValueError("mem_limit_mb must be positive")
+        if not 0 <= float(min_flat) < 1:
+            raise ValueError(f"min_flat must be in [0, 1) (a fraction of the median flat), got {min_flat!r}")
+        self.min_flat = float(min_flat)
         self.darks, self.bias, self.flats = _as_list(darks), _as_list(bias), _as_list(flats)
         self.loader = loader
         self.overscan = overscan
@@ -131,6 +147,7 @@ class Calibration(Block):
         self.dark_is_rate = True
         self._inv_flat: np.ndarray | None = None
         self._dark_cache: tuple | None = None
+        self._static: tuple | None = None  # (masters' identity, mask of the masters' bad pixels)
         self._built = False
         self._used: dict[str, list[str]] = {"bias": [], "darks": [], "flats": []}
         self._overscan_used: set[str] = set()
@@ -176,12 +193,21 @@ class Calibration(Block):
     def _build_flat(self) -> None:
         flat = self._master("flats", self.flats, self._prep_flat)
         if flat is not None:
-            med = np.nanmedian(flat[np.isfinite(flat) & (flat > 0)])
-            flat = flat / med
-            flat[~np.isfinite(flat) | (flat <= 1e-3)] = np.nan
+            lit = np.isfinite(flat) & (flat > 0)
+            if not lit.any():
+                log.warning("Calibration: the master flat has no illuminated pixel; flat-fielding skipped")
+                return
+            flat = flat / np.median(flat[lit])
+            with np.errstate(invalid="ignore"):
+                dead = ~(flat >= self.min_flat)  # NaN included
+            flat[dead] = np.nan
+            if dead.any():
+                log.info("Calibration: %d unilluminated pixel(s) in the master flat (below %g of its "
+                         "median) are masked and not flat-fielded", int(dead.sum()), self.min_flat)
             self.master_flat = flat.astype(np.float32)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                self._inv_flat = (1.0 / self.master_flat).astype(np.float32)
+            inv = np.ones(flat.shape, np.float32)
+            np.divide(np.float32(1.0), self.master_flat, out=inv, where=~dead)
+            self._inv_flat = inv
 
     # what each kind of master sets on the block (restored from the cache as built)
     _RESULTS = {"bias": ("master_bias",), "darks": ("master_dark", "dark_is_rate"),
@@ -193,7 +219,7 @@ class Calibration(Block):
         if files is None or any(u is None for u in upstream):  # built from something uncacheable
             return None
         return (kind, files, upstream, self.combine, self.sigma, self.overscan, self.mem_limit_mb,
-                _loader_key(self.loader))
+                _loader_key(self.loader), self.min_flat)
 
     def _cached(self, key, kind: str, build: Callable) -> None:
         """Run ``build`` for ``kind`` unless the process cache has its result for ``key``."""
@@ -342,9 +368,30 @@ class Calibration(Block):
         return cached[2]
 
     # -- applying -------------------------------------------------------------------------
+    def _masters_mask(self) -> np.ndarray | None:
+        """``PixelFlag`` map of what the masters leave bad on every frame (unilluminated flat
+        pixels, non-finite master pixels), built once per set of masters; None when clean."""
+        key = (id(self.master_bias), id(self.master_dark), id(self.master_flat))
+        if self._static is not None and self._static[0] == key:
+            return self._static[1]
+        shape = next((m.shape for m in (self.master_bias, self.master_dark, self.master_flat)
+                      if m is not None), None)
+        mask = None if shape is None else np.zeros(shape, np.uint8)
+        for master in (self.master_bias, self.master_dark):
+            if master is not None:
+                mask[~np.isfinite(master)] |= np.uint8(PixelFlag.NONFINITE)
+        if self.master_flat is not None:
+            mask[~np.isfinite(self.master_flat)] |= np.uint8(PixelFlag.UNILLUMINATED)
+        if mask is not None and not mask.any():
+            mask = None
+        self._static = (key, mask)
+        return mask
+
     def run(self, image) -> None:
         if not self._built:
             self.build()
+        # raw ADU: before any subtraction
+        mask = raw_mask(image.data, image.saturation, integer=_integer_pixels(image))
         data = self._raw(image)
         if data is image.data and not data.flags.writeable:
             data = data.copy()
@@ -360,12 +407,17 @@ class Calibration(Block):
         if self._inv_flat is not None:
             np.multiply(data, self._inv_flat, out=data)
         image.data = data
+        static = self._masters_mask()
+        if static is not None:
+            mask = static.copy() if mask is None else mask | static
+        image.set_mask(mask)
 
     def provenance(self) -> dict:
         """Files and settings the masters came from."""
         return {"bias": list(self._used["bias"]), "darks": list(self._used["darks"]),
                 "flats": list(self._used["flats"]), "overscan": sorted(self._overscan_used),
-                "combine": self.combine, "sigma": self.sigma, "dark_is_rate": self.dark_is_rate}
+                "combine": self.combine, "sigma": self.sigma, "dark_is_rate": self.dark_is_rate,
+                "min_flat": self.min_flat}
 
 
 class Trim(Block):
@@ -408,7 +460,10 @@ class Trim(Block):
         if sl is None:
             return
         rows, cols = sl
+        image.ensure_mask()  # the raw pixels' mask, when no Calibration built one
         image.data = image.data[rows, cols]
+        if image.mask is not None:
+            image.set_mask(np.ascontiguousarray(image.mask[rows, cols]))
         image.computed["trim"] = (cols.start, cols.stop, rows.start, rows.stop)
         if image.sources is not None and len(image.sources):
             xy = image.sources.coords - [cols.start, rows.start]

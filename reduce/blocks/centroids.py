@@ -5,7 +5,8 @@ reference position mapped by AlignReferenceSources). When the new position is Na
 ``limit`` px away (a faint star, a cosmic ray or a brighter neighbour in the box), the predicted
 position is kept and the star is marked in ``image.computed['centroid_ran_away']``; the frame
 is flagged CENTROID_RAN_AWAY only when that star is the ``target``. Sources outside the frame keep
-their predicted position without being marked.
+their predicted position without being marked. Pixels without data (``Image.mask``:
+unilluminated, e.g. dead columns) are left out of every centroid.
 """
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import numpy as np
 from ..algorithms import centroids as _c
 from ..core.block import Block
 from ..core.errors import Flag
+from ..image import PixelFlag
 
 __all__ = ["CentroidQuadratic", "CentroidCOM", "CentroidGaussian2D"]
 
 
 class _CentroidBlock(Block):
-    """Shared guard and bookkeeping; subclasses implement ``_centroid(data, xy, image)``."""
+    """Shared guard and bookkeeping; subclasses implement ``_centroid(data, xy, image, mask)``."""
 
     register = False
     requires = ("sources",)
@@ -46,7 +48,7 @@ class _CentroidBlock(Block):
         fwhm = image.fwhm if image.fwhm is not None and np.isfinite(image.fwhm) else 0.0
         return max(2.0, float(fwhm))
 
-    def _centroid(self, data, xy, image):  # pragma: no cover - abstract
+    def _centroid(self, data, xy, image, mask):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def run(self, image) -> None:
@@ -62,7 +64,9 @@ class _CentroidBlock(Block):
             inside[[i for i in self.fixed if i < len(inside)]] = False
         new = np.array(xy, dtype=float)
         if inside.any():
-            new[inside] = self._centroid(image.data, xy[inside], image)
+            # non-finite pixels are NaN already: only the finite ones without data are masked
+            mask = image.bad_pixels(PixelFlag.UNILLUMINATED)
+            new[inside] = self._centroid(image.data, xy[inside], image, mask)
         moved = np.hypot(*(new - xy).T)
         ran = inside & ~(moved <= self._limit(image))
         out = sources.copy()
@@ -92,9 +96,9 @@ class CentroidQuadratic(_CentroidBlock):
             raise ValueError(f"fit_box ({fit_box}) must not exceed cutout ({self.cutout})")
         self.fit_box = fit_box
 
-    def _centroid(self, data, xy, image):
+    def _centroid(self, data, xy, image, mask):
         fit = self.fit_box or min(_c.quadratic_fit_box(image.fwhm), self.cutout)
-        return _c.centroid_quadratic(data, xy, self.cutout, fit)
+        return _c.centroid_quadratic(data, xy, self.cutout, fit, mask=mask)
 
 
 class CentroidCOM(_CentroidBlock):
@@ -106,8 +110,8 @@ class CentroidCOM(_CentroidBlock):
     def __init__(self, *, cutout: int = 11, limit: float | None = None, target: int = 0):
         super().__init__(cutout=cutout, limit=limit, target=target)
 
-    def _centroid(self, data, xy, image):
-        return _c.centroid_com(data, xy, self.cutout)
+    def _centroid(self, data, xy, image, mask):
+        return _c.centroid_com(data, xy, self.cutout, mask=mask)
 
 
 class CentroidGaussian2D(_CentroidBlock):
@@ -117,5 +121,5 @@ class CentroidGaussian2D(_CentroidBlock):
     def __init__(self, *, cutout: int = 11, limit: float | None = None, target: int = 0):
         super().__init__(cutout=cutout, limit=limit, target=target)
 
-    def _centroid(self, data, xy, image):
-        return _c.centroid_gaussian(data, xy, self.cutout, image.fwhm)
+    def _centroid(self, data, xy, image, mask):
+        return _c.centroid_gaussian(data, xy, self.cutout, image.fwhm, mask=mask)

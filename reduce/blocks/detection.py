@@ -8,7 +8,7 @@ import numpy as np
 from ..algorithms.stats import median
 from ..core.block import Block
 from ..core.errors import NoSources
-from ..image import Sources
+from ..image import PixelFlag, Sources
 
 __all__ = ["PointSourceDetection", "global_background"]
 
@@ -16,8 +16,9 @@ log = logging.getLogger("reduce")
 
 
 def global_background(data: np.ndarray, *, n_samples: int = 5_000, sigma: float = 3.0,
-                      maxiters: int = 3) -> tuple[float, float]:
-    """Sigma-clipped median and robust std (ADU) of a regular pixel subsample.
+                      maxiters: int = 3, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """Sigma-clipped median and robust std (ADU) of a regular pixel subsample (pixels True in
+    ``mask`` and non-finite ones left out).
 
     Much cheaper than a background map (~0.1 ms on 600x600) and enough for detection; photometry
     measures local sky in annuli anyway. The sample is sorted once, so each clipping pass keeps a
@@ -25,7 +26,10 @@ def global_background(data: np.ndarray, *, n_samples: int = 5_000, sigma: float 
     """
     step = max(1, int(np.sqrt(data.size / n_samples)))
     sample = data[step // 2::step, step // 2::step].ravel()
-    sample = np.sort(sample[np.isfinite(sample)].astype(np.float32))
+    good = np.isfinite(sample)
+    if mask is not None:
+        good &= ~mask[step // 2::step, step // 2::step].ravel()
+    sample = np.sort(sample[good].astype(np.float32))
     if sample.size == 0:
         return float("nan"), float("nan")
     kept = sample
@@ -89,6 +93,18 @@ def _extract(sub, threshold, err, mask, min_area, levels):
     return sep.extract(sub, threshold, **kw)
 
 
+def _saturated(image, xpeak, ypeak) -> np.ndarray:
+    """True for sources with a raw-saturated pixel (``Image.mask``) in the 3x3 box of their peak."""
+    n = len(xpeak)
+    image.ensure_mask()
+    if not (image.mask_bits or 0) & PixelFlag.SATURATED:
+        return np.zeros(n, bool)
+    from ..algorithms.centroids import cutouts
+
+    box, _, _ = cutouts(image.mask, np.c_[xpeak, ypeak].astype(float), 3, dtype=np.uint8, fill=0)
+    return ((box & np.uint8(PixelFlag.SATURATED)) != 0).any(axis=(1, 2))
+
+
 class PointSourceDetection(Block):
     """Detect stars with sep on the background-subtracted frame.
 
@@ -118,6 +134,9 @@ class PointSourceDetection(Block):
 
     Sets ``image.sources`` (brightest first, with ``saturated`` and ``edge`` flags),
     ``image.bkg`` and ``image.bkg_rms`` (ADU). Raises NoSources when nothing is found.
+    Masked pixels without data (``Image.mask``: unilluminated, non-finite) are left out of the
+    background and the detection; a source is ``saturated`` when a raw-saturated pixel lies in
+    the 3x3 box of its peak.
     """
 
     requires = ("data",)
@@ -155,7 +174,7 @@ class PointSourceDetection(Block):
 
             bk = sep.Background(data, mask=mask)
             return data - bk.back(), float(bk.globalback), float(bk.globalrms)
-        bkg, rms = global_background(data)
+        bkg, rms = global_background(data, mask=mask)
         return data - np.float32(bkg), bkg, rms
 
     def run(self, image) -> None:
@@ -163,10 +182,11 @@ class PointSourceDetection(Block):
         if data.dtype.byteorder not in ("=", "|"):
             data = data.astype(data.dtype.newbyteorder("="))
         finite = np.isfinite(data)
-        mask = None
+        mask = image.bad_pixels(PixelFlag.no_data())
         if not finite.all():
-            mask = ~finite
-            data = np.where(finite, data, np.float32(0.0))
+            mask = ~finite if mask is None else mask | ~finite
+        if mask is not None:
+            data = np.where(mask, np.float32(0.0), data)
         sub, bkg, rms = self._background(data, mask)
         if not np.isfinite(rms) or rms <= 0:
             raise NoSources(f"the background rms is {rms:g}: a blank or constant frame")
@@ -188,9 +208,7 @@ class PointSourceDetection(Block):
         h, w = data.shape
         edge = ((xy[:, 0] < self.edge) | (xy[:, 1] < self.edge)
                 | (xy[:, 0] > w - 1 - self.edge) | (xy[:, 1] > h - 1 - self.edge))
-        saturated = np.zeros(len(xy), bool)
-        if image.saturation:
-            saturated = objects["peak"] + bkg >= 0.95 * float(image.saturation)
+        saturated = _saturated(image, objects["xpeak"], objects["ypeak"])
         image.sources = Sources(xy, flux=objects["flux"], peak=objects["peak"], saturated=saturated,
                                 edge=edge, a=objects["a"], b=objects["b"], theta=objects["theta"])
 

@@ -4,8 +4,10 @@ Apertures are exact circle/pixel overlaps for every star and radius at once
 (:func:`reduce.algorithms.apertures.circular_sums`: cumulative sums over the corners of one stamp
 per star instead of one pass per radius); they agree with photutils
 ``aperture_photometry(method='exact')`` to ~1e-13 relative and cost ~2x less than sep's
-``sum_circle(subpix=0)`` for 30 radii (benchmarks/bench_pipeline.py). Non-finite pixels count as
-missing: they are left out of both the sum and the area.
+``sum_circle(subpix=0)`` for 30 radii (benchmarks/bench_pipeline.py). An aperture that leaves
+the frame or overlaps a masked pixel (``Image.mask``: raw-saturated, unilluminated, non-finite)
+gives NaN for that star and radius, with the reason in ``image.aperture['flags']``: nothing partial
+is summed. The annulus sky leaves pixels without data and those off the frame out.
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from typing import Literal
 
 import numpy as np
 
-from ..algorithms.apertures import annulus_stats, circular_sums
+from ..algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circular_sums
+from ..algorithms.centroids import cutouts
 from ..core.block import Block
 from ..core.errors import Flag, FrameRejected
 from ..fluxes import Fluxes
+from ..image import PixelFlag
 
 __all__ = ["AperturePhotometry", "AnnulusBackground", "GetFluxes"]
 
@@ -48,9 +52,10 @@ class AperturePhotometry(Block):
     apertures add only sky noise) or in pixels (``scale='pixels'``, default 30 values from 1 to
     20 px).
     Sets ``image.aperture = {'radii': (n_radii,) px, 'fluxes': (n_sources, n_radii) raw sums (ADU),
-    'areas': (n_sources, n_radii) exact areas of finite in-frame pixels (px^2), 'peak':
-    (n_sources,) brightest pixel in a 5x5 box (ADU), 'edge': (n_sources, n_radii) aperture
-    crosses the frame edge}``. Sources with NaN positions get NaN.
+    'areas': (n_sources, n_radii) areas (px^2), 'peak': (n_sources,) brightest pixel in a 5x5 box
+    (ADU), 'flags': (n_sources, n_radii) uint8 bits (``reduce.algorithms.apertures`` EDGE, MASKED,
+    SATURATED), 'edge': flags & EDGE, 'saturated': (n_sources,) a raw-saturated pixel in the 5x5
+    box}``. Flagged apertures and sources with NaN positions get NaN sums and areas.
     """
 
     requires = ("sources", "fwhm")
@@ -71,8 +76,25 @@ class AperturePhotometry(Block):
     def run(self, image) -> None:
         radii = self._radii * _pixel_scale(image, self.scale, self.name)
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
-        fluxes, areas, edge, peak = circular_sums(_float(image.data), xy, radii)
-        image.aperture = {"radii": radii, "fluxes": fluxes, "areas": areas, "edge": edge, "peak": peak}
+        image.ensure_mask()
+        fluxes, areas, flags, peak = circular_sums(_float(image.data), xy, radii, image.mask)
+        image.aperture = {"radii": radii, "fluxes": fluxes, "areas": areas, "flags": flags,
+                          "edge": (flags & EDGE) != 0, "peak": peak,
+                          "saturated": _core_saturated(image, xy, flags, radii)}
+
+
+def _core_saturated(image, xy: np.ndarray, flags: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """True for positions with a raw-saturated pixel (``Image.mask``) in their 5x5 box (looked
+    for only around stars with an aperture on saturated pixels when the largest radius covers
+    the box, i.e. reaches 4.3 px)."""
+    out = np.zeros(len(xy), bool)
+    if not (image.mask_bits or 0) & PixelFlag.SATURATED or len(xy) == 0:
+        return out
+    near = np.arange(len(xy)) if radii.max() < 4.3 else np.flatnonzero((flags & SATURATED).any(axis=1))
+    if len(near):
+        box, _, _ = cutouts(image.mask, xy[near], 5, dtype=np.uint8, fill=0)
+        out[near] = ((box & np.uint8(PixelFlag.SATURATED)) != 0).any(axis=(1, 2))
+    return out
 
 
 def _float(data: np.ndarray) -> np.ndarray:
@@ -87,16 +109,18 @@ class AnnulusBackground(Block):
     """Local sky per star: sigma-clipped median of the pixels whose centres lie in an annulus.
 
     ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels; ``sigma`` the clipping
-    threshold (iterated to convergence, like astropy ``sigma_clipped_stats``). Sets
+    threshold (iterated to convergence, like astropy ``sigma_clipped_stats``). An annulus cut by
+    the frame edge or by pixels without data (``Image.mask``: unilluminated, NaN) uses the pixels
+    left; fewer than ``min_pixels`` of them (after clipping) give NaN for that star. Sets
     ``image.annulus = {'median', 'std', 'error' (std / sqrt(npix)), 'area' (npix kept),
-    'inner', 'outer' (px)}``, each per star (n,). No pixel in the annulus gives NaN.
+    'inner', 'outer' (px)}``, each per star (n,).
     """
 
     requires = ("sources", "fwhm")
     provides = ("annulus",)
 
     def __init__(self, *, inner: float = 5.0, outer: float = 8.0, scale: Literal["fwhm", "pixels"] = "fwhm",
-                 sigma: float = 3.0):
+                 sigma: float = 3.0, min_pixels: int = 20):
         if not (np.isfinite(inner) and np.isfinite(outer) and inner >= 0 and outer > 0):
             raise ValueError(f"annulus radii must be finite and non-negative, got inner={inner!r}, outer={outer!r}")
         if not inner < outer:
@@ -104,6 +128,9 @@ class AnnulusBackground(Block):
                              "were they swapped?")
         if not sigma > 0:
             raise ValueError(f"sigma must be positive, got {sigma!r}")
+        if int(min_pixels) != min_pixels or min_pixels < 1:
+            raise ValueError(f"min_pixels must be a positive integer, got {min_pixels!r}")
+        self.min_pixels = int(min_pixels)
         self.inner = float(inner)
         self.outer = float(outer)
         self.scale = _check_scale(scale)
@@ -114,7 +141,14 @@ class AnnulusBackground(Block):
         k = _pixel_scale(image, self.scale, self.name)
         inner, outer = self.inner * k, self.outer * k
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
-        med, std, npix = annulus_stats(_float(image.data), xy, inner, outer, self.sigma)
+        # pixels without data are left out; a saturated core is left to the clipping (the
+        # brightest values), which spares gathering the mask on frames with saturated stars only
+        image.ensure_mask()
+        mask = image.mask if image.mask_bits & PixelFlag.no_data() else None
+        med, std, npix = annulus_stats(_float(image.data), xy, inner, outer, self.sigma, mask=mask)
+        few = npix < self.min_pixels
+        if few.any():
+            med, std = np.where(few, np.nan, med), np.where(few, np.nan, std)
         with np.errstate(invalid="ignore", divide="ignore"):
             err = std / np.sqrt(npix)
         image.annulus = {"median": med, "std": std, "error": err, "area": npix.astype(float),
@@ -138,12 +172,19 @@ class GetFluxes(Block):
         var = (F g + A (S g + RN^2) + A^2 (sigma_S g)^2) / g^2
 
     (F flux, A aperture area, S annulus median, sigma_S its standard error, all ADU; gain g in
-    e-/ADU and read noise RN in e- from the image, 1 and 0 when unknown; F and S clipped at 0),
-    the frame's fwhm, sky, airmass, dx, dy, exposure, flags, file, and per star x, y, peak and
-    annulus sky ``bkg``. Frames rejected upstream (no photometry) get NaN rows with their flags.
-    Without AnnulusBackground in the chain, sums are not sky-subtracted.
-    Flags the frame TARGET_SATURATED when the target's peak reaches 95 % of ``image.saturation``
-    and TARGET_NEAR_EDGE when the target's largest aperture leaves the frame (or the target does).
+    e-/ADU and read noise RN in e- from the image, 1 and 0 when unknown; F and S clipped at 0:
+    the sky's photon noise grows the error of every pixel of a bright, e.g. twilight, sky),
+    the frame's fwhm, sky, airmass, dx, dy, exposure, flags, file, and per star x, y, peak,
+    annulus sky ``bkg``, ``saturated`` (a raw-saturated pixel at the star, this frame or its
+    reference detection) and ``aperture_flags`` (n_apertures, n_stars, n_frames; the
+    ``reduce.algorithms.apertures`` bits saying why an aperture is NaN). Frames rejected upstream
+    (no photometry) get NaN rows with their flags. Without AnnulusBackground in the chain, sums
+    are not sky-subtracted.
+
+    Flags the frame TARGET_SATURATED when a raw-saturated pixel is at the target, and, when no
+    aperture of the target could be measured, TARGET_NEAR_EDGE (the smallest leaves the frame) or
+    TARGET_MASKED (it overlaps masked pixels). Which aperture counts is decided later, by the
+    differential photometry (``Fluxes.autodiff``), which flags the frames where the chosen one is NaN.
     """
 
     collector = True
@@ -188,21 +229,37 @@ class GetFluxes(Block):
         flux = sums - sky[:, None] * area
         var = (np.clip(flux, 0, None) * gain + area * (np.clip(sky, 0, None)[:, None] * gain + rn ** 2)
                + (area * sky_err[:, None] * gain) ** 2) / gain ** 2
+        flags = ap.get("flags")
+        if flags is None:  # an aperture dict made by hand: its edge bits, NaN where nothing was summed
+            flags = np.where(np.asarray(ap.get("edge", np.zeros(sums.shape, bool)), bool), EDGE, 0)
+            flags = np.where(np.isfinite(sums) | (flags != 0), flags, MASKED)
+        saturated = np.asarray(ap.get("saturated", np.zeros(n, bool)), bool)
         return {"flux": flux, "error": np.sqrt(var), "radii": np.asarray(ap["radii"], float),
                 "x": image.sources.x.copy(), "y": image.sources.y.copy(),
                 "peak": np.asarray(ap.get("peak", np.full(n, np.nan)), float), "bkg": sky,
-                "edge": np.asarray(ap.get("edge", np.zeros(sums.shape, bool)))[:, -1] | image.sources.edge}
+                "aperture_flags": np.asarray(flags, np.uint8), "saturated_here": saturated,
+                "saturated": saturated | image.sources.saturated}
 
     def _flag_target(self, image, row) -> None:
         t = self.target
         if t >= len(row["flux"]):
             return
-        sat = _num(image.saturation)
-        if np.isfinite(sat) and row["peak"][t] >= 0.95 * sat:
-            image.flag(Flag.TARGET_SATURATED, f"target peak {row['peak'][t]:.0f} >= 95% of saturation {sat:.0f}",
+        saturated = row["saturated_here"][t]
+        if saturated:
+            image.flag(Flag.TARGET_SATURATED, "a raw pixel of the target reached the saturation level",
                        self.name)
-        if row["edge"][t]:
-            image.flag(Flag.TARGET_NEAR_EDGE, "target aperture crosses the frame edge", self.name)
+        flags = row["aperture_flags"][t]
+        if (flags == 0).any():
+            return
+        r = row["radii"][0]
+        smallest = f"even the smallest target aperture (r={r:.1f} px)"
+        if flags[0] & EDGE:
+            image.flag(Flag.TARGET_NEAR_EDGE, f"{smallest} leaves the frame", self.name)
+        elif flags[0] & MASKED:
+            image.flag(Flag.TARGET_MASKED, f"{smallest} overlaps masked pixels (unilluminated or NaN)",
+                       self.name)
+        elif not saturated:
+            image.flag(Flag.TARGET_SATURATED, f"{smallest} overlaps saturated pixels", self.name)
 
     def finish(self) -> None:
         """Assemble the collected rows into ``self.fluxes`` (NaN for frames without photometry)."""
@@ -214,6 +271,8 @@ class GetFluxes(Block):
         error = np.full_like(flux, np.nan)
         radii = np.full((n_ap, n), np.nan)
         star = {k: np.full((n_star, n), np.nan) for k in ("x", "y", "peak", "bkg")}
+        saturated = np.zeros((n_star, n), bool)
+        ap_flags = np.zeros((n_ap, n_star, n), np.uint8)
         flags = np.array([r["flags"] for r in rows], dtype=np.int64)
         for i, r in enumerate(rows):
             if "flux" not in r:
@@ -224,9 +283,11 @@ class GetFluxes(Block):
             flux[:, :, i], error[:, :, i], radii[:, i] = r["flux"].T, r["error"].T, r["radii"]
             for k in star:
                 star[k][:, i] = r[k]
+            saturated[:, i], ap_flags[:, :, i] = r["saturated"], r["aperture_flags"].T
         data = {k: np.array([r[k] for r in rows], dtype=float)
                 for k in ("fwhm", "sky", "airmass", "dx", "dy", "exposure")}
         data.update(star)
+        data["saturated"], data["aperture_flags"] = saturated, ap_flags
         data["radii"] = radii
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no frame measured

@@ -28,17 +28,19 @@ class Flag(IntFlag):
     CENTROID_RAN_AWAY = 32
     OUTLIER_REJECTED = 64
     UNEXPECTED = 128
+    TARGET_MASKED = 256
 
 
 FLAG_DESCRIPTIONS = {
     Flag.UNREADABLE: "the file could not be read as a FITS image",
     Flag.NO_SOURCES: "no (or too few) stars were detected",
     Flag.ALIGNMENT_FAILED: "no method (asterisms, voted translation, one star, cross-correlation) placed the frame",
-    Flag.TARGET_SATURATED: "the target's peak reached the saturation level",
-    Flag.TARGET_NEAR_EDGE: "the target aperture touches the frame edge",
+    Flag.TARGET_SATURATED: "a raw pixel of the target reached the saturation level",
+    Flag.TARGET_NEAR_EDGE: "the target's chosen aperture leaves the frame (or the target does)",
     Flag.CENTROID_RAN_AWAY: "a centroid moved too far; the predicted position was kept",
     Flag.OUTLIER_REJECTED: "rejected as an outlier by sigma clipping",
     Flag.UNEXPECTED: "an unexpected error (see the log)",
+    Flag.TARGET_MASKED: "the target's chosen aperture overlaps masked pixels (dead columns, NaN)",
 }
 
 

@@ -65,6 +65,7 @@ def _payload(blocks, loader, fail_fast: bool) -> bytes:
 def _strip(image) -> None:
     """Drop what the parent does not need (as the serial Sequence does for streamed frames)."""
     image.data = None
+    image.mask = None
     image.cutouts = None
 
 

@@ -266,6 +266,7 @@ class Sequence:
         image = run_frame(self.blocks, item, loader, fail_fast=fail_fast)
         if streamed:
             image.data = None
+            image.mask = None
             image.cutouts = None
         self.collect(image, index, fail_fast=fail_fast)
 

@@ -6,7 +6,8 @@ import pytest
 from astropy.stats import sigma_clip
 from photutils.aperture import CircularAperture, aperture_photometry
 
-from reduce.algorithms.apertures import annulus_stats, circular_sums
+from reduce.algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circular_sums
+from reduce.image import PixelFlag
 from tests.algorithms._stars import render
 
 
@@ -24,30 +25,54 @@ def test_sums_and_areas_equal_photutils_exact_overlap():
     shape = (160, 170)
     xy = np.vstack([rng.uniform(25, 140, (12, 2)),
                     [[60.0, 70.0], [80.5, 90.5], [100.5, 40.0]],       # on pixel centres and edges
-                    [[0.4, 80.2], [18.54, 99.0], [168.7, 159.2]]])      # apertures cut by the frame edge
+                    [[0.4, 80.2], [18.54, 99.0], [168.7, 159.2]],       # apertures cut by the frame edge
+                    [[56.3, 73.6]]])                                    # 3 px from the missing pixels
     data = render(shape, xy[:12], rng.uniform(1e3, 1e5, 12), fwhm=3.2, sky=150.0, noise=6.0, rng=rng)
     data[rng.random(shape) < 0.002] = 3e4                                # cosmic rays
     data[70, 55:58] = np.nan                                             # missing pixels
     radii = np.r_[np.linspace(0.5, 5.0, 30) * 3.97, 0.70710678118654757, 1.0, 2.0, 0.05]
-    sums, areas, edge, peak = circular_sums(data.astype(np.float32), xy, radii)
-    ref_sums, ref_areas = _photutils(data.astype(np.float32).astype(float), xy, radii)
-    assert np.max(np.abs(sums / ref_sums - 1)) < 1e-9
-    assert np.max(np.abs(areas / ref_areas - 1)) < 1e-9
+    sums, areas, flags, peak = circular_sums(data.astype(np.float32), xy, radii)
+    ref_sums, _ = _photutils(data.astype(np.float32).astype(float), xy, radii)
     # the frame edge: geometric truth (sep misses overshoots below one pixel, e.g. x=18.54, r=19.9)
     r = radii[None, :]
     out = (xy[:, :1] - r < -0.5) | (xy[:, 1:] - r < -0.5) | (xy[:, :1] + r > 169.5) | (xy[:, 1:] + r > 159.5)
-    assert np.array_equal(edge, out) and edge[-2, 29] and not edge[-2, 0]
-    assert areas[-2, 29] < np.pi * radii[29] ** 2 - 1  # truncated area is the in-frame area
+    assert np.array_equal((flags & EDGE) != 0, out) and out[-3, 29] and not out[-3, 0]
+    # overlapping a missing pixel, even by a sliver: the exact overlap with the NaN pixels
+    nan = ~np.isfinite(data)
+    touched = np.column_stack([CircularAperture(xy, q).area_overlap(data, mask=~nan) > 1e-9 for q in radii])
+    assert np.array_equal((flags & MASKED) != 0, touched & ~out)
+    assert touched[-1].any() and not touched[-1][radii < 2.5].any()
+    clean = flags == 0
+    assert np.isnan(sums[~clean]).all() and np.isnan(areas[~clean]).all()
+    assert clean.sum() > 400 and np.max(np.abs(sums[clean] / ref_sums[clean] - 1)) < 1e-9
+    assert np.allclose(areas[clean], np.broadcast_to(np.pi * r * r, areas.shape)[clean], rtol=1e-12)
     ix, iy = np.floor(xy[:, 0] + 0.5).astype(int), np.floor(xy[:, 1] + 0.5).astype(int)  # half up
     box = [np.nanmax(data.astype(np.float32)[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3]) for x, y in zip(ix, iy)]
     assert np.allclose(peak, box)
 
 
-def test_missing_positions_and_empty_apertures_are_nan():
-    data = np.ones((50, 50), np.float32)
-    sums, areas, edge, peak = circular_sums(data, np.array([[np.nan, 3.0], [-40.0, 10.0], [25.0, 25.0]]), [2.0, 4.0])
-    assert np.isnan(sums[:2]).all() and np.isnan(peak[:2]).all()
-    assert np.allclose(sums[2], np.pi * np.array([4.0, 16.0])) and not edge[2].any()
+def test_masked_and_saturated_pixels_flag_the_apertures_they_touch():
+    data = np.full((60, 60), 10.0, np.float32)
+    mask = np.zeros(data.shape, np.uint8)
+    mask[:, 40] = PixelFlag.UNILLUMINATED                                # a dead column
+    mask[30:33, 20:23] = PixelFlag.SATURATED                             # a clipped core
+    xy = np.array([[34.0, 10.0], [21.0, 31.0], [10.0, 50.0], [21.0, 40.0]])
+    radii = np.array([2.0, 5.0, 5.6, 8.0])
+    sums, areas, flags, _ = circular_sums(data, xy, radii, mask)
+    # star 0: the dead column's square starts 5.5 px away
+    assert flags[0].tolist() == [0, 0, MASKED, MASKED]
+    assert (flags[1] == SATURATED).all()                                 # its own core
+    assert (flags[2] == 0).all() and np.allclose(sums[2], 10 * np.pi * radii ** 2)
+    # 7.5 px below the clipped block's upper edge: only the 8 px radius reaches it
+    assert flags[3].tolist() == [0, 0, 0, SATURATED]
+    assert np.isnan(sums[flags != 0]).all()
+    # masked pixels never enter an annulus: the sky is the same with the dead column at 0 or 1e6
+    for value in (0.0, 1e6):
+        d = data.copy()
+        d[:, 40] = value
+        med, std, npix = annulus_stats(d, xy[:1], 4.0, 9.0, mask=mask)
+        assert med[0] == 10.0 and std[0] == 0.0
+    assert npix[0] == annulus_stats(data, xy[:1], 4.0, 9.0)[2][0] - 13  # the column at dx = 6: |dy| <= 6
 
 
 def test_annulus_matches_astropy_sigma_clip_to_convergence():

@@ -7,8 +7,9 @@ from astropy.stats import sigma_clip
 from photutils.aperture import CircularAperture, aperture_photometry
 
 from reduce.blocks import AnnulusBackground, AperturePhotometry, GetFluxes
+from reduce.algorithms.apertures import MASKED
 from reduce.core.errors import Flag, FrameRejected
-from reduce.image import Image, Sources
+from reduce.image import Image, PixelFlag, Sources
 from tests.algorithms._stars import render, star_field
 
 FWHM = 3.0
@@ -36,25 +37,31 @@ def test_apertures_match_photutils(field, dtype):
     ref = aperture_photometry(data_nan, [CircularAperture(xy, r) for r in ap["radii"]], method="exact")
     sums = np.column_stack([ref[f"aperture_sum_{i}"] for i in range(30)])
     areas = np.column_stack([CircularAperture(xy, r).area_overlap(data_nan) for r in ap["radii"]])
-    assert np.max(np.abs(ap["fluxes"] / sums - 1)) < 1e-6
-    assert np.max(np.abs(ap["areas"] / areas - 1)) < 1e-9
-    assert ap["edge"][-2:, -1].all() and not ap["edge"][:, 0][:5].any()
+    edge = ap["edge"]
+    assert edge[-2:, -1].all() and not edge[:, 0][:5].any()
+    assert np.array_equal(edge, areas < np.pi * ap["radii"] ** 2 - 1e-9)  # cut by the frame: NaN
+    assert np.isnan(ap["fluxes"][edge]).all() and (ap["flags"][~edge] == 0).all()
+    assert np.max(np.abs(ap["fluxes"][~edge] / sums[~edge] - 1)) < 1e-6
+    assert np.max(np.abs(ap["areas"][~edge] / areas[~edge] - 1)) < 1e-9
     assert np.allclose(ap["peak"], [data_nan[int(round(y)) - 2:int(round(y)) + 3,
                                              max(int(round(x)) - 2, 0):int(round(x)) + 3].max() for x, y in xy])
 
 
-def test_non_finite_pixels_are_left_out(field):
+def test_non_finite_pixels_are_never_summed(field):
     data, xy = field
     data = data.copy()
+    xy = xy[((xy > 10) & (xy < 290)).all(axis=1)][:3]
     x, y = np.round(xy[0]).astype(int)
-    data[y, x + 1] = np.nan
-    im = Image(data=data, sources=Sources(xy[:3]))
+    data[y, x + 3] = np.nan
+    im = Image(data=data, sources=Sources(xy))
     AperturePhotometry(radii=[2.0, 6.0], scale="pixels").run(im)
-    mask = ~np.isfinite(data)
-    ref = aperture_photometry(data, [CircularAperture(xy[:3], r) for r in (2.0, 6.0)], method="exact", mask=mask)
-    assert np.allclose(im.aperture["fluxes"][:, 1], ref["aperture_sum_1"], rtol=1e-6)
-    area = CircularAperture(xy[0], 6.0).area_overlap(data, mask=mask)
-    assert np.isclose(im.aperture["areas"][0, 1], area) and im.aperture["areas"][0, 1] < np.pi * 36
+    ap = im.aperture
+    # the 6 px aperture of star 0 overlaps the NaN pixel: not measured, and said why
+    assert np.isnan(ap["fluxes"][0, 1]) and ap["flags"][0, 1] == MASKED and im.mask_bits == PixelFlag.NONFINITE
+    assert ap["flags"][0, 0] == 0 and not (ap["flags"][1:] & MASKED).any()
+    ref = aperture_photometry(data, [CircularAperture(xy, r) for r in (2.0, 6.0)], method="exact")
+    assert np.allclose(ap["fluxes"][1:, 1], ref["aperture_sum_1"][1:], rtol=1e-6)
+    assert np.isclose(ap["fluxes"][0, 0], ref["aperture_sum_0"][0], rtol=1e-6)
 
 
 def test_aperture_parameters_and_missing_fwhm(field):

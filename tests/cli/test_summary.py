@@ -81,11 +81,11 @@ def test_labels_are_never_broken(night_copy, noplot, tmp_path, capsys, monkeypat
 
 
 def test_failed_group_reports_the_frames_the_log_flagged(night_copy, noplot, tmp_path, capsys, monkeypatch):
-    """A saturation level below most stars' peaks flags every frame; the group then fails. The
+    """A saturation level below the target's raw peak flags every frame; the group then fails. The
     summary counts the flagged frames the log reports, and says why."""
     monkeypatch.setenv("COLUMNS", "200")
     config = tmp_path / "low_saturation.yaml"
-    config.write_text("version: 1\ninstruments:\n  sim:\n    match: ['SIM-60']\n    saturation: 3000\n")
+    config.write_text("version: 1\ninstruments:\n  sim:\n    match: ['SIM-60']\n    saturation: 25000\n")
     log = tmp_path / "run.log"
     summary = tmp_path / "s.json"
     code = run_cli("run", noplot, night_copy, "-o", tmp_path / "out", "--jobs", "1", "--config", config,
