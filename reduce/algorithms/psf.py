@@ -210,40 +210,32 @@ def _levenberg_marquardt(fun, jac, p0, *, max_iter: int = 200, ftol: float = 1e-
     return p, False
 
 
-def _fit_at_bounds(fun, jac, p, lower, upper):
-    """Active-set step after LM ran past a bound, e.g. a Moffat ``beta`` running to infinity on an
-    undersampled, Gaussian-like PSF: the parameters past a bound are held at it while LM fits the
-    others; when the cost still pulls them outwards the bounded optimum is found (in a few ms,
-    where the bounded TRF solver needs ~30), else LM goes on from there with every parameter free.
-    ``(p, False)`` when neither converges inside the bounds."""
-    if not np.all(np.isfinite(p)):
-        return p, False
-    high, low = p > upper, p < lower
-    held = high | low
-    if not held.any():
-        return p, False
-    free = ~held
-    start = np.clip(p, lower, upper)
+def _fit_at_bound(fun, jac, p0, lower, upper, hold: int):
+    """LM with parameter ``hold`` held at its value in ``p0`` (a bound): when LM runs past the bounds,
+    e.g. a Moffat ``beta`` (fitted as ``u = 1 / beta``) running to infinity on an undersampled,
+    Gaussian-like PSF, the bounded optimum sits there. From that solution LM with every
+    parameter free either converges inside the bounds (taken) or runs out again (the held one is
+    taken). A few ms, where the bounded TRF solver needs ~30. ``(p, False)`` when it fails."""
+    free = np.arange(len(p0)) != hold
+    start = np.array(p0, float)
 
     def full(q):
-        out = start.copy()
-        out[free] = q
-        return out
+        x = start.copy()
+        x[free] = q
+        return x
 
     q, converged = _levenberg_marquardt(lambda q: fun(full(q)), lambda q: jac(full(q))[:, free], start[free],
                                         bounds=(lower[free], upper[free]))
     p = full(q)
     if not converged:
         return p, False
-    grad = jac(p).T @ fun(p)  # d cost / d p (up to 2): < 0 pulls a parameter up, > 0 down
-    if np.all(np.where(high, grad < 0, True) & np.where(low, grad > 0, True)):
-        return p, True
-    return _levenberg_marquardt(fun, jac, p, bounds=(lower, upper))
+    free_p, free_ok = _levenberg_marquardt(fun, jac, p, bounds=(lower, upper))
+    return (free_p, True) if free_ok else (p, True)
 
 
-def _fit(model, jac, stamp, p0, lower, upper):
-    """Levenberg-Marquardt with an analytic Jacobian; bounded TRF (scipy) when LM fails or leaves
-    the bounds."""
+def _fit(model, jac, stamp, p0, lower, upper, at_bound=None):
+    """Levenberg-Marquardt with an analytic Jacobian; when it leaves the bounds, ``at_bound``
+    ``(index, start)`` tries :func:`_fit_at_bound`; bounded TRF (scipy) when that fails too."""
     ny, nx = stamp.shape
     y, x = np.mgrid[0:ny, 0:nx]
     x, y, z = x.ravel().astype(float), y.ravel().astype(float), np.asarray(stamp, float).ravel()
@@ -256,8 +248,8 @@ def _fit(model, jac, stamp, p0, lower, upper):
     jf = lambda p: jac(x, y, *p) / scale  # noqa: E731
     with np.errstate(all="ignore"):  # wild trial steps (negative base powers) are just rejected
         p, converged = _levenberg_marquardt(fun, jf, p0, bounds=(lower, upper))
-        if not converged:
-            p, converged = _fit_at_bounds(fun, jf, p, lower, upper)
+        if not converged and at_bound is not None:
+            p, converged = _fit_at_bound(fun, jf, at_bound[1], lower, upper, at_bound[0])
     if converged and np.all(np.isfinite(p)) and np.all(p >= lower) and np.all(p <= upper):
         return p, True
     from scipy.optimize import least_squares
@@ -280,7 +272,9 @@ def fit_moffat(stamp: np.ndarray) -> dict:
     ny, nx = stamp.shape
     lo = [0, -0.5, -0.5, 1e-5, 1e-5, -50.0, 1 / 50.0, -np.inf]   # beta in [1.01, 50]
     hi = [np.inf, nx - 0.5, ny - 0.5, 50.0, 50.0, 50.0, 1 / 1.01, np.inf]
-    p, ok = _fit(_moffat_u, _moffat_u_jac, stamp, p0, lo, hi)
+    # the Gaussian limit, when LM runs there: beta held at 50, same core width (q beta kept)
+    gauss = [amp, x0, y0, 3.0 / 50 * alpha ** -2, 3.0 / 50 * alpha ** -2, 0.0, 1 / 50.0, 0.0]
+    p, ok = _fit(_moffat_u, _moffat_u_jac, stamp, p0, lo, hi, at_bound=(6, gauss))
     amp, x0, y0, qa, qb, qc, u, b = (float(v) for v in p)
     beta = 1.0 / u
     major, minor, theta = _axes(qa, qb, qc)
