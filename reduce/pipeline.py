@@ -24,6 +24,7 @@ EXCLUDED = (Flag.UNREADABLE | Flag.NO_SOURCES | Flag.ALIGNMENT_FAILED | Flag.UNE
             | Flag.TARGET_SATURATED | Flag.TARGET_NEAR_EDGE)
 MIN_REFERENCE_SOURCES = 3
 QUICK_STARS = 150  # frames of denser fields are detected down to about this many stars
+TARGET_FRAME_TRIES = 5  # first frames tried to place a pixel target given on the first frame
 
 
 def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_fast=False,
@@ -60,8 +61,8 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     result.reference = ref.path
     _quick_detection(pre, ref)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)
-    target = select_target(ref, spec.target, frames=plan.frames, night=plan.night, pre=pre, phot=phot,
-                           loader=loader)
+    target = select_target(ref, spec.target, frames=getattr(plan, "night_lights", None) or plan.frames,
+                           night=plan.night, pre=pre, phot=phot, loader=loader)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)  # on the measured stars only
     undetected = target in ref.computed.get("added_sources", ())
     for block in phot:
@@ -194,7 +195,9 @@ def choose_reference(frames, ref_spec, blocks, loader):
 def select_target(ref, target_spec, *, frames=(), night=None, pre=(), phot=(), loader=None) -> int:
     """Index of the target among the reference's measured stars, which this sets.
 
-    A pixel target is placed on the reference first (:func:`place_pixel_target`), then the
+    ``frames``: the light frames (by time) a pixel target may be given on, the first by default:
+    the night's frames of this telescope and target (``GroupPlan.night_lights``), else the
+    group's. A pixel target is placed on the reference first (:func:`place_pixel_target`), then the
     reference's sources are capped to the stars measured on every frame (the ``max_stars`` of the
     alignment block, :meth:`AlignReferenceSources.measured`), the target always kept. An index
     target means the index in that capped list, the one the reference figure labels.
@@ -262,7 +265,7 @@ def _alignment_blocks(phot, ref) -> list:
 
 def target_frame(name: str | None, frames, night=None) -> Path:
     """The light frame a pixel target is given on: ``name`` (a file name, or a path relative to the
-    night folder) or, by default, the first frame (by time) of the group."""
+    night folder) or, by default, the first of ``frames`` (the night's light frames, by time)."""
     paths = [Path(str(f)) for f in frames]
     if not name:
         if not paths:
@@ -304,54 +307,69 @@ def place_pixel_target(ref, target_spec, *, frames=(), night=None, pre=(), align
 
     The frame (:func:`target_frame`: named, else the first one) goes through the reference chain
     (calibration, detection, psf), then the ``align`` blocks, whose transform (reference ->
-    frame) is inverted; on the reference itself the position is used as it is. The placement is
-    recorded in ``ref.computed['target']``; a frame that cannot be placed is a ReduceError.
+    frame) is inverted; on the reference itself the position is used as it is. When the first
+    frame cannot be used or aligned, the next ones are tried (up to ``TARGET_FRAME_TRIES``), the
+    pointing assumed unchanged since the first, with a warning; a named frame is never replaced.
+    The placement is recorded in ``ref.computed['target']``; ReduceError when nothing places it.
     """
     path = target_frame(target_spec.frame, frames, night)
-    given = {"x": float(target_spec.x), "y": float(target_spec.y), "frame": path}
+    candidates = [path]
+    if not target_spec.frame:
+        candidates = [Path(str(f)) for f in frames][:TARGET_FRAME_TRIES] or [path]
     label = f"pixel ({target_spec.x:g}, {target_spec.y:g}) of {path.name}"
-    if _same_file(path, ref.path):
-        x0, _, y0, _ = _trim(ref)
-        xy = (target_spec.x - x0, target_spec.y - y0)
-        ref.computed["target"] = {"given": given, "mapped_by": "identity (the reference)"}
-        log.info("target: %s, the reference frame itself", label)
+    problems = []
+    for frame in candidates:
+        try:
+            xy, how = _map_to_reference(ref, frame, target_spec.x, target_spec.y, pre, align, loader)
+        except _Unplaced as e:
+            problems.append(f"{frame.name}: {e}")
+            continue
+        record = {"given": {"x": float(target_spec.x), "y": float(target_spec.y), "frame": path}, **how}
+        if frame != path:
+            record["read_on"] = frame
+            log.warning("target: %s could not be placed on the reference (%s); taking that position on "
+                        "%s instead, assuming the pointing did not move between them (give the frame "
+                        "the position was read on with --target X,Y@FILE)", path.name, "; ".join(problems),
+                        frame.name)
+        ref.computed["target"] = record
+        rx0, _, ry0, _ = _trim(ref)
+        log.info("target: %s -> (%.1f, %.1f) on the reference %s (%s)", label, xy[0] + rx0, xy[1] + ry0,
+                 Path(str(ref.path)).name, how["mapped_by"])
         return xy
-    image = _frame_for_target(path, pre, loader)
+    refname = Path(str(ref.path)).name
+    raise ReduceError(f"target {label} cannot be placed on the reference {refname}: "
+                      + "; ".join(problems) + f". Give the position on another frame (--target X,Y@FILE) "
+                      f"or on the reference (--target X,Y@{refname})")
+
+
+class _Unplaced(Exception):
+    """A frame on which a target position cannot be mapped onto the reference (the reason)."""
+
+
+def _map_to_reference(ref, frame, x, y, pre, align, loader) -> tuple:
+    """((x, y) on the reference in trimmed pixels, how) of file pixel (x, y) of ``frame``."""
+    from .algorithms.asterism import apply_transform
+    from .core.sequence import run_frame
+
+    rx0, _, ry0, _ = _trim(ref)
+    if _same_file(frame, ref.path):
+        return (x - rx0, y - ry0), {"mapped_by": "identity (the reference frame itself)"}
+    image = run_frame(pre, frame, loader)
+    if image.flags or image.sources is None or not len(image.sources):
+        raise _Unplaced("; ".join(m for _, _, m in image.issues) or "no stars detected")
     for block in align:
         block.setup(None)
         try:
             block.run(image)
         except Exception as e:
-            raise ReduceError(f"target {label} cannot be placed on the reference "
-                              f"{Path(str(ref.path)).name}: that frame could not be aligned ({e}); give the "
-                              f"position on another frame (--target X,Y@FILE) or on the reference "
-                              f"(--target X,Y@{Path(str(ref.path)).name})") from None
-    from .algorithms.asterism import apply_transform
-
+            raise _Unplaced(f"not aligned on the reference: {e}") from None
     x0, _, y0, _ = _trim(image)
     t = np.linalg.inv(np.asarray(image.transform, float))
-    x, y = apply_transform(t, [[target_spec.x - x0, target_spec.y - y0]])[0]
-    rx0, _, ry0, _ = _trim(ref)
-    align_info = image.computed.get("alignment") or {}
-    ref.computed["target"] = {"given": given, "mapped_by": f"alignment on the reference ({align[-1].name})",
-                              "mapped": [float(x) + rx0, float(y) + ry0],
-                              "alignment": {k: align_info[k] for k in ("matched", "rms", "method")
-                                            if k in align_info}}
-    log.info("target: %s -> (%.1f, %.1f) on the reference %s through the alignment",
-             label, x + rx0, y + ry0, Path(str(ref.path)).name)
-    return float(x), float(y)
-
-
-def _frame_for_target(path, pre, loader):
-    """The frame a target is given on, through the reference chain; ReduceError when unusable."""
-    from .core.sequence import run_frame
-
-    image = run_frame(pre, path, loader)
-    if image.flags or image.sources is None or not len(image.sources):
-        why = "; ".join(m for _, _, m in image.issues) or "no stars detected"
-        raise ReduceError(f"the target is given on {Path(str(path)).name}, which cannot be used ({why}); "
-                          "give it on another frame (--target X,Y@FILE)")
-    return image
+    mx, my = apply_transform(t, [[x - x0, y - y0]])[0]
+    info = image.computed.get("alignment") or {}
+    how = {"mapped_by": f"alignment ({align[-1].name})", "mapped": [float(mx) + rx0, float(my) + ry0],
+           "alignment": {k: info[k] for k in ("matched", "rms", "method") if k in info}}
+    return (float(mx), float(my)), how
 
 
 def _cap_sources(ref, phot, *, keep) -> int | None:

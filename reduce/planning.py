@@ -83,8 +83,10 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
             continue
         cal = fm.calibration_for(group)
         stem = safe_stem(group.night, group.telescope, group.target, group.filter)
+        lights = [f for f in fm.files(type="light", telescope=group.telescope, target=group.target)
+                  if not ours(f)]
         plans.append(GroupPlan(group=group, frames=frames, calibration=cal, stem=stem, outdir=outdir,
-                               night=night))
+                               night=night, night_lights=lights or None))
     return plans, fm
 
 

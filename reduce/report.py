@@ -24,6 +24,9 @@ class GroupPlan:
     stem: str
     outdir: Path
     night: Path | None = None
+    # light frames of the night folder with the group's telescope and target, by time: a pixel
+    # target is given on the first of them (or on one named); None: the group's frames
+    night_lights: list | None = None
 
     @property
     def name(self) -> str:

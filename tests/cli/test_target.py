@@ -203,3 +203,25 @@ def test_cap_leaves_the_target_unchanged(jitter_night, tmp_path):
     assert len(pc["comparisons"]) == len(pf["comparisons"]) == 8  # indices differ: saturated stars dropped
     for col in ("flux", "flux_err", "x", "y"):
         assert np.allclose(capped[col], full[col], rtol=1e-9, atol=1e-9), col
+
+
+def test_unusable_first_frame_falls_back_to_the_next_with_a_warning(night_copy, tmp_path, capfd):
+    """The first frame shows no star (clouds): the position is taken on the next frame
+    (consecutive frames barely move), said plainly, and the right star is measured."""
+    truth = load_truth(night_copy)
+    t = truth["target"]
+    first = night_copy / truth["frames"]["file"][0]
+    with fits.open(first, mode="update") as hdul:
+        hdul[0].data[:] = np.median(hdul[0].data)
+    x0, y0 = _truth_xy(truth, t, 0)
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q", "--reference", "middle",
+                   "--target", f"{x0:.1f},{y0:.1f}") == 3  # the blank frame is flagged
+    err = " ".join(capfd.readouterr().err.split())
+    assert f"{first.name} could not be placed on the reference" in err and "taking that position on" in err
+    table, prov = _products(out)
+    for i in range(1, len(table)):
+        x, y = _truth_xy(truth, t, i)
+        assert abs(table["x"][i] - x) < 0.3 and abs(table["y"][i] - y) < 0.3
+    assert Path(prov["target"]["read_on"]).name == Path(truth["frames"]["file"][1]).name
+    assert Path(prov["target"]["given"]["frame"]).name == first.name
