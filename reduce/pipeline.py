@@ -357,13 +357,17 @@ def _map_to_reference(ref, frame, x, y, pre, align, loader) -> tuple:
     image = run_frame(pre, frame, loader)
     if image.flags or image.sources is None or not len(image.sources):
         raise _Unplaced("; ".join(m for _, _, m in image.issues) or "no stars detected")
+    x0, _, y0, _ = _trim(image)
+    h, w = image.data.shape
+    if not (x0 - 0.5 <= x < x0 + w - 0.5 and y0 - 0.5 <= y < y0 + h - 0.5):
+        raise ReduceError(f"target pixel ({x:g}, {y:g}) is outside {Path(str(frame)).name} "
+                          f"(x {x0}..{x0 + w - 1}, y {y0}..{y0 + h - 1})")
     for block in align:
         block.setup(None)
         try:
             block.run(image)
         except Exception as e:
             raise _Unplaced(f"not aligned on the reference: {e}") from None
-    x0, _, y0, _ = _trim(image)
     t = np.linalg.inv(np.asarray(image.transform, float))
     mx, my = apply_transform(t, [[x - x0, y - y0]])[0]
     info = image.computed.get("alignment") or {}
