@@ -18,12 +18,13 @@ from ..image import Image, Sources
 
 __all__ = ["AlignReferenceSources", "MAX_STARS"]
 
-# default cap of the stars measured on every frame (see AlignReferenceSources.max_stars): 3x the
-# default recipe's 50 comparisons, room for stars that drift off, vary or saturate. On the real
-# HAT-P-32 night (1,000 stars, 270 px drift) the light curve's scatter is the same with 100, 150,
-# 200, 400 or all stars (0.47 % per frame, 22 comparisons survive the drift), worse with 50
-# (0.66 %, 12); each star costs ~0.06 ms per frame (30 apertures, sky, centroid)
-MAX_STARS = 150
+# default cap of the stars measured on every frame (see AlignReferenceSources.max_stars). Each
+# star costs ~0.06 ms per frame (centroid, 30 apertures, sky): 100 keeps a 650x500 frame holding
+# 1,000 stars under 25 ms. On that real night (HAT-P-32, 270 px drift) the light curve's scatter
+# is the same with 100, 150, 200, 400 or all stars (0.47 % per frame, 22 comparisons survive the
+# drift) and worse with 50 (0.66 %, 12): twice the default recipe's 50 comparisons leaves room
+# for stars that drift off, vary or are rejected
+MAX_STARS = 100
 
 
 def _reference_sources(reference) -> Sources:

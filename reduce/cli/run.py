@@ -33,7 +33,7 @@ Target (--target, or the recipe's target: section):
   "RA DEC"       sky position through the frames' WCS
   auto           header RA/DEC through a WCS, else the brightest star near the centre
   Dense fields: only the target and the brightest unsaturated stars
-  (AlignReferenceSources max_stars, default 150) are measured on every frame.
+  (AlignReferenceSources max_stars, default 100) are measured on every frame.
 
 \b
 Exit status: 0 success (or nothing changed since the last run), 1 failed,
