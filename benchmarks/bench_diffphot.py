@@ -43,8 +43,8 @@ def bench() -> list[dict]:
     fl.autodiff()  # warm-up (imports, caches)
     t_auto, diff = _best_of(fl.autodiff)
     holed = _night()
-    holed.flux[:, :, ::50] = np.nan  # 2 % of frames rejected upstream (all-NaN rows)
-    holed.flux[:, 30, 100] = np.nan  # one star lost in one frame
+    holed.fluxes[:, :, ::50] = np.nan  # 2 % of frames rejected upstream (all-NaN rows)
+    holed.fluxes[:, 30, 100] = np.nan  # one star lost in one frame
     holed.autodiff()
     t_holed, _ = _best_of(holed.autodiff)
     t_bin, _ = _best_of(lambda: diff.bin(0.005))

@@ -27,7 +27,7 @@ DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "filter": ("FILTER", "FILTER1", "FILTNAME", "FILT", "FILTERS"),
     "object": ("OBJECT", "FIELD", "TARGET", "OBJNAME"),
     "date_obs": ("DATE-OBS", "DATE_OBS", "DATE"),
-    "time_obs": ("TIME-OBS", "UT", "UTSTART", "UTC", "TIME"),
+    "time_obs": ("TIME-OBS", "UT", "UTSTART", "UTC", "TIME", "UT-OBS"),
     "jd": ("JD", "JD-OBS", "JD_UTC", "JD-START"),
     "mjd": ("MJD-OBS", "MJD", "MJD_OBS"),
     "ra": ("RA", "OBJCTRA", "RA_OBJ", "TELRA", "RA-MNT"),
@@ -63,8 +63,12 @@ class Instrument:
 
     ``match`` lists TELESCOP/INSTRUME values (case-insensitive, exact after stripping) that
     select this definition. ``longitude`` is east-positive in degrees; a header whose longitude
-    is west-positive is corrected when ``longitude_positive_west`` is true. ``time_reference``
-    says whether the header time marks the ``start`` (default) or the ``mid`` of the exposure.
+    is west-positive is corrected when ``longitude_positive_west`` is true, kept when false, and
+    detected when unset (None: a longitude contradicting the local-time UTC offset, or putting
+    local noon inside a night, is taken as west-positive with a warning). ``time_reference``
+    says whether the header time marks the ``start`` (default) or the ``mid`` of the exposure;
+    ``time_keyword`` names the header keyword the time comes from (default: DATE-OBS, with
+    TIME-OBS/UT when it holds only a date, else JD, else MJD-OBS).
     Sections (``overscan``, ``trim``) use FITS 1-based ``[x1:x2,y1:y2]`` syntax.
     """
 
@@ -82,9 +86,10 @@ class Instrument:
     latitude: float | None = None
     longitude: float | None = None
     elevation: float | None = None
-    longitude_positive_west: bool = False
+    longitude_positive_west: bool | None = None
     time_reference: str = "start"
     timezone_offset_hours: float | None = None
+    time_keyword: str | None = None
 
     def keys(self, role: str) -> tuple[str, ...]:
         """Header keywords to try, in order, for ``role`` (e.g. ``'exptime'``)."""
@@ -173,6 +178,18 @@ def default_config_path() -> Path | None:
 _FLOAT_FIELDS = {"gain", "read_noise", "saturation", "latitude", "longitude", "elevation",
                  "timezone_offset_hours"}
 _STR_FIELDS = {"overscan", "trim", "name"}
+# physical ranges of configured values (a typo must not pass as a site or a gain)
+_RANGES = {"gain": (0.0, None, "> 0"), "read_noise": (0.0, None, ">= 0"), "saturation": (0.0, None, "> 0"),
+           "latitude": (-90.0, 90.0, "within -90..90"), "longitude": (-360.0, 360.0, "within -360..360")}
+
+
+def _in_range(key: str, value: float, loc: str) -> float:
+    """``value`` when it makes physical sense for ``key``, else a ConfigError saying the range."""
+    lo, hi, text = _RANGES.get(key, (None, None, ""))
+    strict = key in ("gain", "saturation")
+    if lo is not None and (value < lo or (strict and value == lo)) or hi is not None and value > hi:
+        raise ConfigError(f"{loc}: {value:g} is out of range (must be {text})")
+    return value
 
 
 def _as_tuple(v: Any, where: str) -> tuple[str, ...]:
@@ -195,7 +212,11 @@ def _instrument_from_dict(name: str, spec: dict, where: str) -> Instrument:
             for sk, sv in value.items():
                 if sk not in ("latitude", "longitude", "elevation", "longitude_positive_west"):
                     raise ConfigError(f"{loc}.{sk}: unknown site key")
-                kwargs[sk] = bool(sv) if sk == "longitude_positive_west" else float(sv)
+                try:
+                    kwargs[sk] = bool(sv) if sk == "longitude_positive_west" else \
+                        _in_range(sk, float(sv), f"{loc}.{sk}")
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{loc}.{sk}: expected a number, got {sv!r}") from None
             continue
         if k not in known:
             import difflib
@@ -227,11 +248,15 @@ def _instrument_from_dict(name: str, spec: dict, where: str) -> Instrument:
             kwargs[k] = merged
         elif k in _FLOAT_FIELDS:
             try:
-                kwargs[k] = None if value is None else float(value)
+                kwargs[k] = None if value is None else _in_range(k, float(value), loc)
             except (TypeError, ValueError):
                 raise ConfigError(f"{loc}: expected a number, got {value!r}")
         elif k == "longitude_positive_west":
             kwargs[k] = bool(value)
+        elif k == "time_keyword":
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{loc}: expected a header keyword such as JD, MJD-OBS or DATE-OBS")
+            kwargs[k] = None if value is None else value.strip().upper()
         elif k == "time_reference":
             if value not in ("start", "mid"):
                 raise ConfigError(f"{loc}: must be 'start' or 'mid'")

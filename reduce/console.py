@@ -121,10 +121,15 @@ class _GroupPrefix(logging.Filter):
 
 
 def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
-    """Configure the ``reduce`` logger: rich handler on a TTY, timestamped plain lines otherwise."""
+    """Configure the ``reduce`` logger: rich handler on a TTY, timestamped plain lines otherwise.
+
+    ``verbosity`` (-1 quiet: warnings; 0: info; 1: debug) sets the console's level only: a
+    ``log_file`` always receives INFO and above (DEBUG with -v), so ``-q --log-file`` keeps a log.
+    """
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    file_level = min(level, logging.INFO)
     logger = logging.getLogger("reduce")
-    logger.setLevel(level)
+    logger.setLevel(file_level if log_file else level)
     for h in list(logger.handlers):
         logger.removeHandler(h)
     plain = "%(asctime)s %(levelname)s %(group_prefix)s%(message)s"
@@ -135,10 +140,12 @@ def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(plain, "%Y-%m-%dT%H:%M:%S"))
+    handler.setLevel(level)
     handlers = [handler]
     if log_file:
         fh = logging.FileHandler(log_file)
         fh.setFormatter(logging.Formatter(plain, "%Y-%m-%dT%H:%M:%S"))
+        fh.setLevel(file_level)
         handlers.append(fh)
     for h in handlers:
         h.addFilter(_GroupPrefix())

@@ -12,10 +12,9 @@ import numpy as np
 
 from . import diffphot
 from .core.errors import Flag
+from .io.tables import LIGHTCURVE_SCHEMA as TABLE_SCHEMA_VERSION  # one schema for every product
 
 __all__ = ["Fluxes", "TABLE_SCHEMA_VERSION"]
-
-TABLE_SCHEMA_VERSION = 1
 _ALIASES = {"bkg": "sky"}
 _PER_FRAME = ("fwhm", "sky", "airmass", "dx", "dy")
 
@@ -26,7 +25,9 @@ class Fluxes:
     Parameters
     ----------
     time : (n_frames,) JD UTC at mid-exposure.
-    flux, error : (n_apertures, n_stars, n_frames) background-subtracted flux and 1-sigma error (ADU).
+    fluxes, errors : (n_apertures, n_stars, n_frames) background-subtracted flux and 1-sigma
+        error (ADU), kept as the ``fluxes`` and ``errors`` cubes; ``flux`` and ``error`` are the
+        target's series in the chosen aperture (n_frames,), as in prose.
     apertures : (n_apertures,) or (n_apertures, n_frames) aperture radii in pixels.
     target : index of the target star.
     data : per-frame arrays keyed by name (``fwhm``, ``sky``, ``airmass``, ``dx``, ``dy``,
@@ -41,25 +42,25 @@ class Fluxes:
         After ``sigma_clipping_data``/``mask``: ``rejected`` (list of dicts describing removed frames).
     """
 
-    def __init__(self, time, flux, error=None, apertures=None, target: int = 0, data=None,
+    def __init__(self, time, fluxes, errors=None, apertures=None, target: int = 0, data=None,
                  flags=None, files=None, meta=None):
         self.time = np.asarray(time, dtype=float).reshape(-1)
-        flux = np.asarray(flux, dtype=float)
-        if flux.ndim == 1:
-            flux = flux[None, None, :]
-        elif flux.ndim == 2:
-            flux = flux[None, :, :]
-        if flux.ndim != 3 or flux.shape[-1] != self.time.size:
-            raise ValueError(f"flux must have shape (n_apertures, n_stars, n_frames={self.time.size}), "
-                             f"got {flux.shape}")
-        self.flux = flux
-        self.error = (np.full_like(flux, np.nan) if error is None
-                      else np.asarray(error, dtype=float).reshape(flux.shape))
-        self.apertures = (np.arange(flux.shape[0], dtype=float) if apertures is None
+        fluxes = np.asarray(fluxes, dtype=float)
+        if fluxes.ndim == 1:
+            fluxes = fluxes[None, None, :]
+        elif fluxes.ndim == 2:
+            fluxes = fluxes[None, :, :]
+        if fluxes.ndim != 3 or fluxes.shape[-1] != self.time.size:
+            raise ValueError(f"fluxes must have shape (n_apertures, n_stars, n_frames={self.time.size}), "
+                             f"got {fluxes.shape}")
+        self.fluxes = fluxes
+        self.errors = (np.full_like(fluxes, np.nan) if errors is None
+                       else np.asarray(errors, dtype=float).reshape(fluxes.shape))
+        self.apertures = (np.arange(fluxes.shape[0], dtype=float) if apertures is None
                           else np.asarray(apertures, dtype=float))
-        if self.apertures.shape[0] != flux.shape[0]:
+        if self.apertures.shape[0] != fluxes.shape[0]:
             raise ValueError(f"apertures has {self.apertures.shape[0]} radii for "
-                             f"{flux.shape[0]} flux apertures")
+                             f"{fluxes.shape[0]} flux apertures")
         self.target = target
         self.data = {k: np.asarray(v) for k, v in (data or {}).items()}
         for k, v in self.data.items():
@@ -81,7 +82,7 @@ class Fluxes:
     @target.setter
     def target(self, value):
         value = int(value)
-        n = self.flux.shape[1]
+        n = self.fluxes.shape[1]
         if not -n <= value < n:
             raise ValueError(f"target {value} out of range for {n} stars")
         self._target = value % n
@@ -89,7 +90,7 @@ class Fluxes:
     @property
     def shape(self):
         """(n_apertures, n_stars, n_frames)."""
-        return self.flux.shape
+        return self.fluxes.shape
 
     def __len__(self) -> int:
         return self.time.size
@@ -154,19 +155,22 @@ class Fluxes:
         return self.meta.get("raw", self)
 
     @property
-    def diff_flux(self) -> np.ndarray:
+    def flux(self) -> np.ndarray:
         """Target flux in the chosen aperture (n_frames,): the light curve after ``autodiff``/``diff``."""
-        return self.flux[self.aperture, self.target]
+        return self.fluxes[self.aperture, self.target]
 
     @property
-    def diff_error(self) -> np.ndarray:
-        """Error of ``diff_flux`` (n_frames,)."""
-        return self.error[self.aperture, self.target]
+    def error(self) -> np.ndarray:
+        """1-sigma error of ``flux`` (n_frames,)."""
+        return self.errors[self.aperture, self.target]
+
+    diff_flux = property(lambda self: self.flux, doc="Alias of ``flux`` (the target's series).")
+    diff_error = property(lambda self: self.error, doc="Alias of ``error``.")
 
     # ------------------------------------------------------------------ frame selection
     def _replace(self, **changes) -> "Fluxes":
         """A copy with some constructor arguments replaced (arrays are shared, meta copied)."""
-        kw = dict(time=self.time, flux=self.flux, error=self.error, apertures=self.apertures,
+        kw = dict(time=self.time, fluxes=self.fluxes, errors=self.errors, apertures=self.apertures,
                   target=self.target, data=self.data, flags=self.flags, files=self.files,
                   meta=dict(self.meta))
         kw.update(changes)
@@ -192,8 +196,8 @@ class Fluxes:
         raw = meta.get("raw")
         if isinstance(raw, Fluxes) and raw is not self and len(raw) == len(self):
             meta["raw"] = raw.mask(keep, reason=reason, flag=flag)  # keep raw aligned with self
-        return self._replace(time=self.time[keep], flux=self.flux[..., keep],
-                             error=self.error[..., keep], apertures=aps, data=data,
+        return self._replace(time=self.time[keep], fluxes=self.fluxes[..., keep],
+                             errors=self.errors[..., keep], apertures=aps, data=data,
                              flags=self.flags[keep], files=self.files[keep], meta=meta)
 
     def sigma_clipping_data(self, *, iterations: int = 5, **sigmas) -> "Fluxes":
@@ -241,7 +245,7 @@ class Fluxes:
 
     # ------------------------------------------------------------------ differential photometry
     def _frames(self):
-        return diffphot.usable_frames(self.flux, self.target)
+        return diffphot.usable_frames(self.fluxes, self.target)
 
     def autodiff(self, *, max_comps: int = 20, iterations: int = 50, reject: float = 1.5,
                  exclude=(), method: str = "p2p", dt: float | None = None,
@@ -266,12 +270,12 @@ class Fluxes:
             raise ValueError("the target has no finite positive flux in any frame")
         sat = self.meta.get("saturation") if saturation is None else saturation
         comps = diffphot.select_comparisons(
-            self.flux, target=self.target, frames=frames, peak=self.data.get("peak"),
+            self.fluxes, target=self.target, frames=frames, peak=self.data.get("peak"),
             saturation=None if sat is None else float(sat), saturated=self.data.get("saturated"),
             max_comps=int(max_comps), exclude=exclude)
         if not comps.any():
             raise ValueError("no usable comparison star (all saturated, non-finite or excluded)")
-        weights, info = diffphot.weights_broeg(self.flux, self.error, comps=comps, frames=frames,
+        weights, info = diffphot.weights_broeg(self.fluxes, self.errors, comps=comps, frames=frames,
                                                iterations=int(iterations), reject=reject)
         rejected = [int(i) for i in np.flatnonzero(info["rejected"].any(axis=0))]
         return self._differential(weights, frames, method=method, dt=dt,
@@ -305,7 +309,7 @@ class Fluxes:
 
     def _differential(self, weights, frames, *, method, dt, aperture=None, extra=None) -> "Fluxes":
         """Divide by the ensemble, choose the aperture and package the metadata."""
-        d, e = diffphot.differential(self.flux, self.error, weights, frames=frames)
+        d, e = diffphot.differential(self.fluxes, self.errors, weights, frames=frames)
         idx, metric = diffphot.best_aperture(d[:, self.target], time=self.time, method=method,
                                              dt=dt, frames=frames)
         if aperture is not None:
@@ -316,7 +320,7 @@ class Fluxes:
         meta.update(extra or {})
         meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
                     aperture=idx, scatter=metric, raw=self.raw)
-        out = self._replace(flux=d, error=e, meta=meta)
+        out = self._replace(fluxes=d, errors=e, meta=meta)
         out.meta["aperture_radius"] = out.aperture_radius
         return out
 
@@ -328,7 +332,7 @@ class Fluxes:
         bin holds one point); otherwise sqrt(sum(error^2)) / n. Per-frame data are averaged, flags
         OR-ed; ``data['n_binned']`` holds the number of frames per bin and ``files`` the first file.
         """
-        t, f, e, _ = diffphot.binned(self.time, self.flux, dt, error=self.error,
+        t, f, e, _ = diffphot.binned(self.time, self.fluxes, dt, error=self.errors,
                                      estimate_error=estimate_error)
         order, starts = diffphot.bin_edges(self.time, dt)
         counts = np.diff(np.r_[starts, self.time.size])
@@ -342,7 +346,7 @@ class Fluxes:
         if aps.ndim == 2:
             aps = diffphot.binned(self.time, aps, dt)[1]
         meta = dict(self.meta, binned=float(dt))
-        return self._replace(time=t, flux=f, error=e, apertures=aps, data=data, flags=flags,
+        return self._replace(time=t, fluxes=f, errors=e, apertures=aps, data=data, flags=flags,
                              files=self.files[order][starts], meta=meta)
 
     # ------------------------------------------------------------------ outputs
@@ -357,25 +361,35 @@ class Fluxes:
         return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=True, **kwargs)
 
     def to_table(self):
-        """astropy Table: time, flux, flux_err (target, chosen aperture) and the per-frame columns.
+        """astropy Table of the light-curve schema (``reduce.io.tables.LIGHTCURVE_COLUMNS``).
 
-        Columns airmass, fwhm, sky, dx, dy, x, y (target), flag and file appear when present.
+        time, bjd_tdb, flux, flux_err (target, chosen aperture) and the per-frame columns; a
+        quantity not measured is NaN. ``bjd_tdb`` comes from ``data['bjd_tdb']``, else from
+        ``meta['target_ra'/'target_dec']`` (and ``meta['site']``: latitude, longitude, elevation).
         ``meta`` holds target, aperture, aperture_radius, comparisons, weights, schema version.
         """
-        from astropy.table import Table
-        cols = {"time": self.time, "flux": self.diff_flux, "flux_err": self.diff_error}
+        from .io.tables import lightcurve_table
+
+        cols = {"time": self.time, "bjd_tdb": self._bjd_tdb(), "flux": self.flux, "flux_err": self.error}
         for name in ("airmass", "fwhm", "sky", "dx", "dy", "x", "y"):
             v = self.get(name)
             if v is not None:
                 cols[name] = np.asarray(v, float)
         cols["flag"] = self.flags.astype(np.int64)
-        if any(str(f) for f in self.files):
-            cols["file"] = np.array([str(f) for f in self.files], dtype=str)
-        table = Table(cols)
-        table["time"].description = "JD UTC at mid-exposure"
-        table["flux"].description = "normalised differential flux of the target"
-        table.meta.update(self._table_meta())
-        return table
+        cols["file"] = [Path(str(f)).name for f in self.files]
+        return lightcurve_table(cols, self._table_meta())
+
+    def _bjd_tdb(self) -> np.ndarray:
+        """BJD_TDB per frame: measured (``data``) or computed from the target and site in ``meta``."""
+        if "bjd_tdb" in self.data:
+            return np.asarray(self.data["bjd_tdb"], float)
+        ra, dec = self.meta.get("target_ra"), self.meta.get("target_dec")
+        if ra is None or dec is None:
+            return np.full(self.time.size, np.nan)
+        from .ephemeris import bjd_tdb
+
+        site = tuple(self.meta.get("site") or (None, None, None))
+        return bjd_tdb(self.time, float(ra), float(dec), *site)
 
     def _table_meta(self) -> dict:
         meta = {"schema": TABLE_SCHEMA_VERSION, "target": self.target, "aperture": self.aperture,
@@ -384,55 +398,71 @@ class Fluxes:
                 "weights": [float(w) for w in self.weights]}
         if "binned" in self.meta:
             meta["binned"] = float(self.meta["binned"])
+        for key in ("target_ra", "target_dec"):
+            if self.meta.get(key) is not None:
+                meta[key] = float(self.meta[key])
         return meta
 
-    def save(self, path) -> Path:
-        """Write ``to_table()`` as .csv, .ecsv or .fits (by extension), atomically.
+    def save(self, path, *, header: dict | None = None) -> Path:
+        """Write the light-curve product as .csv, .ecsv or .fits (by extension), atomically.
 
-        Uses ``reduce.io.atomic.atomic_write`` (temp file + fsync + os.replace; a missing folder
-        raises ``OutputError``). CSV carries the metadata as ``# key: value`` comment lines; ECSV
-        keeps it in its YAML header; FITS keeps it in the table header (lists as comma-separated strings) and adds image
-        HDUs ``FLUX``/``ERROR`` (n_apertures, n_stars, n_frames), ``RAWFLUX``/``RAWERROR`` when
-        differential, ``WEIGHTS`` (n_apertures, n_stars) and ``APERTURES``.
+        The same writer as ``reduce run`` (:mod:`reduce.io.tables`): the CSV is plain, the ECSV
+        the same table below a ``# `` block with units, schema and meta (``Table.read(path)``;
+        ``pd.read_csv(path, comment='#')``); the FITS file holds LIGHTCURVE, STARS, FLUXES/ERRORS (the raw fluxes,
+        apertures x stars x frames), APERTURES and WEIGHTS. ``header`` adds primary-header values
+        (OBJECT, TELESCOP, FILTER, ...). A missing folder raises ``OutputError``.
         """
-        from .io.atomic import atomic_write
-        path = Path(path)
-        ext = path.suffix.lower()
-        if ext not in (".csv", ".ecsv", ".fits", ".fit"):
-            raise ValueError(f"cannot save {path.name!r}: use a .csv, .ecsv or .fits extension")
-        if ext in (".csv", ".ecsv"):
-            table = self.to_table()
-            if ext == ".csv":  # plain CSV has no metadata block: keep it as comment lines
-                table.meta = {"comments": [f"{k}: {_fmt(v)}" for k, v in table.meta.items()]}
-            kw = {"format": "ascii.csv", "comment": "# "} if ext == ".csv" else {"format": "ascii.ecsv"}
-            with atomic_write(path, "w") as fh:
-                table.write(fh, **kw)
-        else:
-            with atomic_write(path, "wb") as fh:
-                self._hdulist().writeto(fh)
-        return path
+        from .io.tables import product_extras, product_header, write_product
 
-    def _hdulist(self):
-        """FITS product: LIGHTCURVE table (meta in its header) and the flux/error/weight cubes."""
-        from astropy.io import fits
+        path = Path(path)
+        if path.suffix.lower() not in (".csv", ".ecsv", ".fits", ".fit"):
+            raise ValueError(f"cannot save {path.name!r}: use a .csv, .ecsv or .fits extension")
         table = self.to_table()
-        header = fits.Header()
-        for k, v in table.meta.items():
-            header[f"HIERARCH {k.upper()}" if len(k) > 8 else k.upper()] = _fmt(v)
-        table.meta = {}
-        hdus = [fits.PrimaryHDU(), fits.table_to_hdu(table)]
-        hdus[1].name = "LIGHTCURVE"
-        hdus[1].header.extend(header)
-        hdus.append(fits.ImageHDU(self.flux, name="FLUX"))
-        hdus.append(fits.ImageHDU(self.error, name="ERROR"))
-        raw = self.raw
-        if raw is not self:
-            hdus.append(fits.ImageHDU(raw.flux, name="RAWFLUX"))
-            hdus.append(fits.ImageHDU(raw.error, name="RAWERROR"))
-        if "weights_all" in self.meta:
-            hdus.append(fits.ImageHDU(np.asarray(self.meta["weights_all"], float), name="WEIGHTS"))
-        hdus.append(fits.ImageHDU(np.asarray(self.apertures, float), name="APERTURES"))
-        return fits.HDUList(hdus)
+        fits_file = path.suffix.lower() in (".fits", ".fit")
+        raw = self.raw if len(self.raw) == len(self) else self  # binned: the cubes follow the rows
+        extras = product_extras(raw, self) if fits_file else None
+        return write_product(path, table, extra_hdus=extras,
+                             header=product_header(self, **(header or {})) if fits_file else None)
+
+    @classmethod
+    def load(cls, path) -> "Fluxes":
+        """The raw Fluxes of a FITS light-curve product (``save`` or ``reduce run``): every star
+        at every aperture, per-frame columns as ``data``; ``meta`` keeps the comparison stars,
+        weights (``weights``, and ``stored_weights``: apertures x stars), the chosen aperture and
+        the LIGHTCURVE table (``table``): ``diff(f.comparisons, f.weights, aperture=f.aperture)``
+        redoes the light curve."""
+        from astropy.io import fits
+        from astropy.table import Table
+
+        from .io.tables import decode_name
+
+        with fits.open(path, memmap=False) as hdul:
+            names = [h.name for h in hdul]
+            if "LIGHTCURVE" not in names or "FLUXES" not in names:
+                raise ValueError(f"{path}: not a reduce light-curve product (no LIGHTCURVE/FLUXES HDU)")
+            table = Table.read(hdul["LIGHTCURVE"])
+            flux = np.asarray(hdul["FLUXES"].data, float)
+            error = np.asarray(hdul["ERRORS"].data, float) if "ERRORS" in names else None
+            apertures = np.asarray(hdul["APERTURES"].data, float) if "APERTURES" in names else None
+            weights = np.asarray(hdul["WEIGHTS"].data, float) if "WEIGHTS" in names else None
+            head = hdul[0].header
+            stars = Table.read(hdul["STARS"]) if "STARS" in names else None
+        data = {c: np.asarray(table[c], float) for c in ("bjd_tdb", "airmass", "fwhm", "sky", "dx", "dy")
+                if c in table.colnames}
+        meta = {"table": table, "aperture": int(head.get("APINDEX", flux.shape[0] // 2))}
+        if weights is not None:
+            meta["stored_weights"] = weights
+        if stars is not None:
+            comps = [int(s) for s in stars["star"][stars["comparison"]]]
+            order = sorted(comps, key=lambda s: -float(stars["weight"][s]))
+            meta.update(comparisons=order, weights=[float(stars["weight"][s]) for s in order])
+        for key, name in (("RA_OBJ", "target_ra"), ("DEC_OBJ", "target_dec")):
+            if key in head:
+                meta[name] = float(head[key])
+        files = [decode_name(f) for f in table["file"]] if "file" in table.colnames else None
+        return cls(np.asarray(table["time"], float), flux, error, apertures,
+                   target=int(head.get("TARGET", 0)), data=data,
+                   flags=np.asarray(table["flag"], np.int64), files=files, meta=meta)
 
 
 RELATIVE_SIGMA_FLOOR = 0.01
@@ -481,14 +511,3 @@ def _running_median(v, keep, window: int | None = None) -> np.ndarray:
             break
         weight = new
     return np.interp(np.arange(v.size), idx, trend)
-
-
-def _fmt(value):
-    """Header/comment-friendly scalar: lists become comma-separated strings."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return ",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return value

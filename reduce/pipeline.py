@@ -49,16 +49,19 @@ def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_f
 def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, executor, loader,
                    plotter) -> None:
     """reduce_frames' body: masters, reference, target, every frame, light curve, outputs."""
+    from .blocks.alignment import AlignmentMethods, AlignReferenceSources
     from .blocks.photometry import GetFluxes
     from .core.sequence import Sequence
     from .recipe import REFERENCE_SECTIONS, build_blocks
 
     cal = plan.calibration
+    _group_warnings(plan, result)
     _check_calibration(plan, spec)
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
     pre = build_blocks(spec, REFERENCE_SECTIONS, **runtime)
     ref_index, ref = choose_reference(plan.frames, spec.reference, pre, loader)
     result.reference = ref.path
+    _fill_pointing(ref, plan.group)
     _quick_detection(pre, ref)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)
     target = select_target(ref, spec.target, frames=getattr(plan, "night_lights", None) or plan.frames,
@@ -71,16 +74,25 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
         if undetected and hasattr(block, "fixed"):
             block.fixed = frozenset({target})
     collector = GetFluxes(target=target)
-    seq = Sequence([*pre, *phot, collector], name=plan.name)
-    seq.run(plan.frames, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
+    methods = [AlignmentMethods(label=plan.name)] if any(isinstance(b, AlignReferenceSources) for b in phot) else []
+    seq = Sequence([*pre, *phot, collector, *methods], name=plan.name)
+    items = _frame_items(plan)
+    if plan.unmeasured:
+        _log_unmeasured(plan)
+        loader = _Unmeasured(loader, {str(u[0]): u[1] for u in plan.unmeasured})
+    seq.run(items, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     raw = collector.fluxes
     raw.target = target
+    _known_times(raw, items, plan)
+    # the frames flagged so far, so that a group failing below still reports them
+    result.flagged = [(Path(str(f)).name, int(v), _reason(seq, str(f), int(v)))
+                      for f, v in zip(raw.files, raw.flags) if v]
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
     diff = _differential(raw, spec)
-    figures = _submit_figures(plan, spec, diff, ref, target, plotter)
+    table = _full_table(raw, diff, ref, plan.group, result.warnings)
+    figures = _submit_figures(plan, spec, diff, ref, target, plotter, table)
     try:
-        table = _full_table(raw, diff, ref)
         _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter)
     except BaseException:
         _discard_figures(figures, plotter)
@@ -90,12 +102,15 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
 def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter) -> None:
     """Group summary in ``result``, then every output file."""
     rejected = _rejection_reasons(diff)
+    result.n_frames = len(table)  # every file of the group, measured or not
     result.flagged = [(str(f), int(v), _reason(seq, str(f), int(v), rejected)) for f, v in
                       zip(table["file"], table["flag"]) if v]
     result.aperture = float(diff.aperture_radius)
     result.comparisons = [int(c) for c in diff.comparisons]
-    good = np.isfinite(np.asarray(table["flux"], float))
-    result.rms = float(np.nanstd(np.asarray(table["flux"], float)[good])) if good.any() else None
+    result.scatter = _p2p_scatter(table)
+    clipped = [f for f, v, _ in result.flagged if v & int(Flag.OUTLIER_REJECTED)]
+    if clipped:
+        log.info("%s: %d frame(s) set aside by the differential step (outliers)", plan.name, len(clipped))
     result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result,
                                     figures=figures, plotter=plotter)
 
@@ -125,6 +140,64 @@ def _quick_detection(blocks, ref) -> None:
             log.info("dense field (%d stars on the reference): frames are detected above %.0f sigma "
                      "first (about their %d brightest stars), enough to align them", len(s), quick,
                      QUICK_STARS)
+
+
+def _group_warnings(plan, result) -> None:
+    """The header warnings of the group's frames (see :func:`reduce.index.groups.group_warnings`),
+    logged once each and kept for the summary and the provenance."""
+    for w in getattr(plan.group, "warnings", None) or ():
+        log.warning("%s: %s", plan.name, w["message"])
+        result.warnings.append(dict(w))
+
+
+def _fill_pointing(ref, group) -> None:
+    """A reference frame without usable RA/DEC takes its group's (the other frames' pointing), for
+    the automatic target and the BJD_TDB; the log says so."""
+    if (ref.ra is None or ref.dec is None) and getattr(group, "ra", None) is not None:
+        ref.ra, ref.dec = float(group.ra), float(group.dec)
+        log.info("reference %s has no usable RA/DEC: using the group's pointing (%.5f, %+.5f)",
+                 Path(str(ref.path)).name, ref.ra, ref.dec)
+
+
+class _Unmeasured:
+    """Loader for a group's frames that refuses its unmeasurable files with their reason (an
+    ``UNREADABLE`` row, no traceback) and loads the others with ``loader``; picklable."""
+
+    def __init__(self, loader, reasons: dict):
+        self.loader, self.reasons = loader, reasons
+
+    def __call__(self, path, *args, **kwargs):
+        from .core.errors import Unreadable
+
+        reason = self.reasons.get(str(path))
+        if reason is not None:
+            raise Unreadable(reason)
+        return self.loader(path, *args, **kwargs)
+
+
+def _frame_items(plan) -> list:
+    """Every file of the group in time order (the measurable frames and the unmeasured files
+    whose time is known); unmeasured files of unknown time last, by name."""
+    timed = [(plan.times.get(f), i, str(f)) for i, f in enumerate(plan.frames)]
+    timed += [(u[2], len(timed) + i, str(u[0])) for i, u in enumerate(plan.unmeasured) if u[2] is not None]
+    timed.sort(key=lambda t: (t[0] if t[0] is not None else float("inf"), t[1]))
+    untimed = sorted(str(u[0]) for u in plan.unmeasured if u[2] is None)
+    return [t[2] for t in timed] + untimed
+
+
+def _log_unmeasured(plan) -> None:
+    """One warning naming every file of the group that cannot be measured, with its reason."""
+    names = "; ".join(f"{Path(str(u[0])).name} ({u[1]})" for u in plan.unmeasured)
+    log.warning("%s: %d file(s) of this group cannot be measured, each flagged UNREADABLE in the "
+                "light curve: %s", plan.name, len(plan.unmeasured), names)
+
+
+def _known_times(raw, items, plan) -> None:
+    """Unmeasured files whose time the index knows (e.g. wrong size) keep it in their row."""
+    known = {str(u[0]): u[2] for u in plan.unmeasured if u[2] is not None}
+    for i, path in enumerate(items):
+        if path in known and not np.isfinite(raw.time[i]):
+            raw.time[i] = known[path]
 
 
 def _check_calibration(plan, spec) -> None:
@@ -286,13 +359,6 @@ def target_frame(name: str | None, frames, night=None) -> Path:
     example = paths[0].name if paths else "FILE"
     raise ReduceError(f"target frame {name!r} is not a light frame of this night ({night}); give "
                       f"a file name such as {example!r} or a path relative to the night folder")
-
-
-def _relative_to(path: Path, root) -> str:
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except (ValueError, TypeError, AttributeError):
-        return path.as_posix()
 
 
 def _same_file(a, b) -> bool:
@@ -479,7 +545,7 @@ def _differential(raw, spec):
     """Differential Fluxes of the usable frames, with the recipe's clipping and comparison choice."""
     n = len(raw)
     raw.data["frame_index"] = np.arange(n)
-    tflux = raw.flux[:, raw.target, :]
+    tflux = raw.fluxes[:, raw.target, :]
     usable = ((raw.flags & int(EXCLUDED)) == 0) & np.isfinite(tflux).any(axis=0) & (np.nanmax(
         np.where(np.isfinite(tflux), tflux, -np.inf), axis=0) > 0)
     if usable.sum() < 2:
@@ -502,16 +568,19 @@ def _differential(raw, spec):
     return diff
 
 
-def _full_table(raw, diff, ref):
-    """One row per frame of the group: differential flux where measured, NaN and a flag elsewhere."""
-    from astropy.table import Table
+def _full_table(raw, diff, ref, group=None, warnings=None):
+    """One row per frame of the group: differential flux where measured, NaN and a flag elsewhere.
+
+    ``group`` (the index's) gives the site and pointing when the reference frame lacks them;
+    what had to be computed is appended to ``warnings``."""
+    from .io.tables import lightcurve_table
 
     n = len(raw)
     idx = np.asarray(diff.data["frame_index"], int)
     flux = np.full(n, np.nan)
     err = np.full(n, np.nan)
-    flux[idx] = diff.diff_flux
-    err[idx] = diff.diff_error
+    flux[idx] = diff.flux
+    err[idx] = diff.error
     flags = raw.flags.astype(np.int64).copy()
     kept = np.zeros(n, bool)
     kept[idx] = True
@@ -520,33 +589,69 @@ def _full_table(raw, diff, ref):
     clipped = ~kept & ((raw.flags & int(EXCLUDED)) == 0)
     flags[clipped] |= int(Flag.OUTLIER_REJECTED)
     cols = {"time": raw.time}
-    ra, dec = _target_coords(ref, raw)
-    site = _site(ref)
+    ra, dec = _target_coords(ref, raw, group)
+    site = _site(ref, group)
+    _missing_geometry(ra, site, warnings)
     cols["bjd_tdb"] = _bjd(raw.time, ra, dec, site)
     cols["flux"], cols["flux_err"] = flux, err
-    airmass = raw.get("airmass")
-    airmass = np.full(n, np.nan) if airmass is None else np.asarray(airmass, float)
-    if not np.isfinite(airmass).any() and ra is not None and site[0] is not None:
-        from .ephemeris import airmass as _airmass
-        airmass = _airmass(raw.time, ra, dec, site[0], site[1])
-    cols["airmass"] = airmass
+    cols["airmass"] = _airmass_column(raw, ra, dec, site, warnings)
     for name in ("fwhm", "sky", "dx", "dy", "x", "y"):
         v = raw.get(name)
         cols[name] = np.full(n, np.nan) if v is None else np.asarray(v, float)
     cols["flag"] = flags
-    cols["file"] = np.array([Path(str(f)).name for f in raw.files], dtype=str)
-    table = Table(cols)
-    table.meta.update({"schema": 1, "target": int(raw.target), "aperture": int(diff.aperture),
-                       "aperture_radius": float(diff.aperture_radius),
-                       "comparisons": [int(c) for c in diff.comparisons],
-                       "weights": [float(w) for w in diff.weights]})
+    cols["file"] = [Path(str(f)).name for f in raw.files]
+    meta = {"target": int(raw.target), "aperture": int(diff.aperture),
+            "aperture_radius": float(diff.aperture_radius),
+            "comparisons": [int(c) for c in diff.comparisons],
+            "weights": [float(w) for w in diff.weights]}
     if ra is not None:
-        table.meta.update({"target_ra": float(ra), "target_dec": float(dec)})
-    return table
+        meta.update({"target_ra": float(ra), "target_dec": float(dec)})
+    return lightcurve_table(cols, meta)
 
 
-def _target_coords(ref, raw):
-    """Target RA/Dec (deg): through the reference WCS when present, else the header pointing."""
+def _missing_geometry(ra, site, warnings) -> None:
+    """Say plainly when BJD_TDB or the computed airmass cannot be had (never a silent NaN column)."""
+    found = []
+    if ra is None:
+        found.append({"code": "no_target_coordinates", "frames": 0, "message":
+                      "bjd_tdb is NaN: the target's RA/Dec are unknown (no WCS, no usable RA/DEC in "
+                      "the headers); give the target as RA/Dec with a WCS, or fix the headers"})
+    elif site[0] is None or site[1] is None:
+        found.append({"code": "no_site", "frames": 0, "message":
+                      "no site latitude/longitude (headers or config): bjd_tdb is geocentric (< 21 ms "
+                      "off) and a missing airmass cannot be computed; set `site:` for this "
+                      "instrument in the config"})
+    for w in found:
+        log.warning("%s", w["message"])
+        if warnings is not None:
+            warnings.append(w)
+
+
+def _airmass_column(raw, ra, dec, site, warnings=None):
+    """The frames' header airmass; frames without one (or with an absurd one) get it computed
+    from the target and site (erfa, see :mod:`reduce.ephemeris`), and ``warnings`` says so."""
+    n = len(raw)
+    airmass = raw.get("airmass")
+    airmass = np.full(n, np.nan) if airmass is None else np.asarray(airmass, float).copy()
+    missing = ~np.isfinite(airmass)
+    if not missing.any() or ra is None or site[0] is None or site[1] is None:
+        return airmass
+    from .ephemeris import airmass as _airmass
+
+    airmass[missing] = _airmass(np.asarray(raw.time, float)[missing], ra, dec, site[0], site[1], site[2])
+    if warnings is not None and missing.sum() < n:
+        names = [Path(str(f)).name for f in np.asarray(raw.files)[missing]]
+        warnings.append({"code": "airmass_computed", "frames": int(missing.sum()), "message":
+                         f"{len(names)} frame(s) without a usable AIRMASS ({', '.join(names[:3])}"
+                         f"{', ...' if len(names) > 3 else ''}): computed from the target "
+                         f"(RA {ra:.4f}, Dec {dec:+.4f}) and the site"})
+        log.info("%s", warnings[-1]["message"])
+    return airmass
+
+
+def _target_coords(ref, raw, group=None):
+    """Target RA/Dec (deg): through the reference WCS when present, else the header pointing
+    (the reference's, else that of the group's frames: one frame may lack RA/DEC)."""
     if ref.wcs is not None:
         try:
             x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
@@ -557,11 +662,16 @@ def _target_coords(ref, raw):
             pass
     if ref.ra is not None and ref.dec is not None:
         return float(ref.ra), float(ref.dec)
+    if getattr(group, "ra", None) is not None and getattr(group, "dec", None) is not None:
+        return float(group.ra), float(group.dec)
     return None, None
 
 
-def _site(ref):
-    """(latitude, longitude east-positive, elevation) from the instrument config or the header."""
+def _site(ref, group=None):
+    """(latitude, longitude east-positive, elevation): the group's (its frames', with a west-positive
+    header longitude corrected), else the reference's instrument config or header."""
+    if getattr(group, "site", None) is not None:
+        return tuple(group.site)
     from .index.headers import site
 
     return site(ref.header if ref.header is not None else {}, ref.instrument)
@@ -572,11 +682,29 @@ def _bjd(time, ra, dec, site):
         return np.full(len(time), np.nan)
     from .ephemeris import bjd_tdb
 
+    time = np.asarray(time, float)
+    out = np.full(len(time), np.nan)
+    ok = np.isfinite(time)  # files that could not be read have no time
+    if not ok.any():
+        return out
     try:
-        return bjd_tdb(time, ra, dec, site[0], site[1], site[2])
+        out[ok] = bjd_tdb(time[ok], ra, dec, site[0], site[1], site[2])
     except Exception as e:
         log.warning("BJD_TDB not computed: %s", e)
-        return np.full(len(time), np.nan)
+    return out
+
+
+def _p2p_scatter(table) -> float | None:
+    """Point-to-point scatter of the normalised flux of the kept frames (relative): the noise of
+    one frame, insensitive to the signal (a transit or a slow trend) that an RMS would include."""
+    from .diffphot import p2p_scatter
+
+    flux = np.asarray(table["flux"], float)
+    flux = flux[np.isfinite(flux)]
+    if flux.size < 3 or not np.nanmedian(flux) > 0:
+        return None
+    value = float(p2p_scatter(flux / np.nanmedian(flux)))
+    return value if np.isfinite(value) else None
 
 
 def _rejection_reasons(diff) -> dict:
@@ -613,22 +741,39 @@ def _start_plotter(spec):
     return start_plotter()
 
 
-def _figure_jobs(plan, spec, diff, ref, target) -> list:
-    """The group's two figures as jobs: light curve with diagnostics, reference with the stars."""
+def _figure_jobs(plan, spec, diff, ref, target, table=None) -> list:
+    """The group's two figures as jobs: light curve with diagnostics (titled with the group's
+    target, date, telescope and filter), reference with every star, the aperture and annulus."""
     from .plotter import lightcurve_job, reference_job
 
     stem = plan.outdir / plan.stem
     dt = spec.differential.bin or 0.005
-    return [lightcurve_job(_table_fluxes(diff, None), Path(f"{stem}.png"), binned_dt=dt,
-                           title=plan.group.label),
-            reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"))]
+    info = plan.group.to_dict() if hasattr(plan.group, "to_dict") else {"target": plan.group.label}
+    return [lightcurve_job(_table_fluxes(diff, table), Path(f"{stem}.png"), binned_dt=dt, info=info),
+            reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"),
+                          radius=float(diff.aperture_radius), annulus=_annulus_px(spec, ref),
+                          filename=Path(str(ref.path)).name if getattr(ref, "path", None) else None)]
 
 
-def _submit_figures(plan, spec, diff, ref, target, plotter) -> list:
+def _annulus_px(spec, ref):
+    """(inner, outer) radii in pixels of the recipe's sky annulus on the reference, or None."""
+    block = next((b for b in spec.blocks("photometry") if b.name == "AnnulusBackground"), None)
+    if block is None:
+        return None
+    from .blocks.photometry import AnnulusBackground
+
+    bg = AnnulusBackground(**block.params)
+    scale = 1.0 if bg.scale == "pixels" else getattr(ref, "fwhm", None)
+    if not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+        return None
+    return float(bg.inner * scale), float(bg.outer * scale)
+
+
+def _submit_figures(plan, spec, diff, ref, target, plotter, table=None) -> list:
     """Figure jobs of the group, handed to the helper now (it draws while tables are written)."""
     if not spec.outputs.plot:
         return []
-    jobs = _figure_jobs(plan, spec, diff, ref, target)
+    jobs = _figure_jobs(plan, spec, diff, ref, target, table)
     if plotter is not None:
         plan.outdir.mkdir(parents=True, exist_ok=True)
         plotter.submit(jobs)
@@ -648,12 +793,10 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     ``figures`` (jobs from :func:`_figure_jobs`) may already be drawing in ``plotter``; they are
     collected after the tables and provenance are written (drawn here when the helper failed).
     """
-    from astropy.table import Table
-
-    from .plotter import draw_all
-
+    from .io.atomic import atomic_write_text
     from .io.provenance import provenance_record, write_provenance
-    from .io.tables import write_lightcurve
+    from .io.tables import product_extras, write_lightcurve
+    from .plotter import draw_all
 
     out = plan.outdir
     out.mkdir(parents=True, exist_ok=True)
@@ -661,11 +804,15 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     outs = spec.outputs
     written = []
     a = diff.aperture
-    weights = Table({"star": np.arange(raw.shape[1]), "weight": diff.meta["weights_all"][a]})
-    extra = {"FLUXES": raw.flux.astype(np.float32), "ERRORS": raw.error.astype(np.float32),
-             "APERTURES": np.atleast_1d(raw.apertures).astype(np.float32), "WEIGHTS": weights}
-    if outs.csv or outs.fits:
-        written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, fits=outs.fits)
+    exports = _exports(plan, spec, table, diff)  # built first: a bad export setting writes nothing
+    if outs.csv or outs.ecsv or outs.fits:
+        extra = product_extras(raw, diff, stars_xy=ref.sources.coords[:raw.shape[1]],
+                               stars_radec=_stars_radec(ref, raw.shape[1]))
+        written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, ecsv=outs.ecsv,
+                                    fits=outs.fits,
+                                    header=_product_header(plan, spec, ref, raw, diff, table))
+    for suffix, text in exports:
+        written.append(atomic_write_text(Path(f"{stem}{suffix}"), text))
     if outs.plot and figures is None:
         figures = _figure_jobs(plan, spec, diff, ref, target)
     plot_at = len(written)
@@ -677,10 +824,13 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
                          "flats": plan.calibration.flats, "why": plan.calibration.reasons},
             reference=ref.path, aperture={"index": int(a), "radius_px": float(diff.aperture_radius)},
             comparisons=[int(c) for c in diff.comparisons], weights=[float(w) for w in diff.weights],
-            flagged=result.flagged, root=plan.night, target=_target_record(ref, target),
+            flagged=result.flagged, root=plan.night, warnings=result.warnings,
+            target=_target_record(ref, target),
             extra={"target_index": int(target), "group": plan.group.label,
+                   "unmeasured": [{"file": _relative_to(u[0], plan.night), "reason": u[1]}
+                                  for u in plan.unmeasured],
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
-                   "timing": seq.timing()})
+                   "timing": seq.timing(), **_alignment_methods(seq)})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
         written[plot_at:plot_at] = draw_all(figures, plotter)
@@ -700,6 +850,92 @@ def _target_record(ref, target) -> dict:
     return record
 
 
+def _alignment_methods(seq) -> dict:
+    """{'alignment_methods': frames placed by each method} when the chain counted them."""
+    from .blocks.alignment import AlignmentMethods
+
+    counts = [b.counts for b in seq if isinstance(b, AlignmentMethods)]
+    return {"alignment_methods": dict(counts[0])} if counts else {}
+
+
+def _exports(plan, spec, table, diff) -> list:
+    """(suffix, text) of the AAVSO and EXOTIC exports the recipe asks for (``outputs:``)."""
+    from . import __version__
+    from .io.exports import aavso_filter, aavso_text, exotic_text
+
+    outs, group, out = spec.outputs, plan.group, []
+    if outs.aavso is not None:
+        a = outs.aavso
+        code = a.filter or aavso_filter(group.filter)
+        if code is None:
+            raise ReduceError(f"AAVSO export: the filter {group.filter!r} has no AAVSO code; name it "
+                              "in the recipe, e.g. outputs: {aavso: {obscode: ..., filter: CV}}")
+        notes = (f"reduce ensemble differential photometry; {len(diff.comparisons)} comparison stars; "
+                 f"aperture {diff.aperture_radius:.2f} px")
+        out.append(("_aavso.txt", aavso_text(table, obscode=a.obscode, starid=a.starid or group.target,
+                                             filter=code, chart=a.chart, notes=notes,
+                                             software=f"reduce {__version__}")))
+    if outs.exotic:
+        if not np.isfinite(np.asarray(table["bjd_tdb"], float)).any():
+            raise ReduceError("EXOTIC export: no BJD_TDB (the target's RA/Dec is unknown: no WCS, recipe "
+                              "target or header RA/DEC)")
+        out.append(("_exotic.csv", exotic_text(table, target=group.target)))
+    return out
+
+
+def _relative_to(path, root) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except (ValueError, TypeError, OSError):
+        return str(path)
+
+
+def _stars_radec(ref, n: int):
+    """(n, 2) RA/Dec (deg) of the reference's sources through its WCS, or None without one."""
+    if ref.wcs is None:
+        return None
+    try:
+        x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
+        xy = np.asarray(ref.sources.coords[:n], float)
+        c = ref.wcs.pixel_to_world(xy[:, 0] + x0, xy[:, 1] + y0)
+        return np.column_stack([c.ra.deg, c.dec.deg])
+    except Exception as e:  # a broken WCS leaves RA/Dec out, never the product
+        log.debug("star RA/Dec not computed: %s", e)
+        return None
+
+
+def _product_header(plan, spec, ref, raw, diff, table) -> dict:
+    """Primary-header values of the group's product (see ``reduce.io.tables.PRIMARY_KEYWORDS``)."""
+    from .io.tables import product_header
+
+    group = plan.group
+    header = ref.header if ref.header is not None else {}
+    lat, lon, elev = _site(ref, group)
+    known = {"OBJECT": group.target or None, "TELESCOP": group.telescope or None,
+             "INSTRUME": str(header.get("INSTRUME", "")).strip() or None,
+             "FILTER": group.filter or None, "OBSGEO-B": lat, "OBSGEO-L": lon,
+             "OBSGEO-H": elev if lat is not None else None,
+             "RECIPE": Path(str(spec.path)).name, "RECIPVER": int(spec.version),
+             "RECIPSHA": spec.sha256[:16], "NFRAMES": len(table)}
+    if lat is not None and elev is None:
+        known["OBSGEO-H"] = 0.0
+    meta = dict(diff.meta)
+    if table.meta.get("target_ra") is not None:
+        meta.update(target_ra=table.meta["target_ra"], target_dec=table.meta["target_dec"])
+    # the first frame and the exposures of the whole group (raw), target and aperture of diff
+    view = raw._replace(meta=dict(meta, aperture=diff.aperture))
+    return product_header(view, **known)
+
+
 def _table_fluxes(diff, table):
-    """The differential Fluxes as plotted: the kept frames (flagged ones carry no flux)."""
-    return diff
+    """The differential Fluxes as plotted: the kept frames with their BJD_TDB, and the BJD_TDB of
+    the frames left out (flagged or clipped: no flux), drawn as markers."""
+    if table is None:
+        return diff
+    bjd = np.asarray(table["bjd_tdb"], float)
+    if not np.all(np.isfinite(bjd)):
+        return diff
+    idx = np.asarray(diff.data["frame_index"], int)
+    flagged = np.asarray(table["flag"]) != 0
+    return diff._replace(data={**diff.data, "bjd_tdb": bjd[idx]},
+                         meta={**diff.meta, "flagged_frames": bjd[flagged].tolist()})

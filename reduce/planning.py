@@ -24,6 +24,10 @@ class RecipeSource:
     """
 
     def __init__(self, path=None, *, target: str | None = None, reference: str | None = None, spec=None):
+        if path is not None:
+            from .recipe.installed import find_recipe
+
+            path = find_recipe(path)  # a file, else a recipe shipped with the package by name
         self.path = Path(path) if path is not None else None
         self.target, self.reference = target, reference
         self._spec = spec
@@ -33,7 +37,11 @@ class RecipeSource:
             try:
                 raw = self.path.read_bytes()
             except FileNotFoundError:
-                raise UsageError(f"recipe not found: {path}") from None
+                from .recipe.installed import installed_recipes
+
+                shipped = ", ".join(installed_recipes()) or "none"
+                raise UsageError(f"recipe not found: {path} (a recipe file, or one of the installed "
+                                 f"recipes: {shipped}; see reduce recipes)") from None
             except IsADirectoryError:
                 raise UsageError(f"recipe is a folder, not a file: {path}") from None
             except OSError as e:
@@ -77,7 +85,11 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
     outdir = Path(outdir) if outdir else night / "reduced"
     plans = []
     ours = _products_of(night, outdir)
-    for group in fm.light_groups():
+    times = {f.path: f.jd for f in fm.frames(type="light")}
+    groups, wrong_size = _fold_wrong_sizes(fm.light_groups())
+    stray = [(p, r) for p, r in [*fm.unreadable, *fm.skipped] if not ours(p) and not os.path.isdir(p)]
+    attached = _attach_unmeasured(groups, stray, fm.config)
+    for group in groups:
         frames = [f for f in group.files if not ours(f)]
         if not frames:  # our own products (NIGHT/reduced/*.fits) are not frames of the night
             continue
@@ -85,9 +97,82 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
         stem = safe_stem(group.night, group.telescope, group.target, group.filter)
         lights = [f for f in fm.files(type="light", telescope=group.telescope, target=group.target)
                   if not ours(f)]
+        unmeasured = [(p, r, times.get(p)) for p, r in wrong_size.get(id(group), [])]
+        unmeasured += [(p, r, None) for p, r in attached.get(id(group), [])]
         plans.append(GroupPlan(group=group, frames=frames, calibration=cal, stem=stem, outdir=outdir,
-                               night=night, night_lights=lights or None))
+                               night=night, unmeasured=unmeasured, times=times, night_lights=lights or None))
     return plans, fm
+
+
+def unaccounted(fm, plans, ours) -> list:
+    """(path, reason) of the night's unreadable or image-less files (and unlistable folders)
+    that no light group accounts for as an unmeasured row; reduce's own products excluded."""
+    attached = {str(u[0]) for p in plans for u in p.unmeasured}
+    return sorted((f, r) for f, r in [*fm.unreadable, *fm.skipped] if not ours(f) and f not in attached)
+
+
+#: frames of another size than their group's are "wrong size" when fewer than this fraction
+WRONG_SIZE_FRACTION = 0.25
+
+
+def _fold_wrong_sizes(groups) -> tuple[list, dict]:
+    """Light groups with frames of a few odd sizes folded into their main group.
+
+    Frames of one night, telescope, filter and target whose size differs from the group's most
+    common size are "wrong size" (a cropped or binned frame among the night's) when they are
+    fewer than :data:`WRONG_SIZE_FRACTION` of the main size's frames: they get a flagged row in
+    the main group's light curve instead of a group of their own. More frames of another size
+    (a change of binning or window mid-night) stay a group of their own.
+    Returns (groups kept, {id(main group): [(path, reason)]}).
+    """
+    buckets: dict[tuple, list] = {}
+    for g in groups:
+        key = (g.night, g.telescope.strip().lower(), g.filter.strip().lower(), g.target.strip().lower())
+        buckets.setdefault(key, []).append(g)
+    kept, folded = [], {}
+    for g in groups:
+        members = buckets[(g.night, g.telescope.strip().lower(), g.filter.strip().lower(),
+                           g.target.strip().lower())]
+        main = max(members, key=lambda m: (len(m.files), m.width * m.height))
+        if g is main or len(g.files) >= WRONG_SIZE_FRACTION * len(main.files):
+            kept.append(g)
+            continue
+        reason = (f"wrong size: {g.width}x{g.height} px, the group's frames are "
+                  f"{main.width}x{main.height} px")
+        folded.setdefault(id(main), []).extend((p, reason) for p in g.files)
+    return kept, folded
+
+
+def _attach_unmeasured(groups, files, config) -> dict:
+    """Unreadable and image-less files given to the light group they most likely belong to.
+
+    A file belongs to the light group with frames in the same folder; with several such groups,
+    to the one whose frame names share the longest prefix with its name (a tie: to none). A
+    file whose name says bias/dark/flat is no light frame. Files given to no group stay in the
+    night's list of unreadable files.
+    """
+    from .config import DEFAULT_INSTRUMENT
+    from .index.headers import _filename_type
+
+    inst = getattr(config, "default", None) or DEFAULT_INSTRUMENT
+    by_folder: dict[str, list] = {}
+    for g in groups:
+        for f in g.files:
+            folder = os.path.dirname(f)
+            if g not in by_folder.setdefault(folder, []):
+                by_folder[folder].append(g)
+    out: dict[int, list] = {}
+    for path, reason in files:
+        folder, name = os.path.split(path)
+        candidates = by_folder.get(folder, [])
+        if not candidates or _filename_type(inst, name) is not None:
+            continue
+        scores = [max(len(os.path.commonprefix([name, os.path.basename(f)])) for f in g.files)
+                  for g in candidates]
+        best = max(scores)
+        if scores.count(best) == 1:
+            out.setdefault(id(candidates[scores.index(best)]), []).append((path, reason))
+    return out
 
 
 def _products_of(night: Path, outdir: Path):

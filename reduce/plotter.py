@@ -55,14 +55,16 @@ class _RefImage:
     aperture: object = None
 
 
-def lightcurve_job(fluxes, path, *, binned_dt, title=None) -> FigureJob:
+def lightcurve_job(fluxes, path, *, binned_dt, title=None, info=None) -> FigureJob:
     """Job for :func:`reduce.plots.lightcurve_figure` (the raw Fluxes in ``meta`` are not sent)."""
     meta = {k: v for k, v in fluxes.meta.items() if k != "raw"}
     lite = fluxes._replace(meta=meta) if hasattr(fluxes, "_replace") else fluxes
-    return FigureJob("lightcurve", Path(path), {"fluxes": lite, "binned_dt": binned_dt, "title": title})
+    return FigureJob("lightcurve", Path(path), {"fluxes": lite, "binned_dt": binned_dt, "title": title,
+                                                 "info": info})
 
 
-def reference_job(image, target, comparisons, path, *, radius=None, title=None) -> FigureJob:
+def reference_job(image, target, comparisons, path, *, radius=None, annulus=None, title=None,
+                  filename=None) -> FigureJob:
     """Job for :func:`reduce.plots.reference_figure` from an Image (only what is drawn is sent)."""
     aperture = getattr(image, "aperture", None)
     lite = _RefImage(data=getattr(image, "data", image), sources=getattr(image, "sources", None),
@@ -70,7 +72,7 @@ def reference_job(image, target, comparisons, path, *, radius=None, title=None) 
                      aperture=aperture if isinstance(aperture, (int, float)) else None)
     return FigureJob("reference", Path(path), {"image": lite, "target": target,
                                                 "comparisons": list(comparisons), "radius": radius,
-                                                "title": title})
+                                                "annulus": annulus, "title": title, "filename": filename})
 
 
 # matplotlib's text and font caches are shared: figures drawn in this process (by the groups a

@@ -27,6 +27,11 @@ class GroupPlan:
     # light frames of the night folder with the group's telescope and target, by time: a pixel
     # target is given on the first of them (or on one named); None: the group's frames
     night_lights: list | None = None
+    #: files of the group that cannot be measured: (path, reason, JD or None); each gets a row
+    #: flagged UNREADABLE (unreadable, truncated, cube, table only, wrong size)
+    unmeasured: list = field(default_factory=list)
+    #: JD (UTC) of the frames and of the unmeasured files whose time is known, for row order
+    times: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -40,6 +45,7 @@ class GroupPlan:
             "group": self.group.label, "frames": len(self.frames), "outputs": str(self.outdir / self.stem),
             "bias": len(cal.bias), "darks": len(cal.darks), "flats": len(cal.flats),
             "reasons": list(getattr(cal, "reasons", [])),
+            "unmeasured": [{"file": str(u[0]), "reason": u[1]} for u in self.unmeasured],
         }
 
 
@@ -56,12 +62,13 @@ class GroupResult:
     reference: str | None = None
     aperture: float | None = None
     comparisons: list = field(default_factory=list)
-    rms: float | None = None
+    scatter: float | None = None    # point-to-point scatter of the normalised light curve (relative)
     seconds: float = 0.0
     night: str | None = None
     frame_seconds: float | None = None   # the per-frame phase (what --jobs/--executor speed up)
     started: str | None = None           # ISO 8601 UTC, when the group's reduction began / ended
     finished: str | None = None
+    warnings: list = field(default_factory=list)  # {code, message, frames}: header values, times...
 
     def to_dict(self) -> dict:
         return {
@@ -69,12 +76,16 @@ class GroupResult:
             "message": self.message, "frames": self.n_frames,
             "frames_used": self.n_frames - len(self.flagged),
             "flagged": [{"file": f, "flag": int(v), "reason": r} for f, v, r in self.flagged],
+            "unmeasured": [{"file": Path(str(u[0])).name, "reason": u[1]}
+                           for u in getattr(self.plan, "unmeasured", ())],
             "outputs": [str(p) for p in self.outputs], "reference": self.reference,
-            "aperture_px": self.aperture, "comparisons": self.comparisons, "rms": self.rms,
+            "aperture_px": self.aperture, "comparisons": self.comparisons,
+            "scatter_p2p": self.scatter,
             "started": self.started, "finished": self.finished, "seconds": round(self.seconds, 3),
             "frame_seconds": None if self.frame_seconds is None else round(self.frame_seconds, 3),
             "frames_per_second": round(self.n_frames / self.frame_seconds, 2)
             if self.frame_seconds else None,
+            "warnings": [dict(w) for w in self.warnings],
         }
 
 

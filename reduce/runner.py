@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .core.errors import ClusterUnavailable, ReduceError, UsageError
 from .groups_at_once import GroupScheduler
-from .planning import RecipeSource, _outdirs, _products_of, find_nights, plan_night
+from .planning import RecipeSource, _outdirs, _products_of, find_nights, plan_night, unaccounted
 from .report import (EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,  # noqa: F401 (re-exported)
                      GroupPlan, GroupResult, NightResult, RunReport)
 
@@ -33,8 +33,6 @@ log = logging.getLogger("reduce.runner")
 
 # the report is filled by each night's pass, from several threads when groups run at once
 _REPORT_LOCK = threading.Lock()
-
-SCHEMA_VERSION = 1
 
 
 def run_night(night, spec, *, config, outdir=None, index=None, depth=None, show_progress=True,
@@ -185,7 +183,7 @@ def _plan_pass(night, out, recipe, report, *, config, index, depth, force, singl
         log.error("%s", e)
         return None
     ours = _products_of(night, out)
-    nres.unreadable = [(f, r) for f, r in fm.unreadable if not ours(f)]
+    nres.unreadable = unaccounted(fm, plans, ours)
     if not plans:
         msg = f"no light frames found in {night} (see `reduce scan {night}`)"
         if single:
@@ -219,7 +217,8 @@ def _unchanged_result(plan, record: dict, night: str) -> GroupResult:
     g.outputs = [o["path"] for o in record.get("outputs", [])]
     g.flagged = [(f.get("file"), f.get("flag", 0), f.get("reason", "")) for f in s.get("flagged", [])]
     g.reference, g.aperture = s.get("reference"), s.get("aperture_px")
-    g.comparisons, g.rms = s.get("comparisons", []), s.get("rms")
+    g.comparisons, g.scatter = s.get("comparisons", []), s.get("scatter_p2p")
+    g.warnings = list(s.get("warnings", []))
     return g
 
 
@@ -244,7 +243,7 @@ def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_
         spec = recipe.spec  # validated now (RecipeError: exit 2), only because there is work
         plans, fm = plan_night(night, config=config, outdir=out, index=index, depth=depth)
         ours = _products_of(night, out)
-        nres.unreadable = [(f, r) for f, r in fm.unreadable if not ours(f)]
+        nres.unreadable = unaccounted(fm, plans, ours)
         with _REPORT_LOCK:
             report.unreadable.extend(nres.unreadable)
             report.groups = [g for g in report.groups if g.night != str(night)]

@@ -62,8 +62,9 @@ def group_fingerprint(plan, *, recipe_key: str, config=None, version: str | None
             "outdir": os.path.abspath(os.fspath(plan.outdir))}
     h.update(json.dumps(head, sort_keys=True).encode())
     cal = plan.calibration
-    for kind, files in (("light", plan.frames), ("bias", cal.bias), ("dark", cal.darks),
-                        ("flat", cal.flats)):
+    unmeasured = [u[0] for u in getattr(plan, "unmeasured", ())]  # their rows are in the outputs
+    for kind, files in (("light", plan.frames), ("unmeasured", unmeasured), ("bias", cal.bias),
+                        ("dark", cal.darks), ("flat", cal.flats)):
         for f in files:
             h.update(_stat_line(kind, f).encode())
     return h.hexdigest()

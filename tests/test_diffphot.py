@@ -70,11 +70,11 @@ def floor(rel, comps, target=0):
 
 def test_weights_broeg_downweights_variables_and_follows_inverse_variance():
     fl, truth = synthetic(2)
-    frames = diffphot.usable_frames(fl.flux, 0)
-    comps = diffphot.select_comparisons(fl.flux, target=0, frames=frames, peak=fl.data["peak"],
+    frames = diffphot.usable_frames(fl.fluxes, 0)
+    comps = diffphot.select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
                                         saturation=fl.meta["saturation"], max_comps=20)
     assert not comps[:, 0].any() and not comps[:, truth["saturated"]].any()
-    w, info = diffphot.weights_broeg(fl.flux, fl.error, comps=comps, frames=frames)
+    w, info = diffphot.weights_broeg(fl.fluxes, fl.errors, comps=comps, frames=frames)
     assert np.allclose(w.sum(axis=1), 1)
     for v in truth["variables"]:
         assert np.all(w[:, v] == 0) and info["rejected"][:, v].all()
@@ -89,10 +89,10 @@ def test_weights_broeg_downweights_variables_and_follows_inverse_variance():
 
 def test_weights_without_errors_still_reject_variables():
     fl, truth = synthetic(3)
-    frames = diffphot.usable_frames(fl.flux, 0)
-    comps = diffphot.select_comparisons(fl.flux, target=0, frames=frames, peak=fl.data["peak"],
+    frames = diffphot.usable_frames(fl.fluxes, 0)
+    comps = diffphot.select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
                                         saturation=fl.meta["saturation"])
-    w, info = diffphot.weights_broeg(fl.flux, None, comps=comps, frames=frames)
+    w, info = diffphot.weights_broeg(fl.fluxes, None, comps=comps, frames=frames)
     assert np.all(w[:, truth["variables"]] == 0)
     assert np.count_nonzero(w[2]) >= 8
 
@@ -164,8 +164,8 @@ def test_weights_ignore_a_candidate_missing_in_a_frame():
     fl, _ = synthetic(6, n_frames=200, variables=())
     comps = np.ones(fl.shape[:2], bool)
     comps[:, [0, 1]] = False
-    fl.flux[:, 3, 50] = np.nan
-    w, _ = diffphot.weights_broeg(fl.flux, fl.error, comps=comps)
+    fl.fluxes[:, 3, 50] = np.nan
+    w, _ = diffphot.weights_broeg(fl.fluxes, fl.errors, comps=comps)
     assert np.all(w[:, 3] == 0) and np.all(np.isfinite(w)) and np.allclose(w.sum(axis=1), 1)
 
 
@@ -173,7 +173,7 @@ def test_few_frames_fall_back_to_expected_noise_weights():
     fl, truth = synthetic(8, n_frames=6)
     comps = np.zeros(fl.shape[:2], bool)
     comps[:, [2, 3, 5]] = True
-    w, info = diffphot.weights_broeg(fl.flux, fl.error, comps=comps)
-    inv = 1 / np.median((fl.error / fl.flux)[:, [2, 3, 5]], axis=-1) ** 2
+    w, info = diffphot.weights_broeg(fl.fluxes, fl.errors, comps=comps)
+    inv = 1 / np.median((fl.errors / fl.fluxes)[:, [2, 3, 5]], axis=-1) ** 2
     assert np.allclose(w[:, [2, 3, 5]], inv / inv.sum(axis=1, keepdims=True))
     assert info["iterations"] == 0 and not info["rejected"].any()

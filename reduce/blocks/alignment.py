@@ -4,19 +4,32 @@ Each frame's own detections are matched to the reference's by triangle asterisms
 :mod:`reduce.algorithms.asterism`): invariant to translation, rotation, flip and small scale
 changes, robust to missing and extra stars, capped to the ``n`` brightest well-spread stars so it
 stays fast with hundreds of detections, and solved independently for every frame (a sudden jump
-between consecutive frames does not matter). A frame that cannot be matched reliably raises
-AlignmentFailed: it is flagged, never given wrong positions.
+between consecutive frames does not matter). Fields too sparse for asterisms (a CCD window with a
+few stars) fall back, in order, on a voted translation of the brightest stars, one unambiguous
+star, then a cross-correlation of the frame's pixels with the rendered reference stars (see
+:mod:`reduce.algorithms.translation`); each method refuses what it cannot place significantly. A
+frame no method can place raises AlignmentFailed with every method's reason: it is flagged, never
+given wrong positions. Match radii follow the FWHM (the frame's, else the reference's).
 """
 from __future__ import annotations
+
+import logging
+from collections import Counter
 
 import numpy as np
 
 from ..algorithms.asterism import MatchError, StarSet, apply_transform, match, transform_summary
+from ..algorithms.translation import correlate, refine, single_star, vote_translation
 from ..core.block import Block
 from ..core.errors import AlignmentFailed
 from ..image import Image, Sources
 
-__all__ = ["AlignReferenceSources", "MAX_STARS"]
+__all__ = ["AlignReferenceSources", "AlignmentMethods", "METHODS", "MAX_STARS"]
+
+log = logging.getLogger("reduce")
+
+#: the placement methods, tried in this order (``image.computed['alignment']['method']``)
+METHODS = ("asterism", "translation", "single star", "cross-correlation")
 
 # default cap of the stars measured on every frame (see AlignReferenceSources.max_stars). Each
 # star costs ~0.06 ms per frame (centroid, 30 apertures, sky): 100 keeps a 650x500 frame holding
@@ -41,6 +54,22 @@ def _reference_sources(reference) -> Sources:
     return Sources(coords)
 
 
+def _size(sources):
+    """sqrt(a b) of each source (its second-moment size, px), or None when unknown."""
+    if sources is None or sources.a is None or sources.b is None:
+        return None
+    return np.sqrt(np.abs(sources.a * sources.b))
+
+
+def _positive(v) -> float | None:
+    """``v`` as a float when it is a finite positive number, else None."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
 class AlignReferenceSources(Block):
     """Match each frame's detected stars to the reference and replace ``image.sources`` with the
     reference sources mapped onto the frame (same order, so star i is the same star everywhere).
@@ -50,11 +79,14 @@ class AlignReferenceSources(Block):
     reference : Image with ``sources`` (e.g. the calibrated, detected reference frame), Sources,
         or an (n, 2) array of x, y in pixels.
     n : maximum number of stars (brightest, well spread) used for the asterisms.
-    tolerance : match radius in pixels.
-    min_match : minimum number of stars that must agree with the transform.
-    max_rms : maximum rms residual (px) of the fit on matched stars (default ``tolerance / 2``).
+    tolerance : match radius in pixels; by default 0.75 FWHM (the frame's, else the reference's),
+        at least 2 px.
+    min_match : minimum number of stars that must agree with an asterism transform.
+    max_rms : maximum rms residual (px) of the asterism fit (default ``tolerance / 2``).
     max_scale : largest accepted scale change between the reference and a frame (and its inverse).
     allow_flip : accept mirrored fields (e.g. a German mount's meridian flip seen as a flip).
+    fallbacks : when asterisms fail (few stars), try a voted translation, one unambiguous star, then
+        a cross-correlation of the pixels (each accepts only a significant answer).
     max_stars : on a field with more stars, only the ``max_stars`` brightest unsaturated ones
         (saturated stars are never comparisons) and the target are measured on every frame;
         ``None`` measures every detected star. The runner caps the reference's star list with
@@ -65,20 +97,21 @@ class AlignReferenceSources(Block):
 
     Sets ``image.transform`` (3x3, reference pixel -> frame pixel), ``image.dx``/``image.dy``
     (the shift of the reference frame's centre, px), ``image.sources`` and
-    ``image.computed['alignment']`` (matched stars, rms, scale, rotation in degrees, flip).
-    Sources mapped outside the frame get their ``edge`` flag.
+    ``image.computed['alignment']`` (``method``, one of :data:`METHODS`, matched stars, rms,
+    scale, rotation in degrees, flip). Sources mapped outside the frame get their ``edge`` flag.
     """
 
     requires = ("sources",)
     provides = ("transform", "dx", "dy", "sources")
 
-    def __init__(self, reference=None, *, n: int = 30, tolerance: float = 2.0, min_match: int = 6,
+    def __init__(self, reference=None, *, n: int = 30, tolerance: float | None = None, min_match: int = 6,
                  max_rms: float | None = None, max_scale: float = 1.1, allow_flip: bool = True,
-                 max_stars: int | None = MAX_STARS):
+                 fallbacks: bool = True, max_stars: int | None = MAX_STARS):
         if int(n) != n or n < 5:
             raise ValueError(f"n must be an integer >= 5, got {n!r}")
-        if not tolerance > 0:
-            raise ValueError(f"tolerance must be a positive number of pixels, got {tolerance!r}")
+        if tolerance is not None and not tolerance > 0:
+            raise ValueError(f"tolerance must be a positive number of pixels (or None: from the FWHM), "
+                             f"got {tolerance!r}")
         if int(min_match) != min_match or min_match < 4:
             raise ValueError(f"min_match must be an integer >= 4, got {min_match!r}")
         if max_rms is not None and not max_rms > 0:
@@ -90,14 +123,18 @@ class AlignReferenceSources(Block):
         self.max_stars = None if max_stars is None else int(max_stars)
         self.reference = reference
         self.n = int(n)
-        self.tolerance = float(tolerance)
+        self.tolerance = None if tolerance is None else float(tolerance)
         self.min_match = int(min_match)
         self.max_rms = max_rms
         self.max_scale = float(max_scale)
         self.allow_flip = bool(allow_flip)
+        self.fallbacks = bool(fallbacks)
         self._ref = None
         self._set = None
         self._center = None
+        self._ref_fwhm = None
+        self._ref_shape = None
+        self._min_distance = None
         if reference is not None:
             self.set_reference(reference)
 
@@ -105,8 +142,11 @@ class AlignReferenceSources(Block):
         """Use ``reference`` (Image with sources, Sources or (n, 2) array) from now on."""
         self.reference = reference
         self._ref = _reference_sources(reference)
-        self._set = StarSet(self._ref.coords, n=self.n, min_distance=5.0 * self.tolerance)
+        self._ref_fwhm = _positive(getattr(reference, "fwhm", None))
+        self._min_distance = 5.0 * self._tolerance(self._ref_fwhm)
+        self._set = StarSet(self._ref.coords, n=self.n, min_distance=self._min_distance)
         shape = getattr(reference, "shape", ())
+        self._ref_shape = tuple(shape) if len(shape) == 2 else None
         if len(shape) == 2:
             self._center = np.array([(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0])
         else:
@@ -130,18 +170,32 @@ class AlignReferenceSources(Block):
         if self._ref is None and getattr(context, "reference", None) is not None:
             self.set_reference(context.reference)
 
+    def _tolerance(self, fwhm) -> float:
+        """The match radius: the given one, else 0.75 FWHM with a 2 px floor (2 px without FWHM)."""
+        if self.tolerance is not None:
+            return self.tolerance
+        return max(2.0, 0.75 * fwhm) if fwhm else 2.0
+
     def run(self, image) -> None:
         if self._ref is None:
             raise ValueError("AlignReferenceSources has no reference: pass reference=<Image with sources>")
         detected = image.sources
-        if detected is None or len(detected) < 3:
-            raise AlignmentFailed(f"only {0 if detected is None else len(detected)} stars detected")
-        try:
-            m = match(self._set, detected.coords, n=self.n, tolerance=self.tolerance, min_match=self.min_match,
-                      max_rms=self.max_rms, max_scale=self.max_scale, allow_flip=self.allow_flip)
-        except MatchError as e:
-            raise AlignmentFailed(f"no match with the reference: {e}") from None
-        t = m.transform
+        xy = np.zeros((0, 2)) if detected is None else detected.coords
+        flux = None if detected is None else detected.flux
+        tol = self._tolerance(_positive(image.fwhm) or self._ref_fwhm)
+        chain = {"asterism": self._by_asterism, "translation": self._by_translation,
+                 "single star": self._by_single_star, "cross-correlation": self._by_cross_correlation}
+        reasons = []
+        for name in METHODS if self.fallbacks else METHODS[:1]:
+            try:
+                t, info = chain[name](image, xy, flux, tol)
+                break
+            except MatchError as e:
+                reasons.append(f"{name}: {e}")
+        else:
+            what = "no star detected" if not len(xy) else f"{len(xy)} star(s) detected"
+            image.computed["alignment"] = {"method": None, "why": "; ".join(reasons)}
+            raise AlignmentFailed(f"{what}, no method placed the frame ({'; '.join(reasons)})")
         out = self._ref.copy()
         out.coords = apply_transform(t, self._ref.coords)
         out.peak = None
@@ -151,8 +205,36 @@ class AlignReferenceSources(Block):
         image.sources = out
         image.transform = t
         image.dx, image.dy = float(shift[0]), float(shift[1])
-        image.computed["alignment"] = {"matched": m.n_matched, "votes": m.votes, "rms": m.rms,
-                                       **transform_summary(t)}
+        image.computed["alignment"] = {"method": name, **info, **transform_summary(t)}
+
+    # -- the methods, in the order of METHODS: each returns (transform, info) or raises MatchError
+    def _by_asterism(self, image, xy, flux, tol):
+        if len(xy) < 3:
+            raise MatchError(f"too few stars ({len(xy)}) for asterisms")
+        m = match(self._set, xy, n=self.n, tolerance=tol, min_match=self.min_match, max_rms=self.max_rms,
+                  max_scale=self.max_scale, allow_flip=self.allow_flip, min_distance=self._min_distance)
+        return m.transform, {"matched": m.n_matched, "votes": m.votes, "rms": m.rms}
+
+    def _by_translation(self, image, xy, flux, tol):
+        p = vote_translation(self._ref.coords, xy, tolerance=tol, shape=image.shape or None)
+        return p.transform, {"matched": p.n_matched, "rms": p.rms, "false_alarm": p.score}
+
+    def _by_single_star(self, image, xy, flux, tol):
+        p = single_star(self._ref.coords, self._ref.flux, xy, flux, tolerance=tol, shape=image.shape or None,
+                        ref_size=_size(self._ref), size=_size(image.sources))
+        return p.transform, {"matched": 1, "rms": 0.0}
+
+    def _by_cross_correlation(self, image, xy, flux, tol):
+        if image.data is None:
+            raise MatchError("no pixels to correlate")
+        fwhm = _positive(image.fwhm) or self._ref_fwhm or 3.0  # a typical seeing when nothing says
+        p = correlate(self._ref.coords, image.data, fwhm=fwhm, ref_shape=self._ref_shape,
+                      bkg=image.bkg, rms=image.bkg_rms)
+        # detections near the peak's placement sharpen it (and fit a small rotation)
+        t, pairs, rms = refine(p.transform, self._ref.coords, xy, tolerance=tol)
+        if len(pairs) < 2:
+            t, pairs, rms = p.transform, (), float("nan")
+        return t, {"matched": len(pairs), "rms": rms, "snr": p.score}
 
     @staticmethod
     def _outside(xy: np.ndarray, image) -> np.ndarray:
@@ -163,3 +245,37 @@ class AlignReferenceSources(Block):
             with np.errstate(invalid="ignore"):
                 bad |= (xy[:, 0] < 0) | (xy[:, 0] > nx - 1) | (xy[:, 1] < 0) | (xy[:, 1] > ny - 1)
         return bad
+
+
+class AlignmentMethods(Block):
+    """Count which method placed each frame (``image.computed['alignment']['method']``) and log
+    it once at the end: ``counts`` maps each of :data:`METHODS` (and ``failed``, ``not reached``
+    for frames rejected before the alignment) to a number of frames. ``reduce run`` adds it to
+    every chain holding AlignReferenceSources (so it is not a recipe block)."""
+
+    collector = True
+    register = False
+
+    def __init__(self, *, label: str = "alignment"):
+        self.label = str(label)
+        self.counts: dict[str, int] = {}
+
+    def setup(self, context=None) -> None:
+        """Start counting anew (a Sequence may be run more than once)."""
+        self.counts = {}
+
+    def run(self, image) -> None:
+        info = image.computed.get("alignment")
+        key = "not reached" if info is None else (info.get("method") or "failed")
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def finish(self) -> None:
+        """Log how many frames each method placed (nothing when no frame was seen)."""
+        if not self.counts:
+            return
+        c = Counter(self.counts)
+        placed = sum(c[m] for m in METHODS)
+        parts = ", ".join(f"{c[m]} by {m}" for m in METHODS if c[m])
+        tail = "".join(f"; {c[k]} {k}" for k in ("failed", "not reached") if c[k])
+        log.info("%s: %d of %d frame(s) aligned%s%s", self.label, placed, sum(c.values()),
+                 f" ({parts})" if parts else "", tail)

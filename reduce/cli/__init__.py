@@ -20,6 +20,7 @@ COMMANDS = {
     "run": ("reduce.cli.run", "run", "Reduce every light group of a night with a recipe."),
     "validate": ("reduce.cli.recipes", "validate", "Check a recipe without running it."),
     "blocks": ("reduce.cli.recipes", "blocks_cmd", "List the blocks a recipe can use, with parameters."),
+    "recipes": ("reduce.cli.recipes", "recipes_cmd", "List the recipes installed with reduce."),
 }
 
 

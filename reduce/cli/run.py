@@ -11,9 +11,13 @@ from ..core.errors import ReduceError, UsageError
 
 EPILOG = """\b
 Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<target>_<filter>:
-  .csv / .fits   light-curve table (time JD UTC mid-exposure, bjd_tdb, flux, flux_err, airmass,
-                 fwhm, sky, dx, dy, x, y, flag, file); the FITS file also holds every star's raw
-                 fluxes at every aperture and the comparison weights
+  .csv / .ecsv   light-curve table, one row per file of the group (time JD UTC mid-exposure,
+                 bjd_tdb, flux, flux_err, airmass, fwhm, sky, dx, dy, x, y, flag, file); the
+                 .ecsv adds a commented block with units and schema
+  .fits          the same table with FITS time keywords, observation metadata, the stars
+                 (positions, comparison weights) and every star's raw fluxes at every aperture
+  _aavso.txt     AAVSO extended format (recipe outputs: aavso: {obscode: ...})
+  _exotic.csv    EXOTIC pre-reduced input, BJD_TDB (recipe outputs: exotic: true)
   .png           differential light curve (raw and binned) with per-frame diagnostics
   _reference.png reference frame with the target and comparison stars marked
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags
@@ -221,47 +225,100 @@ def _print_plan(console, plans, spec, fm):
     for p in plans:
         for reason in p.describe()["reasons"]:
             console.print(f"  {p.group.label}: {reason}")
-    if fm.unreadable:
-        console.print(f"[yellow]{len(fm.unreadable)} unreadable file(s) would be ignored[/]")
+        for w in getattr(p.group, "warnings", ()):
+            from rich.markup import escape
+
+            console.print(f"  [yellow]{escape(p.group.label)}: warning: {escape(w['message'])}[/]",
+                          highlight=False)
+    for p in plans:
+        for path, reason, *_ in p.unmeasured:
+            console.print(f"  {p.group.label}: {Path(str(path)).name} cannot be measured ({reason}): "
+                          "a row flagged UNREADABLE")
+    from ..planning import _products_of, unaccounted
+
+    stray = unaccounted(fm, plans, _products_of(Path(fm.folder), plans[0].outdir))
+    if stray:
+        console.print(f"[yellow]{len(stray)} unreadable or image-less file(s) outside any light group "
+                      "would be ignored[/]")
+
+
+_SUMMARY_COLUMNS = ("group", "status", "frames", "flagged", "aperture px", "comps", "p2p scatter (ppt)")
 
 
 def _print_report(console, report):
-    """The run's one summary: a table of the groups reduced, then what was skipped and why."""
-    from rich.table import Table
+    """The run's one summary: the groups reduced (a table when it fits the console, else one
+    block per group, so labels are never broken mid-word), then what was skipped and why."""
+    from rich.text import Text
 
     done = report.processed
     if done:
-        t = Table(title=f"reduce run: {len(done)} group(s) in {report.seconds:.1f} s")
         several = len({g.night for g in done}) > 1  # the same group label can come from each night
-        if several:
-            t.add_column("night", overflow="fold")
-        # the group label is what names the output files: never truncated
-        t.add_column("group", overflow="fold")
-        for col in ("status", "frames", "flagged", "ap. px", "comps", "rms"):
-            t.add_column(col, no_wrap=True)
-        for g in done:
-            t.add_row(*([Path(str(g.night)).name] if several else []), g.plan.group.label,
-                      g.status if g.status == "done" else f"[red]{g.status}[/]",
-                      str(g.n_frames), str(len(g.flagged)),
-                      "" if g.aperture is None else f"{g.aperture:.2f}",
-                      str(len(g.comparisons)), "" if g.rms is None else f"{g.rms:.2e}")
-        console.print(t)
+        rows = [_summary_row(g, several) for g in done]
+        header = (["night"] if several else []) + list(_SUMMARY_COLUMNS)
+        title = f"reduce run: {len(done)} group(s) in {report.seconds:.1f} s"
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+        if sum(widths) + 3 * len(widths) + 1 <= console.width:
+            _summary_table(console, title, header, rows)
+        else:
+            _summary_list(console, title, header, rows)
     for g in done:
         if g.status != "done":
-            console.print(f"[red]{g.plan.group.label}: {g.message}[/]")
+            console.print(Text(f"{g.plan.group.label}: {g.message}", style="red"), soft_wrap=True)
         for path in g.outputs:
-            console.print(f"  wrote {path}")
+            console.print(Text(f"  wrote {path}"), soft_wrap=True)
+        unmeasured = getattr(g.plan, "unmeasured", [])
+        names = {Path(str(u[0])).name for u in unmeasured}
         reasons = {}
-        for _, _, reason in g.flagged:
-            reasons[reason] = reasons.get(reason, 0) + 1
+        for file, _, reason in g.flagged:
+            if Path(str(file)).name not in names:
+                reasons[reason] = reasons.get(reason, 0) + 1
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            console.print(f"  [yellow]{n} frame(s) flagged: {reason}[/]")
+            console.print(Text(f"  {n} frame(s) flagged: {reason}", style="yellow"), soft_wrap=True)
+        for path, reason, *_ in unmeasured:
+            console.print(Text(f"  not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}",
+                               style="yellow"), soft_wrap=True)
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "
-                      "(--force redoes them)")
+                      "(--force redoes them)", soft_wrap=True)
     for n in report.nights:
         if n.status in ("locked", "failed") and n.message:
-            console.print(f"[red]{n.night}: {n.message}[/]")
+            console.print(Text(f"{n.night}: {n.message}", style="red"), soft_wrap=True)
     if report.unreadable:
-        console.print(f"[yellow]{len(report.unreadable)} unreadable file(s) ignored (reduce scan --errors)[/]")
+        console.print(Text(f"{len(report.unreadable)} unreadable or image-less file(s) outside any light "
+                           "group, ignored:", style="yellow"), soft_wrap=True)
+        for path, reason in report.unreadable:
+            console.print(Text(f"  {path}: {reason}", style="yellow"), soft_wrap=True)
+
+
+def _summary_row(g, several: bool) -> list[str]:
+    """One group's summary cells (plain text); scatter = point-to-point scatter in parts per thousand."""
+    return ([Path(str(g.night)).name] if several else []) + [
+        g.plan.group.label, g.status, str(g.n_frames), str(len(g.flagged)),
+        "" if g.aperture is None else f"{g.aperture:.2f}", str(len(g.comparisons)),
+        "" if g.scatter is None else f"{1e3 * g.scatter:.2f}"]
+
+
+def _summary_table(console, title, header, rows) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title)
+    for col in header:
+        t.add_column(col, no_wrap=True)
+    status = header.index("status")
+    for r in rows:
+        t.add_row(*(Text(c, style="red" if i == status and c != "done" else "") for i, c in enumerate(r)))
+    console.print(t)
+
+
+def _summary_list(console, title, header, rows) -> None:
+    """The summary for a narrow console or a log: the label on its own line, then key: value."""
+    from rich.text import Text
+
+    console.print(Text(title, style="bold"))
+    first = header.index("group")
+    for r in rows:
+        console.print(Text(r[first], style="bold"), soft_wrap=True)
+        cells = [f"{h}: {v}" for i, (h, v) in enumerate(zip(header, r)) if i != first and v != ""]
+        console.print(Text("  " + " | ".join(cells)), soft_wrap=True)

@@ -7,9 +7,10 @@ __all__ = ["scan"]
 
 EPILOG = """\b
 Exit status:
-  0  every FITS file was readable
-  1  some files are unreadable (zero-byte, truncated, not FITS, header only,
-     no permission); list them with --errors
+  0  every FITS file is a readable frame
+  1  some files or folders were skipped: unreadable (zero-byte, truncated, not
+     FITS, header only, no permission), or no 2-D image (a cube, tables only);
+     list them with the reason with --errors
   2  usage error (missing folder, bad option, invalid --config file)
 """
 
@@ -43,6 +44,14 @@ def _emit_groups(fm, fmt: str) -> None:
         click.echo(g.groups_csv(groups), nl=False)
     else:
         _console().print(g.groups_table(groups, title=f"{fm.folder}"))
+        _emit_warnings(groups)
+
+
+def _emit_warnings(groups) -> None:
+    """Each group's header and time warnings, once per kind (JSON output carries them per group)."""
+    for group in groups:
+        for w in group.warnings:
+            click.echo(f"warning: {group.label}: {w['message']}", err=True)
 
 
 def _emit_files(fm, fmt: str) -> None:
@@ -70,7 +79,7 @@ def _emit_errors(unreadable, fmt: str) -> None:
         click.echo(buf.getvalue(), nl=False)
     else:
         from rich.table import Table
-        t = Table(title="unreadable files", header_style="bold")
+        t = Table(title="skipped files", header_style="bold")
         t.add_column("path", overflow="fold")
         t.add_column("reason")
         for p, r in unreadable:
@@ -86,7 +95,8 @@ def _emit_errors(unreadable, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="Output format (csv/json for scripts).")
 @click.option("--errors", is_flag=True,
-              help="List the unreadable files with the reason instead of the groups.")
+              help="List the skipped files (unreadable, or without a 2-D image) and folders with "
+                   "the reason instead of the groups.")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False), default=None,
               help="SQLite index file. Default: NIGHT/.reduce/index.sqlite, or a per-user cache "
                    "file ($XDG_CACHE_HOME/reduce/) when NIGHT is read-only.")
@@ -108,16 +118,19 @@ def scan(night, depth, list_files, fmt, errors, index_path, config_path):
                          show_progress=fmt == "table")
     except OSError as e:
         raise click.UsageError(f"cannot scan {night}: {e}") from None
-    unreadable = fm.unreadable
+    skipped = sorted(fm.unreadable + fm.skipped)
     if errors:
-        _emit_errors(unreadable, fmt)
+        _emit_errors(skipped, fmt)
     elif len(fm) or fmt != "table":
         (_emit_files if list_files else _emit_groups)(fm, fmt)
-    if not len(fm) and not unreadable:
-        where = f" (depth {depth})" if depth is not None else ""
+    where = f" (depth {depth})" if depth is not None else ""
+    if not len(fm) and not skipped:
         click.echo(f"No FITS files (.fits .fit .fts, .fz, .gz) found in {fm.folder}{where}.", err=True)
-    if unreadable and not errors:
-        click.echo(f"{len(unreadable)} unreadable file(s); run with --errors to list them.",
-                   err=True)
-    if unreadable:
+    elif not len(fm):
+        click.echo(f"No usable FITS frame in {fm.folder}{where}.", err=True)
+    if skipped and not errors:
+        click.echo(f"{len(skipped)} file(s) or folder(s) skipped ({len(fm.unreadable)} unreadable, "
+                   f"{len(fm.skipped)} without a 2-D image); run with --errors to list them "
+                   "with the reason.", err=True)
+    if skipped:
         click.get_current_context().exit(1)

@@ -16,9 +16,11 @@ __all__ = ["simulate"]
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed (same seed, same files).")
 @click.option("--n-images", type=int, default=100, show_default=True, help="Number of light frames.")
-@click.option("--size", type=int, default=600, show_default=True, help="Frame width = height in pixels.")
+@click.option("--size", default="600", show_default=True, metavar="N|WxH",
+              help="Frame size in pixels: N for N x N, or WIDTHxHEIGHT (e.g. 521x64, a CCD window).")
 @click.option("--n-stars", type=int, default=None,
-              help="Number of stars, target included [default: 40 for 600x600, scaled with area].")
+              help="Number of stars, target included, up to one per 10x10 px; from a few hundred on, "
+                   "most are faint, as in a crowded field [default: 40 for 600x600, scaled with area].")
 @click.option("--signal", type=click.Choice(["sine", "transit", "flat"]), default="sine",
               show_default=True, help="Relative flux injected into the target.")
 @click.option("--shift", type=float, default=5.0, show_default=True,
@@ -28,11 +30,27 @@ __all__ = ["simulate"]
               help="No bias/dark/flat frames, and lights without any camera signature.")
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True,
               help="Pixel type: uint16 like a camera (BZERO 32768) or float32.")
+@click.option("--fwhm", type=float, default=None, metavar="PX",
+              help="Median seeing FWHM in pixels, e.g. 10 (defocused) or 1.5 (undersampled: stars "
+                   "integrated over each pixel) [default: 3.5-4.2 at random].")
+@click.option("--jitter", type=float, default=0.3, show_default=True, metavar="PX",
+              help="RMS pointing jitter per axis, in pixels, frame to frame.")
+@click.option("--jump", type=float, default=0.0, show_default=True, metavar="PX",
+              help="A sudden pointing step of PX pixels at mid-night (guider re-acquisition).")
+@click.option("--rotation", type=float, default=0.0, show_default=True, metavar="DEG",
+              help="Field rotation over the night, in degrees, about the frame centre.")
+@click.option("--twilight", type=float, default=0.0, show_default=True, metavar="MIN",
+              help="The night starts in twilight: the sky falls from 24,700 ADU to its night "
+                   "level over the first MIN minutes.")
+@click.option("--dead-columns", type=int, default=0, show_default=True, metavar="N",
+              help="N unilluminated columns at both ends of the frame (bias level even in flats).")
+@click.option("--saturated-neighbour", type=float, default=0.0, show_default=True, metavar="PX",
+              help="Put a saturated star (3x the target's flux) PX pixels from the target.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_calibration, dtype,
-             force, quiet):
+             fwhm, jitter, jump, rotation, twilight, dead_columns, saturated_neighbour, force, quiet):
     """Write a realistic synthetic night with known truth into DEST.
 
     \b
@@ -47,11 +65,15 @@ def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_cal
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise UsageError(f"DEST '{dest}' is not empty; choose a new folder or pass --force to "
                          "replace a previous simulation there")
+    size = _parse_size(size)
     t0 = time.perf_counter()
     try:
         truth = simulate_night(dest, seed=seed, n_images=n_images, size=size, n_stars=n_stars,
                                signal=signal, shift=shift, calibration=not no_calibration,
-                               dtype=dtype, exptime=exptime, overwrite=force, show_progress=not quiet)
+                               dtype=dtype, exptime=exptime, overwrite=force, show_progress=not quiet,
+                               fwhm=fwhm, jitter=jitter, jump=jump, rotation=rotation,
+                               twilight=twilight, dead_columns=dead_columns,
+                               saturated_neighbour=saturated_neighbour)
     except (ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None
     except OSError as e:
@@ -60,9 +82,22 @@ def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_cal
         _summary(dest, truth, time.perf_counter() - t0)
 
 
+def _parse_size(text: str):
+    """``N`` -> N (square) or ``WxH`` -> (W, H); a clear error otherwise."""
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise UsageError(f"--size must be N or WIDTHxHEIGHT in pixels, e.g. 600 or 521x64 (got {text!r})")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _option_names(message: str) -> str:
     """Turn the API's parameter names in an error message into the CLI's option names."""
-    for name in ("n_images", "n_stars", "size", "shift", "exptime", "seed"):
+    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "size", "shift",
+                 "exptime", "seed", "fwhm", "jitter", "jump", "rotation", "twilight"):
         message = message.replace(f"{name}=", f"--{name.replace('_', '-')} ")
         if message.startswith(name):
             message = f"--{name.replace('_', '-')}" + message[len(name):]
@@ -75,7 +110,8 @@ def _summary(dest: Path, truth: dict, elapsed: float) -> None:
     t = truth["target"]
     n_var = sum(truth["stars"]["variable"])
     n_sat = sum(truth["stars"]["saturated"])
-    click.echo(f"Wrote {p['n_images']} light frames ({p['size']}x{p['size']} {p['dtype']}, "
+    nx, ny = p["size"] if isinstance(p["size"], list) else (p["size"], p["size"])
+    click.echo(f"Wrote {p['n_images']} light frames ({nx}x{ny} {p['dtype']}, "
                f"{p['exptime']:g} s, signal '{p['signal']}') to {dest / 'light'}")
     if p["calibration"]:
         click.echo(f"      {len(cal['bias'])} bias, {len(cal['dark'])} dark, {len(cal['flat'])} flat "

@@ -33,7 +33,7 @@ class Flag(IntFlag):
 FLAG_DESCRIPTIONS = {
     Flag.UNREADABLE: "the file could not be read as a FITS image",
     Flag.NO_SOURCES: "no (or too few) stars were detected",
-    Flag.ALIGNMENT_FAILED: "the frame could not be matched to the reference",
+    Flag.ALIGNMENT_FAILED: "no method (asterisms, voted translation, one star, cross-correlation) placed the frame",
     Flag.TARGET_SATURATED: "the target's peak reached the saturation level",
     Flag.TARGET_NEAR_EDGE: "the target aperture touches the frame edge",
     Flag.CENTROID_RAN_AWAY: "a centroid moved too far; the predicted position was kept",

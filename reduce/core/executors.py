@@ -210,6 +210,7 @@ def _plain_logging() -> None:
             logger.removeHandler(h)
             plain = logging.StreamHandler(sys.stderr)
             plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+            plain.setLevel(h.level)  # -q keeps the console quiet in workers too
             logger.addHandler(plain)
 
 

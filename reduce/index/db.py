@@ -21,7 +21,7 @@ __all__ = ["Index", "default_index_path", "cache_index_path", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BATCH = 2000
 
 # file identity + status, then every FrameInfo field except 'path'
@@ -30,7 +30,8 @@ COLUMNS = ["path", "size", "mtime_ns", "error"] + _INFO_COLUMNS
 _TYPES = {"size": "INTEGER", "mtime_ns": "INTEGER", "hdu": "INTEGER", "width": "INTEGER",
           "height": "INTEGER", "bitpix": "INTEGER", "exptime": "REAL", "jd": "REAL", "ra": "REAL",
           "dec": "REAL", "airmass": "REAL", "gain": "REAL", "read_noise": "REAL",
-          "saturation": "REAL", "bzero": "REAL"}
+          "saturation": "REAL", "bzero": "REAL", "latitude": "REAL", "longitude": "REAL",
+          "elevation": "REAL", "time_resolution": "REAL"}
 
 
 def _writable_dir(path: Path) -> bool:

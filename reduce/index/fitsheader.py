@@ -10,7 +10,7 @@ import gzip
 import os
 from typing import Any
 
-__all__ = ["UnreadableFile", "NotAnImage", "RawHeader", "read_header", "is_fits_name"]
+__all__ = ["UnreadableFile", "NotAnImage", "OwnProduct", "RawHeader", "read_header", "is_fits_name"]
 
 BLOCK = 2880
 CARD = 80
@@ -22,7 +22,11 @@ class UnreadableFile(Exception):
 
 
 class NotAnImage(UnreadableFile):
-    """A valid FITS file that holds tables but no image (e.g. a light-curve table): not an error."""
+    """A valid FITS file that holds tables or cubes but no 2-D image: not a frame."""
+
+
+class OwnProduct(NotAnImage):
+    """A light-curve product written by reduce (primary ORIGIN = 'reduce' and REDUCE_SCHEMA)."""
 
 
 def is_fits_name(name: str) -> bool:
@@ -143,16 +147,25 @@ def _read_header_block(f) -> str | None:
             return None
         if len(block) < BLOCK:
             raise UnreadableFile("truncated header: incomplete 2880-byte block")
-        try:
-            text = block.decode("ascii")
-        except UnicodeDecodeError:
-            raise UnreadableFile("not a FITS file: header is not ASCII text") from None
+        text = header_text(block)
         chunks.append(text)
         for i in range(0, BLOCK, CARD):
             if text[i:i + 8] == "END     ":
                 return "".join(chunks)
         if len(chunks) > 2000:
             raise UnreadableFile("header has no END card")
+
+
+def header_text(block: bytes) -> str:
+    """ASCII text of header bytes; a stray non-ASCII byte (an accented letter in a comment, which
+    astropy tolerates too) becomes '?', keeping every card 80 characters long."""
+    try:
+        return block.decode("ascii")
+    except UnicodeDecodeError:
+        return block.translate(_ASCII_ONLY).decode("ascii")
+
+
+_ASCII_ONLY = bytes(range(128)) + b"?" * 128
 
 
 def _data_bytes(cards: RawHeader) -> int:
@@ -190,12 +203,14 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
     if not head.startswith(b"SIMPLE  ="):
         raise UnreadableFile("not a FITS file (does not start with SIMPLE)")
     f.seek(0)
-    offset, index, tables = 0, 0, 0
+    offset, index, tables = 0, 0, []
     while True:
         text = _read_header_block(f)
         if text is None:
             break
         cards = _parse_cards(text)
+        if index == 0 and "REDUCE_SCHEMA" in cards and str(cards.get("ORIGIN") or "").strip() == "reduce":
+            raise OwnProduct("a light-curve product of reduce")
         offset += len(text)
         nbytes = _data_bytes(cards)
         padded = -(-nbytes // BLOCK) * BLOCK
@@ -207,7 +222,12 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
         shape = _image_shape(cards)
         if shape is not None and xt in ("", "IMAGE"):
             return text, cards, index, shape
-        tables += xt in ("BINTABLE", "TABLE") or int(cards.get("NAXIS") or 0) > 2
+        if xt in ("BINTABLE", "TABLE"):
+            tables.append("table")
+        elif int(cards.get("NAXIS") or 0) > 2:
+            naxis = int(cards.get("NAXIS") or 0)
+            dims = "x".join(str(int(cards.get(f"NAXIS{k}") or 0)) for k in range(1, naxis + 1))
+            tables.append(f"{naxis}-D cube ({dims})")
         if padded:
             f.seek(padded, os.SEEK_CUR)
         offset += padded
@@ -215,7 +235,9 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
         if size is not None and offset >= size:
             break
     if tables:
-        raise NotAnImage(f"no 2-D image: FITS table(s) or cube(s) only ({tables})")
+        kinds = sorted(set(tables))
+        raise NotAnImage("no 2-D image: " + (f"{len(tables)} FITS table(s) only" if kinds == ["table"]
+                                             else ", ".join(kinds)))
     raise UnreadableFile("no image data (header only)")
 
 

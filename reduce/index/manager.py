@@ -16,8 +16,8 @@ from typing import Iterable
 from ..config import Config, load_config
 from .calibration import CalibrationMatch, match_calibration
 from .db import Index, default_index_path, info_from_row, row_from_error, row_from_info
-from .fitsheader import NotAnImage, UnreadableFile, is_fits_name
-from .groups import Group, group_frames, groups_table, render_table
+from .fitsheader import NotAnImage, OwnProduct, UnreadableFile, is_fits_name
+from .groups import Group, group_frames, groups_table, link_nights, render_table
 from .headers import FrameInfo, frame_info
 
 __all__ = ["FitsManager", "ScanStats", "walk", "PARSER_VERSION"]
@@ -25,9 +25,11 @@ __all__ = ["FitsManager", "ScanStats", "walk", "PARSER_VERSION"]
 log = logging.getLogger(__name__)
 
 #: bump when header interpretation changes, so existing indexes are re-read
-PARSER_VERSION = "3"
-#: prefix of the ``error`` column for valid FITS files that are not images (tables): skipped
+PARSER_VERSION = "5"
+#: prefix of the ``error`` column for valid FITS files that are not images (tables, cubes): skipped
 SKIP = "skip: "
+#: prefix of the ``error`` column for reduce's own light-curve products: ignored
+PRODUCT = "product: "
 
 
 @dataclass
@@ -44,11 +46,13 @@ class ScanStats:
     extra: dict = field(default_factory=dict)
 
 
-def walk(root: str, depth: int | None = None) -> Iterable[tuple[str, int, int, str | None]]:
+def walk(root: str, depth: int | None = None,
+         folder_errors: list | None = None) -> Iterable[tuple[str, int, int, str | None]]:
     """Yield (path, size, mtime_ns, error) for FITS-named files under ``root``.
 
     ``depth`` counts sub-folder levels below ``root`` (0: only ``root`` itself; None: all).
-    Hidden folders are skipped; symlinked folders are followed once (no loops).
+    Hidden folders are skipped; symlinked folders are followed once (no loops). Folders that
+    cannot be listed are appended to ``folder_errors`` as (path, reason).
     """
     stack = [(root, 0)]
     visited = set()
@@ -62,6 +66,8 @@ def walk(root: str, depth: int | None = None) -> Iterable[tuple[str, int, int, s
             entries = list(os.scandir(folder))
         except OSError as e:
             log.warning("cannot list %s: %s", folder, e.strerror or e)
+            if folder_errors is not None:
+                folder_errors.append((folder, f"cannot list folder: {e.strerror or e}"))
             continue
         for entry in entries:
             name = entry.name
@@ -92,6 +98,8 @@ def _read_one(path: str, size: int, mtime_ns: int, config: Config) -> tuple:
     """Index row for one file; unreadable and unexpected failures become error rows."""
     try:
         return row_from_info(frame_info(path, config), size, mtime_ns)
+    except OwnProduct as e:
+        return row_from_error(path, size, mtime_ns, PRODUCT + str(e))
     except NotAnImage as e:
         return row_from_error(path, size, mtime_ns, SKIP + str(e))
     except UnreadableFile as e:
@@ -105,15 +113,16 @@ def scan_folder(root: str, *, depth: int | None, index: Index, config: Config,
                 show_progress: bool = False) -> tuple[list[FrameInfo], list, list, ScanStats]:
     """Bring ``index`` up to date for ``root``; return (frames, unreadable, skipped, stats).
 
-    ``unreadable`` and ``skipped`` (valid FITS without an image, e.g. tables) are sorted
-    (path, reason) pairs.
+    ``unreadable`` (including folders that cannot be listed) and ``skipped`` (valid FITS
+    without a 2-D image: tables, cubes) are sorted (path, reason) pairs; reduce's own
+    light-curve products are in neither.
     """
     stats = ScanStats(index=str(index.path))
     known = index.rows_under(root)
     fingerprint = _fingerprint(config)
     stale = index.get_meta("fingerprint") != fingerprint
-    rows, todo, fresh = {}, [], []
-    for path, size, mtime_ns, error in walk(root, depth):
+    rows, todo, fresh, folder_errors = {}, [], [], []
+    for path, size, mtime_ns, error in walk(root, depth, folder_errors):
         stats.seen += 1
         if error is not None:
             rows[path] = row_from_error(path, size, mtime_ns, error)
@@ -148,8 +157,9 @@ def scan_folder(root: str, *, depth: int | None, index: Index, config: Config,
             frames.append(info_from_row(row))
         elif row[3].startswith(SKIP):
             skipped.append((row[0], row[3][len(SKIP):]))
-        else:
+        elif not row[3].startswith(PRODUCT):
             unreadable.append((row[0], row[3]))
+    unreadable.extend(folder_errors)
     frames.sort(key=lambda f: (f.jd if f.jd is not None else float("inf"), f.path))
     unreadable.sort()
     skipped.sort()
@@ -204,6 +214,7 @@ class FitsManager:
             self._frames, self._unreadable, self._skipped, self.stats = scan_folder(
                 self.folder, depth=self.depth, index=idx, config=self.config,
                 show_progress=self.show_progress)
+        self._frames = link_nights(self._frames)  # a series of frames is one night
         self._groups = None
         return self.stats
 
@@ -243,12 +254,13 @@ class FitsManager:
 
     @property
     def unreadable(self) -> list[tuple[str, str]]:
-        """(path, reason) of every file that could not be used."""
+        """(path, reason) of every file (or folder) that could not be read."""
         return list(self._unreadable)
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
-        """(path, reason) of valid FITS files without an image (tables, e.g. earlier outputs)."""
+        """(path, reason) of valid FITS files without a 2-D image (tables, cubes); reduce's own
+        light-curve products are not listed."""
         return list(self._skipped)
 
     def groups(self, type=None) -> list[Group]:

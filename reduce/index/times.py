@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["jd_from_datetime", "datetime_from_jd", "night_of"]
+__all__ = ["jd_from_datetime", "datetime_from_jd", "night_of", "human_duration"]
 
 _JD_J2000 = 2451545.0
 _J2000 = datetime(2000, 1, 1, 12, tzinfo=timezone.utc)
@@ -83,3 +83,34 @@ def night_of(utc: datetime, *, longitude: float | None = None, offset: timedelta
     else:
         local = utc
     return (local - timedelta(hours=12)).date().isoformat()
+
+
+def _string_resolution(value) -> float:
+    """Seconds of one unit of the last digit of a date-time or time-of-day string ('...:43.317'
+    is good to 1 ms, '...:43' to 1 s, '18:33' to 1 min); the precision a comparison must allow."""
+    s = str(value).strip()
+    m = re.search(r"\d{1,2}:\d{2}(:\d{2}(\.(\d+))?)?", s)
+    if m is None:
+        return 60.0 if isinstance(value, (int, float)) else 86400.0
+    if m.group(1) is None:
+        return 60.0
+    return 10.0 ** -len(m.group(3)) if m.group(3) else 1.0
+
+
+def _number_resolution(value) -> float:
+    """One unit of the last decimal a number was written with (58107.065 -> 0.001); the shortest
+    repr of a float never shows more decimals than were written, so this never underestimates."""
+    text = repr(float(value)) if not isinstance(value, str) else value.strip()
+    text = text.lower().replace("d", "e")
+    mantissa, _, exp = text.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (-decimals + (int(exp) if exp else 0))
+
+
+def human_duration(seconds: float) -> str:
+    """'7.0 s', '12.3 min', '5.2 h', '3.1 days', '31.0 years'."""
+    s = abs(seconds)
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
+        if s >= 2 * size:
+            return f"{s / size:.1f} {unit}"
+    return f"{s:.1f} s"

@@ -38,6 +38,8 @@ _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 def _primary_header_text(f) -> str | None:
     """Text of the primary header (whole 2880-byte blocks up to the END card), None if odd."""
+    from ..index.fitsheader import header_text
+
     chunks = []
     while len(chunks) < 100:
         block = f.read(_BLOCK)
@@ -45,10 +47,7 @@ def _primary_header_text(f) -> str | None:
             return None
         if not chunks and not block.startswith(b"SIMPLE  ="):
             return None
-        try:
-            text = block.decode("ascii")
-        except UnicodeDecodeError:
-            return None
+        text = header_text(block)  # a stray non-ASCII byte in a comment becomes '?'
         chunks.append(text)
         if any(text[i:i + 8] == "END     " for i in range(0, _BLOCK, 80)):
             return "".join(chunks)

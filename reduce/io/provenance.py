@@ -118,7 +118,7 @@ def _flagged(entries, root) -> list[dict]:
 
 def provenance_record(*, recipe_spec, config_source, inputs, calibration, reference, aperture,
                       comparisons, weights, flagged, extra=None, root=None, checksums=None,
-                      created: str | None = None, target=None) -> dict:
+                      created: str | None = None, warnings=None, target=None) -> dict:
     """The provenance of one light curve as a plain dict.
 
     Parameters
@@ -132,6 +132,8 @@ def provenance_record(*, recipe_spec, config_source, inputs, calibration, refere
     aperture, comparisons, weights : the chosen aperture (radius, px; index), comparison star
         indices and their weights.
     flagged : ``(file, flags, reason)`` for every flagged frame.
+    warnings : ``{code, message, frames}`` for every header or time problem of the group (time
+        keywords that disagree, overlapping exposures, values set aside, airmass computed...).
     target : how the target was placed, e.g. ``{"given": {"x", "y", "frame"}, "mapped": [x, y],
         "snapped": [x, y], "snap_distance_px", "index"}`` (positions in 0-based file pixels; the
         mapped and snapped ones on the reference); ``Path`` values relative to ``root``.
@@ -158,6 +160,7 @@ def provenance_record(*, recipe_spec, config_source, inputs, calibration, refere
         "comparisons": to_plain(comparisons),
         "weights": to_plain(weights),
         "flagged": _flagged(flagged, root),
+        "warnings": to_plain(list(warnings or [])),
         "extra": to_plain(extra or {}),
     }
     return record

@@ -19,7 +19,7 @@ from pathlib import Path, PurePath
 from typing import Any, Literal, Union, get_args, get_origin
 
 __all__ = [
-    "CoercionError", "resolve_annotations", "coerce", "describe", "is_settable",
+    "CoercionError", "resolve_annotations", "coerce", "describe", "yaml_forms", "accepts_range", "is_settable",
     "runtime_parameters", "settable_parameters", "RANGE_KEYS", "finite", "RUNNER_SUPPLIED",
 ]
 
@@ -142,6 +142,58 @@ def describe(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_NUMBERS = (int, float)
+
+
+def accepts_range(tp) -> bool:
+    """Whether a ``{start, stop, n}`` range is accepted for annotation ``tp`` (a list of numbers
+    of any length, or an array)."""
+    if _is_array(tp):
+        return True
+    if _is_union(tp):
+        return any(accepts_range(a) for a in get_args(tp))
+    origin = get_origin(tp) or tp
+    if origin in (list, tuple) or origin in _SEQUENCES:
+        args = get_args(tp)
+        if origin is tuple and args and Ellipsis not in args:
+            return False
+        return not args or args[0] in _NUMBERS or args[0] in (Any, EMPTY)
+    return False
+
+
+def yaml_forms(tp) -> str:
+    """The YAML values a parameter annotated ``tp`` accepts, in words (``reduce blocks``)."""
+    if tp in (Any, EMPTY):
+        return "any value"
+    if tp is type(None):
+        return "null"
+    simple = {bool: "true | false", int: "integer", float: "number", str: "text",
+              Path: "path", PurePath: "path", dict: "mapping"}
+    if tp in simple:
+        return simple[tp]
+    if _is_array(tp):
+        return "number, list of numbers or {start, stop, n}"
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if _is_union(tp):
+        forms: list[str] = []
+        for a in get_args(tp):
+            f = yaml_forms(a)
+            if f not in forms:
+                forms.append(f)
+        return " | ".join(forms)
+    if tp in (list, tuple) or origin in _SEQUENCES:
+        args = get_args(tp)
+        if origin is tuple and args and Ellipsis not in args:
+            return f"list of {len(args)} items ({', '.join(yaml_forms(a) for a in args)})"
+        item = yaml_forms(args[0]) if args else "value"
+        return f"list of {item}s" + (" or {start, stop, n}" if accepts_range(tp) else "")
+    if origin in _MAPPINGS:
+        return "mapping"
+    return describe(tp)
+
+
 def _kind(value) -> str:
     """The YAML name of a value's type, for messages."""
     if value is None:
@@ -168,8 +220,18 @@ def coerce(value, tp, *, default=EMPTY):
 
 
 def _plain(value):
-    """Any YAML value is accepted as is (YAML safe_load only yields plain types)."""
+    """Any YAML value is accepted as is (YAML safe_load only yields plain types), except a
+    non-finite number (``.nan``, ``.inf``): no parameter means anything by it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CoercionError(f"expected a finite number, got {value!r}", _NONFINITE_HINT)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+_NONFINITE_HINT = "NaN and infinity are not accepted: write a number"
 
 
 def _coerce(value, tp):
@@ -250,16 +312,22 @@ def _int(value):
 
 
 def _float(value):
+    """A finite float from a YAML number or numeric string (``.nan``, ``.inf``, "nan" refused)."""
     if isinstance(value, bool):
         raise CoercionError(f"expected a number, got a boolean ({value})")
+    out = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        out = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
+            out = float(value.strip())
         except ValueError:
             pass
-    raise CoercionError(f"expected a number, got {_kind(value)} {_show(value)}")
+    if out is None:
+        raise CoercionError(f"expected a number, got {_kind(value)} {_show(value)}")
+    if not math.isfinite(out):
+        raise CoercionError(f"expected a finite number, got {_show(value)}", _NONFINITE_HINT)
+    return out
 
 
 def _range(value: dict) -> list[float]:
@@ -321,7 +389,7 @@ def _array(value):
     if isinstance(value, dict):
         return _range(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _float(value)
     if isinstance(value, list):
         try:
             return [_array(v) if isinstance(v, list) else _float(v) for v in value]

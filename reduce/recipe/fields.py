@@ -14,7 +14,7 @@ from .coerce import finite
 from .targets import TargetSpec, parse_target, target_from_string
 
 __all__ = [
-    "ReferenceSpec", "TargetSpec", "DifferentialSpec", "OutputsSpec",
+    "ReferenceSpec", "TargetSpec", "DifferentialSpec", "OutputsSpec", "AavsoSpec",
     "parse_reference", "parse_target", "parse_differential", "parse_outputs",
     "target_from_string", "reference_from_string", "REFERENCE_METHODS", "MISSING_CALIBRATION",
 ]
@@ -98,16 +98,40 @@ class DifferentialSpec:
 
 
 @dataclass(frozen=True)
+class AavsoSpec:
+    """The AAVSO extended-format export: the observer code (required by AAVSO), and optionally the
+    star identifier (default: the group's OBJECT), chart id and AAVSO filter code (default: from
+    the group's filter)."""
+
+    obscode: str
+    starid: str | None = None
+    chart: str | None = None
+    filter: str | None = None
+
+    def to_plain(self) -> dict:
+        return {k: v for k, v in (("obscode", self.obscode), ("starid", self.starid),
+                                  ("chart", self.chart), ("filter", self.filter)) if v is not None}
+
+
+@dataclass(frozen=True)
 class OutputsSpec:
-    """Which files ``reduce run`` writes per group (light-curve CSV and FITS, PNG figures, provenance)."""
+    """Which files ``reduce run`` writes per group: light-curve CSV (plain), ECSV (with units and
+    schema), FITS, PNG figures, provenance, and the exports observers submit: AAVSO extended
+    format (``aavso: {obscode: ...}``) and EXOTIC/Exoplanet Watch pre-reduced input (``exotic``)."""
 
     csv: bool = True
+    ecsv: bool = True
     fits: bool = True
     plot: bool = True
     provenance: bool = True
+    aavso: AavsoSpec | None = None
+    exotic: bool = False
 
     def to_plain(self) -> dict:
-        return {"csv": self.csv, "fits": self.fits, "plot": self.plot, "provenance": self.provenance}
+        return {"csv": self.csv, "ecsv": self.ecsv, "fits": self.fits, "plot": self.plot,
+                "provenance": self.provenance,
+                "aavso": self.aavso.to_plain() if self.aavso is not None else False,
+                "exotic": self.exotic}
 
 
 def _is_int(v) -> bool:
@@ -267,7 +291,8 @@ def _bin(value, path, report: Report):
 
 # --- outputs ---------------------------------------------------------------------------------
 def parse_outputs(value, report: Report, path=("outputs",)) -> OutputsSpec:
-    """``{csv: bool, fits: bool, plot: bool, provenance: bool}`` (all true by default)."""
+    """``{csv, ecsv, fits, plot, provenance, exotic: bool, aavso: false | {obscode: ...}}``
+    (csv, ecsv, fits, plot, provenance true by default; the exports off)."""
     if value is None:
         return OutputsSpec()
     if not isinstance(value, dict):
@@ -277,9 +302,41 @@ def parse_outputs(value, report: Report, path=("outputs",)) -> OutputsSpec:
     _check_keys(value, names, path, report)
     out = {}
     for k in names:
-        if k in value:
-            if isinstance(value[k], bool):
-                out[k] = value[k]
-            else:
-                report(path + (k,), f"outputs {k} must be true or false, got {value[k]!r}")
+        if k not in value:
+            continue
+        if k == "aavso":
+            out[k] = _parse_aavso(value[k], report, path + (k,))
+        elif isinstance(value[k], bool):
+            out[k] = value[k]
+        else:
+            report(path + (k,), f"outputs {k} must be true or false, got {value[k]!r}")
     return OutputsSpec(**out)
+
+
+_AAVSO_KEYS = ("obscode", "starid", "chart", "filter")
+
+
+def _parse_aavso(value, report: Report, path) -> AavsoSpec | None:
+    """``false`` or ``{obscode: ABC, starid: ..., chart: ..., filter: ...}`` (strings)."""
+    if value is False or value is None:
+        return None
+    hint = "e.g. aavso: {obscode: XYZ} (your AAVSO observer code; starid, chart, filter optional)"
+    if not isinstance(value, dict):
+        report(path, f"outputs aavso must be false or a mapping with your observer code, got {value!r}", hint)
+        return None
+    _check_keys(value, _AAVSO_KEYS, path, report)
+    fields_ = {}
+    for k in _AAVSO_KEYS:
+        v = value.get(k)
+        if v is None:
+            continue
+        text = str(v).strip() if isinstance(v, (str, int)) and not isinstance(v, bool) else None
+        if not text or any(c in text for c in ",#\n\r") or not text.isascii():
+            report(path + (k,), f"outputs aavso {k} must be a short ASCII text without ',' or '#', got {v!r}")
+            continue
+        fields_[k] = text
+    if "obscode" not in fields_:
+        if "obscode" not in value:
+            report(path, "outputs aavso needs obscode: the AAVSO observer code", hint)
+        return None
+    return AavsoSpec(**fields_)

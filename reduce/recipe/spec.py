@@ -28,7 +28,8 @@ Format (version 1)::
       sigma_clip: {sky: 3}          # reject frames whose per-frame quantity is an outlier
       bin: 0.005                    # bin width of the plotted light curve, days
     missing_calibration: warn       # warn | fail  when a bias/dark/flat type is missing
-    outputs: {csv: true, fits: true, plot: true, provenance: true}
+    outputs: {csv: true, ecsv: true, fits: true, plot: true, provenance: true,
+              aavso: {obscode: XYZ, chart: X123}, exotic: true}   # the two exports: off by default
 
 Each block section is a list (run in order) of block names, registered by class name (see
 ``reduce blocks``), each with a mapping of constructor parameters; a mapping ``{Name: {...}}`` is
@@ -161,10 +162,11 @@ class RecipeSpec:
         return lines
 
 
-def load_recipe(path, *, registry=None) -> RecipeSpec:
+def load_recipe(path, *, registry=None, check_chain: bool = True) -> RecipeSpec:
     """Read and validate the recipe at ``path``; :class:`RecipeError` lists every problem.
 
-    ``registry`` (name -> Block class) defaults to ``reduce.core.block.registry()``.
+    ``registry`` (name -> Block class) defaults to ``reduce.core.block.registry()``;
+    ``check_chain`` (see :func:`loads_recipe`).
     """
     path = Path(path)
     try:
@@ -175,11 +177,16 @@ def load_recipe(path, *, registry=None) -> RecipeSpec:
         raise RecipeError([f"{path}: is a directory, expected a recipe .yaml file"]) from None
     except (OSError, UnicodeDecodeError) as e:
         raise RecipeError([f"{path}: cannot read the recipe ({e})"]) from None
-    return loads_recipe(text, path=path, registry=registry)
+    return loads_recipe(text, path=path, registry=registry, check_chain=check_chain)
 
 
-def loads_recipe(text: str, *, path="<recipe>", registry=None) -> RecipeSpec:
-    """Validate recipe ``text`` (reported as coming from ``path``)."""
+def loads_recipe(text: str, *, path="<recipe>", registry=None, check_chain: bool = True) -> RecipeSpec:
+    """Validate recipe ``text`` (reported as coming from ``path``).
+
+    ``check_chain``: also check that the chain the runner builds can make a light curve (every
+    block's inputs made by an earlier block; stars detected, frames aligned, fluxes measured);
+    turn it off only to validate fragments with a registry of other blocks.
+    """
     problems = Problems(str(path))
     data = parse_yaml(text, problems)
     if problems:
@@ -192,9 +199,57 @@ def loads_recipe(text: str, *, path="<recipe>", registry=None) -> RecipeSpec:
         from ..core.block import registry as _registry
         registry = _registry()
     spec = _build_spec(data, text, Path(str(path)), registry, problems)
+    if check_chain and not problems:
+        _check_chain(spec, registry, problems)
     if problems:
         raise RecipeError(problems.messages)
     return spec
+
+
+# What the runner needs from the chain to make a light curve: (image field, what makes it, section).
+_NEEDED = (("sources", "detects the stars", "detection", REFERENCE_SECTIONS),
+           ("transform", "aligns each frame on the reference", "photometry", FRAME_SECTIONS),
+           ("aperture", "measures the stars' fluxes in apertures", "photometry", FRAME_SECTIONS))
+
+
+def _check_chain(spec: RecipeSpec, registry, problems: Problems) -> None:
+    """Report what keeps the runner's chain (calibration -> detection -> psf -> photometry, then
+    GetFluxes) from making a light curve: a block whose input no earlier block makes, or a
+    missing step, named with the block(s) that provide it."""
+    from ..core.sequence import LOADER_FIELDS
+
+    available, missing = set(LOADER_FIELDS), set()
+    for b in spec.blocks(*FRAME_SECTIONS):
+        for need in _requires(registry[b.name], b.params):
+            if need not in available:
+                missing.add(need)
+                problems.add((b.section,), f"{b.name} needs {need!r}, which no earlier block makes",
+                             _providers(need, registry), line=b.line)
+                available.add(need)  # one message per missing input, not one per block using it
+        available |= set(getattr(registry[b.name], "provides", ()))
+    for need, what, section, sections in _NEEDED:
+        made = {f for b in spec.blocks(*sections) for f in getattr(registry[b.name], "provides", ())}
+        if need not in made and need not in missing:
+            problems.add((section,), f"this recipe cannot make a light curve: no block {what}",
+                         _providers(need, registry, section))
+
+
+def _requires(cls, params: dict) -> tuple:
+    """A block's inputs with these parameters (an instance's ``requires`` when it can be built
+    without the runner's objects, e.g. AperturePhotometry with scale: pixels needs no fwhm)."""
+    if not any(p.default is EMPTY for n, p in cls.parameters().items() if n in runtime_parameters(cls)):
+        try:
+            return tuple(cls(**params).requires)
+        except Exception:
+            pass
+    return tuple(getattr(cls, "requires", ()))
+
+
+def _providers(field_name: str, registry, section: str | None = None) -> str:
+    names = [n for n, c in registry.items()  # the blocks that make it, not those refining it
+             if field_name in getattr(c, "provides", ()) and field_name not in getattr(c, "requires", ())]
+    where = f" to {section!r}" if section else " before it"
+    return f"add {' or '.join(names)}{where}" if names else f"no known block makes {field_name!r}"
 
 
 def _build_spec(data: dict, text: str, path: Path, registry, problems: Problems) -> RecipeSpec:

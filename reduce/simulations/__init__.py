@@ -1,7 +1,7 @@
 """Synthetic nights with known truth: raw light, bias, dark and flat frames plus ``truth.json``.
 
 The scene is physical enough to exercise a whole reduction: a target near the centre (the
-brightest unsaturated star), comparison stars of which a few vary, a common transparency and
+brightest star, so star 0 once detected, as prose's simulator does; no star saturates), comparison stars of which a few vary, a common transparency and
 airmass extinction, pointing drift, a Moffat PSF whose seeing changes, a sky gradient, photon,
 dark and read noise, and a camera signature (bias structure, dark current with hot pixels,
 vignetting, a dust donut, pixel response) that the calibration frames let a pipeline remove.
@@ -30,7 +30,8 @@ from ..io.atomic import atomic_write_text
 from .conventions import (DTYPES, MIN_SIZE, NIGHT_START, READOUT_S, SIGNALS, SITE,  # noqa: F401 (public names)
                           _iso_to_jd, jd_to_iso)
 from .floor import noise_floor
-from .options import _check_int, _check_positive, _prepare_destination, _validate
+from .options import (_check_int, _check_positive, _check_size, _prepare_destination, _validate,
+                      _validate_conditions)
 from .profiles import enclosed_fraction, illumination, moffat_alpha, sky_plane, target_signal
 from .render import _calibration_plan, _write_calibration, _write_light
 from .scene import _design
@@ -42,21 +43,31 @@ __all__ = ["simulate_night", "simulate_observation", "noise_floor", "load_truth"
            "SIGNALS", "DTYPES"]
 
 
-def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size: int = 600,
+def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size=600,
                    n_stars: int | None = None, signal: str = "sine", shift: float = 5.0,
                    calibration: bool = True, dtype: str = "uint16", n_bias: int = 5,
                    n_darks: int = 5, n_flats: int = 15, exptime: float = 60.0,
                    dark_exptimes=None, overwrite: bool = False,
-                   show_progress: bool = False) -> dict:
+                   show_progress: bool = False, **conditions) -> dict:
     """Write a synthetic night into ``destination``; return its truth (also in truth.json).
 
     Lights start at ``NIGHT_START`` (UTC), one every ``exptime + 10`` s; ``signal`` is the
-    target's injected relative flux (:func:`target_signal`). ``shift``: total pointing drift in
-    px over the night, plus ~0.3 px jitter. ``n_stars`` defaults to 40 for 600x600, scaled with
-    the area. Darks are taken at each of ``dark_exptimes`` (default: the lights' exposure),
-    ``n_darks`` each. ``calibration=False`` writes no calibration frames and lights with no
-    camera signature (no bias, dark or flat response). A non-empty ``destination`` is an error
-    unless ``overwrite`` (then files listed by the previous truth.json there are removed).
+    target's injected relative flux (:func:`target_signal`). ``size``: px, one number (square)
+    or (width, height). ``shift``: total pointing drift in px over the night, plus ~0.3 px
+    jitter. ``n_stars`` defaults to 40 for 600x600, scaled with the area. Darks are taken at
+    each of ``dark_exptimes`` (default: the lights' exposure), ``n_darks`` each.
+    ``calibration=False`` writes no calibration frames and lights with no camera signature (no
+    bias, dark or flat response). A non-empty ``destination`` is an error unless ``overwrite``
+    (then files listed by the previous truth.json there are removed).
+
+    Hostile ``conditions`` (issue 9), all off by default:
+    ``fwhm`` median seeing in px (default 3.5-4.2; under 2.5 px stars are integrated over each
+    pixel), ``jitter`` RMS pointing jitter per axis in px (default 0.3), ``jump`` a sudden
+    pointing step in px at mid-night, ``rotation`` field rotation in degrees over the night
+    about the frame centre, ``twilight`` minutes over which the sky falls from 24,700 ADU to
+    the night's level at the start, ``dead_columns`` unilluminated columns at both ends (bias
+    level even in flats), ``saturated_neighbour`` distance in px of a saturated star (3x the
+    target's flux) from the target.
     """
     _check_int("n_images", n_images, 1)
     _check_positive("exptime", exptime)
@@ -68,7 +79,7 @@ def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size: int
                      n_stars=n_stars, signal=signal, shift=shift, calibration=calibration,
                      dtype=dtype, n_bias=n_bias, n_darks=n_darks, n_flats=n_flats,
                      exptime=exptime, dark_exptimes=dark_exptimes, overwrite=overwrite,
-                     show_progress=show_progress)
+                     show_progress=show_progress, **conditions)
 
 
 def simulate_observation(time, dflux, destination, **options) -> dict:
@@ -76,7 +87,8 @@ def simulate_observation(time, dflux, destination, **options) -> dict:
 
     ``time``: JD UTC at mid-exposure, one per light frame (increasing, at least ``exptime``
     apart); ``dflux``: the target's relative flux at each time. Other options are those of
-    :func:`simulate_night` except ``n_images`` and ``signal``. Example::
+    :func:`simulate_night` (hostile conditions included) except ``n_images`` and ``signal``.
+    Example::
 
         t = 2460385.55 + np.arange(80) * 90 / 86400
         simulate_observation(t, 1 - 0.01 * (abs(t - t.mean()) < 0.02), "night", seed=3)
@@ -106,19 +118,26 @@ def simulate_observation(time, dflux, destination, **options) -> dict:
 
 def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signal="custom",
               shift=5.0, calibration=True, dtype="uint16", n_bias=5, n_darks=5, n_flats=15,
-              exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False) -> dict:
+              exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False,
+              fwhm=None, jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
+              saturated_neighbour=0.0) -> dict:
     """Design the scene, write calibration frames, lights and truth.json; return the truth."""
     from ..console import progress
 
-    n_stars = _default_n_stars(size) if n_stars is None else n_stars
+    conditions = dict(fwhm=fwhm, jitter=jitter, jump=jump, rotation=rotation, twilight=twilight,
+                      dead_columns=dead_columns, saturated_neighbour=saturated_neighbour)
+    _validate_conditions(size=size, **conditions)
+    nx, ny = _check_size(size)
+    n_stars = _default_n_stars(min(nx, ny)) if n_stars is None else n_stars
     dark_exptimes = (exptime,) if dark_exptimes is None else tuple(dark_exptimes)
     _validate(seed=seed, size=size, n_stars=n_stars, shift=shift, dtype=dtype, n_bias=n_bias,
               n_darks=n_darks, n_flats=n_flats, dark_exptimes=dark_exptimes)
-    dest = _prepare_destination(Path(destination), overwrite)
     seeds = np.random.SeedSequence(int(seed)).spawn(3)
-    s = _design(np.random.default_rng(seeds[0]), time, dflux, size=int(size),
+    s = _design(np.random.default_rng(seeds[0]), time, dflux,
+                size=int(nx) if nx == ny else (int(nx), int(ny)),
                 n_stars=int(n_stars), shift=float(shift), calibration=bool(calibration),
-                exptime=float(exptime))
+                exptime=float(exptime), **conditions)
+    dest = _prepare_destination(Path(destination), overwrite)
     plan = _calibration_plan(s, n_bias, n_darks, n_flats, dark_exptimes) if calibration else []
     files = {"light": [], "bias": [], "dark": [], "flat": []}
     with progress("Simulating night", len(plan) + len(time), show=show_progress) as bar:

@@ -13,6 +13,8 @@ SITE = {"latitude": -24.6272, "longitude": -70.4045, "elevation": 2635.0}  # eas
 NIGHT_START = "2024-03-16T01:00:00.000"  # UTC start of the first light of simulate_night
 READOUT_S = 10.0        # dead time between exposures (s)
 MIN_SIZE = 64
+TWILIGHT_SKY_ADU = 24700.0  # sky at the first light of a night that starts in twilight (option twilight)
+NEIGHBOUR_FLUX = 3.0  # flux of the saturated neighbour (option saturated_neighbour), x the target's
 _J2000 = datetime(2000, 1, 1, 12, 0, 0)
 _CAMERA = {"gain": 1.5, "read_noise": 9.0, "saturation": 65535.0, "extinction_coefficient": 0.15,
            "filter": "V", "telescope": "SIM-60", "instrument": "SimCam", "object": "SIM-1"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .profiles import enclosed_fraction, illumination, sky_plane
-from .truth import load_truth
+from .truth import load_truth, positions
 
 
 def noise_floor(truth, radius_px: float, *, comparisons=None, annulus_px: float | None = None) -> float:
@@ -24,8 +24,7 @@ def noise_floor(truth, radius_px: float, *, comparisons=None, annulus_px: float 
     p, fr, st = truth["parameters"], truth["frames"], truth["stars"]
     if not radius_px > 0:
         raise ValueError(f"radius_px must be > 0 (got {radius_px})")
-    x = np.asarray(st["x"])[:, None] + np.asarray(fr["dx"])[None]
-    y = np.asarray(st["y"])[:, None] + np.asarray(fr["dy"])[None]
+    x, y = positions(truth)
     t = int(truth["target"])
     frac = enclosed_fraction(radius_px, np.asarray(fr["fwhm"]), p["psf_beta"])
     atm = np.asarray(fr["transparency"]) * np.asarray(fr["extinction"])

@@ -24,25 +24,67 @@ def _check_positive(name, value):
 def _validate(*, seed, size, n_stars, shift, dtype, n_bias, n_darks, n_flats, dark_exptimes):
     """Clear errors for options that cannot make a sensible night."""
     _check_int("seed", seed, 0)
-    _check_int("size", size, MIN_SIZE)
-    if size > 8192:
-        raise ValueError(f"size must be at most 8192 px (got {size})")
-    _check_int("n_stars", n_stars, 4)
-    if n_stars > size * size // 400:
-        raise ValueError(f"n_stars={n_stars} is too many for {size}x{size} px (at most "
-                         f"{size * size // 400}: one star per 20x20 px)")
-    if isinstance(shift, bool) or not isinstance(shift, (int, float, np.number)) or \
-            not math.isfinite(shift) or shift < 0:
-        raise ValueError(f"shift must be a number of pixels >= 0 (got {shift!r})")
-    if size - 2 * 18 - shift < size / 4:
-        raise ValueError(f"shift={shift:g} px is too large for {size}x{size} px frames (at most "
-                         f"{0.75 * size - 36:g} px keeps the stars in the frame)")
+    nx, ny = _check_size(size)
+    _check_int("n_stars", n_stars, 3)
+    if n_stars > nx * ny // 100:
+        raise ValueError(f"n_stars={n_stars} is too many for {nx}x{ny} px (at most "
+                         f"{nx * ny // 100}: one star per 10x10 px)")
+    _check_non_negative("shift", shift)
+    small = min(nx, ny)
+    if small - 2 * 18 - shift < small / 4:
+        raise ValueError(f"shift={shift:g} px is too large for {nx}x{ny} px frames (at most "
+                         f"{0.75 * small - 36:g} px keeps the stars in the frame)")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     for name, v in (("n_bias", n_bias), ("n_darks", n_darks), ("n_flats", n_flats)):
         _check_int(name, v, 0)
     for v in dark_exptimes:
         _check_positive("dark exposure time", v)
+
+
+def _check_size(size) -> tuple:
+    """(width, height) of ``size``: an integer (square) or a (width, height) pair, each >= MIN_SIZE."""
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"size must be one number or (width, height) (got {size!r})")
+        names = ("size width", "size height")
+    else:
+        size, names = (size, size), ("size", "size")
+    for name, v in zip(names, size):
+        _check_int(name, v, MIN_SIZE)
+        if v > 8192:
+            raise ValueError(f"size must be at most 8192 px (got {v})")
+    return int(size[0]), int(size[1])
+
+
+def _check_non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
+            not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a number of pixels >= 0 (got {value!r})")
+
+
+def _validate_conditions(*, size, fwhm, jitter, jump, rotation, twilight, dead_columns,
+                         saturated_neighbour):
+    """Clear errors for the hostile conditions (issue 9) that cannot make a sensible night."""
+    nx, _ = _check_size(size)
+    if fwhm is not None:
+        _check_positive("fwhm", fwhm)
+        if not 0.8 <= fwhm <= 25:
+            raise ValueError(f"fwhm must be between 0.8 and 25 px (got {fwhm:g})")
+    for name, v in (("jitter", jitter), ("jump", jump), ("saturated_neighbour", saturated_neighbour)):
+        _check_non_negative(name, v)
+    if isinstance(rotation, bool) or not isinstance(rotation, (int, float, np.number)) or \
+            not math.isfinite(rotation) or abs(rotation) > 20:
+        raise ValueError(f"rotation must be a number of degrees within +-20 (got {rotation!r})")
+    if isinstance(twilight, bool) or not isinstance(twilight, (int, float, np.number)) or \
+            not math.isfinite(twilight) or twilight < 0:
+        raise ValueError(f"twilight must be a number of minutes >= 0 (got {twilight!r})")
+    _check_int("dead_columns", dead_columns, 0)
+    if 4 * dead_columns >= nx:
+        raise ValueError(f"dead_columns={dead_columns} leaves too little of a {nx} px wide frame "
+                         f"(at most {(nx - 1) // 4} at each end)")
+    if 0 < saturated_neighbour < 3:
+        raise ValueError(f"saturated_neighbour must be 0 (none) or at least 3 px (got {saturated_neighbour:g})")
 
 
 def _prepare_destination(dest: Path, overwrite: bool) -> Path:

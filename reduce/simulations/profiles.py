@@ -47,7 +47,32 @@ def illumination(x, y, flat):
     return out
 
 
+def frame_dims(size) -> tuple:
+    """(width, height) in px of a frame whose ``size`` is one number (square) or (width, height)."""
+    if np.ndim(size) == 0:
+        return int(size), int(size)
+    width, height = size
+    return int(width), int(height)
+
+
 def sky_plane(x, y, size, gradient):
     """Relative sky level at (x, y): 1 at the frame centre with a linear gradient."""
-    c = (size - 1) / 2.0
-    return 1.0 + gradient[0] * (x - c) + gradient[1] * (y - c)
+    if np.ndim(size) == 0:
+        cx = cy = (size - 1) / 2.0
+    else:
+        cx, cy = (size[0] - 1) / 2.0, (size[1] - 1) / 2.0
+    return 1.0 + gradient[0] * (x - cx) + gradient[1] * (y - cy)
+
+
+def star_positions(x0, y0, dx, dy, rotation=None, centre=None):
+    """Pixel positions (stars x frames) of stars at (x0, y0) on the first frame, given each
+    frame's pointing offset (dx, dy) and field rotation (deg, counter-clockwise in x, y) about
+    ``centre``; without rotation simply x0 + dx, y0 + dy."""
+    x0, y0 = np.asarray(x0, float)[:, None], np.asarray(y0, float)[:, None]
+    dx, dy = np.asarray(dx, float)[None], np.asarray(dy, float)[None]
+    if rotation is None or not np.any(rotation):
+        return x0 + dx, y0 + dy
+    th = np.radians(np.asarray(rotation, float))[None]
+    cx, cy = centre
+    c, s = np.cos(th), np.sin(th)
+    return (cx + (x0 - cx) * c - (y0 - cy) * s + dx, cy + (x0 - cx) * s + (y0 - cy) * c + dy)

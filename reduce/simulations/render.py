@@ -11,8 +11,9 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from .conventions import READOUT_S, SITE, _iso_to_jd, jd_to_iso
-from .profiles import moffat_alpha
+from .profiles import moffat_alpha, star_positions
 
+_SAMPLED_FWHM = 2.5  # px: narrower stars are integrated over each pixel (see _integrated_stamp)
 _IMAGETYP = {"bias": "Bias Frame", "dark": "Dark Frame", "flat": "Flat Field", "light": "Light Frame"}
 
 
@@ -39,9 +40,24 @@ def _add_star(model, resp, x, y, flux, alpha, beta):
     y0, y1 = max(int(y - half), 0), min(int(y + half) + 2, ny)
     if x0 >= x1 or y0 >= y1:
         return
-    r2 = (np.arange(y0, y1) - y)[:, None] ** 2 + (np.arange(x0, x1) - x)[None, :] ** 2
-    stamp = peak * (1.0 + r2 / (alpha * alpha)) ** (-beta)
+    if fwhm < _SAMPLED_FWHM:
+        stamp = _integrated_stamp(x0, x1, y0, y1, x, y, peak, alpha, beta)
+    else:
+        r2 = (np.arange(y0, y1) - y)[:, None] ** 2 + (np.arange(x0, x1) - x)[None, :] ** 2
+        stamp = peak * (1.0 + r2 / (alpha * alpha)) ** (-beta)
     model[y0:y1, x0:x1] += (stamp * resp[y0:y1, x0:x1]).astype(np.float32)
+
+
+def _integrated_stamp(x0, x1, y0, y1, x, y, peak, alpha, beta, k=7):
+    """The Moffat profile averaged over each pixel (k x k sub-samples), as a detector
+    integrates it: sampling pixel centres would make an undersampled star's summed flux
+    depend on where it falls in the pixel."""
+    off = (np.arange(k) + 0.5) / k - 0.5
+    yy = (np.arange(y0, y1)[:, None] + off[None, :]).ravel() - y
+    xx = (np.arange(x0, x1)[:, None] + off[None, :]).ravel() - x
+    r2 = yy[:, None] ** 2 + xx[None, :] ** 2
+    fine = peak * (1.0 + r2 / (alpha * alpha)) ** (-beta)
+    return fine.reshape(y1 - y0, k, x1 - x0, k).mean(axis=(1, 3))
 
 
 def _light_model(s, i):
@@ -50,14 +66,19 @@ def _light_model(s, i):
     model = s["sky_base"] * np.float32(s["sky_center"][i])
     model += s["dark_rate"] * np.float32(s["exptime"])
     alpha = float(moffat_alpha(s["fwhm"][i], s["beta"]))
-    xs, ys = st["x"] + s["dx"][i], st["y"] + s["dy"][i]
+    if s["rotation"][i]:
+        xs, ys = star_positions(st["x"], st["y"], s["dx"][i:i + 1], s["dy"][i:i + 1],
+                                s["rotation"][i:i + 1], s["rotation_center"])
+        xs, ys = xs[:, 0], ys[:, 0]
+    else:
+        xs, ys = st["x"] + s["dx"][i], st["y"] + s["dy"][i]
     fluxes = st["flux"] * st["signal"][:, i] * s["transparency"][i] * s["extinction"][i]
     for x, y, f in zip(xs, ys, fluxes):
         _add_star(model, s["resp"], x, y, f, alpha, s["beta"])
-    n = s["size"]
+    nx, ny = s["nx"], s["ny"]
     for k, (x, y) in enumerate(zip(xs, ys)):
         ix, iy = int(round(x)), int(round(y))
-        sl = (slice(max(iy - 1, 0), min(iy + 2, n)), slice(max(ix - 1, 0), min(ix + 2, n)))
+        sl = (slice(max(iy - 1, 0), min(iy + 2, ny)), slice(max(ix - 1, 0), min(ix + 2, nx)))
         if model[sl].size:
             peak = float(np.max(model[sl] / s["gain"] + s["bias_map"][sl]))
             st["peak"][k] = max(st["peak"][k], peak)

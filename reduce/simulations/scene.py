@@ -10,34 +10,65 @@ import math
 
 import numpy as np
 
-from .conventions import _CAMERA, SITE, _iso_to_jd, jd_to_iso
-from .profiles import illumination, sky_plane
+from .conventions import _CAMERA, SITE, TWILIGHT_SKY_ADU, _iso_to_jd, jd_to_iso
+from .profiles import frame_dims, illumination, sky_plane
 from .stars import _stars
 
+_OFF = {"fwhm": None, "jitter": 0.3, "jump": 0.0, "rotation": 0.0, "twilight": 0.0,
+        "dead_columns": 0, "saturated_neighbour": 0.0}  # the hostile conditions' defaults
+_MEAN_SEEING = 3.85  # px: the middle of the default seeing draw, scaled to a requested ``fwhm``
 
-def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime) -> dict:
-    """Every random choice of the night, made once: conditions per frame, stars, detector."""
+
+def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwhm=None,
+            jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
+            saturated_neighbour=0.0) -> dict:
+    """Every random choice of the night, made once: conditions per frame, stars, detector.
+
+    The hostile conditions (issue 9) are off by default and then draw nothing, so a night
+    without them is the same, byte for byte, as before they existed.
+    """
     half = exptime / 2 / 86400.0  # start times are whole milliseconds, as DATE-OBS shows them
     mid = np.array([_iso_to_jd(jd_to_iso(t - half)) for t in np.asarray(time, float)]) + half
     s = {"time": mid, "dflux": np.asarray(dflux, float), "size": size,
          "exptime": exptime, "calibration": calibration, **_CAMERA}
+    nx, ny = s["nx"], s["ny"] = frame_dims(size)
+    s["dead_columns"], s["saturated_neighbour"] = int(dead_columns), float(saturated_neighbour)
+    asked = {"fwhm": fwhm, "jitter": jitter, "jump": jump, "rotation": rotation,
+             "twilight": twilight, "dead_columns": dead_columns,
+             "saturated_neighbour": saturated_neighbour}
+    s["conditions"] = {k: v for k, v in asked.items() if v != _OFF[k]}
     span = max(float(s["time"][-1] - s["time"][0]), 0.02)
     s["beta"] = float(rng.uniform(2.5, 4.0))
     seeing = rng.uniform(3.5, 4.2) + 0.5 * _smooth(rng, s["time"], span)
-    s["fwhm"] = np.clip(seeing + rng.normal(0, 0.04, len(mid)), 3.0, 5.0)  # slow trend + jitter
+    seeing = seeing + rng.normal(0, 0.04, len(mid))  # slow trend + jitter
+    k = 1.0 if fwhm is None else float(fwhm) / _MEAN_SEEING
+    s["fwhm"] = np.clip(seeing, 3.0, 5.0) if fwhm is None else np.clip(seeing * k, 3.0 * k, 5.0 * k)
     s["transparency"] = 1.0 - rng.uniform(0.02, 0.05) * (0.5 + 0.5 * _smooth(rng, s["time"], span))
     s["sky_center"] = rng.uniform(150, 300) * (1.0 + 0.2 * _smooth(rng, s["time"], span))
-    g, phi = rng.uniform(0.1, 0.25) / size, rng.uniform(0, 2 * np.pi)
+    g, phi = rng.uniform(0.1, 0.25) / max(nx, ny), rng.uniform(0, 2 * np.pi)
     s["sky_gradient"] = [g * math.cos(phi), g * math.sin(phi)]
     s["ra"], s["dec"], s["airmass"] = _pointing(s["time"])
     s["extinction"] = 10 ** (-0.4 * s["extinction_coefficient"] * (s["airmass"] - 1.0))
-    s["dx"], s["dy"] = _drift(rng, len(s["time"]), shift)
+    s["dx"], s["dy"] = _drift(rng, len(s["time"]), shift, jitter, jump)
+    s["rotation"] = float(rotation) * (np.linspace(0.0, 1.0, len(mid)) if len(mid) > 1 else np.zeros(1))
+    s["rotation_center"] = [(nx - 1) / 2.0, (ny - 1) / 2.0]
     s["bias_level"] = float(rng.uniform(300, 1000)) if calibration else 0.0
     s["dark_current"] = float(rng.uniform(0.1, 0.5)) if calibration else 0.0
     s["flat"] = _flat_params(rng, size, calibration)
     s["stars"] = _stars(rng, s, n_stars)
+    if twilight:
+        s["sky_center"] = _twilight(s["time"], s["sky_center"], float(twilight))
     _detector_maps(rng, s)
     return s
+
+
+def _twilight(time, night_sky, minutes):
+    """Sky (ADU) falling log-linearly from ``TWILIGHT_SKY_ADU`` at the first light to the
+    night's level ``minutes`` later, as a sky does after sunset; unchanged afterwards. Applied
+    after the stars are designed, so star brightnesses are those of the dark night."""
+    t = (np.asarray(time) - time[0]) * 1440.0
+    frac = np.clip(1.0 - t / minutes, 0.0, 1.0)
+    return night_sky * (TWILIGHT_SKY_ADU / night_sky) ** frac
 
 
 def _smooth(rng, time, span, n_modes=3):
@@ -49,13 +80,19 @@ def _smooth(rng, time, span, n_modes=3):
     return out / amps.sum()
 
 
-def _drift(rng, n, shift):
-    """Pointing offsets (px) relative to frame 0: a linear drift totalling ``shift``, plus jitter."""
+def _drift(rng, n, shift, jitter=0.3, jump=0.0):
+    """Pointing offsets (px) relative to frame 0: a linear drift totalling ``shift``, Gaussian
+    jitter of RMS ``jitter`` per axis, and a sudden step of ``jump`` px (random direction) from
+    the middle frame on, as when a guider re-acquires."""
     ang = rng.uniform(0, 2 * np.pi)
     frac = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
-    jitter = rng.normal(0, 0.3, (2, n))
-    jitter[:, 0] = 0.0
-    return shift * frac * math.cos(ang) + jitter[0], shift * frac * math.sin(ang) + jitter[1]
+    noise = rng.normal(0, jitter, (2, n))
+    noise[:, 0] = 0.0
+    dx, dy = shift * frac * math.cos(ang) + noise[0], shift * frac * math.sin(ang) + noise[1]
+    if jump:
+        b, after = rng.uniform(0, 2 * np.pi), np.arange(n) >= n // 2
+        dx, dy = dx + jump * math.cos(b) * after, dy + jump * math.sin(b) * after
+    return dx, dy
 
 
 def _pointing(time):
@@ -83,36 +120,43 @@ def _airmass(jd, ra, dec):
 
 def _flat_params(rng, size, calibration):
     """Vignetting, one dust donut, pixel-response scatter and the flats' level and exposure."""
+    nx, ny = frame_dims(size)
     if not calibration:
-        return {"vignetting": 0.0, "center": [size / 2, size / 2], "radius": size / 2,
+        return {"vignetting": 0.0, "center": [nx / 2, ny / 2], "radius": max(nx, ny) / 2,
                 "prnu": 0.0, "donuts": [], "level_adu": 0.0, "exptime": 0.0}
-    c = (size - 1) / 2.0 + rng.normal(0, size / 30, 2)
-    donut = [float(rng.uniform(0.15, 0.85) * size), float(rng.uniform(0.15, 0.85) * size),
-             float(max(4.0, size / 50)), float(rng.uniform(0.02, 0.04))]
+    dims = np.array([nx, ny], float)
+    c = (dims - 1) / 2.0 + rng.normal(0, dims / 30, 2)
+    donut = [float(rng.uniform(0.15, 0.85) * nx), float(rng.uniform(0.15, 0.85) * ny),
+             float(max(4.0, min(nx, ny) / 50)), float(rng.uniform(0.02, 0.04))]
+    radius = nx / math.sqrt(2) if nx == ny else math.hypot(nx, ny) / 2
     return {"vignetting": float(rng.uniform(0.08, 0.15)), "center": [float(c[0]), float(c[1])],
-            "radius": float(size / math.sqrt(2)), "prnu": float(rng.uniform(0.01, 0.02)),
+            "radius": float(radius), "prnu": float(rng.uniform(0.01, 0.02)),
             "donuts": [donut], "level_adu": float(rng.uniform(20000, 30000)), "exptime": 2.0}
 
 
 def _detector_maps(rng, s):
     """Fixed pixel maps: flat response, bias structure, dark rate with hot pixels, sky shape."""
-    n = s["size"]
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    nx, ny = s["nx"], s["ny"]
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float32)
     if s["calibration"]:
-        prnu = 1.0 + s["flat"]["prnu"] * rng.standard_normal((n, n), dtype=np.float32)
+        prnu = 1.0 + s["flat"]["prnu"] * rng.standard_normal((ny, nx), dtype=np.float32)
         resp = (illumination(xx, yy, s["flat"]) * prnu).astype(np.float32)
-        bias = (s["bias_level"] + rng.normal(0, 2.5, n)[None, :] + rng.normal(0, 0.8, n)[:, None]
-                + 3.0 * xx / n).astype(np.float32)
-        rate = np.full((n, n), s["dark_current"], dtype=np.float32)
-        n_hot = max(3, int(3e-4 * n * n))
-        hx, hy = rng.integers(0, n, n_hot), rng.integers(0, n, n_hot)
+        bias = (s["bias_level"] + rng.normal(0, 2.5, nx)[None, :] + rng.normal(0, 0.8, ny)[:, None]
+                + 3.0 * xx / nx).astype(np.float32)
+        rate = np.full((ny, nx), s["dark_current"], dtype=np.float32)
+        n_hot = max(3, int(3e-4 * nx * ny))
+        hx, hy = rng.integers(0, nx, n_hot), rng.integers(0, ny, n_hot)
         hr = np.exp(rng.uniform(np.log(2.0), np.log(200.0), n_hot))
         rate[hy, hx] += hr
         s["hot_pixels"] = [[int(a), int(b), round(float(c), 3)] for a, b, c in zip(hx, hy, hr)]
     else:
-        resp, bias = np.ones((n, n), np.float32), np.zeros((n, n), np.float32)
-        rate, s["hot_pixels"] = np.zeros((n, n), np.float32), []
+        resp, bias = np.ones((ny, nx), np.float32), np.zeros((ny, nx), np.float32)
+        rate, s["hot_pixels"] = np.zeros((ny, nx), np.float32), []
+    d = s["dead_columns"]
+    if d:  # unilluminated columns at both ends of a CCD window: bias level even in the flats
+        resp[:, :d] = 0.0
+        resp[:, nx - d:] = 0.0
     s["resp"], s["bias_map"], s["dark_rate"] = resp, bias, rate
     s["flat"]["median_response"] = float(np.median(resp))  # a median-normalised master flat
     # divides by this too: calibrated sky and fluxes come out x median_response
-    s["sky_base"] = (resp * sky_plane(xx, yy, n, s["sky_gradient"]) * s["gain"]).astype(np.float32)
+    s["sky_base"] = (resp * sky_plane(xx, yy, s["size"], s["sky_gradient"]) * s["gain"]).astype(np.float32)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .conventions import READOUT_S, SITE
-from .profiles import sky_plane
+from .profiles import sky_plane, star_positions
 
 UNITS = {
     "pixels": "0-based coordinates, pixel centres on integers (numpy/photutils/sep convention)",
@@ -30,7 +30,8 @@ UNITS = {
 def _truth(s, files, *, seed, signal, dtype) -> dict:
     """The JSON-ready truth: parameters, per-frame and per-star arrays, file names."""
     st, t = s["stars"], s["stars"]["target"]
-    xt, yt = st["x"][t] + s["dx"], st["y"][t] + s["dy"]
+    xt, yt = (a[0] for a in star_positions([st["x"][t]], [st["y"][t]], s["dx"], s["dy"],
+                                           s["rotation"], s["rotation_center"]))
     params = {
         "seed": seed, "signal": signal, "dtype": dtype, "size": s["size"], "n_stars": len(st["x"]),
         "n_images": len(s["time"]), "exptime": s["exptime"], "gain": s["gain"],
@@ -46,16 +47,46 @@ def _truth(s, files, *, seed, signal, dtype) -> dict:
         "extinction": s["extinction"], "airmass": s["airmass"], "fwhm": s["fwhm"],
         "sky": s["sky_center"] * sky_plane(xt, yt, s["size"], s["sky_gradient"]),
         "dx": s["dx"], "dy": s["dy"], "file": files["light"]}
+    units = _hostile(s, params, frames, dict(UNITS))
     stars = {
         "x": st["x"], "y": st["y"], "flux": st["flux"], "peak_adu": st["peak"],
         "saturated": st["peak"] >= s["saturation"], "variable": st["amplitude"] > 0,
         "amplitude": st["amplitude"], "period": st["period"], "phase": st["phase"],
         "signal": st["signal"]}
-    return {"version": 1, "generator": "reduce.simulations", "units": UNITS, "parameters": params,
+    return {"version": 1, "generator": "reduce.simulations", "units": units, "parameters": params,
             "target": t, "time": s["time"].tolist(), "dflux": s["dflux"].tolist(),
             "frames": {k: np.asarray(v).tolist() for k, v in frames.items()},
             "stars": {k: np.asarray(v).tolist() for k, v in stars.items()},
             "calibration": {k: files[k] for k in ("bias", "dark", "flat")}}
+
+
+def _hostile(s, params, frames, units) -> dict:
+    """Record the hostile conditions (issue 9) that are on; a night without them keeps the
+    truth.json it always had."""
+    if s["nx"] != s["ny"]:
+        params["size"] = [s["nx"], s["ny"]]
+    if s.get("conditions"):
+        params["conditions"] = s["conditions"]
+    if s["dead_columns"]:
+        params["dead_columns"] = s["dead_columns"]
+    if s["saturated_neighbour"]:
+        params["saturated_neighbour"] = s["saturated_neighbour"]
+    if np.any(s["rotation"]):
+        frames["rotation"] = s["rotation"]
+        params["rotation_center"] = s["rotation_center"]
+        units["stars.x/y"] = ("position on the first light frame; on frame i turn it by "
+                              "frames.rotation[i] deg (counter-clockwise in x, y) about "
+                              "parameters.rotation_center, then add frames.dx[i], frames.dy[i] "
+                              "(reduce.simulations.truth.positions)")
+    return units
+
+
+def positions(truth) -> tuple:
+    """Every star's pixel (x, y) on every light frame (arrays stars x frames) from a truth,
+    with its drift, jumps and rotation."""
+    st, fr, p = truth["stars"], truth["frames"], truth["parameters"]
+    return star_positions(st["x"], st["y"], fr["dx"], fr["dy"], fr.get("rotation"),
+                          p.get("rotation_center"))
 
 
 def load_truth(path) -> dict:

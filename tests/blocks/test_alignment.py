@@ -151,7 +151,7 @@ def test_stars_shifted_off_the_frame_never_crash_the_chain():
     assert np.hypot(*(im.sources.coords[~out] - pos[~out]).T).max() < 0.1
     assert im.flags == 0
     get.finish()
-    assert get.fluxes.flux.shape[1] == len(sky)
+    assert get.fluxes.fluxes.shape[1] == len(sky)
 
 
 def test_measured_caps_to_the_brightest_unsaturated_and_keeps_the_target():
@@ -170,3 +170,145 @@ def test_measured_caps_to_the_brightest_unsaturated_and_keeps_the_target():
     assert AlignReferenceSources(max_stars=None).measured(src, keep=(3,)).tolist() == list(range(10))
     with pytest.raises(ValueError, match="max_stars"):
         AlignReferenceSources(max_stars=0)
+
+
+# -- sparse fields: the fallbacks (voted translation, one star, cross-correlation) -----------------
+
+STRIPS = [(64, 521), (119, 521)]
+
+
+def _strip_frame(rng, shape, xy, flux, fwhm=3.0, detect=True):
+    """A rendered CCD window with its detections (PointSourceDetection defaults)."""
+    from reduce.blocks import PointSourceDetection
+    from tests.algorithms._stars import render
+
+    data = render(shape, xy, flux, fwhm=fwhm, sky=300, noise=8, rng=rng).astype(np.float32)
+    im = Image(data=data, fwhm=fwhm)
+    if detect:
+        PointSourceDetection().run(im)
+    return im
+
+
+@pytest.mark.parametrize("shape", STRIPS)
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_sparse_strips_are_placed(shape, n):
+    """Windows of 1, 3 and 5 stars: jitter, a 12 px jump, a meridian flip and 1 degree of rotation."""
+    rng = np.random.default_rng(n + shape[0])
+    h, w = shape
+    xy = np.column_stack([rng.uniform(40, w - 40, n), rng.uniform(12, h - 12, n)])
+    flux = np.sort(np.exp(rng.uniform(np.log(2e4), np.log(3e5), n)))[::-1]
+    ref = _strip_frame(rng, shape, xy, flux)
+    assert len(ref.sources) == n
+    block = AlignReferenceSources(ref)
+    c = ((w - 1) / 2, (h - 1) / 2)
+    moves = [transform_matrix(dx=rng.uniform(-8, 8), dy=rng.uniform(-8, 8)) for _ in range(3)]
+    moves += [transform_matrix(dx=12.0, dy=-3.0), transform_matrix(dx=2, dy=1, angle_deg=180, center=c),
+              transform_matrix(dx=1, dy=0.5, angle_deg=1, center=c)]
+    for t in moves:
+        im = _strip_frame(rng, shape, apply(t, xy), flux * rng.uniform(0.6, 1.0))
+        block.run(im)
+        err = im.sources.coords - apply(t, ref.sources.coords)
+        assert np.abs(err).max() < 0.15, (im.computed["alignment"], err)
+        # one star turned 180 degrees moves far: beyond the single-star reach, the pixels place it
+        expected = {"single star", "cross-correlation"} if n == 1 else {"translation"}
+        assert im.computed["alignment"]["method"] in expected
+
+
+def test_sparse_strip_without_detections_is_placed_by_correlation():
+    """Detections that fail (none kept) leave the pixels: the cross-correlation places the frame."""
+    rng = np.random.default_rng(8)
+    shape = (64, 521)
+    xy = np.array([[100.0, 30.0], [260.0, 20.0], [420.0, 45.0]])
+    flux = np.array([2e5, 1e5, 6e4])
+    ref = _strip_frame(rng, shape, xy, flux)
+    t = transform_matrix(dx=-12.0, dy=4.0)
+    im = _strip_frame(rng, shape, apply(t, xy), flux, detect=False)
+    im.sources = Sources(np.zeros((0, 2)))
+    AlignReferenceSources(ref).run(im)
+    assert im.computed["alignment"]["method"] == "cross-correlation"
+    assert np.abs(im.sources.coords - apply(t, ref.sources.coords)).max() < 0.3
+
+
+def test_frame_without_stars_is_flagged_with_the_reason():
+    rng = np.random.default_rng(9)
+    shape = (64, 521)
+    ref = _strip_frame(rng, shape, np.array([[100.0, 30.0], [300.0, 20.0]]), np.array([2e5, 1e5]))
+    block = AlignReferenceSources(ref)
+    for sources in (None, Sources(np.zeros((0, 2)))):
+        im = Image(data=np.full(shape, 300.0, np.float32), sources=sources, fwhm=3.0)
+        with pytest.raises(AlignmentFailed, match="no star detected.*cross-correlation: the frame is flat"):
+            block.run(im)
+        assert im.transform is None and im.computed["alignment"]["method"] is None
+
+
+@pytest.mark.parametrize("shape,n", [((64, 521), 1), ((119, 521), 3), ((300, 300), 40)])
+def test_pure_noise_frame_is_flagged_not_placed(shape, n):
+    """Noise with spurious detections of star-like fluxes: every method refuses it."""
+    rng = np.random.default_rng(n)
+    h, w = shape
+    xy = np.column_stack([rng.uniform(20, w - 20, n), rng.uniform(10, h - 10, n)])
+    flux = np.sort(np.exp(rng.uniform(np.log(2e4), np.log(3e5), n)))[::-1]
+    block = AlignReferenceSources(_strip_frame(rng, shape, xy, flux))
+    for m in (1, 2, 6, 20):
+        fake = Sources(np.column_stack([rng.uniform(0, w, m), rng.uniform(0, h, m)]),
+                       flux=np.sort(rng.uniform(1e3, 1e5, m))[::-1])
+        im = Image(data=rng.normal(300, 8, shape).astype(np.float32), sources=fake, fwhm=3.0, bkg=300.0,
+                   bkg_rms=8.0)
+        with pytest.raises(AlignmentFailed, match="no method placed the frame"):
+            block.run(im)
+        assert im.transform is None
+
+
+def test_large_drift_jump_flip_and_rotation_of_a_rich_field(sky):
+    """300 px of drift plus a 12 px jump, a meridian flip and 1 degree, all against one reference."""
+    rng = np.random.default_rng(21)
+    ref = _reference(sky)
+    block = AlignReferenceSources(ref)
+    c = (W / 2, W / 2)
+    for t in (transform_matrix(dx=-300.0, dy=40.0, center=c), transform_matrix(dx=-312.0, dy=43.0, center=c),
+              transform_matrix(dx=5.0, dy=-3.0, angle_deg=180.0, center=c),
+              transform_matrix(dx=-4.0, dy=2.0, angle_deg=1.0, center=c)):
+        im = _frame_image(rng, sky, t)
+        block.run(im)
+        truth = apply(t, ref.sources.coords)
+        seen = _inside(truth)
+        assert np.sqrt(np.mean(np.sum((im.sources.coords[seen] - truth[seen]) ** 2, axis=1))) < 0.05
+        assert im.computed["alignment"]["method"] == "asterism"
+
+
+def test_match_radius_follows_the_fwhm(sky):
+    """Defocused stars (FWHM 8 px) with 1 px of centroid scatter a side: a fixed 2 px radius rejects the
+    frame (residual above 1 px), the default radius (0.75 FWHM) accepts it."""
+    rng = np.random.default_rng(5)
+    ref = _reference(sky)
+    t = transform_matrix(dx=20.0, dy=-10.0, center=(W / 2, W / 2))
+    p = apply(t, sky)
+    keep = _inside(p)
+    im = Image(data=np.zeros((W, W), np.float32), sources=Sources(p[keep] + rng.normal(0, 1.0, (keep.sum(), 2))),
+               fwhm=8.0)
+    with pytest.raises(AlignmentFailed, match="exceeds"):
+        AlignReferenceSources(ref, tolerance=2.0, fallbacks=False).run(im.copy())
+    AlignReferenceSources(ref).run(im)
+    assert im.computed["alignment"]["method"] == "asterism"
+    err = im.sources.coords - apply(t, ref.sources.coords)
+    # an affine fit on ~50 stars of 1 px scatter: a few tenths of a pixel, far inside the 8 px FWHM
+    assert np.sqrt(np.mean(np.sum(err[_inside(apply(t, ref.sources.coords))] ** 2, axis=1))) < 0.5
+
+
+def test_methods_are_counted_and_logged_once(caplog):
+    from reduce.blocks import AlignmentMethods
+    from reduce.core.sequence import Sequence
+
+    rng = np.random.default_rng(12)
+    shape = (64, 521)
+    xy = np.array([[100.0, 30.0], [260.0, 20.0], [420.0, 45.0]])
+    flux = np.array([2e5, 1e5, 6e4])
+    ref = _strip_frame(rng, shape, xy, flux)
+    frames = [_strip_frame(rng, shape, xy + [dx, 0.0], flux) for dx in (0.0, 3.0, -5.0)]
+    frames.append(Image(data=np.full(shape, 300.0, np.float32), sources=Sources(np.zeros((0, 2))), fwhm=3.0))
+    counter = AlignmentMethods(label="strip night")
+    with caplog.at_level("INFO", logger="reduce"):
+        Sequence([AlignReferenceSources(ref), counter], provided=("sources",)).run(frames, show_progress=False)
+    assert counter.counts == {"translation": 3, "failed": 1}
+    lines = [r.getMessage() for r in caplog.records if "aligned" in r.getMessage()]
+    assert lines == ["strip night: 3 of 4 frame(s) aligned (3 by translation); 1 failed"]

@@ -121,7 +121,7 @@ def test_getfluxes_with_a_rejected_frame():
     block.finish()
     f = block.fluxes
     assert f.shape == (3, 3, 3) and f.time.tolist() == [1.0, 2.0, 3.0]
-    assert np.isnan(f.flux[:, :, 1]).all() and np.isnan(f.error[:, :, 1]).all()
+    assert np.isnan(f.fluxes[:, :, 1]).all() and np.isnan(f.errors[:, :, 1]).all()
     assert f.flags.tolist()[1] == Flag.ALIGNMENT_FAILED
     assert np.allclose(f.apertures, [3.0, 6.0, 9.0]) and f.data["radii"].shape == (3, 3)
     assert f.files.tolist() == ["f1.0.fits", "bad.fits", "f3.0.fits"]
@@ -130,13 +130,13 @@ def test_getfluxes_with_a_rejected_frame():
     assert np.allclose(f.data["bkg"][:, [0, 2]], 150.0, atol=1.0)
     assert np.allclose(f.data["dx"], [0.0, np.nan, 0.5], equal_nan=True)
     # sky-subtracted flux in the 3-FWHM aperture is nearly the whole star
-    assert np.allclose(f.flux[2, :, 0] / flux, 1.0, atol=0.01)
+    assert np.allclose(f.fluxes[2, :, 0] / flux, 1.0, atol=0.01)
     # CCD equation, by hand for the target in the first frame
     im = frames[0]
     a, s, se = im.aperture["areas"][0, 2], im.annulus["median"][0], im.annulus["error"][0]
     fl = im.aperture["fluxes"][0, 2] - s * a
     var = (fl * 2.0 + a * (s * 2.0 + 100.0) + (a * se * 2.0) ** 2) / 4.0
-    assert np.isclose(f.error[2, 0, 0], np.sqrt(var))
+    assert np.isclose(f.errors[2, 0, 0], np.sqrt(var))
 
 
 def test_getfluxes_flags_saturated_and_edge_target():

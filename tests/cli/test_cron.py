@@ -399,13 +399,16 @@ def test_bad_frames_among_good_ones(night_copy, recipe, tmp_path):
                    "--target", f"{x},{y}", "--reference", "first")
     assert code == 3
     summary = json.loads((tmp_path / "s.json").read_text())
-    unreadable = {Path(u["file"]).name for u in summary["unreadable"]}
-    assert {"zz_empty.fits", "zz_corrupt.fits"} <= unreadable
+    # every file of the group has a row: the unreadable ones flagged UNREADABLE, named with the reason
+    unmeasured = {u["file"]: u["reason"] for u in summary["groups"][0]["unmeasured"]}
+    assert {"zz_empty.fits", "zz_corrupt.fits", frames[2].name} <= set(unmeasured)
+    assert summary["unreadable"] == []  # nothing left unexplained at the night level
     table = Table.read(csv_of(out))
     flags = dict(zip(table["file"], table["flag"]))
+    assert len(table) == len(frames) + 2
     assert flags[frames[5].name] & 2, "the cloudy frame is flagged NO_SOURCES"
     assert flags[frames[8].name] & 8, "the saturated target is flagged TARGET_SATURATED"
-    assert frames[2].name in unreadable or flags.get(frames[2].name, 0) & 1
+    assert all(flags[name] & 1 for name in unmeasured)
     group = summary["groups"][0]
     reasons = {f["file"]: f["reason"] for f in group["flagged"]}
     assert any(frames[5].name in f for f in reasons) and all(reasons.values())
@@ -481,3 +484,15 @@ def test_read_only_night_keeps_lock_and_state_in_the_user_cache(night_copy, reci
     finally:
         for d in folders:
             d.chmod(0o755)
+
+
+def test_quiet_run_still_writes_info_lines_to_the_log_file(night_copy, recipe, tmp_path, capsys):
+    """The README's crontab line (-q --log-file): the console stays quiet, the log file is full."""
+    log = tmp_path / "reduce.log"
+    assert run_cli("run", recipe, night_copy, "-o", tmp_path / "out", "-q", "--jobs", "1",
+                   "--log-file", log) == 0
+    logged = log.read_text()
+    assert re.search(r"^\S+ INFO .*master bias", logged, flags=re.M), logged
+    assert " INFO " in logged and len(logged.splitlines()) >= 5
+    err = capsys.readouterr().err
+    assert " INFO " not in err  # -q: the console only shows warnings and errors

@@ -10,16 +10,23 @@ from reduce.cli import cli
 from ..recipe._blocks import REGISTRY
 
 
+# the steps every recipe needs to make a light curve (validate checks the chain), in real blocks
+CHAIN = ("detection:\n  - PointSourceDetection\nphotometry:\n  - AlignReferenceSources\n"
+         "  - AperturePhotometry: {scale: pixels}\n")
+
+
 @pytest.fixture
 def runner(monkeypatch):
-    monkeypatch.setattr(block_module, "registry", lambda: dict(REGISTRY))
+    real = block_module.registry()
+    monkeypatch.setattr(block_module, "registry", lambda: {**real, **REGISTRY})
     monkeypatch.setenv("COLUMNS", "100")
     return CliRunner()
 
 
 def test_validate_valid_recipe_prints_the_chain(runner, tmp_path):
     p = tmp_path / "ok.yaml"
-    p.write_text("calibration:\n  - Scale: {factor: 2}\n  - Needs: {size: 3}\nreference: middle\ntarget: 4\n")
+    p.write_text("calibration:\n  - Scale: {factor: 2}\n  - Needs: {size: 3}\nreference: middle\ntarget: 4\n"
+                 + CHAIN)
     result = runner.invoke(cli, ["validate", str(p)])
     assert result.exit_code == 0, result.output
     assert f"{p}: valid recipe" in result.stdout
@@ -29,7 +36,7 @@ def test_validate_valid_recipe_prints_the_chain(runner, tmp_path):
 
 def test_validate_reports_every_error_and_exits_2(runner, tmp_path):
     good = tmp_path / "ok.yaml"
-    good.write_text("psf:\n  - Model\n")
+    good.write_text("psf:\n  - Model\n" + CHAIN)
     bad = tmp_path / "bad.yaml"
     bad.write_text("calibration:\n  - Scael\n  - Scale: {factor: x}\nreference: frist\n")
     result = runner.invoke(cli, ["validate", str(good), str(bad)])
@@ -78,3 +85,40 @@ def test_blocks_unknown_name_is_a_usage_error(runner):
     result = runner.invoke(cli, ["blocks", "Scal"])
     assert isinstance(result.exception, UsageError) and result.exception.exit_code == 2
     assert "did you mean 'Scale'?" in str(result.exception)
+
+
+def test_plain_text_drops_rest_markup():
+    from reduce.cli.recipes import plain_text
+
+    doc = ("Collect into a :class:`~reduce.fluxes.Fluxes` (``self.fluxes``), see :func:`reduce.x.f` "
+           "and :mod:`.asterism`, :ref:`the guide <guide>`, `default role`; the equation::\n\n    a = b")
+    assert plain_text(doc) == ("Collect into a Fluxes (self.fluxes), see reduce.x.f and asterism, "
+                               "the guide, default role; the equation:\n\n    a = b")
+
+
+def test_real_blocks_render_as_plain_text_with_every_parameter_form(monkeypatch):
+    """Every shipped block: no reST left in `reduce blocks` (overview and details), and list
+    parameters say they take the {start, stop, n} form the shipped recipes use."""
+    import reduce.console
+    from reduce.core.block import registry
+
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setattr(reduce.console, "_console", None)  # made again, at this width
+    runner = CliRunner()
+    overview = runner.invoke(cli, ["blocks"])
+    assert overview.exit_code == 0, overview.output
+    texts = [overview.stdout]
+    for name in registry():
+        result = runner.invoke(cli, ["blocks", name])
+        assert result.exit_code == 0, result.output
+        texts.append(result.stdout)
+    for text in texts:
+        for markup in ("``", ":class:", ":func:", ":mod:", ":meth:", "::\n"):
+            assert markup not in text, (markup, text[:400])
+    assert "radii: list[float] | None = None *" in overview.stdout
+    assert "{start: A, stop: B, n: N}" in overview.stdout
+    detail = runner.invoke(cli, ["blocks", "AperturePhotometry"]).stdout
+    assert "list of numbers or {start, stop, n} | null" in detail
+    assert "radii: {start: 0.5, stop: 4.0, n: 30}" in detail
+    trim = runner.invoke(cli, ["blocks", "Trim"]).stdout
+    assert "integer | list of 2 items (integer, integer) | null" in trim

@@ -44,7 +44,7 @@ def test_run_writes_every_product(night_copy, tmp_path, capsys):
     delta = (table["bjd_tdb"] - table["time"]) * 86400
     assert np.all((delta > 69 - 500) & (delta < 69 + 500))
     with fits.open(files[".fits"]) as hdul:
-        assert hdul[1].header["REDUCE_SCHEMA"] == 1
+        assert hdul[1].header["REDUCE_SCHEMA"] == 2
         names = [h.name for h in hdul]
         assert "FLUXES" in names and "WEIGHTS" in names
         assert hdul["FLUXES"].data.shape[2] == 12
@@ -52,6 +52,7 @@ def test_run_writes_every_product(night_copy, tmp_path, capsys):
     assert len(prov["inputs"]) == 12 and all(len(i["sha256"]) == 64 for i in prov["inputs"])
     assert prov["comparisons"] and prov["aperture"]["radius_px"] > 0
     assert len(prov["calibration"]["bias"]) == 5
+    assert sum(prov["extra"]["alignment_methods"].values()) == 12  # which method placed each frame
 
 
 def test_light_curve_tracks_the_injected_signal(night_copy, tmp_path):
@@ -90,7 +91,8 @@ def test_corrupt_and_starless_frames_are_flagged_and_the_night_goes_on(night_cop
     assert len(row) == 1 and row["flag"][0] & 2 and not np.isfinite(row["flux"][0])
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["exit_status"] == 3
-    assert any(lights[3].name in u["file"] for u in summary["unreadable"])
+    assert [u["file"] for u in summary["groups"][0]["unmeasured"]] == [lights[3].name]
+    assert len(table) == len(lights) and table["flag"][table["file"] == lights[3].name][0] & 1
     assert summary["groups"][0]["flagged"][0]["reason"]
 
 

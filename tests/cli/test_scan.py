@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from reduce.cli import cli
 from tests.index.fitsfactory import REAL, light, write_fits
 
-KEYS = {"date", "telescope", "filter", "type", "target", "width", "height", "exposure", "files"}
+KEYS = {"date", "telescope", "filter", "type", "target", "width", "height", "exposure", "files",
+        "warnings"}
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_unreadable_exit_status_and_errors(night, tmp_path):
     (night / "sub" / "fake.fit").write_text("SIMPLE? no\n" * 300)
     idx = tmp_path / "i.sqlite"
     r = scan(night, "--index", idx)
-    assert r.exit_code == 1 and "2 unreadable file(s)" in r.stderr and "light" in r.stdout
+    assert r.exit_code == 1 and "(2 unreadable" in r.stderr and "light" in r.stdout
     r = scan(night, "--errors", "--format", "json", "--index", idx)
     assert r.exit_code == 1
     errors = {e["path"].rsplit("/", 1)[1]: e["reason"] for e in json.loads(r.stdout)}
@@ -76,12 +77,22 @@ def test_unreadable_exit_status_and_errors(night, tmp_path):
     assert "broken.fits" in r.stdout and "empty file" in r.stdout
 
 
-def test_table_files_do_not_fail_the_scan(night, tmp_path):
+def test_own_products_do_not_fail_the_scan_but_other_tables_do(night, tmp_path):
+    """reduce's light-curve products are ignored; any other image-less FITS is a skipped file."""
+    import numpy as np
     from astropy.table import Table
+
+    from reduce.io.tables import lightcurve_table, write_lightcurve
     (night / "reduced").mkdir()
-    Table({"time": [1.0], "flux": [1.0]}).write(night / "reduced" / "lc.fits")
+    table = lightcurve_table({"time": [2460000.5, 2460000.6], "flux": [1.0, 0.99]})
+    write_lightcurve(table, night / "reduced" / "lc", extra_hdus={"FLUXES": np.ones((3, 2, 2))})
     r = scan(night, "--format", "json", "--index", tmp_path / "i.sqlite")
     assert r.exit_code == 0 and sum(g["files"] for g in json.loads(r.stdout)) == 5
+    Table({"time": [1.0], "flux": [1.0]}).write(night / "catalogue.fits")
+    r = scan(night, "--errors", "--format", "json", "--index", tmp_path / "i.sqlite")
+    assert r.exit_code == 1
+    assert [(e["path"].rsplit("/", 1)[1], e["reason"]) for e in json.loads(r.stdout)] == [
+        ("catalogue.fits", "no 2-D image: 1 FITS table(s) only")]
 
 
 def test_missing_folder_is_usage_error(tmp_path):
@@ -124,3 +135,41 @@ def test_real_frames_json(tmp_path):
     groups = json.loads(r.stdout)
     sbig = {(g["type"], g["exposure"]): g["files"] for g in groups if g["telescope"].startswith("SBIG")}
     assert sbig[("flat", 23.0)] == 8 and sbig[("bias", 0.0)] == 8 and sbig[("dark", 60.0)] == 4
+
+
+def test_cube_and_table_only_folder_is_not_empty_and_exits_1(tmp_path):
+    """A folder holding only a cube and a table is reported file by file, never "No FITS files"."""
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    fits.PrimaryHDU(np.zeros((2, 8, 8), np.float32)).writeto(folder / "cube.fits")
+    Table({"a": [1]}).write(folder / "table.fits")
+    r = scan(folder, "--index", tmp_path / "i.sqlite")
+    assert r.exit_code == 1 and "No FITS files" not in r.stderr and "2 without a 2-D image" in r.stderr
+    r = scan(folder, "--errors", "--format", "json", "--index", tmp_path / "i.sqlite")
+    reasons = {e["path"].rsplit("/", 1)[1]: e["reason"] for e in json.loads(r.stdout)}
+    assert reasons == {"cube.fits": "no 2-D image: 3-D cube (8x8x2)",
+                       "table.fits": "no 2-D image: 1 FITS table(s) only"}
+
+
+def test_unreadable_sub_folder_is_reported_and_exits_1(night, tmp_path, monkeypatch):
+    """A sub-folder that cannot be listed (no permission) is a skipped entry with its reason."""
+    import os
+
+    from reduce.index import manager
+
+    real_scandir = os.scandir
+    locked = str(night / "sub")
+
+    def scandir(path):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_scandir(path)
+
+    monkeypatch.setattr(manager.os, "scandir", scandir)
+    r = scan(night, "--errors", "--format", "json", "--index", tmp_path / "i.sqlite")
+    assert r.exit_code == 1
+    assert json.loads(r.stdout) == [{"path": locked, "reason": "cannot list folder: Permission denied"}]

@@ -58,13 +58,18 @@ def test_non_empty_dest_needs_force(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--size", "20"], "--size must be an integer >= 64"),
     (["--n-images", "0"], "--n-images must be an integer >= 1"),
-    (["--n-stars", "3"], "--n-stars must be an integer >= 4"),
+    (["--n-stars", "2"], "--n-stars must be an integer >= 3"),
     (["--size", "96", "--n-stars", "100"], "too many"),
     (["--size", "96", "--shift", "80"], "--shift 80 px is too large"),
     (["--exptime", "-1"], "--exptime must be a positive number"),
     (["--seed", "-2"], "--seed must be an integer >= 0"),
     (["--signal", "boom"], "'boom' is not one of"),
     (["--dtype", "int8"], "'int8' is not one of"),
+    (["--size", "5x6x4"], "--size must be N or WIDTHxHEIGHT"),
+    (["--size", "521x32"], "--size height must be an integer >= 64"),
+    (["--fwhm", "0.2"], "--fwhm must be between"),
+    (["--dead-columns", "300"], "--dead-columns 300 leaves too little"),
+    (["--saturated-neighbour", "1"], "--saturated-neighbour must be 0"),
 ])
 def test_bad_options_are_usage_errors(tmp_path, capsys, args, message):
     code, out, err = run(capsys, tmp_path / "night", *args)
@@ -90,3 +95,18 @@ def test_console_script_help():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "--n-images" in r.stdout and "--no-calibration" in r.stdout
+
+
+def test_hostile_options_reach_the_night(tmp_path, capsys):
+    """A CCD window with dead columns and 3 stars, in twilight, jittered and rotating."""
+    dest = tmp_path / "night"
+    code, out, err = run(capsys, dest, "--n-images", "3", "--size", "521x64", "--n-stars", "3",
+                         "--dead-columns", "6", "--twilight", "30", "--jitter", "2", "--rotation", "0.5")
+    assert code == 0, err
+    assert "Wrote 3 light frames (521x64 uint16" in out
+    truth = json.loads((dest / "truth.json").read_text())
+    p = truth["parameters"]
+    assert p["size"] == [521, 64] and p["dead_columns"] == 6 and p["n_stars"] == 3
+    assert p["conditions"] == {"jitter": 2.0, "rotation": 0.5, "twilight": 30.0, "dead_columns": 6}
+    assert truth["frames"]["sky"][0] > 20000 and truth["frames"]["rotation"][-1] == 0.5
+    assert fits.getdata(dest / truth["frames"]["file"][0]).shape == (64, 521)

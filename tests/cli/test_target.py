@@ -19,7 +19,7 @@ REF = 4  # the reference frame of these tests: not the first one, and far from i
 
 def _jitter(offsets):
     """A stand-in for the simulator's pointing drift: the given (dx, dy) per frame."""
-    def drift(rng, n, shift):
+    def drift(rng, n, shift, *args, **kwargs):
         dx, dy = np.zeros(n), np.zeros(n)
         dx[1:], dy[1:] = offsets[0][1:n], offsets[1][1:n]
         return dx, dy

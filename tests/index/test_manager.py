@@ -59,7 +59,8 @@ def test_groups_and_labels(tmp_path):
     lg = fm.light_groups()[-1]
     assert lg.label == "2021-03-03_T1m_WASP-12_V" and lg.target == "WASP-12"
     assert lg.to_dict() == {"date": "2021-03-03", "telescope": "T1m", "filter": "V", "type": "light",
-                            "target": "WASP-12", "width": 10, "height": 8, "exposure": 30.0, "files": 4}
+                            "target": "WASP-12", "width": 10, "height": 8, "exposure": 30.0, "files": 4,
+                                "warnings": []}
 
 
 def test_calibration_match(tmp_path):
@@ -253,14 +254,14 @@ def test_unwritable_index_location_is_an_oserror(tmp_path):
 
 
 def test_table_only_fits_is_skipped_not_unreadable(tmp_path):
-    """Light-curve tables written into the night (e.g. night/reduced/*.fits) are not errors."""
+    """A FITS file holding only tables is skipped (with its reason), not unreadable."""
     from astropy.table import Table
     night = make_night(tmp_path / "n", n_lights=1)
     (night / "reduced").mkdir()
     Table({"time": [1.0, 2.0], "flux": [1.0, 0.99]}).write(night / "reduced" / "lc.fits")
     fm = FitsManager(night, index=tmp_path / "i.sqlite")
     assert fm.unreadable == [] and len(fm.files()) == 13
-    assert fm.skipped == [(str(night / "reduced" / "lc.fits"), "no 2-D image: FITS table(s) or cube(s) only (1)")]
+    assert fm.skipped == [(str(night / "reduced" / "lc.fits"), "no 2-D image: 1 FITS table(s) only")]
 
 
 def test_reduce_products_with_flux_cubes_are_skipped(tmp_path):

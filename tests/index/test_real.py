@@ -66,7 +66,8 @@ def test_iraf_frame(fm):
 
 def test_nothing_unreadable(fm):
     assert fm.unreadable == []
-    assert len(fm.all_images) == 4 and fm.all_images[0].endswith("sip-wcs.fit")
+    # 2 ccdproc + 2 panoptes + 142 HAT-P-32 lights
+    assert len(fm.all_images) == 146 and fm.all_images[0].endswith("sip-wcs.fit")
 
 
 def test_raw_card_parser_agrees_with_astropy():
@@ -89,3 +90,53 @@ def test_raw_card_parser_agrees_with_astropy():
                 assert got == expected, (path.name, key, got, expected)
             checked += 1
         assert checked > 15
+
+
+HATP32 = REAL / "exotic_hatp32"
+
+
+@pytest.mark.skipif(not HATP32.is_dir(), reason=f"HAT-P-32 night not found at {HATP32}")
+def test_hatp32_is_one_night_with_the_west_longitude(tmp_path):
+    """LONGITUD = 110.88 is west-positive (DATE-OBS says -0700): one group, one warning naming the
+    keyword and the config fix; no false time warning (MJD-OBS has 3 decimals: 86 s)."""
+    fm = FitsManager(HATP32, index=tmp_path / "index.sqlite", config=None)
+    groups = fm.light_groups()
+    assert [(g.night, len(g.files)) for g in groups] == [("2017-12-19", 142)]
+    g = groups[0]
+    assert [w["code"] for w in g.warnings] == ["longitude_west"]
+    message = g.warnings[0]["message"]
+    assert "LONGITUD = 110.88" in message and "longitude_positive_west: true" in message
+    assert "142 of 142 frames" in message
+    lat, lon, _ = g.site
+    assert (lat, lon) == (31.68, -110.88)
+    assert g.ra == pytest.approx(31.3, abs=0.3) and g.dec == pytest.approx(46.7, abs=0.3)
+    first = fm.frames()[0]
+    assert first.time_source == "DATE-OBS"
+    assert first.date_obs == "2017-12-20T01:33:43.317"  # DATE-OBS -0700 local = UT-OBS
+
+
+def test_hatp32_scan_cli_is_one_group(tmp_path, monkeypatch):
+    """`reduce scan` on the read-only shared folder (index in the cache): one light group."""
+    if not HATP32.is_dir():
+        pytest.skip(f"HAT-P-32 night not found at {HATP32}")
+    from click.testing import CliRunner
+
+    from reduce.cli import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    res = CliRunner().invoke(cli, ["scan", str(HATP32), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    import json
+    groups = json.loads(res.stdout)
+    assert [(g["date"], g["files"]) for g in groups] == [("2017-12-19", 142)]
+    assert "west-positive" in groups[0]["warnings"][0]
+
+
+@pytest.mark.skipif(not HATP32.is_dir(), reason=f"HAT-P-32 night not found at {HATP32}")
+def test_hatp32_site_for_bjd_and_airmass_is_west():
+    """What the pipeline uses for BJD_TDB and airmass when it reads the site from a frame's header
+    (astropy Header path): the corrected, east-positive -110.88."""
+    from reduce.index.headers import site
+
+    header, _, _ = read_header(sorted(HATP32.glob("*.FITS"))[0])
+    assert site(header) == (31.68, -110.88, None)

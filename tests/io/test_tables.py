@@ -81,3 +81,36 @@ def test_product_path_refuses_escapes(tmp_path):
         product_path(tmp_path, "../evil", ".csv")
     with pytest.raises(OutputError):
         product_path(tmp_path, "sub/x", ".csv")
+
+
+def test_time_columns_read_natively_as_jd_utc_and_bjd_tdb_without_warnings(tmp_path):
+    """No site known: still JD UTC / BJD TDB Time columns (not MJD, not year 8595), no warning."""
+    import warnings
+
+    from astropy.time import Time
+
+    from reduce.io.tables import lightcurve_table
+
+    jd = 2460385.5 + np.arange(5) / 100
+    table = lightcurve_table({"time": jd, "bjd_tdb": jd + 0.004, "flux": np.ones(5)})
+    (path,) = write_lightcurve(table, tmp_path / "lc", csv=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = Table.read(path, hdu="LIGHTCURVE", astropy_native=True)
+    assert isinstance(back["time"], Time) and back["time"].scale == "utc"
+    assert isinstance(back["bjd_tdb"], Time) and back["bjd_tdb"].scale == "tdb"
+    assert np.allclose(back["time"].jd, jd, rtol=0, atol=1e-9)
+    assert np.allclose(back["bjd_tdb"].jd, jd + 0.004, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["nuit_é.fits", "日本語_001.fits", "☃ 100%.fits", "plain.fits"])
+def test_non_ascii_names_are_percent_encoded_in_fits_and_utf8_in_csv(tmp_path, name):
+    from reduce.io.tables import decode_name, encode_name, lightcurve_table
+
+    table = lightcurve_table({"time": [2460000.5], "flux": [1.0], "file": [name]})
+    csv, fit = write_lightcurve(table, tmp_path / "lc", header={"RECIPE": "récipe.yaml"})
+    assert list(Table.read(csv)["file"]) == [name]
+    with fits.open(fit) as hdul:
+        stored = str(hdul["LIGHTCURVE"].data["file"][0])
+        assert stored.isascii() and decode_name(stored) == name and stored == encode_name(name)
+        assert decode_name(hdul[0].header["RECIPE"]) == "récipe.yaml"

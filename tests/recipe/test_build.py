@@ -23,7 +23,7 @@ photometry:
 
 @pytest.fixture
 def spec():
-    return loads_recipe(TEXT, path="b.yaml", registry=REGISTRY)
+    return loads_recipe(TEXT, path="b.yaml", registry=REGISTRY, check_chain=False)
 
 
 def test_blocks_get_recipe_params_and_their_runtime_objects(spec):
@@ -64,7 +64,8 @@ def test_unknown_section_and_constructor_failure(spec):
                 raise ValueError("frames must be None here")
             super().__init__(factor=factor)
 
-    fussy = loads_recipe("detection:\n  - Fussy: {factor: 3}\n", path="f.yaml", registry={"Fussy": Fussy})
+    fussy = loads_recipe("detection:\n  - Fussy: {factor: 3}\n", path="f.yaml", registry={"Fussy": Fussy},
+                         check_chain=False)
     with pytest.raises(RecipeError) as info:
         build_blocks(fussy, "detection", registry={"Fussy": Fussy}, frames=[1])
     assert info.value.messages == ["f.yaml:2: Fussy: frames must be None here"]
