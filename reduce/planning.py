@@ -104,10 +104,12 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
         if not frames:  # our own products (NIGHT/reduced/*.fits) are not frames of the night
             continue
         cal = fm.calibration_for(group)
+        lights = [f for f in fm.files(type="light", telescope=group.telescope, target=group.target)
+                  if not ours(f)]
         unmeasured = [(p, r, times.get(p)) for p, r in wrong_size.get(id(group), [])]
         unmeasured += [(p, r, None) for p, r in attached.get(id(group), [])]
         plans.append(GroupPlan(group=shown, frames=frames, calibration=cal, stem=stem, outdir=outdir,
-                               night=night, unmeasured=unmeasured, times=times))
+                               night=night, unmeasured=unmeasured, times=times, night_lights=lights or None))
     return plans, fm
 
 

@@ -24,6 +24,9 @@ class GroupPlan:
     stem: str
     outdir: Path
     night: Path | None = None
+    # light frames of the night folder with the group's telescope and target, by time: a pixel
+    # target is given on the first of them (or on one named); None: the group's frames
+    night_lights: list | None = None
     #: files of the group that cannot be measured: (path, reason, JD or None); each gets a row
     #: flagged UNREADABLE (unreadable, truncated, cube, table only, wrong size)
     unmeasured: list = field(default_factory=list)

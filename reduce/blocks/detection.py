@@ -10,7 +10,11 @@ from ..core.block import Block
 from ..core.errors import NoSources
 from ..image import PixelFlag, Sources
 
-__all__ = ["PointSourceDetection", "global_background"]
+__all__ = ["PointSourceDetection", "global_background", "QUICK_MIN"]
+
+# fewest stars a quick (raised-threshold) detection must find to be kept: enough for the
+# alignment's asterisms (30 stars) and the PSF's cutouts
+QUICK_MIN = 40
 
 log = logging.getLogger("reduce")
 
@@ -137,6 +141,10 @@ class PointSourceDetection(Block):
     Masked pixels without data (``Image.mask``: unilluminated, non-finite) are left out of the
     background and the detection; a source is ``saturated`` when a raw-saturated pixel lies in
     the 3x3 box of its peak.
+
+    ``quick_threshold`` (an attribute, not a parameter: the runner sets it for the frames of a
+    dense field, whose stars to measure come from the reference) detects above that threshold
+    first, and above ``threshold`` only when that finds fewer than ``QUICK_MIN`` stars.
     """
 
     requires = ("data",)
@@ -167,6 +175,9 @@ class PointSourceDetection(Block):
         self.edge = float(edge)
         self.background = background
         self.refine = int(refine)
+        # set by the runner for the frames of a dense field, not a recipe parameter: they only need
+        # their brightest stars (alignment, PSF), and sep's cost grows with every star it extracts
+        self.quick_threshold: float | None = None
 
     def _background(self, data, mask):
         if self.background == "map":
@@ -193,8 +204,7 @@ class PointSourceDetection(Block):
         sub = np.ascontiguousarray(sub, dtype=np.float32)
         if mask is not None:
             sub[mask] = 0.0
-        objects = _extract(sub, self.threshold, rms, mask, self.min_area,
-                           self.deblend_levels if self.deblend else 1)
+        objects = self._objects(sub, rms, mask)
         image.bkg, image.bkg_rms = bkg, rms
         if len(objects) == 0:
             raise NoSources(f"no source above {self.threshold:g} sigma")
@@ -211,6 +221,16 @@ class PointSourceDetection(Block):
         saturated = _saturated(image, objects["xpeak"], objects["ypeak"])
         image.sources = Sources(xy, flux=objects["flux"], peak=objects["peak"], saturated=saturated,
                                 edge=edge, a=objects["a"], b=objects["b"], theta=objects["theta"])
+
+    def _objects(self, sub, rms, mask):
+        """sep objects above ``threshold``; first above ``quick_threshold`` when the runner set one
+        (frames of a dense field), kept when that finds at least ``QUICK_MIN`` stars."""
+        levels = self.deblend_levels if self.deblend else 1
+        if self.quick_threshold is not None and self.quick_threshold > self.threshold:
+            objects = _extract(sub, self.quick_threshold, rms, mask, self.min_area, levels)
+            if len(objects) >= QUICK_MIN:
+                return objects
+        return _extract(sub, self.threshold, rms, mask, self.min_area, levels)
 
     def _refine(self, sub, xy, objects) -> None:
         """Windowed centroids for the brightest sources; a refinement that wanders is ignored."""

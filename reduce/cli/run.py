@@ -23,6 +23,23 @@ Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags
 
 \b
+Target (--target, or the recipe's target: section):
+  X,Y            pixels of the night's first light frame (by time; of each
+                 target/filter group), as you read them there (0-based;
+                 in the recipe: {x: .., y: ..})
+  X,Y@FILE       pixels of the light frame FILE (recipe: {x: .., y: .., frame: FILE})
+  The position is mapped onto the reference frame through the alignment,
+  then snapped to the nearest star detected within 1.5 FWHM (at least 3 px;
+  logged with the distance). With no star there, a warning says so and that
+  position is measured as given. The provenance (.json) records the given
+  position and frame, the mapped and the snapped positions.
+  N              star N as labelled in the reference figure (_reference.png)
+  "RA DEC"       sky position through the frames' WCS
+  auto           header RA/DEC through a WCS, else the brightest star near the centre
+  Dense fields: only the target and the brightest unsaturated stars
+  (AlignReferenceSources max_stars, default 100) are measured on every frame.
+
+\b
 Exit status: 0 success (or nothing changed since the last run), 1 failed,
              2 usage or recipe error, 3 finished with some frames, groups or
              nights skipped (flagged, failed or locked), 4 the night is being
@@ -55,8 +72,10 @@ def _parse_target(value: str | None):
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: NIGHT/reduced; with several nights OUTDIR/<night name>).")
 @click.option("--target", default=None,
-              help="Target: N (index in the reference's source list), X,Y (pixels on the reference) "
-                   "or \"RA DEC\" (degrees or sexagesimal; needs a WCS).")
+              help="Target: X,Y (0-based pixels on the night's first light frame, where you read "
+                   "it), X,Y@FILE (pixels on the light frame FILE, a name or a path relative to the "
+                   "night), N (star N of the reference figure) or \"RA DEC\" (degrees or "
+                   "sexagesimal; needs a WCS). See 'Target' below.")
 @click.option("--reference", default=None, help="Reference frame: first | middle | best | N.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Instrument/site configuration YAML (see sample_config.yaml).")

@@ -118,7 +118,7 @@ def _flagged(entries, root) -> list[dict]:
 
 def provenance_record(*, recipe_spec, config_source, inputs, calibration, reference, aperture,
                       comparisons, weights, flagged, extra=None, root=None, checksums=None,
-                      created: str | None = None, warnings=None) -> dict:
+                      created: str | None = None, warnings=None, target=None) -> dict:
     """The provenance of one light curve as a plain dict.
 
     Parameters
@@ -134,7 +134,10 @@ def provenance_record(*, recipe_spec, config_source, inputs, calibration, refere
     flagged : ``(file, flags, reason)`` for every flagged frame.
     warnings : ``{code, message, frames}`` for every header or time problem of the group (time
         keywords that disagree, overlapping exposures, values set aside, airmass computed...).
-    extra : any further plain values (e.g. the target's coordinates, timings).
+    target : how the target was placed, e.g. ``{"given": {"x", "y", "frame"}, "mapped": [x, y],
+        "snapped": [x, y], "snap_distance_px", "index"}`` (positions in 0-based file pixels; the
+        mapped and snapped ones on the reference); ``Path`` values relative to ``root``.
+    extra : any further plain values (e.g. timings).
     root : record paths relative to this folder (e.g. the night) when they are inside it.
     checksums : known ``{path: sha256}`` (e.g. from the index) to avoid re-reading files.
     created : ISO timestamp (default: now, UTC); the only clock value in the record.
@@ -152,6 +155,7 @@ def provenance_record(*, recipe_spec, config_source, inputs, calibration, refere
         "calibration": to_plain(_relative_paths(calibration, root)),
         "reference": _relative(Path(str(reference)), root) if isinstance(reference, (str, Path)) and reference
         else to_plain(reference),
+        "target": to_plain(_relative_paths(target, root)) if target is not None else None,
         "aperture": to_plain(aperture),
         "comparisons": to_plain(comparisons),
         "weights": to_plain(weights),

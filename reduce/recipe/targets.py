@@ -1,5 +1,6 @@
-"""Which star is the target: an index in the reference's source list, pixels on the reference, or
-sky coordinates (degrees or sexagesimal), from the recipe or from a ``--target`` option.
+"""Which star is the target: an index in the reference's source list, pixels on a frame of the
+night (the first light frame unless one is named), or sky coordinates (degrees or sexagesimal),
+from the recipe or from a ``--target`` option.
 """
 from __future__ import annotations
 
@@ -24,9 +25,12 @@ def _is_int(v) -> bool:
 class TargetSpec:
     """Which star is the target: ``kind`` auto | index | pixel | sky.
 
-    index: position in the reference frame's source list; pixel: ``x, y`` (0-based pixels on the
-    reference frame); sky: ``ra, dec`` in degrees (ICRS; needs a WCS); auto: the runner decides
-    (header RA/DEC when the frames have a WCS, else the source nearest the frame centre).
+    index: position in the reference frame's list of measured stars (as labelled in the reference
+    figure); pixel: ``x, y`` (0-based pixels of the file) on ``frame`` (a file name or a path
+    relative to the night), by default the first light frame by time; the runner maps it onto the
+    reference through the alignment and snaps it to the nearest star; sky: ``ra, dec`` in degrees
+    (ICRS; needs a WCS); auto: the runner decides (header RA/DEC when the frames have a WCS, else
+    the source nearest the frame centre).
     """
 
     kind: str = "auto"
@@ -35,12 +39,13 @@ class TargetSpec:
     y: float | None = None
     ra: float | None = None
     dec: float | None = None
+    frame: str | None = None
 
     def __str__(self) -> str:
         if self.kind == "index":
             return f"source #{self.index} of the reference"
         if self.kind == "pixel":
-            return f"pixel ({self.x:g}, {self.y:g}) on the reference"
+            return f"pixel ({self.x:g}, {self.y:g}) on " + (self.frame or "the first frame")
         if self.kind == "sky":
             return f"RA {self.ra:.6f} Dec {self.dec:+.6f} (deg)"
         return "automatic"
@@ -49,7 +54,7 @@ class TargetSpec:
         if self.kind == "index":
             return self.index
         if self.kind == "pixel":
-            return {"x": self.x, "y": self.y}
+            return {"x": self.x, "y": self.y, **({"frame": self.frame} if self.frame else {})}
         if self.kind == "sky":
             return {"ra": self.ra, "dec": self.dec}
         return "auto"
@@ -91,7 +96,7 @@ def _sky(ra, dec) -> TargetSpec:
 
 
 def parse_target(value, report: Report, path=("target",)) -> TargetSpec:
-    """``<index>``, ``{x: .., y: ..}``, ``{ra: .., dec: ..}``, a string form, or ``auto``."""
+    """``<index>``, ``{x: .., y: .., frame: ..}``, ``{ra: .., dec: ..}``, a string form, or ``auto``."""
     if value is None or value == "auto":
         return TargetSpec()
     if isinstance(value, bool):
@@ -114,33 +119,46 @@ def parse_target(value, report: Report, path=("target",)) -> TargetSpec:
 
 def _target_mapping(value: dict, report: Report, path) -> TargetSpec:
     keys = set(value)
-    if keys == {"x", "y"}:
+    if keys in ({"x", "y"}, {"x", "y", "frame"}):
         bad = [k for k in ("x", "y") if not finite(value[k]) or value[k] < 0]
         for k in bad:
             report(path + (k,), f"target {k} must be a pixel coordinate >= 0, got {value[k]!r}")
-        return TargetSpec() if bad else TargetSpec("pixel", x=float(value["x"]), y=float(value["y"]))
+        frame = value.get("frame")
+        if "frame" in keys and (not isinstance(frame, str) or not frame.strip()):
+            report(path + ("frame",), f"target frame must be a file name, got {frame!r}",
+                   "the name of a light frame, or its path relative to the night folder")
+            bad.append("frame")
+        return TargetSpec() if bad else TargetSpec("pixel", x=float(value["x"]), y=float(value["y"]),
+                                                   frame=frame.strip() if frame else None)
     if keys == {"ra", "dec"}:
         try:
             return _sky(value["ra"], value["dec"])
         except ValueError as e:
             report(path, f"invalid target: {e}")
             return TargetSpec()
-    unknown = sorted(str(k) for k in keys - {"x", "y", "ra", "dec"})
+    unknown = sorted(str(k) for k in keys - {"x", "y", "frame", "ra", "dec"})
     if unknown:
         report(path + (unknown[0],), f"unknown key {unknown[0]!r} in 'target'",
-               close_match_hint(unknown[0], ("x", "y", "ra", "dec")) or "use {x, y} or {ra, dec}")
+               close_match_hint(unknown[0], ("x", "y", "frame", "ra", "dec"))
+               or "use {x, y}, {x, y, frame} or {ra, dec}")
     else:
         report(path, "target needs both x and y, or both ra and dec", f"got {', '.join(sorted(map(str, keys)))}")
     return TargetSpec()
 
 
 def target_from_string(text: str) -> TargetSpec:
-    """``N`` (index), ``X,Y`` (pixels), ``"RA DEC"`` (degrees or sexagesimal), or ``auto``."""
+    """``N`` (index), ``X,Y`` (pixels on the first frame), ``X,Y@FILE`` (pixels on that frame),
+    ``"RA DEC"`` (degrees or sexagesimal), or ``auto``."""
     s = str(text).strip()
     if s in ("", "auto"):
         return TargetSpec()
     if re.fullmatch(r"\d+", s):
         return TargetSpec("index", index=int(s))
+    frame = None
+    if "@" in s:
+        s, frame = (p.strip() for p in s.split("@", 1))
+        if not frame or "," not in s:
+            raise ValueError(f"target {text!r}: expected X,Y@FILE (pixels on the light frame FILE)")
     if "," in s:
         parts = [p.strip() for p in s.split(",")]
         try:
@@ -149,7 +167,7 @@ def target_from_string(text: str) -> TargetSpec:
             raise ValueError(f"target {text!r}: expected X,Y pixel coordinates") from None
         if not (math.isfinite(x) and math.isfinite(y) and x >= 0 and y >= 0):
             raise ValueError(f"target {text!r}: pixel coordinates must be finite and >= 0")
-        return TargetSpec("pixel", x=x, y=y)
+        return TargetSpec("pixel", x=x, y=y, frame=frame)
     tokens = s.split()
     if len(tokens) == 6:
         tokens = [":".join(tokens[:3]), ":".join(tokens[3:])]

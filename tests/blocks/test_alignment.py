@@ -154,6 +154,24 @@ def test_stars_shifted_off_the_frame_never_crash_the_chain():
     assert get.fluxes.fluxes.shape[1] == len(sky)
 
 
+def test_measured_caps_to_the_brightest_unsaturated_and_keeps_the_target():
+    """max_stars: the N brightest unsaturated stars in order, then the kept ones not among them."""
+    from reduce.image import Sources
+
+    sat = np.zeros(10, bool)
+    sat[[0, 3]] = True
+    src = Sources(np.c_[np.arange(10.0), np.arange(10.0)], saturated=sat)
+    block = AlignReferenceSources(max_stars=4)
+    assert block.measured(src).tolist() == [1, 2, 4, 5]
+    assert block.measured(src, keep=(8,)).tolist() == [1, 2, 4, 5, 8]
+    assert block.measured(src, keep=(0,)).tolist() == [1, 2, 4, 5, 0]  # a saturated target stays
+    assert block.measured(src, keep=(2,)).tolist() == [1, 2, 4, 5]
+    assert AlignReferenceSources(max_stars=10).measured(src).tolist() == list(range(10))
+    assert AlignReferenceSources(max_stars=None).measured(src, keep=(3,)).tolist() == list(range(10))
+    with pytest.raises(ValueError, match="max_stars"):
+        AlignReferenceSources(max_stars=0)
+
+
 # -- sparse fields: the fallbacks (voted translation, one star, cross-correlation) -----------------
 
 STRIPS = [(64, 521), (119, 521)]

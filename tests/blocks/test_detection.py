@@ -126,3 +126,27 @@ def test_windowed_refinement_is_optional_and_close_to_the_barycentres():
     d_plain, i = _match(plain.coords[:20], f.xy)
     d_refined, _ = _match(refined.coords[:20], f.xy)
     assert d_refined.max() < 0.05 and d_plain.max() < 0.1
+
+
+def test_quick_threshold_keeps_the_bright_stars_and_falls_back_when_too_few():
+    """The runner's quick_threshold (frames of dense fields) detects only the brighter stars, at
+    the same positions; when it would leave fewer than QUICK_MIN, the full detection is kept."""
+    from reduce.blocks.detection import QUICK_MIN
+
+    f = star_field((400, 400), n=150, fwhm=3.0, seed=4, min_sep=12, flux_range=(400, 4e5))
+    full = Image(data=f.data.astype(np.float32))
+    PointSourceDetection().run(full)
+    quick_block = PointSourceDetection()
+    quick_block.quick_threshold = 60.0
+    quick = Image(data=f.data.astype(np.float32))
+    quick_block.run(quick)
+    n = len(quick.sources)
+    assert QUICK_MIN <= n < len(full.sources) - 30, (n, len(full.sources))
+    d, i = cKDTree(full.sources.coords).query(quick.sources.coords)
+    # the same, brightest stars (isophotal centroids move a little with the threshold)
+    assert d.max() < 0.3 and np.all(i[:20] < 30)
+    too_high = PointSourceDetection()
+    too_high.quick_threshold = 1e5  # would find (almost) nothing
+    fallback = Image(data=f.data.astype(np.float32))
+    too_high.run(fallback)
+    assert np.array_equal(fallback.sources.coords, full.sources.coords)

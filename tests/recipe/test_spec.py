@@ -205,6 +205,8 @@ def test_missing_and_directory_paths(tmp_path):
     ("3", TargetSpec("index", index=3)),
     ("auto", TargetSpec()),
     ("300.5, 200", TargetSpec("pixel", x=300.5, y=200.0)),
+    ("424,286@HATP-32171220013343.FITS", TargetSpec("pixel", x=424.0, y=286.0, frame="HATP-32171220013343.FITS")),
+    ("10, 20 @ light/f 1.fits", TargetSpec("pixel", x=10.0, y=20.0, frame="light/f 1.fits")),
     ("187.5 -45.5", TargetSpec("sky", ra=187.5, dec=-45.5)),
     ("12:30:00 -45:30:00", TargetSpec("sky", ra=187.5, dec=-45.5)),
     ("12h30m00s +45d30m00s", TargetSpec("sky", ra=187.5, dec=45.5)),
@@ -215,9 +217,11 @@ def test_target_from_string(text, expected):
     assert got.kind == expected.kind and got.index == expected.index
     for f in ("x", "y", "ra", "dec"):
         assert getattr(got, f) == pytest.approx(getattr(expected, f))
+    assert got.frame == expected.frame
 
 
-@pytest.mark.parametrize("text", ["abc", "1,2,3", "-3,4", "10 95", "12:61:00 10:00:00", "1 2 3"])
+@pytest.mark.parametrize("text", ["abc", "1,2,3", "-3,4", "10 95", "12:61:00 10:00:00", "1 2 3",
+                                  "10,20@", "3@f.fits", "@f.fits"])
 def test_target_from_string_rejects(text):
     with pytest.raises(ValueError):
         target_from_string(text)
@@ -263,3 +267,17 @@ def test_differential_options_reach_fluxes_keywords():
 def test_differential_option_errors(text, fragment):
     messages = errors_of(text)
     assert any(fragment in m for m in messages), messages
+
+
+def test_pixel_target_on_a_named_frame_in_a_recipe():
+    """{x, y, frame} validates and round-trips; a frame that is not a file name is reported."""
+    spec = load("target: {x: 424, y: 286.5, frame: HATP-32171220013343.FITS}\n")
+    assert spec.target == TargetSpec("pixel", x=424.0, y=286.5, frame="HATP-32171220013343.FITS")
+    assert spec.to_dict()["target"] == {"x": 424.0, "y": 286.5, "frame": "HATP-32171220013343.FITS"}
+    assert "on HATP-32171220013343.FITS" in str(spec.target)
+    assert load("target: {x: 4, y: 5}\n").target.frame is None
+    assert "first frame" in str(load("target: {x: 4, y: 5}\n").target)
+    assert errors_of("target: {x: 4, y: 5, frame: 7}\n") == [
+        "r.yaml:1: target frame must be a file name, got 7 (the name of a light frame, or its path "
+        "relative to the night folder)"]
+    assert "did you mean 'frame'" in errors_of("target: {x: 4, y: 5, fram: a.fits}\n")[0]
