@@ -32,8 +32,8 @@ log = logging.getLogger("reduce")
 METHODS = ("asterism", "translation", "single star", "cross-correlation")
 
 # default cap of the stars measured on every frame (see AlignReferenceSources.max_stars). Each
-# star costs ~0.06 ms per frame (centroid, 30 apertures, sky): 100 keeps a 650x500 frame holding
-# 1,000 stars under 25 ms. On that real night (HAT-P-32, 270 px drift) the light curve's scatter
+# star costs ~0.1 ms per frame (centroid, 30 apertures, sky): with 100, a 650x500 frame holding
+# 1,000 stars takes ~28 ms (was ~200 ms). On that real night (HAT-P-32, 270 px drift) the light curve's scatter
 # is the same with 100, 150, 200, 400 or all stars (0.47 % per frame, 22 comparisons survive the
 # drift) and worse with 50 (0.66 %, 12): twice the default recipe's 50 comparisons leaves room
 # for stars that drift off, vary or are rejected
