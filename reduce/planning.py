@@ -96,7 +96,7 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
     plans = []
     ours = _products_of(night, outdir)
     times = {f.path: f.jd for f in fm.frames(type="light")}
-    groups, wrong_size = _fold_wrong_sizes(_merge_same_names(fm, safe_stem), safe_stem)
+    groups, wrong_size = _fold_wrong_sizes(_merge_same_names(fm, safe_stem))
     stray = [(p, r) for p, r in [*fm.unreadable, *fm.skipped] if not ours(p) and not os.path.isdir(p)]
     attached = _attach_unmeasured(groups, stray, fm.config)
     for group, shown, stem in _named_groups(groups, safe_stem):
@@ -124,7 +124,7 @@ def unaccounted(fm, plans, ours) -> list:
 WRONG_SIZE_FRACTION = 0.25
 
 
-def _fold_wrong_sizes(groups, safe_stem) -> tuple[list, dict]:
+def _fold_wrong_sizes(groups) -> tuple[list, dict]:
     """Light groups with frames of a few odd sizes folded into their main group.
 
     Frames of one night, telescope, filter and target whose size differs from the group's most
@@ -134,6 +134,8 @@ def _fold_wrong_sizes(groups, safe_stem) -> tuple[list, dict]:
     (a change of binning or window mid-night) stay a group of their own.
     Returns (groups kept, {id(main group): [(path, reason)]}).
     """
+    from .io.tables import safe_stem
+
     def key(g):  # the output name: groups that would share it are one target
         return safe_stem(g.night, g.telescope, g.target, g.filter)
 
