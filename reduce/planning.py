@@ -264,9 +264,12 @@ def find_nights(archive, *, depth: int | None = None) -> list[Path]:
 
 
 def _outdirs(nights: list[Path], outdir) -> list[Path]:
-    """Output folder per night: NIGHT/reduced, OUTDIR for one night, OUTDIR/<night name> for several."""
+    """Output folder per night: NIGHT/reduced, OUTDIR for one night, OUTDIR/<night name> for several.
+
+    A read-only night (a mounted archive) without OUTDIR writes to ``./<night name>_reduced`` in
+    the current folder, and the log says so: an archive reduces without a hand-written option."""
     if outdir is None:
-        return [n / "reduced" for n in nights]
+        return [_default_outdir(n) for n in nights]
     outdir = Path(outdir)
     _check_outdir_holds_no_night(outdir, nights)
     if len(nights) == 1:
@@ -277,6 +280,22 @@ def _outdirs(nights: list[Path], outdir) -> list[Path]:
         name = n.resolve().name or "night"
         seen[name] = seen.get(name, 0) + 1
         out.append(outdir / (name if seen[name] == 1 else f"{name}-{seen[name]}"))
+    return out
+
+
+def _default_outdir(night: Path) -> Path:
+    """NIGHT/reduced, or ./<night name>_reduced when the night folder is read-only."""
+    import logging
+
+    from .index.db import _writable_dir
+
+    night = Path(night)
+    inside = night / "reduced"
+    if inside.is_dir() and _writable_dir(inside) or not night.is_dir() or _writable_dir(night):
+        return inside
+    out = Path.cwd() / f"{night.resolve().name or 'night'}_reduced"
+    logging.getLogger("reduce").info("%s is read-only: outputs go to %s (-o chooses another folder)",
+                                     night, out)
     return out
 
 

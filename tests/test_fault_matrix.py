@@ -400,14 +400,29 @@ def test_output_folder_that_is_the_night_is_a_usage_error(night_copy, recipe, ca
     assert run_cli("run", recipe, night_copy, "-o", night_copy.parent) == 2
 
 
-def test_read_only_night_gets_no_reduced_folder_even_as_root(night_copy, recipe, capsys):
+def test_read_only_night_gets_no_reduced_folder_even_as_root(night_copy, recipe, capsys, tmp_path,
+                                                             monkeypatch):
+    """A read-only night (an archive) reduces without -o: the outputs go to ./<night>_reduced in the
+    current folder, the log says so, and nothing is created in the night, even by root."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     night_copy.chmod(0o555)
     try:
-        assert run_cli("run", recipe, night_copy) == 1
+        assert run_cli("run", recipe, night_copy) == 0
+        text = said(capsys)
+        out = work / f"{night_copy.name}_reduced"
+        assert "read-only" in text and str(out) in text and "-o" in text
+        no_traceback(text)
+        assert not (night_copy / "reduced").exists()
+        assert any(out.glob("*.csv"))
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)  # and when the current folder is read-only too: a clear error, the fix
+        monkeypatch.chdir(locked)
+        assert run_cli("run", recipe, night_copy, "--force") == 1
         text = said(capsys)
         assert "read-only" in text and "-o" in text
         no_traceback(text)
-        assert not (night_copy / "reduced").exists()
     finally:
         night_copy.chmod(0o755)
 

@@ -70,7 +70,8 @@ def _parse_target(value: str | None):
 @click.option("--nights", "archive", is_flag=True,
               help="NIGHTS is an archive: every sub-folder holding FITS frames is a night.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default: NIGHT/reduced; with several nights OUTDIR/<night name>).")
+              help="Output folder (default: NIGHT/reduced, or ./<night name>_reduced when the night is "
+                   "read-only; with several nights OUTDIR/<night name>).")
 @click.option("--target", default=None,
               help="Target: X,Y (0-based pixels on the night's first light frame, where you read "
                    "it), X,Y@FILE (pixels on the light frame FILE, a name or a path relative to the "
