@@ -89,7 +89,7 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
                       for f, v in zip(raw.files, raw.flags) if v]
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
-    diff = _differential(raw, spec)
+    diff = _errors_without_gain(_differential(raw, spec), ref, plan, result.warnings)
     table = _full_table(raw, diff, ref, plan.group, result.warnings)
     from .io.atomic import OutputSet
 
@@ -573,6 +573,34 @@ def _differential(raw, spec):
     except ValueError as e:
         raise ReduceError(f"differential photometry failed: {e}")
     return diff
+
+
+def _errors_without_gain(diff, ref, plan, warnings):
+    """Without a gain (no GAIN/EGAIN header, none in the config) the CCD equation's errors assume
+    1 e-/ADU, which can be many times off (a 12-bit camera's sky of 1.5 ADU rms): scale the
+    differential errors to the light curve's point-to-point scatter, and say so."""
+    gain = getattr(ref, "gain", None)
+    if gain is not None and np.isfinite(gain) and gain > 0:
+        return diff
+    from .diffphot import p2p_scatter
+
+    flux, err = np.asarray(diff.flux, float), np.asarray(diff.error, float)
+    ok = np.isfinite(flux) & np.isfinite(err) & (err > 0)
+    if ok.sum() < 10:
+        return diff
+    scale = float(p2p_scatter(flux[ok]) / np.median(err[ok]))
+    if not np.isfinite(scale) or scale <= 0:
+        return diff
+    out = diff._replace(errors=diff.errors * scale)
+    out.meta["error_scale"] = scale
+    w = {"code": "errors_scaled", "frames": int(ok.sum()), "message":
+         f"no gain (no GAIN/EGAIN header, no `gain:` in the config): the flux errors of the CCD "
+         f"equation (1 e-/ADU assumed) were {1 / scale:.2f}x the light curve's point-to-point "
+         f"scatter and are scaled to it; set `gain:` for this instrument in the config to get errors "
+         f"from the CCD equation"}
+    log.warning("%s: %s", plan.name, w["message"])
+    warnings.append(w)
+    return out
 
 
 def _full_table(raw, diff, ref, group=None, warnings=None):

@@ -167,3 +167,25 @@ def test_undetected_target_is_measured_where_given_and_not_flagged(night_copy, t
     table = Table.read(outputs(out)[".csv"])
     assert not np.any(table["flag"] & 32), "a position given by hand must not be re-centred"
     assert abs(table["x"][0] - 60) < 0.01 and abs(table["y"][0] - 150) < 0.01
+
+
+def test_errors_without_a_gain_follow_the_scatter_and_say_so(night_copy, tmp_path):
+    """A camera that writes no GAIN (the HAT-P-32 night's): the CCD equation at 1 e-/ADU would give
+    error bars several times the real scatter; they are scaled to the point-to-point scatter, with
+    a warning naming the fix in the log, the summary and the provenance. With a gain: untouched."""
+    from reduce.diffphot import p2p_scatter
+
+    gain = None
+    for path in sorted((night_copy / "light").glob("*.fits")):
+        with fits.open(path, mode="update") as hdul:
+            gain = hdul[0].header.pop("GAIN")
+    assert gain and gain != 1.0  # the simulator's camera: 1 e-/ADU would misstate the errors
+    out, summary = tmp_path / "out", tmp_path / "s.json"
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q", "--summary-json", summary) == 0
+    table = Table.read(next(out.glob("*.csv")))
+    flux, err = np.asarray(table["flux"]), np.asarray(table["flux_err"])
+    assert np.median(err) == pytest.approx(p2p_scatter(flux), rel=1e-6)
+    warnings = json.loads(summary.read_text())["groups"][0]["warnings"]
+    assert [w["code"] for w in warnings] == ["errors_scaled"] and "`gain:`" in warnings[0]["message"]
+    prov = json.loads(next(out.glob("*.json")).read_text())
+    assert any(w["code"] == "errors_scaled" for w in prov["warnings"])
