@@ -294,25 +294,26 @@ def _west_by_offset(x: float, offset: timedelta | None) -> bool:
     return east > 2.5 and west + 2.0 < east
 
 
+def _site_number(header, inst: Instrument, role: str, bounds, notes: _Notes, why: str):
+    """The header's value for ``role`` (number or sexagesimal), or None (noted) when it is out of
+    ``bounds`` or unreadable: never silently used."""
+    key, v = _first_item(header, inst.keys(role))
+    x = _sexagesimal(v)[0] if v is not None else None
+    if v is not None and (x is None or not bounds[0] <= x <= bounds[1]):
+        notes.add(role, f"{key} = {_shown(v)} {why}")
+        return None
+    return x
+
+
 def _site_values(header, inst: Instrument, offset: timedelta | None, notes: _Notes):
     """(latitude, longitude east-positive, elevation m, longitude source) with values that make no
     physical sense set aside (noted), and a west-positive header longitude detected."""
-    lat = inst.latitude
-    if lat is None:
-        key, v = _first_item(header, inst.keys("latitude"))
-        lat = _sexagesimal(v)[0] if v is not None else None
-        if v is not None and (lat is None or not -90 <= lat <= 90):
-            notes.add("latitude", f"{key} = {_shown(v)} is not a latitude (-90..90): ignored; set "
-                      "`site: {latitude: ...}` for this instrument in the config")
-            lat = None
-    elev = inst.elevation
-    if elev is None:
-        key, v = _first_item(header, inst.keys("elevation"))
-        elev = _sexagesimal(v)[0] if v is not None else None
-        if v is not None and (elev is None or not -500 <= elev <= 9000):
-            notes.add("elevation", f"{key} = {_shown(v)} is not a site elevation in metres "
-                      "(-500..9000): ignored")
-            elev = None
+    lat = inst.latitude if inst.latitude is not None else _site_number(
+        header, inst, "latitude", (-90, 90), notes, "is not a latitude (-90..90): ignored; set "
+        "`site: {latitude: ...}` for this instrument in the config")
+    elev = inst.elevation if inst.elevation is not None else _site_number(
+        header, inst, "elevation", (-500, 9000), notes, "is not a site elevation in metres "
+        "(-500..9000): ignored")
     if inst.longitude is not None:
         return lat, inst.longitude, elev, "config"
     key, v = _first_item(header, inst.keys("longitude"))

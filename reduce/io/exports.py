@@ -65,7 +65,7 @@ def aavso_text(table, *, obscode: str, starid: str, filter: str, chart: str | No
     mag = -2.5 * np.log10(flux)
     merr = np.minimum(2.5 / math.log(10) * err / flux, 9.999)
     airmass = np.asarray(table["airmass"], float)[ok]
-    lines = [f"#TYPE=EXTENDED", f"#OBSCODE={obscode}", f"#SOFTWARE={_short(software, 255)}",
+    lines = ["#TYPE=EXTENDED", f"#OBSCODE={obscode}", f"#SOFTWARE={_short(software, 255)}",
              "#DELIM=,", "#DATE=JD", "#OBSTYPE=CCD", "#" + ",".join(AAVSO_FIELDS)]
     name, chart_id = _short(starid, 30), _short(chart or "na", 20)
     note = _short(notes or "na", 1000)

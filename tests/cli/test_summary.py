@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from reduce.cli import main
 from reduce.diffphot import p2p_scatter
+
+from .test_run import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "recipes" / "default.yaml"
 
 
-def run_cli(*args) -> int:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    return exc.value.code
 
 
 @pytest.fixture(autouse=True)
