@@ -62,6 +62,51 @@ def _masked_cutouts(data, xy, size, mask):
     return stack, x0, y0
 
 
+def _local_peak(stack, centre, search, saturated=None):
+    """Flat index in each cutout of the star's peak near ``centre`` (cutout x, y) and whether none.
+
+    The peak is a local maximum (>= its 8 finite neighbours) within ``search`` px of the centre,
+    not ``saturated`` (a clipped plateau is flat, all of it "maximal") unless a saturated pixel
+    lies within ``search / 2`` (the star's own core: then it is taken as before); of several (noise, a neighbour's rim), the one whose height above the lowest pixel there,
+    tapered by a Gaussian of width ``search`` in distance, is largest. A neighbour's wings rise
+    away from the star, so they hold no local maximum: only its own peak, which lies farther than
+    ``search`` when the neighbour is farther than the runaway limit.
+    Without such a maximum (a saturated star, or one lost on a neighbour's slope), the brightest
+    finite pixel within ``search`` (which the runaway guard then judges); none: empty.
+    Only the square around the search disc is examined (the cost does not grow with the box).
+    """
+    n, size, _ = stack.shape
+    half = size // 2
+    m = min(half, int(np.ceil(search + 0.5)))  # the centre is within 0.5 px of the middle pixel
+    lo, w = half - m, 2 * m + 1
+    pad = stack[:, lo - 1:lo + w + 1, lo - 1:lo + w + 1] if lo >= 1 else \
+        np.pad(stack, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)  # the disc square + 1 px
+    pad = np.where(np.isfinite(pad), pad, -np.inf)
+    core = pad[:, 1:-1, 1:-1]
+    peak = np.isfinite(core)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy != 1 or dx != 1:
+                peak &= core >= pad[:, dy:dy + w, dx:dx + w]
+    g = np.arange(lo, lo + w, dtype=float)
+    d2 = (g[None, None, :] - centre[:, 0, None, None]) ** 2 + (g[None, :, None] - centre[:, 1, None, None]) ** 2
+    disc = d2 <= search * search
+    peak &= disc
+    if saturated is not None:
+        sat = saturated[:, lo:lo + w, lo:lo + w]
+        own = (sat & (d2 <= 0.25 * search * search)).any(axis=(1, 2))  # the star itself is saturated
+        peak &= ~(sat & ~own[:, None, None])
+    height = core - np.where(np.isfinite(core), core, np.inf).min(axis=(1, 2))[:, None, None]
+    score = np.where(peak, height * np.exp(-0.5 * d2 / (search * search)), -np.inf).reshape(n, -1)
+    k = np.argmax(score, axis=1)
+    none = ~peak.reshape(n, -1)[np.arange(n), k]
+    if none.any():
+        k[none] = np.argmax(np.where(disc[none], core[none], -np.inf).reshape(none.sum(), -1), axis=1)
+    empty = ~np.isfinite(core.reshape(n, -1)[np.arange(n), k])
+    ky, kx = np.divmod(k, w)
+    return (ky + lo) * size + kx + lo, empty
+
+
 def box_max(data: np.ndarray, xy: np.ndarray, size: int = 5) -> np.ndarray:
     """Maximum finite pixel in a ``size`` box around each position (NaN when none)."""
     stack, _, _ = cutouts(data, xy, size)
@@ -141,7 +186,8 @@ def quadratic_fit_box(fwhm: float | None) -> int:
 
 
 def centroid_quadratic(data: np.ndarray, xy: np.ndarray, box: int = 21, fit_box: int = 5,
-                       mask: np.ndarray | None = None) -> np.ndarray:
+                       mask: np.ndarray | None = None, search: float | None = None,
+                       saturated: np.ndarray | None = None) -> np.ndarray:
     """photutils' ``centroid_quadratic`` for every star at once.
 
     The brightest pixel in a ``box`` cutout is found, a 2-D quadratic is fitted by least squares to
@@ -149,14 +195,24 @@ def centroid_quadratic(data: np.ndarray, xy: np.ndarray, box: int = 21, fit_box:
     As in photutils, a brightest pixel on the cutout border returns that pixel; a fit without a
     maximum, with a maximum outside the cutout, or with non-finite pixels returns NaN. Pixels
     True in ``mask`` count as non-finite.
+
+    ``search`` (px) instead takes the peak among the local maxima within that distance of each
+    position (see :func:`_local_peak`), so a brighter or saturated neighbour elsewhere in the box
+    (its core or its wings) is never taken for the star; pixels True in ``saturated`` (a frame
+    map) are no peak unless the star itself is saturated (one within ``search / 2``).
     """
     stack, x0, y0 = _masked_cutouts(data, xy, box, mask)
     n = len(stack)
     if n == 0:
         return np.zeros((0, 2))
-    flat = np.where(np.isfinite(stack), stack, -np.inf).reshape(n, -1)
-    k = np.argmax(flat, axis=1)
-    empty = ~np.isfinite(flat[np.arange(n), k])
+    if search is None:
+        flat = np.where(np.isfinite(stack), stack, -np.inf).reshape(n, -1)
+        k = np.argmax(flat, axis=1)
+        empty = ~np.isfinite(flat[np.arange(n), k])
+    else:
+        k, empty = _local_peak(stack, np.asarray(xy, float).reshape(-1, 2) - np.column_stack([x0, y0]),
+                               float(search), None if saturated is None else
+                               cutouts(saturated.view(np.uint8), xy, box, dtype=np.uint8, fill=0)[0] != 0)
     py, px = np.divmod(k, box)
     h = fit_box // 2
     sx = np.clip(px - h, 0, box - fit_box)

@@ -79,8 +79,10 @@ class _CentroidBlock(Block):
 
 
 class CentroidQuadratic(_CentroidBlock):
-    """Quadratic-fit centroid (photutils ``centroid_quadratic``, vectorised): brightest pixel
-    in a ``cutout`` box, 2-D quadratic fitted to the ``fit_box`` pixels around it.
+    """Quadratic-fit centroid (photutils ``centroid_quadratic``, vectorised): the star's peak
+    pixel (the local maximum within ``limit`` + 1 px of the predicted position, so a brighter
+    neighbour in the ``cutout`` box is never taken), 2-D quadratic fitted to the ``fit_box``
+    pixels around it.
 
     ``fit_box=None`` picks ~0.8 FWHM (odd, >= 3): on simulated Gaussian stars the photutils
     default of 5 px is biased by ~0.1 px when FWHM < 4 px. ``limit`` (px) is the runaway guard
@@ -98,7 +100,10 @@ class CentroidQuadratic(_CentroidBlock):
 
     def _centroid(self, data, xy, image, mask):
         fit = self.fit_box or min(_c.quadratic_fit_box(image.fwhm), self.cutout)
-        return _c.centroid_quadratic(data, xy, self.cutout, fit, mask=mask)
+        # the peak is sought only where the guard would accept it (+1 px for the pixel grid): a
+        # brighter star farther away in the box, its wings or its saturated core, is never taken
+        return _c.centroid_quadratic(data, xy, self.cutout, fit, mask=mask, search=self._limit(image) + 1.0,
+                                     saturated=image.bad_pixels(PixelFlag.SATURATED))
 
 
 class CentroidCOM(_CentroidBlock):

@@ -61,3 +61,31 @@ def test_cutouts_pad_outside_with_nan():
     assert np.isnan(stack[0, 0]).all() and np.isnan(stack[0, :, 0]).all()
     assert stack[0, 1, 1] == img[0, 0] and np.array_equal(stack[1], img[4:7, 4:7])
     assert box_max(img, np.array([[5.0, 5.0]]), 3)[0] == img[6, 6]
+
+
+def test_quadratic_search_takes_the_star_not_a_brighter_one_in_the_box():
+    # a star and one 10x brighter 8 px away: the brightest pixel of the box is the other star's;
+    # with ``search`` the peak is the local maximum near the position, in every direction
+    rng = np.random.default_rng(3)
+    for angle in np.arange(0, 360, 45):
+        other = np.array([60.2, 59.7]) + 8 * np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+        img = render((120, 120), np.array([[60.2, 59.7], other]), [2e4, 2e5], fwhm=2.5, sky=100, noise=3, rng=rng)
+        guess = np.array([[60.7, 59.3]])
+        assert np.hypot(*(centroid_quadratic(img, guess, 21, 3)[0] - other)) < 0.2  # photutils' choice
+        assert np.hypot(*(centroid_quadratic(img, guess, 21, 3, search=3.5)[0] - [60.2, 59.7])) < 0.08
+
+
+def test_quadratic_search_skips_a_neighbours_saturated_plateau_not_the_stars_own():
+    rng = np.random.default_rng(5)
+    img = render((60, 60), np.array([[26.3, 31.8]]), 3e3, fwhm=2.0, sky=100, noise=2, rng=rng)
+    img[20:27, 22:30] = 1000.0  # a clipped plateau 5 px away: every pixel of it a "maximum"
+    sat = img >= 1000.0
+    xy = np.array([[26.0, 31.0]])
+    got = centroid_quadratic(img, xy, 21, 3, search=6.0, saturated=sat)[0]
+    assert np.hypot(*(got - [26.3, 31.8])) < 0.1
+    # without the map the plateau is taken (its fit has no maximum: NaN)
+    assert not np.hypot(*(centroid_quadratic(img, xy, 21, 3, search=6.0)[0] - [26.3, 31.8])) < 0.5
+    # the star itself saturated: its plateau is still its peak (the runaway guard judges the fit)
+    own = centroid_quadratic(img, np.array([[23.0, 22.0]]), 21, 3, search=6.0, saturated=sat)[0]
+    assert not np.isfinite(own).all() or np.hypot(*(own - [23, 22])) < 4
+    assert np.isnan(centroid_quadratic(np.full((60, 60), np.nan), xy, 21, 3, search=3.0)).all()
