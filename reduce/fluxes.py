@@ -318,7 +318,8 @@ class Fluxes:
         """Divide by the ensemble, choose the aperture and package the metadata."""
         d, e = diffphot.differential(self.fluxes, self.errors, weights, frames=frames)
         idx, metric = diffphot.best_aperture(d[:, self.target], time=self.time, method=method,
-                                             dt=dt, frames=frames)
+                                             dt=dt, frames=frames, seeing=self._seeing(),
+                                             anchor=self._one_fwhm_aperture())
         if aperture is not None:
             idx = int(aperture) % self.shape[0]
         w = weights[idx]
@@ -332,6 +333,23 @@ class Fluxes:
         out = self._replace(fluxes=d, errors=e, meta=meta, flags=self.flags | flags)
         out.meta["aperture_radius"] = out.aperture_radius
         return out
+
+    def _seeing(self):
+        """Per-frame FWHM (``data['fwhm']``) when every frame has one, else None."""
+        fwhm = self.data.get("fwhm")
+        if fwhm is None or np.shape(fwhm) != (len(self),):
+            return None
+        fwhm = np.asarray(fwhm, float)
+        return fwhm if np.all(np.isfinite(fwhm)) else None
+
+    def _one_fwhm_aperture(self):
+        """Index of the aperture whose median radius is nearest the median FWHM (None if unknown)."""
+        fwhm = self._seeing()
+        radii = np.asarray(self.apertures, float)
+        if fwhm is None or radii.ndim == 0 or radii.size == 0:
+            return None
+        radii = diffphot.nanmedian(radii.reshape(radii.shape[0], -1), axis=-1)
+        return int(np.nanargmin(np.abs(radii - float(np.median(fwhm)))))
 
     def _aperture_flags(self, aperture: int, measured: np.ndarray) -> tuple[np.ndarray, list]:
         """Frame flags (n_frames,) where the target's aperture ``aperture`` was not ``measured``,
