@@ -386,7 +386,8 @@ def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None,
     noise), ``"std"`` plain standard deviation. Apertures that measure the target on fewer than
     ``min_coverage`` x the frames of the best-covered one (radii leaving the frame or overlapping
     masked pixels on some frames: NaN there) are skipped. With ``seeing`` (n_frames,), e.g. the
-    FWHM, each curve's trend with the seeing relative to the ``anchor`` aperture is added in
+    FWHM, each curve's trend with the seeing relative to the ``anchor`` aperture (default: the
+    smallest one whose scatter is as good as the best within sampling noise) is added in
     quadrature (see ``_seeing_penalty``): p2p is blind to slow trends, and on a short night a
     seeing-driven one (neighbours' light entering wide apertures in a crowded field) is slow.
     Returns ``(index, metric)`` with metric (n_apertures,), inf for skipped apertures.
@@ -408,13 +409,24 @@ def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None,
     else:
         raise ValueError(f"unknown method {method!r}; use 'p2p', 'binned' or 'std'")
     if seeing is not None:
-        metric = np.hypot(metric, _seeing_penalty(diff, seeing, time, coverage >= min_coverage
-                                                  * coverage.max(initial=0), anchor))
+        covered = np.isfinite(metric) & (coverage >= min_coverage * coverage.max(initial=0))
+        if anchor is None and covered.any():
+            anchor = _good_smallest(metric, covered, coverage.max(initial=0))
+        metric = np.hypot(metric, _seeing_penalty(diff, seeing, time, covered, anchor))
     metric = np.where(np.isfinite(metric) & (metric > 0), metric, np.inf)
     metric = np.where(coverage >= min_coverage * coverage.max(initial=0), metric, np.inf)
     if not np.any(np.isfinite(metric)):
         raise ValueError("no aperture gives a finite differential light curve")
     return int(np.argmin(metric)), metric
+
+
+def _good_smallest(metric, covered, n):
+    """The smallest ``covered`` aperture whose scatter is within the sampling noise of a scatter
+    measured on ``n`` frames (1 / sqrt(2 (n - 1))) of the best one: as good as any, and holding
+    the least light of neighbours."""
+    best = np.min(metric[covered])
+    ok = covered & (metric <= best * (1.0 + 1.0 / np.sqrt(max(2.0 * (n - 1), 1.0))))
+    return int(np.flatnonzero(ok)[0])
 
 
 def _seeing_penalty(diff, seeing, time, covered, anchor):
@@ -424,8 +436,8 @@ def _seeing_penalty(diff, seeing, time, covered, anchor):
     The ratio cancels the target's own signal (the same in every aperture), which may follow the
     seeing by chance; what is left is the aperture's: a comparison ensemble whose neighbours'
     light enters its apertures as the seeing changes. ``anchor`` (default the smallest aperture
-    in ``covered``) should be a small one that still holds most of the light (about 1 FWHM):
-    it lets in the least light of neighbours. An anchor not ``covered`` moves to the nearest one."""
+    in ``covered``) should be a small aperture that is already good (see ``_good_smallest``): it
+    lets in the least light of neighbours. An anchor not ``covered`` moves to the nearest one."""
     s = np.asarray(seeing, float)
     s = s if time is None else s[np.argsort(time, kind="stable")]
     full = np.flatnonzero(covered)

@@ -262,7 +262,8 @@ class Fluxes:
         by the inverse variance of their light curve against the weighted ensemble of the others,
         iterated (at most ``iterations`` times); comparisons noisier than ``reject`` x the fitted
         noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
-        "binned" with ``dt`` days, or "std") is chosen among those measuring the target on
+        "binned" with ``dt`` days, or "std"; plus, with ``data['fwhm']``, its trend with the seeing
+        relative to a small good aperture) is chosen among those measuring the target on
         (nearly) every frame (see ``diffphot.best_aperture``); frames where the chosen aperture of
         the target could not be measured get TARGET_NEAR_EDGE, TARGET_MASKED or TARGET_SATURATED
         (from ``data['aperture_flags']``). Returns differential Fluxes: every star and
@@ -318,8 +319,7 @@ class Fluxes:
         """Divide by the ensemble, choose the aperture and package the metadata."""
         d, e = diffphot.differential(self.fluxes, self.errors, weights, frames=frames)
         idx, metric = diffphot.best_aperture(d[:, self.target], time=self.time, method=method,
-                                             dt=dt, frames=frames, seeing=self._seeing(),
-                                             anchor=self._one_fwhm_aperture())
+                                             dt=dt, frames=frames, seeing=self._seeing())
         if aperture is not None:
             idx = int(aperture) % self.shape[0]
         w = weights[idx]
@@ -341,15 +341,6 @@ class Fluxes:
             return None
         fwhm = np.asarray(fwhm, float)
         return fwhm if np.all(np.isfinite(fwhm)) else None
-
-    def _one_fwhm_aperture(self):
-        """Index of the aperture whose median radius is nearest the median FWHM (None if unknown)."""
-        fwhm = self._seeing()
-        radii = np.asarray(self.apertures, float)
-        if fwhm is None or radii.ndim == 0 or radii.size == 0:
-            return None
-        radii = diffphot.nanmedian(radii.reshape(radii.shape[0], -1), axis=-1)
-        return int(np.nanargmin(np.abs(radii - float(np.median(fwhm)))))
 
     def _aperture_flags(self, aperture: int, measured: np.ndarray) -> tuple[np.ndarray, list]:
         """Frame flags (n_frames,) where the target's aperture ``aperture`` was not ``measured``,

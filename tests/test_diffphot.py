@@ -154,6 +154,8 @@ def test_best_aperture_sees_a_seeing_trend_that_p2p_misses():
     idx, metric = diffphot.best_aperture(curves, time=time, seeing=seeing, anchor=0)
     assert idx == 1
     assert metric[2] > 0.004  # the trend (0.005 rms) is counted
+    # by default the anchor is the smallest aperture as good as the best by p2p (here 1)
+    assert diffphot.best_aperture(curves, time=time, seeing=seeing)[0] == 1
 
 
 def test_best_aperture_seeing_penalty_ignores_the_targets_own_signal():
