@@ -262,7 +262,8 @@ class Fluxes:
         by the inverse variance of their light curve against the weighted ensemble of the others,
         iterated (at most ``iterations`` times); comparisons noisier than ``reject`` x the fitted
         noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
-        "binned" with ``dt`` days, or "std") is chosen among those measuring the target on
+        "binned" with ``dt`` days, or "std"; plus, with ``data['fwhm']``, its trend with the seeing
+        relative to a small good aperture) is chosen among those measuring the target on
         (nearly) every frame (see ``diffphot.best_aperture``); frames where the chosen aperture of
         the target could not be measured get TARGET_NEAR_EDGE, TARGET_MASKED or TARGET_SATURATED
         (from ``data['aperture_flags']``). Returns differential Fluxes: every star and
@@ -318,7 +319,7 @@ class Fluxes:
         """Divide by the ensemble, choose the aperture and package the metadata."""
         d, e = diffphot.differential(self.fluxes, self.errors, weights, frames=frames)
         idx, metric = diffphot.best_aperture(d[:, self.target], time=self.time, method=method,
-                                             dt=dt, frames=frames)
+                                             dt=dt, frames=frames, seeing=self._seeing())
         if aperture is not None:
             idx = int(aperture) % self.shape[0]
         w = weights[idx]
@@ -332,6 +333,14 @@ class Fluxes:
         out = self._replace(fluxes=d, errors=e, meta=meta, flags=self.flags | flags)
         out.meta["aperture_radius"] = out.aperture_radius
         return out
+
+    def _seeing(self):
+        """Per-frame FWHM (``data['fwhm']``) when every frame has one, else None."""
+        fwhm = self.data.get("fwhm")
+        if fwhm is None or np.shape(fwhm) != (len(self),):
+            return None
+        fwhm = np.asarray(fwhm, float)
+        return fwhm if np.all(np.isfinite(fwhm)) else None
 
     def _aperture_flags(self, aperture: int, measured: np.ndarray) -> tuple[np.ndarray, list]:
         """Frame flags (n_frames,) where the target's aperture ``aperture`` was not ``measured``,

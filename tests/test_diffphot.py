@@ -132,6 +132,51 @@ def test_best_aperture_prefers_lowest_white_noise_and_ignores_trends():
         diffphot.best_aperture(curves, method="nope")
 
 
+def _short_night(seed=3, n=20):
+    """20 frames: a 1 % sine of one night's period and a seeing that improves over the night."""
+    rng = np.random.default_rng(seed)
+    time = np.linspace(0, 0.016, n)
+    signal = 1 + 0.01 * np.sin(2 * np.pi * time / 0.016)
+    seeing = 4.2 - 40 * time + rng.normal(0, 0.03, n)
+    return rng, time, signal, seeing
+
+
+def test_best_aperture_sees_a_seeing_trend_that_p2p_misses():
+    # a wide aperture in a crowded field: the comparisons gain their neighbours' light as the seeing
+    # grows, a slow trend p2p does not see (and which here eats part of the target's signal)
+    rng, time, signal, seeing = _short_night()
+    z = (seeing - seeing.mean()) / seeing.std()
+    noise = np.array([0.002, 0.0015, 0.0003])
+    curves = signal * (1 + rng.normal(size=(3, time.size)) * noise[:, None])
+    curves[2] *= 1 - 0.005 * z
+    idx, _ = diffphot.best_aperture(curves, time=time)
+    assert idx == 2  # p2p alone: the lowest white noise wins
+    idx, metric = diffphot.best_aperture(curves, time=time, seeing=seeing, anchor=0)
+    assert idx == 1
+    assert metric[2] > 0.004  # the trend (0.005 rms) is counted
+    # by default the anchor is the smallest aperture as good as the best by p2p (here 1)
+    assert diffphot.best_aperture(curves, time=time, seeing=seeing)[0] == 1
+
+
+def test_best_aperture_seeing_penalty_ignores_the_targets_own_signal():
+    # the signal follows the seeing by chance, the same in every aperture: no aperture pays for it
+    rng, time, _, seeing = _short_night(seed=5)
+    signal = 1 + 0.005 * (seeing - seeing.mean()) / seeing.std()
+    noise = np.array([0.003, 0.001, 0.002])
+    curves = signal * (1 + rng.normal(size=(3, time.size)) * noise[:, None])
+    plain_idx, plain = diffphot.best_aperture(curves, time=time)
+    idx, metric = diffphot.best_aperture(curves, time=time, seeing=seeing, anchor=0)
+    assert idx == plain_idx == 1
+    assert np.all(metric <= 1.2 * plain)  # white noise in the ratio is not taken for a trend
+
+
+def test_seeing_trend_is_the_rms_of_the_fitted_line():
+    seeing = np.array([3.0, 3.5, 4.0, 4.5, 5.0, np.nan])
+    curve = 1 + 0.01 * (np.nan_to_num(seeing) - 4.0)
+    assert np.isclose(diffphot.seeing_trend(curve[None, :5], seeing[:5])[0], 0.01 * np.std(seeing[:5]))
+    assert diffphot.seeing_trend(np.ones((1, 6)), np.full(6, 4.0))[0] == 0.0  # no seeing change
+
+
 def test_binned_known_values():
     time = np.array([0.0, 0.1, 0.2, 1.0, 1.1, 2.5])
     values = np.array([1.0, 2.0, 3.0, 4.0, 6.0, 10.0])
