@@ -222,7 +222,8 @@ class AlignReferenceSources(Block):
         Like with like: the frame's brightest stars are mostly saturated on a dense field, so
         with them its brightest asterisms share only a few stars with the reference's and the
         first matching attempt fails (on the HAT-P-32 night, every frame tried twice: ~2x the
-        cost). The transform itself is refined on every star matched either way."""
+        cost). The transform is then refined on the unsaturated stars matched, the only ones the
+        reference list holds."""
         sat = None if detected is None else detected.saturated
         if sat is None or self._ref.saturated is None or np.any(self._ref.saturated):
             return xy
