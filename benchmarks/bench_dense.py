@@ -43,7 +43,12 @@ def _run(tmp: Path, jobs: int) -> tuple[float, dict, float]:
            str(ROOT / "recipes" / "default.yaml"), str(NIGHT), "-o", str(out), "--index", str(index),
            "--config", str(config), "--target", "424,286", "--jobs", str(jobs), "-q",
            "--summary-json", str(summary)]
-    env = dict(os.environ, REDUCE_NO_PROGRESS="1", MPLBACKEND="Agg")
+    # its own cache folder: the run lock of a night lives there, and another session reducing the
+    # same shared night at that moment would otherwise make this run stop (exit status 4);
+    # matplotlib keeps its usual (font) cache, not rebuilt on every run
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    env = dict(os.environ, REDUCE_NO_PROGRESS="1", MPLBACKEND="Agg", XDG_CACHE_HOME=str(tmp / "cache"),
+               MPLCONFIGDIR=os.environ.get("MPLCONFIGDIR") or os.path.join(cache, "matplotlib"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -210,9 +210,27 @@ class AlignReferenceSources(Block):
     def _by_asterism(self, image, xy, flux, tol):
         if len(xy) < 3:
             raise MatchError(f"too few stars ({len(xy)}) for asterisms")
+        xy = self._like_reference(image.sources, xy)
         m = match(self._set, xy, n=self.n, tolerance=tol, min_match=self.min_match, max_rms=self.max_rms,
                   max_scale=self.max_scale, allow_flip=self.allow_flip, min_distance=self._min_distance)
         return m.transform, {"matched": m.n_matched, "votes": m.votes, "rms": m.rms}
+
+    def _like_reference(self, detected, xy):
+        """The frame's detections to match against a reference list holding no saturated star
+        (capped by :meth:`measured`): its unsaturated ones, when at least ``min_match`` remain.
+
+        Like with like: the frame's brightest stars are mostly saturated on a dense field, so
+        with them its brightest asterisms share only a few stars with the reference's and the
+        first matching attempt fails (on the HAT-P-32 night, every frame tried twice: ~2x the
+        cost). The transform is then refined on the unsaturated stars matched, the only ones the
+        reference list holds."""
+        sat = None if detected is None else detected.saturated
+        if sat is None or self._ref.saturated is None or np.any(self._ref.saturated):
+            return xy
+        sat = np.asarray(sat, bool)
+        if not sat.any() or len(sat) != len(xy) or np.count_nonzero(~sat) < self.min_match:
+            return xy
+        return xy[~sat]
 
     def _by_translation(self, image, xy, flux, tol):
         p = vote_translation(self._ref.coords, xy, tolerance=tol, shape=image.shape or None)

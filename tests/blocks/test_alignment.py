@@ -172,6 +172,33 @@ def test_measured_caps_to_the_brightest_unsaturated_and_keeps_the_target():
         AlignReferenceSources(max_stars=0)
 
 
+
+def test_capped_reference_is_matched_on_the_frames_unsaturated_stars(sky, monkeypatch):
+    """A reference capped to unsaturated stars (``measured``) is matched against the frame's
+    unsaturated detections: the frame's brightest, saturated stars (listed first, 40 of them
+    here, none in the reference list) do not make the first asterism attempt fail, so one
+    attempt places the frame, at the right place."""
+    import reduce.algorithms.asterism as asterism
+
+    rng = np.random.default_rng(5)
+    t = transform_matrix(dx=-37.0, dy=21.0, angle_deg=0.3, center=(300.0, 300.0))
+    ref_xy = sky[_inside(sky)]
+    n = len(ref_xy)
+    assert n >= 40
+    sat_xy = rng.uniform(0, W - 1, (40, 2))
+    det = np.concatenate([sat_xy, apply(t, ref_xy) + rng.normal(0, 0.03, (n, 2))])
+    frame = Image(data=np.zeros((W, W), np.float32),
+                  sources=Sources(det, saturated=np.r_[np.ones(40, bool), np.zeros(n, bool)]))
+    block = AlignReferenceSources(Sources(ref_xy, saturated=np.zeros(n, bool)))
+    calls = []
+    solve = asterism._solve
+    monkeypatch.setattr(asterism, "_solve", lambda *a, **k: calls.append(1) or solve(*a, **k))
+    block.run(frame)
+    assert frame.computed["alignment"]["method"] == "asterism" and len(calls) == 1
+    inside = _inside(apply(t, ref_xy))
+    assert np.abs(frame.sources.coords - apply(t, ref_xy))[inside].max() < 0.1
+
+
 # -- sparse fields: the fallbacks (voted translation, one star, cross-correlation) -----------------
 
 STRIPS = [(64, 521), (119, 521)]

@@ -91,3 +91,27 @@ def test_cutouts_size_is_positional():
     assert blocks.Cutouts(15).size == 15 and blocks.Cutouts(size=20).size == 21
     with pytest.raises(TypeError):
         blocks.Cutouts(21, 30)
+
+
+def test_isolation_window_agrees_with_nearest_distance():
+    """Cutouts' isolation test (a window on x for up to a few hundred stars, a k-d tree beyond)
+    gives exactly ``nearest_distance > radius``: duplicates and a neighbour at exactly the radius
+    are not isolated; a NaN position is never isolated."""
+    from reduce.algorithms.neighbors import nearest_distance
+    from reduce.blocks.psf import _isolated
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 6, 150, 400, 401, 1200):
+        for radius in (3.0, 10.5):
+            xy = rng.uniform(0, 650, (n, 2))
+            if n > 5:
+                xy[3] = xy[4]
+                xy[5] = xy[2] + [radius, 0.0]
+            got = _isolated(xy, radius)
+            assert got.tolist() == (nearest_distance(xy) > radius).tolist()
+            if n > 5:
+                assert not got[[2, 3, 4, 5]].any()
+    xy = rng.uniform(0, 650, (50, 2))
+    xy[7, 0] = np.nan
+    got = _isolated(xy, 10.5)
+    assert not got[7] and got[np.arange(50) != 7].tolist() == (nearest_distance(np.delete(xy, 7, 0)) > 10.5).tolist()
