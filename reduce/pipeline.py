@@ -688,14 +688,9 @@ def _airmass_column(raw, ra, dec, site, warnings=None):
 def _target_coords(ref, raw, group=None):
     """Target RA/Dec (deg): through the reference WCS when present, else the header pointing
     (the reference's, else that of the group's frames: one frame may lack RA/DEC)."""
-    if ref.wcs is not None:
-        try:
-            x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
-            xy = ref.sources.coords[raw.target]
-            c = ref.wcs.pixel_to_world(xy[0] + x0, xy[1] + y0)
-            return float(c.ra.deg), float(c.dec.deg)
-        except Exception:
-            pass
+    radec = _stars_radec(ref, raw.target + 1)
+    if radec is not None:
+        return float(radec[raw.target, 0]), float(radec[raw.target, 1])
     if ref.ra is not None and ref.dec is not None:
         return float(ref.ra), float(ref.dec)
     if getattr(group, "ra", None) is not None and getattr(group, "dec", None) is not None:

@@ -92,7 +92,7 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
     if not night.is_dir():
         raise UsageError(f"not a folder: {night}")
     fm = FitsManager(night, depth=depth, index=index, config=config)
-    outdir = Path(outdir) if outdir else night / "reduced"
+    outdir = Path(outdir) if outdir else _default_outdir(night)
     plans = []
     ours = _products_of(night, outdir)
     times = {f.path: f.jd for f in fm.frames(type="light")}
