@@ -32,7 +32,7 @@ def _median_ms(fn, repeat=25):
 
 
 def _setup(fwhm=3.5, n_stars=40, seed=0):
-    from reduce.image import Image, Sources
+    from reduce.model.image import Image, Sources
     from tests.algorithms._stars import apply, render, transform_matrix
 
     rng = np.random.default_rng(seed)
@@ -119,7 +119,7 @@ def _sparse_rows() -> list[dict]:
     """The fallbacks' cost on a 521x64 CCD window with 5 stars (informative): the voted
     translation when detections are there, the cross-correlation of the pixels when none are."""
     from reduce.blocks import AlignReferenceSources
-    from reduce.image import Image, Sources
+    from reduce.model.image import Image, Sources
     from tests.algorithms._stars import apply, render, transform_matrix
 
     rng = np.random.default_rng(2)

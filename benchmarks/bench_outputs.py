@@ -51,7 +51,7 @@ def _table():
 def bench() -> list[dict]:
     import numpy as np
 
-    from reduce.core.block import registry
+    from reduce.blocks import registry
     from reduce.io.provenance import provenance_record, write_provenance
     from reduce.io.tables import write_lightcurve
     from reduce.recipe import load_recipe

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "FitsManager": "reduce.index.manager",
     "FITSImage": "reduce.io.fitsimage",
-    "Image": "reduce.image",
+    "Image": "reduce.model.image",
     "Sequence": "reduce.core.sequence",
     "Block": "reduce.core.block",
     "Fluxes": "reduce.fluxes",
@@ -24,7 +24,33 @@ _SUBMODULES = {"blocks", "simulations", "config"}
 __all__ = sorted(_LAZY) + ["blocks", "__version__"]
 
 
+def _fits_image(path):
+    """The default loader of a Sequence run on paths: the frame read by FITSImage."""
+    from .io.fitsimage import FITSImage
+
+    return FITSImage(path)
+
+
+def _console_progress(description, total, show=True):
+    """The default progress display of a Sequence run: the console's."""
+    from .console import progress
+
+    return progress(description, total, show=show)
+
+
+def _wire() -> None:
+    """Inject the FITS loader and the console's progress into the core (which imports neither),
+    the first time a public name is taken."""
+    from .core.sequence import Sequence
+
+    if Sequence.default_loader is None:
+        Sequence.default_loader = staticmethod(_fits_image)
+        Sequence.default_progress = staticmethod(_console_progress)
+
+
 def __getattr__(name):
+    if name in _LAZY or name in _SUBMODULES:
+        _wire()
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBMODULES:

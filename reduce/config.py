@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .core.errors import ConfigError
+from .model.errors import ConfigError
 
 __all__ = ["Instrument", "Config", "DEFAULT_INSTRUMENT", "load_config", "default_config_path"]
 

@@ -154,7 +154,7 @@ def check_output_file(path, option: str) -> None:
     import stat
     from pathlib import Path
 
-    from .core.errors import UsageError
+    from .model.errors import UsageError
 
     if not path:
         return
@@ -201,7 +201,7 @@ def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
         try:
             fh = logging.FileHandler(log_file)
         except OSError as e:
-            from .core.errors import UsageError
+            from .model.errors import UsageError
 
             raise UsageError(f"--log-file: cannot open {log_file}: {e.strerror or e}") from None
         fh.setFormatter(logging.Formatter(plain, "%Y-%m-%dT%H:%M:%S"))

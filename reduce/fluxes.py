@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import diffphot
-from .core.errors import Flag
+from .model.flags import Flag
 from .io.tables import LIGHTCURVE_SCHEMA as TABLE_SCHEMA_VERSION  # one schema for every product
 
 __all__ = ["Fluxes", "TABLE_SCHEMA_VERSION"]
@@ -33,7 +33,7 @@ class Fluxes:
     data : per-frame arrays keyed by name (``fwhm``, ``sky``, ``airmass``, ``dx``, ``dy``,
         ``exposure``) and per-star-per-frame arrays of shape (n_stars, n_frames) (``x``, ``y``,
         ``peak``, ``bkg``).
-    flags : (n_frames,) int bit masks (see ``reduce.core.errors.Flag``).
+    flags : (n_frames,) int bit masks (see ``reduce.model.flags.Flag``).
     files : (n_frames,) source file names.
     meta : free metadata (comparison stars, weights, chosen aperture, ``saturation`` level, ...).
         After differential photometry: ``comparisons`` (star indices, by decreasing weight),

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.errors import Flag, ReduceError
+from .model.flags import Flag
+from .model.errors import ReduceError
 
 __all__ = ["reduce_frames", "choose_reference", "select_target", "resolve_target", "place_pixel_target",
            "target_frame", "lightcurve_table"]
@@ -174,7 +175,7 @@ class _Unmeasured:
         self.loader, self.reasons = loader, reasons
 
     def __call__(self, path, *args, **kwargs):
-        from .core.errors import Unreadable
+        from .model.errors import Unreadable
 
         reason = self.reasons.get(str(path))
         if reason is not None:
@@ -489,7 +490,7 @@ def _sky_to_pixel(ref, ra, dec):
 def _source_near(ref, x, y, what: str) -> int:
     """The detected source nearest (x, y) within 1.5 FWHM (at least 3 px), or (x, y) appended as
     a new source when none is there; the snap is logged and recorded in ``ref.computed['target']``."""
-    from .image import Sources
+    from .model.image import Sources
 
     h, w = ref.data.shape
     x0, _, y0, _ = _trim(ref)
@@ -750,7 +751,7 @@ def _rejection_reasons(diff) -> dict:
 def _reason(seq, file: str, flags: int, rejected: dict | None = None) -> str:
     """Why a frame was flagged: the Sequence's recorded messages and the differential step's
     rejection reason (e.g. "sky outlier: 4.2 sigma > 3"), else the flag names."""
-    from .core.errors import decode_flags
+    from .model.flags import decode_flags
 
     name = Path(file).name
     msgs = [f"{i.block}: {i.message}" for i in seq.issues if Path(str(i.frame)).name == name]

@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from .core.errors import UsageError
+from .model.errors import UsageError
 from .index.groups import Group
 from .report import GroupPlan
 

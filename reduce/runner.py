@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.errors import ClusterUnavailable, ReduceError, UsageError
+from .model.errors import ClusterUnavailable, ReduceError, UsageError
 from .groups_at_once import GroupScheduler
 from .planning import RecipeSource, _outdirs, _products_of, find_nights, plan_night, unaccounted
 from .report import (EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,  # noqa: F401 (re-exported)
@@ -168,8 +168,7 @@ def _connect(executor) -> None:
 
 
 def _lock(night: Path):
-    from .io.lock import NightLock, lock_path_for
-    from .state import state_dir_for
+    from .io.lock import NightLock, lock_path_for, state_dir_for
 
     state_dir = state_dir_for(night)
     return NightLock(lock_path_for(night, state_dir), night=night), state_dir

@@ -17,19 +17,9 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["state_dir_for", "group_fingerprint", "GroupState", "STATE_VERSION"]
+__all__ = ["group_fingerprint", "GroupState", "STATE_VERSION"]
 
 STATE_VERSION = 1
-
-
-def state_dir_for(night) -> Path:
-    """``NIGHT/.reduce`` when writable (like the index), else a per-user cache folder."""
-    from .index.db import cache_index_path, default_index_path
-
-    index = default_index_path(night)
-    if index.parent.name == ".reduce" and index.parent.parent == Path(os.path.abspath(os.fspath(night))):
-        return index.parent
-    return cache_index_path(night).with_suffix("")
 
 
 def _outdir_key(outdir) -> str:

@@ -226,7 +226,7 @@ def test_few_frames_fall_back_to_expected_noise_weights():
 
 def test_aperture_choice_skips_radii_that_do_not_fit_and_flags_the_chosen_ones_gaps():
     from reduce.algorithms.apertures import EDGE, MASKED
-    from reduce.core.errors import Flag
+    from reduce.model.flags import Flag
 
     fl, _ = synthetic(30, n_frames=300, variables=(), saturated=1)
     cube, errors = fl.fluxes, fl.errors

@@ -334,7 +334,7 @@ def test_dask_worker_killed_mid_run_its_frames_are_resubmitted(own_cluster, smal
 def test_dask_scheduler_killed_mid_run_is_one_error_and_the_next_run_resumes(own_cluster, small_night, recipe,
                                                                              tmp_path, capsys):
     from reduce.config import load_config
-    from reduce.core.errors import ClusterUnavailable
+    from reduce.model.errors import ClusterUnavailable
     from reduce.recipe import load_recipe
     from reduce.runner import run_nights
 

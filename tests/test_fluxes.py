@@ -6,7 +6,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from reduce.core.errors import Flag
+from reduce.model.flags import Flag
 from reduce.fluxes import Fluxes
 from reduce.io.atomic import OutputError
 

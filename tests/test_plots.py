@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reduce import plots
-from reduce.image import Sources
+from reduce.model.image import Sources
 from reduce.io.atomic import OutputError
 
 from .test_diffphot import synthetic

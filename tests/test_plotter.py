@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reduce import plotter as P
-from reduce.image import Sources
+from reduce.model.image import Sources
 
 from .test_diffphot import synthetic
 

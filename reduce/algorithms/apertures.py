@@ -39,7 +39,7 @@ __all__ = ["circular_sums", "annulus_stats", "annulus_values", "EDGE", "MASKED",
 #: Aperture flag bits of :func:`circular_sums`: the circle leaves the frame; it overlaps a pixel
 #: without data (mask UNILLUMINATED/NONFINITE, or non-finite); it overlaps a raw-saturated pixel.
 EDGE, MASKED, SATURATED = 1, 2, 4
-_MASK_SATURATED, _MASK_NO_DATA = 1, 6  # reduce.image.PixelFlag bits (kept numeric: no Image here)
+_MASK_SATURATED, _MASK_NO_DATA = 1, 6  # reduce.model.image.PixelFlag bits (kept numeric: no Image here)
 
 # elements of the (stars x pairs) work arrays per chunk: small arrays stay in cache
 _CHUNK_ELEMENTS = 16_000
@@ -154,7 +154,7 @@ def circular_sums(data: np.ndarray, xy: np.ndarray, radii, mask: np.ndarray | No
     ``(n, n_radii)`` uint8 bits (:data:`EDGE`, :data:`MASKED`, :data:`SATURATED`; 0 for a clean
     aperture) and ``peak`` the brightest finite pixel of the 5x5 box on each position. A flagged
     aperture (or a NaN position, flagged EDGE) has NaN sum and area: nothing partial is summed.
-    ``mask`` is an optional ``reduce.image.PixelFlag`` map (uint8, shape of ``data``).
+    ``mask`` is an optional ``reduce.model.image.PixelFlag`` map (uint8, shape of ``data``).
     """
     radii = np.asarray(radii, dtype=float).reshape(-1)
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)

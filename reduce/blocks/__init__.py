@@ -1,5 +1,10 @@
-"""Every built-in block, importable as ``reduce.blocks.Name`` (importing registers them)."""
+"""Every built-in block, importable as ``reduce.blocks.Name`` (importing registers them).
+
+``registry()`` is every registered block class by name, the built-ins included: what recipes,
+``reduce validate`` and ``reduce blocks`` read."""
 from __future__ import annotations
+
+from ..core.block import registry  # noqa: F401  (the built-ins below are registered by then)
 from . import calibration, detection, psf  # noqa: E402,F401
 from .calibration import Calibration, Trim  # noqa: E402,F401
 from .detection import PointSourceDetection  # noqa: E402,F401

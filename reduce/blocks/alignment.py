@@ -21,8 +21,8 @@ import numpy as np
 from ..algorithms.asterism import MatchError, StarSet, apply_transform, match, transform_summary
 from ..algorithms.translation import correlate, refine, single_star, vote_translation
 from ..core.block import Block
-from ..core.errors import AlignmentFailed
-from ..image import Image, Sources
+from ..model.errors import AlignmentFailed
+from ..model.image import Image, Sources
 
 __all__ = ["AlignReferenceSources", "AlignmentMethods", "METHODS", "MAX_STARS"]
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..algorithms.combine import n_tiles, tiled_combine
 from ..core.block import Block
-from ..image import PixelFlag, _integer_pixels, raw_mask
+from ..model.image import PixelFlag, _integer_pixels, raw_mask
 from .master_cache import MASTERS as _MASTERS
 from .master_cache import file_signature as _file_signature
 from .master_cache import loader_key as _loader_key
@@ -79,7 +79,7 @@ def _as_list(x) -> list:
 
 
 def _is_image(x) -> bool:
-    from ..image import Image
+    from ..model.image import Image
 
     return isinstance(x, Image)
 
@@ -113,7 +113,7 @@ class Calibration(Block):
         vignetted corners): they are not divided by the flat (their data stay finite) and are
         masked ``UNILLUMINATED`` (IRAF ccdproc's ``minreplace`` idea, plus the mask).
 
-    Sets ``image.data`` (float32) and ``image.mask`` (see :class:`~reduce.image.PixelFlag`).
+    Sets ``image.data`` (float32) and ``image.mask`` (see :class:`~reduce.model.image.PixelFlag`).
     """
 
     requires = ("data",)
@@ -246,7 +246,7 @@ class Calibration(Block):
         if _is_image(item):
             return item
         if isinstance(item, np.ndarray):
-            from ..image import Image
+            from ..model.image import Image
 
             return Image(data=item)
         loader = self.loader

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..algorithms import centroids as _c
 from ..core.block import Block
-from ..core.errors import Flag
-from ..image import PixelFlag
+from ..model.flags import Flag
+from ..model.image import PixelFlag
 
 __all__ = ["CentroidQuadratic", "CentroidCOM", "CentroidGaussian2D"]
 

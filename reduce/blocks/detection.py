@@ -7,8 +7,8 @@ import numpy as np
 
 from ..algorithms.stats import median
 from ..core.block import Block
-from ..core.errors import NoSources
-from ..image import PixelFlag, Sources
+from ..model.errors import NoSources
+from ..model.image import PixelFlag, Sources
 
 __all__ = ["PointSourceDetection", "global_background", "QUICK_MIN"]
 

@@ -19,9 +19,10 @@ import numpy as np
 from ..algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circular_sums
 from ..algorithms.centroids import cutouts
 from ..core.block import Block
-from ..core.errors import Flag, FrameRejected
+from ..model.flags import Flag
+from ..model.errors import FrameRejected
 from ..fluxes import Fluxes
-from ..image import PixelFlag
+from ..model.image import PixelFlag
 
 __all__ = ["AperturePhotometry", "AnnulusBackground", "GetFluxes"]
 

@@ -11,7 +11,7 @@ from ..algorithms.neighbors import nearest_distance
 from ..algorithms.psf import (GAUSSIAN_FWHM, _moments, extract_stamps, fit_gaussian, fit_moffat,
                               median_epsf)
 from ..core.block import Block
-from ..core.errors import FrameRejected, NoSources
+from ..model.errors import FrameRejected, NoSources
 
 __all__ = ["Cutouts", "MedianEPSF", "Moffat2D", "Gaussian2D"]
 

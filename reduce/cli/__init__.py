@@ -64,7 +64,7 @@ def cli():
 
 def main(argv=None):
     """Entry point of the ``reduce`` console script."""
-    from ..core.errors import ReduceError
+    from ..model.errors import ReduceError
 
     try:
         rv = cli.main(args=argv, prog_name="reduce", standalone_mode=False)

@@ -19,7 +19,7 @@ def validate(ctx, recipes):
     Every problem is printed as FILE:LINE: MESSAGE (HINT); the exit status is 0 when all recipes
     are valid and 2 otherwise.
     """
-    from ..core.errors import RecipeError
+    from ..model.errors import RecipeError
     from ..recipe import load_recipe
     from ..recipe.installed import find_recipe
 
@@ -81,7 +81,7 @@ def _description(path) -> str:
 def blocks_cmd(name):
     """List the blocks a recipe can use, or show block NAME in full."""
     from ..console import get_console
-    from ..core.block import registry
+    from ..blocks import registry
 
     reg = registry()
     console = get_console()
@@ -92,7 +92,7 @@ def blocks_cmd(name):
             console.print("* " + RANGE_NOTE, soft_wrap=True, markup=False)
         return
     if name not in reg:
-        from ..core.errors import UsageError
+        from ..model.errors import UsageError
         from ..recipe._yaml import close_match_hint
 
         hint = close_match_hint(name, reg) or "run 'reduce blocks' to list them"

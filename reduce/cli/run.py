@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..core.errors import ReduceError, UsageError
+from ..model.errors import ReduceError, UsageError
 
 EPILOG = """\b
 Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<target>_<filter>:

@@ -5,7 +5,7 @@ import sqlite3
 
 import click
 
-from ..core.errors import ReduceError
+from ..model.errors import ReduceError
 
 __all__ = ["scan"]
 
@@ -22,7 +22,7 @@ Exit status:
 
 def _load_config(path):
     from ..config import load_config
-    from ..core.errors import ConfigError
+    from ..model.errors import ConfigError
     try:
         return load_config(path)
     except ConfigError as e:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..core.errors import UsageError
+from ..model.errors import UsageError
 
 __all__ = ["simulate"]
 

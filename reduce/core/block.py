@@ -11,27 +11,15 @@ import inspect
 import time
 from typing import Any, ClassVar
 
-__all__ = ["Block", "registry", "get_block"]
+__all__ = ["Block", "registry"]
 
 _REGISTRY: dict[str, type["Block"]] = {}
 
 
 def registry() -> dict[str, type["Block"]]:
-    """All registered block classes by name (imports the built-in block modules first)."""
-    import reduce.blocks  # noqa: F401  (registers the built-ins)
-
+    """The block classes registered so far, by name (``reduce.blocks.registry`` imports the
+    built-ins first: this layer knows no astronomy)."""
     return dict(sorted(_REGISTRY.items()))
-
-
-def get_block(name: str) -> type["Block"]:
-    """The block class called ``name``; a KeyError with close matches when unknown."""
-    reg = registry()
-    if name in reg:
-        return reg[name]
-    import difflib
-
-    hint = difflib.get_close_matches(name, list(reg), n=3)
-    raise KeyError(f"unknown block '{name}'" + (f" (did you mean {', '.join(hint)}?)" if hint else ""))
 
 
 class Block:

@@ -25,7 +25,7 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from .block import Block
-from .errors import ClusterUnavailable, ExecutorError, ReduceError, UsageError
+from ..model.errors import ClusterUnavailable, ExecutorError, ReduceError, UsageError
 
 __all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor", "default_jobs",
            "ExecutorError"]

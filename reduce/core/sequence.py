@@ -2,7 +2,7 @@
 
 ``run_frame(blocks, item, loader)`` is the single per-frame chain (load, then every non-collector
 block in order) shared by the in-process :class:`Sequence` and the parallel executors. A block
-raising :class:`~reduce.core.errors.FrameRejected` stops that frame's chain and flags it; any other
+raising :class:`~reduce.model.errors.FrameRejected` stops that frame's chain and flags it; any other
 exception is recorded as ``UNEXPECTED`` (traceback logged) unless ``fail_fast``. Collector blocks
 run in the parent, in frame order, on every frame (rejected ones included).
 """
@@ -14,10 +14,12 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple
+from contextlib import contextmanager
+from typing import Any, Callable, ClassVar, Iterable, NamedTuple
 
 from .block import Block
-from .errors import Flag, FrameRejected
+from ..model.flags import Flag
+from ..model.errors import FrameRejected
 
 __all__ = ["Sequence", "run_frame", "FrameIssue", "RunContext", "LOADER_FIELDS", "check_chain"]
 
@@ -49,7 +51,7 @@ class RunContext:
 
 
 def _is_image(item) -> bool:
-    from ..image import Image
+    from ..model.image import Image
 
     return isinstance(item, Image)
 
@@ -71,9 +73,7 @@ def _load(item, loader):
     if _is_image(item):
         return item
     if loader is None:
-        from ..io.fitsimage import FITSImage
-
-        loader = FITSImage
+        raise TypeError(f"{item!r} is a path: give run() a loader to read it, e.g. loader=FITSImage")
     return loader(item)
 
 
@@ -86,7 +86,7 @@ def run_frame(blocks: Iterable[Block], item, loader: Callable | None = None, *,
     ``image.computed['timing']`` as a list aligned with ``blocks`` (``None`` for blocks not run)
     and the load time in ``image.computed['load_seconds']``.
     """
-    from ..image import Image
+    from ..model.image import Image
 
     blocks = list(blocks)
     timing: list[float | None] = [None] * len(blocks)
@@ -164,6 +164,16 @@ def _providers_hint(field: str) -> str:
     return f" (add one of: {', '.join(names)})" if names else ""
 
 
+@contextmanager
+def _no_progress(description: str, total: int | None, show: bool = True):
+    """The progress display when none is injected: nothing shown."""
+    class _Null:
+        def advance(self, n=1):
+            pass
+
+    yield _Null()
+
+
 class Sequence:
     """An ordered, checked chain of blocks; list-like (``seq[-1]``, ``[*seq, ...]``, ``len``).
 
@@ -176,6 +186,12 @@ class Sequence:
     name : str, optional
         A label used in progress and log lines.
     """
+
+    #: what ``run`` uses when given paths without a loader, and to show progress: injected by the
+    #: package (``reduce/__init__.py`` wires the FITS loader and the console's display) because
+    #: this layer imports only :mod:`reduce.model`
+    default_loader: ClassVar[Callable | None] = None
+    default_progress: ClassVar[Callable | None] = None
 
     def __init__(self, blocks: Iterable[Block], *, provided: Iterable[str] = (), name: str | None = None):
         flat: list[Block] = []
@@ -218,7 +234,7 @@ class Sequence:
 
     # -- running --------------------------------------------------------------------------
     def run(self, images_or_paths, loader: Callable | None = None, show_progress: bool = True,
-            fail_fast: bool = False, executor=None) -> "Sequence":
+            fail_fast: bool = False, executor=None, progress: Callable | None = None) -> "Sequence":
         """Run the chain on one Image, one path, or an iterable of either; returns ``self``.
 
         Images are processed in place. Paths are streamed: each frame is loaded, processed,
@@ -230,7 +246,11 @@ class Sequence:
         processes, a Dask cluster) after every block's ``setup`` ran here; its results are
         collected here in frame order, so the outcome is the same as without one. Images given
         to a non-serial executor are processed as copies (the originals are left unchanged).
+        ``loader`` (path -> Image) and ``progress`` (a context manager factory ``(description,
+        total, show=)`` yielding an object with ``advance()``) default to the injected ones.
         """
+        loader = loader or self.default_loader
+        progress = progress or self.default_progress or _no_progress
         items = _as_items(images_or_paths)
         total = len(items) if hasattr(items, "__len__") else None
         iterator = iter(items)
@@ -242,8 +262,6 @@ class Sequence:
         context = RunContext(n_frames=total, loader=loader, first=first)
         for block in self.blocks:
             block.setup(context)
-        from ..console import progress
-
         with progress(self.name, total, show=show_progress) as bar:
             if executor is None:
                 index = 0

@@ -71,7 +71,7 @@ def default_index_path(night) -> Path:
 def _refuse_links(path: Path) -> None:
     """An index (or its journal) that is a symbolic link is refused, never followed: a link planted
     in ``.reduce/`` (even a dangling one) would otherwise make a scan create a database anywhere."""
-    from ..core.errors import ReduceError
+    from ..model.errors import ReduceError
 
     suspects = [Path(str(path) + s) for s in ("", "-wal", "-shm")]
     if path.parent.name == ".reduce":

@@ -17,7 +17,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..core.errors import ReduceError
+from ..model.errors import ReduceError
 
 __all__ = ["OutputError", "OutputSet", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
 

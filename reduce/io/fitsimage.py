@@ -1,10 +1,10 @@
-"""FITSImage: read one FITS frame into an :class:`~reduce.image.Image` (float32 pixels + metadata).
+"""FITSImage: read one FITS frame into an :class:`~reduce.model.image.Image` (float32 pixels + metadata).
 
 Handles integer data with or without BZERO (uint16 cameras, signed 12-bit ones), data in an
 extension HDU, Rice-compressed ``.fits.fz`` and gzipped files. Metadata (mid-exposure JD UTC,
 exposure, filter, gain, ...) come from :func:`reduce.index.headers.describe` through the instrument
 configuration, so the loader and the index agree. Failures raise
-:class:`~reduce.core.errors.Unreadable`, which a Sequence turns into an UNREADABLE flag.
+:class:`~reduce.model.errors.Unreadable`, which a Sequence turns into an UNREADABLE flag.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import Unreadable
-from ..image import Image
+from ..model.errors import Unreadable
+from ..model.image import Image
 
 __all__ = ["FITSImage", "read_pixels", "celestial_wcs"]
 

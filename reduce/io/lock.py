@@ -16,14 +16,11 @@ import socket
 import time
 from pathlib import Path
 
-from ..core.errors import ReduceError
+from ..model.errors import EXIT_LOCKED, ReduceError
 
-__all__ = ["NightLock", "LockedError", "EXIT_LOCKED", "lock_path_for", "refuse_symlink"]
+__all__ = ["NightLock", "LockedError", "lock_path_for", "state_dir_for", "refuse_symlink"]
 
 log = logging.getLogger("reduce.lock")
-
-#: exit status of ``reduce run`` when another run holds the night's lock
-EXIT_LOCKED = 4
 
 _HELD: set[int] = set()
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -78,11 +75,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def state_dir_for(night) -> Path:
+    """``NIGHT/.reduce`` when writable (like the index), else a per-user cache folder."""
+    from ..index.db import cache_index_path, default_index_path
+
+    index = default_index_path(night)
+    if index.parent.name == ".reduce" and index.parent.parent == Path(os.path.abspath(os.fspath(night))):
+        return index.parent
+    return cache_index_path(night).with_suffix("")
+
+
 def lock_path_for(night, state_dir=None) -> Path:
     """``<state folder>/run.lock`` (the state folder is ``NIGHT/.reduce`` or a per-user cache)."""
     if state_dir is None:
-        from ..state import state_dir_for
-
         state_dir = state_dir_for(night)
     return Path(state_dir) / "run.lock"
 

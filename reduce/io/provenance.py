@@ -107,7 +107,7 @@ def _relative_paths(value, root):
 
 
 def _flagged(entries, root) -> list[dict]:
-    from ..core.errors import decode_flags
+    from ..model.flags import decode_flags
 
     out = []
     for file, flags, reason in entries or ():

@@ -8,7 +8,7 @@ the same set to every section.
 """
 from __future__ import annotations
 
-from ..core.errors import RecipeError
+from ..model.errors import RecipeError
 from .coerce import runtime_parameters
 from .spec import BLOCK_SECTIONS, RecipeSpec
 
@@ -18,7 +18,7 @@ __all__ = ["build_blocks"]
 def build_blocks(spec: RecipeSpec, section, *, registry=None, **runtime) -> list:
     """New block instances for ``section`` (a name, or a sequence of names concatenated in order).
 
-    ``registry`` (name -> Block class) defaults to ``reduce.core.block.registry()``. A block whose
+    ``registry`` (name -> Block class) defaults to ``reduce.blocks.registry()``. A block whose
     constructor still refuses its parameters raises :class:`RecipeError` with the recipe line.
     """
     sections = (section,) if isinstance(section, str) else tuple(section)
@@ -26,7 +26,7 @@ def build_blocks(spec: RecipeSpec, section, *, registry=None, **runtime) -> list
         if s not in BLOCK_SECTIONS:
             raise ValueError(f"unknown recipe section {s!r}; expected one of {', '.join(BLOCK_SECTIONS)}")
     if registry is None:
-        from ..core.block import registry as _registry
+        from ..blocks import registry as _registry
         registry = _registry()
     blocks, errors = [], []
     for b in spec.blocks(*sections):

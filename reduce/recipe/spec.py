@@ -47,7 +47,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..core.errors import RecipeError
+from ..model.errors import RecipeError
 from ._yaml import Problems, close_match_hint, parse_yaml
 from .coerce import CoercionError, EMPTY, coerce, resolve_annotations, runtime_parameters
 from .fields import (MISSING_CALIBRATION, DifferentialSpec, OutputsSpec, ReferenceSpec, TargetSpec,
@@ -165,7 +165,7 @@ class RecipeSpec:
 def load_recipe(path, *, registry=None, check_chain: bool = True) -> RecipeSpec:
     """Read and validate the recipe at ``path``; :class:`RecipeError` lists every problem.
 
-    ``registry`` (name -> Block class) defaults to ``reduce.core.block.registry()``;
+    ``registry`` (name -> Block class) defaults to ``reduce.blocks.registry()``;
     ``check_chain`` (see :func:`loads_recipe`).
     """
     path = Path(path)
@@ -196,7 +196,7 @@ def loads_recipe(text: str, *, path="<recipe>", registry=None, check_chain: bool
     if not isinstance(data, dict):
         raise RecipeError([f"{path}:1: a recipe is a mapping of sections, got {type(data).__name__}"])
     if registry is None:
-        from ..core.block import registry as _registry
+        from ..blocks import registry as _registry
         registry = _registry()
     spec = _build_spec(data, text, Path(str(path)), registry, problems)
     if check_chain and not problems:

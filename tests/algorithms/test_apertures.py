@@ -7,7 +7,7 @@ from astropy.stats import sigma_clip
 from photutils.aperture import CircularAperture, aperture_photometry
 
 from reduce.algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circular_sums
-from reduce.image import PixelFlag
+from reduce.model.image import PixelFlag
 from tests.algorithms._stars import render
 
 

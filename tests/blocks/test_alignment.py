@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from reduce.blocks import AlignReferenceSources
-from reduce.core.errors import AlignmentFailed
-from reduce.image import Image, Sources
+from reduce.model.errors import AlignmentFailed
+from reduce.model.image import Image, Sources
 from tests.algorithms._stars import apply, transform_matrix
 
 W = 600
@@ -156,7 +156,7 @@ def test_stars_shifted_off_the_frame_never_crash_the_chain():
 
 def test_measured_caps_to_the_brightest_unsaturated_and_keeps_the_target():
     """max_stars: the N brightest unsaturated stars in order, then the kept ones not among them."""
-    from reduce.image import Sources
+    from reduce.model.image import Sources
 
     sat = np.zeros(10, bool)
     sat[[0, 3]] = True

@@ -9,7 +9,7 @@ import pytest
 
 from reduce.blocks import Calibration, Trim
 from reduce.blocks.calibration import overscan_level, parse_section
-from reduce.image import Image, Sources
+from reduce.model.image import Image, Sources
 
 from ._make import calibration_set, write_fits
 

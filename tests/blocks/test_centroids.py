@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from reduce.blocks import CentroidCOM, CentroidGaussian2D, CentroidQuadratic
-from reduce.core.errors import Flag
-from reduce.image import Image, Sources
+from reduce.model.flags import Flag
+from reduce.model.image import Image, Sources
 from tests.algorithms._stars import render
 
 FWHM = 3.0

@@ -6,8 +6,8 @@ import pytest
 from scipy.spatial import cKDTree
 
 from reduce.blocks import PointSourceDetection
-from reduce.core.errors import NoSources
-from reduce.image import Image
+from reduce.model.errors import NoSources
+from reduce.model.image import Image
 
 from ._make import star_field
 

@@ -11,8 +11,8 @@ import pytest
 from reduce.algorithms.apertures import EDGE, MASKED
 from reduce.blocks import (AlignReferenceSources, AnnulusBackground, AperturePhotometry, Calibration,
                            CentroidQuadratic, GetFluxes, PointSourceDetection)
-from reduce.core.errors import Flag
-from reduce.image import Image, PixelFlag, Sources
+from reduce.model.flags import Flag
+from reduce.model.image import Image, PixelFlag, Sources
 
 from ._make import moffat_alpha
 

@@ -8,8 +8,9 @@ from photutils.aperture import CircularAperture, aperture_photometry
 
 from reduce.blocks import AnnulusBackground, AperturePhotometry, GetFluxes
 from reduce.algorithms.apertures import MASKED
-from reduce.core.errors import Flag, FrameRejected
-from reduce.image import Image, PixelFlag, Sources
+from reduce.model.flags import Flag
+from reduce.model.errors import FrameRejected
+from reduce.model.image import Image, PixelFlag, Sources
 from tests.algorithms._stars import render, star_field
 
 FWHM = 3.0

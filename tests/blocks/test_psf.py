@@ -6,9 +6,9 @@ import pytest
 
 from reduce import blocks
 from reduce.algorithms.psf import fit_moffat, moffat2d, moffat_fwhm
-from reduce.core.errors import NoSources
+from reduce.model.errors import NoSources
 from reduce.core.sequence import Sequence
-from reduce.image import Image, Sources
+from reduce.model.image import Image, Sources
 
 from ._make import moffat_alpha, star_field
 

@@ -343,7 +343,7 @@ def test_aavso_filter_without_a_code_fails_clearly(reduced, tmp_path, capsys):
     ("{exotic: 1}", "must be true or false"),
 ])
 def test_export_options_are_validated(tmp_path, outputs, message):
-    from reduce.core.errors import RecipeError
+    from reduce.model.errors import RecipeError
     from reduce.recipe import loads_recipe
 
     text = DEFAULT.read_text().replace("outputs: {csv: true, fits: true, plot: true, provenance: true}",

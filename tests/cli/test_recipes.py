@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-import reduce.core.block as block_module
+import reduce.blocks as block_module
 from reduce.cli import cli
 
 from ..recipe._blocks import REGISTRY
@@ -80,7 +80,7 @@ def test_blocks_name_shows_full_doc_and_all_parameters(runner):
 
 
 def test_blocks_unknown_name_is_a_usage_error(runner):
-    from reduce.core.errors import UsageError
+    from reduce.model.errors import UsageError
 
     result = runner.invoke(cli, ["blocks", "Scal"])
     assert isinstance(result.exception, UsageError) and result.exception.exit_code == 2
@@ -100,7 +100,7 @@ def test_real_blocks_render_as_plain_text_with_every_parameter_form(monkeypatch)
     """Every shipped block: no reST left in `reduce blocks` (overview and details), and list
     parameters say they take the {start, stop, n} form the shipped recipes use."""
     import reduce.console
-    from reduce.core.block import registry
+    from reduce.blocks import registry
 
     monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.setattr(reduce.console, "_console", None)  # made again, at this width

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from reduce.core.block import Block
-from reduce.core.errors import Flag, NoSources, UsageError
+from reduce.model.flags import Flag
+from reduce.model.errors import NoSources, UsageError
 from reduce.core.executors import (DaskExecutor, ExecutorError, ProcessExecutor, SerialExecutor,
                                    make_executor)
 from reduce.core.sequence import Sequence
-from reduce.image import Image
+from reduce.model.image import Image
 
 
 # -- small picklable test blocks (module level, so spawn workers can import them) --------------

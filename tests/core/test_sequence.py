@@ -10,9 +10,10 @@ import pytest
 
 from reduce import blocks
 from reduce.core.block import Block
-from reduce.core.errors import Flag, NoSources
+from reduce.model.flags import Flag
+from reduce.model.errors import NoSources
 from reduce.core.sequence import Sequence, run_frame
-from reduce.image import Image
+from reduce.model.image import Image
 
 from ..blocks._make import star_field, write_fits
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reduce.config import Config, Instrument, load_config
-from reduce.core.errors import ConfigError
+from reduce.model.errors import ConfigError
 from reduce.index.headers import describe, frame_info, read_header
 from reduce.index.manager import FitsManager
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from reduce.core.errors import Unreadable
+from reduce.model.errors import Unreadable
 from reduce.io.fitsimage import FITSImage
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"

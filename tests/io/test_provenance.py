@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from reduce.core.errors import Flag
+from reduce.model.flags import Flag
 from reduce.io.provenance import (content_checksum, file_checksum, package_versions, provenance_record,
                                   to_plain, write_provenance)
 from reduce.recipe import loads_recipe

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reduce.core.errors import RecipeError
-from reduce.image import Image
+from reduce.model.errors import RecipeError
+from reduce.model.image import Image
 from reduce.recipe import build_blocks, loads_recipe
 
 from ._blocks import REGISTRY, Model, Needs, Scale

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from reduce.cli import cli
-from reduce.core.errors import RecipeError
+from reduce.model.errors import RecipeError
 from reduce.recipe import loads_recipe
 
 DEFAULT = (Path(__file__).resolve().parents[2] / "recipes" / "default.yaml").read_text()

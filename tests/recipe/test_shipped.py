@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from reduce.core.block import registry
+from reduce.blocks import registry
 from reduce.recipe import FRAME_SECTIONS, build_blocks, load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))

@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import yaml
 
-from reduce.core.errors import RecipeError
+from reduce.model.errors import RecipeError
 from reduce.recipe import (RecipeSpec, ReferenceSpec, TargetSpec, load_recipe, loads_recipe,
                            reference_from_string, target_from_string)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.errors import Flag
+from .flags import Flag
 
 __all__ = ["Image", "Sources", "PixelFlag", "SATURATION_FRACTION", "raw_mask"]
 
@@ -157,7 +157,7 @@ class Image:
     Times are JD UTC at mid-exposure; ``exposure`` in seconds; ``gain`` in e-/ADU; ``read_noise``
     in electrons; ``saturation`` in ADU of the raw frame. ``transform`` is the 3x3 affine matrix
     mapping reference-frame pixel coordinates to this frame's (``dx``, ``dy`` its translation).
-    ``flags`` is the OR of :class:`~reduce.core.errors.Flag` bits; ``issues`` says why.
+    ``flags`` is the OR of :class:`~reduce.model.flags.Flag` bits; ``issues`` says why.
     ``mask`` is the bad-pixel map (:class:`PixelFlag` bits, uint8, shape of ``data``; None when
     no pixel is bad) and ``mask_bits`` the OR of the bits it holds (None: not built yet; see
     :meth:`ensure_mask`). Detection, centroids, photometry and sky leave masked pixels out.
