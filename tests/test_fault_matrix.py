@@ -312,7 +312,7 @@ def _archive(small_night, tmp_path, names="ab") -> list[Path]:
 def test_dask_worker_killed_mid_run_its_frames_are_resubmitted(own_cluster, small_night, recipe, tmp_path):
     from reduce.config import load_config
     from reduce.recipe import load_recipe
-    from reduce.runner import run_nights
+    from reduce.run import run_nights
 
     address, _, _ = own_cluster
 
@@ -336,7 +336,7 @@ def test_dask_scheduler_killed_mid_run_is_one_error_and_the_next_run_resumes(own
     from reduce.config import load_config
     from reduce.model.errors import ClusterUnavailable
     from reduce.recipe import load_recipe
-    from reduce.runner import run_nights
+    from reduce.run import run_nights
 
     address, sched, _ = own_cluster
     nights = _archive(small_night, tmp_path, "abc")
@@ -374,7 +374,7 @@ def test_kill_after_the_first_group_of_a_night_redoes_only_the_others(night_copy
 
 
 def test_the_lock_is_held_from_planning_through_reducing(night_copy, recipe, monkeypatch):
-    import reduce.runner as runner
+    import reduce.run.nights as runner
     from reduce.config import load_config
     from reduce.io.lock import LockedError, NightLock, lock_path_for
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from reduce.index.groups import Group
-from reduce.planning import _attach_unmeasured, _fold_wrong_sizes
+from reduce.run.plan import _attach_unmeasured, _fold_wrong_sizes
 
 
 def group(target, files, width=100, height=100, filter="V"):

@@ -126,14 +126,14 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     if index_path and len(night_paths) > 1:
         raise UsageError("--index applies to a single night (each night keeps its own index)")
     config = load_config(config_path)
-    from ..runner import RecipeSource
+    from ..run import RecipeSource
 
     source = RecipeSource(recipe, target=target, reference=reference)
     if target is not None:
         _parse_target(target)  # a malformed --target is a usage error before any work
     console = get_console()
     if dry_run:
-        from ..runner import plan_night
+        from ..run import plan_night
 
         spec = source.spec
         for n in night_paths:
@@ -141,7 +141,7 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
                                    index=index_path, depth=depth)
             _print_plan(console, plans, spec, fm)
         return 0
-    from ..runner import run_nights
+    from ..run import run_nights
 
     try:
         runner_executor = _make_executor(executor, jobs, scheduler, config.execution)
@@ -168,7 +168,7 @@ def _nights(nights, archive: bool, depth) -> list:
     if archive:
         if len(nights) != 1:
             raise UsageError("--nights takes exactly one ARCHIVE folder")
-        from ..runner import find_nights
+        from ..run import find_nights
 
         return find_nights(nights[0], depth=depth)
     paths = [Path(n) for n in nights]
@@ -179,9 +179,9 @@ def _nights(nights, archive: bool, depth) -> list:
 
 
 def _single_outdir(outdir, night, nights):
-    from ..planning import _outdirs
+    from ..run.plan import output_folders
 
-    return _outdirs(nights, outdir)[nights.index(night)]
+    return output_folders(nights, outdir)[nights.index(night)]
 
 
 def _make_executor(kind, jobs, scheduler, settings=None):
@@ -238,9 +238,9 @@ def _print_plan(console, plans, spec, fm):
             console.print(f"  {safe_markup(p.group.label)}: {safe_markup(Path(str(path)).name)} cannot be "
                           f"measured ({safe_markup(reason)}): "
                           "a row flagged UNREADABLE")
-    from ..planning import _products_of, unaccounted
+    from ..run.plan import products_of, unaccounted
 
-    stray = unaccounted(fm, plans, _products_of(Path(fm.folder), plans[0].outdir))
+    stray = unaccounted(fm, plans, products_of(Path(fm.folder), plans[0].outdir))
     if stray:
         console.print(f"[yellow]{len(stray)} unreadable or image-less file(s) outside any light group "
                       "would be ignored[/]")

@@ -126,7 +126,7 @@ def test_groups_at_once_isolate_a_failing_group(small_night, recipe, tmp_path):
     no calibration and the recipe says fail) is reported, the other nights' groups are reduced."""
     from reduce.config import load_config
     from reduce.core.executors import SerialExecutor
-    from reduce.runner import run_nights
+    from reduce.run import run_nights
 
     class TwoAtOnce(SerialExecutor):
         groups_at_once = 2
@@ -251,7 +251,7 @@ def test_no_op_rerun_imports_no_heavy_module(night_copy, recipe):
                        capture_output=True, text=True, timeout=60)
     assert "EXIT 0" in r.stdout, r.stderr
     loaded = set(r.stdout.split())
-    heavy = {"numpy", "astropy", "scipy", "matplotlib", "photutils", "sep", "reduce.blocks", "reduce.pipeline"}
+    heavy = {"numpy", "astropy", "scipy", "matplotlib", "photutils", "sep", "reduce.blocks", "reduce.run.group"}
     assert not heavy & loaded, f"a no-op re-run imported {sorted(heavy & loaded)}"
 
 

@@ -6,7 +6,7 @@ flags in the table, per-group problems skip that group, and the exit status says
 4 every night was locked by another run (2, usage errors, is raised before a run starts).
 
 Cron safety: each night is looked at and reduced under its lock (:mod:`reduce.io.lock`); a group
-whose inputs are unchanged since its last successful reduction is skipped (:mod:`reduce.state`);
+whose inputs are unchanged since its last successful reduction is skipped (:mod:`reduce.run.state`);
 outputs are written atomically by the pipeline, and temporary files left by a killed run are
 removed before the group is redone. Frames are processed by an executor
 (:mod:`reduce.core.executors`): serial, local processes or a Dask cluster, same results.
@@ -20,16 +20,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model.errors import ClusterUnavailable, ReduceError, UsageError
-from .groups_at_once import GroupScheduler
-from .planning import RecipeSource, _outdirs, _products_of, find_nights, plan_night, unaccounted
-from .report import (EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,  # noqa: F401 (re-exported)
-                     GroupPlan, GroupResult, NightResult, RunReport)
+from ..model.errors import ReduceError, UsageError
+from .scheduler import GroupScheduler
+from .plan import RecipeSource, output_folders, products_of, plan_night, unaccounted
+from .report import GroupResult, NightResult, RunReport
 
-__all__ = ["GroupPlan", "GroupResult", "NightResult", "RunReport", "RecipeSource", "plan_night",
-           "run_night", "run_nights", "reduce_group", "find_nights", "EXIT_LOCKED"]
+__all__ = ["run_night", "run_nights"]
 
-log = logging.getLogger("reduce.runner")
+log = logging.getLogger("reduce.run.nights")
 
 # the report is filled by each night's pass, from several threads when groups run at once
 _REPORT_LOCK = threading.Lock()
@@ -70,7 +68,7 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
     if not nights:
         raise UsageError("no night folder given")
     single = len(nights) == 1
-    outdirs = _outdirs(nights, outdir)
+    outdirs = output_folders(nights, outdir)
     report = RunReport()
     work: list[_Work] = []
     try:
@@ -94,7 +92,9 @@ def _reduce_all(work, nights, recipe, report, *, executor, config, index, depth,
                 show_progress) -> None:
     """The reduction pass over the nights with work (their locks held since planning)."""
     if work:
-        from .core.executors import SerialExecutor
+        from ..core.executors import SerialExecutor
+        from .group import reduce_group
+        from .outputs import start_figure_helper
 
         executor = executor or SerialExecutor()
         n_groups = sum(w.result.groups for w in work)
@@ -102,11 +102,11 @@ def _reduce_all(work, nights, recipe, report, *, executor, config, index, depth,
         # the figure helper first: it imports matplotlib on the idle core while this process
         # validates the recipe and builds masters, and is forked before any thread exists (groups
         # reduced at once draw their own figures, in their threads)
-        plotter = _start_plotter(recipe) if at_once == 1 else None
+        plotter = start_figure_helper(recipe._spec) if at_once == 1 else None
         try:
             _connect(executor)
             total = sum(w.frames for w in work)
-            from .console import progress
+            from ..console import progress
 
             label = f"reduce: {n_groups} group(s)" + (f" of {len(work)} nights" if len(work) > 1 else "")
             with progress(label, total, show=show_progress) as bar:
@@ -123,20 +123,6 @@ def _reduce_all(work, nights, recipe, report, *, executor, config, index, depth,
             if plotter is not None:
                 plotter.close()
         report.executor = executor.describe() if hasattr(executor, "describe") else {}
-
-
-def _start_plotter(recipe):
-    """The figure helper process shared by every group of the run (None: figures drawn in-process)."""
-    known = recipe._spec
-    if known is not None and not known.outputs.plot:
-        return None
-    # frame headers go through astropy.io.fits next anyway: imported before the fork, astropy
-    # (units included, 0.2 s) is shared with the helper instead of imported twice
-    import astropy.io.fits  # noqa: F401
-
-    from .plotter import start_plotter
-
-    return start_plotter()
 
 
 _FREEZE_REGISTERED = False
@@ -168,7 +154,7 @@ def _connect(executor) -> None:
 
 
 def _lock(night: Path):
-    from .io.lock import NightLock, lock_path_for, state_dir_for
+    from ..io.lock import NightLock, lock_path_for, state_dir_for
 
     state_dir = state_dir_for(night)
     return NightLock(lock_path_for(night, state_dir), night=night), state_dir
@@ -177,7 +163,7 @@ def _lock(night: Path):
 def _plan_pass(night, out, recipe, report, *, config, index, depth, force, single) -> _Work | None:
     """Under the night's lock: scan, plan, skip unchanged groups; returns the work left, if any,
     with the lock still held (so a second run started meanwhile is the one that exits 4)."""
-    from .io.lock import LockedError
+    from ..io.lock import LockedError
 
     try:
         lock, state_dir = _lock(night)
@@ -223,7 +209,7 @@ def _plan_locked(night, out, recipe, report, *, config, index, depth, force, sin
         nres.status, nres.message = "failed", str(e)
         log.error("%s", e)
         return None
-    ours = _products_of(night, out)
+    ours = products_of(night, out)
     nres.unreadable = unaccounted(fm, plans, ours)
     if not plans:
         msg = f"no light frames found in {night} (see `reduce scan {night}`)"
@@ -276,7 +262,7 @@ def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_
     try:
         spec = recipe.spec  # validated now (RecipeError: exit 2), only because there is work
         plans, fm = plan_night(night, config=config, outdir=out, index=index, depth=depth)
-        ours = _products_of(night, out)
+        ours = products_of(night, out)
         nres.unreadable = unaccounted(fm, plans, ours)
         with _REPORT_LOCK:
             report.unreadable.extend(nres.unreadable)
@@ -346,7 +332,7 @@ def _check_outdir(out: Path) -> str | None:
     """None when ``out`` can be created and written, else why not (checked before any work)."""
     import tempfile
 
-    from .index.db import _writable_dir
+    from ..index.db import _writable_dir
 
     existing = out
     while not existing.exists() and existing.parent != existing:
@@ -371,7 +357,7 @@ def _remove_leftovers(out: Path, stem: str) -> None:
     import re
     import shutil
 
-    from .io.atomic import staging_name
+    from ..io.atomic import staging_name
 
     mine = re.compile(rf"\.{re.escape(stem)}(_reference)?\.(csv|fits|json|yaml|png)\.[^.]+\.tmp")
     try:
@@ -403,43 +389,3 @@ def _save_state(state, fingerprint: str, result: GroupResult) -> None:
     except (OSError, ReduceError) as e:  # only costs a redo next time
         log.warning("%s: run state not saved (%s); the next run will redo this group",
                     result.plan.name, e)
-
-
-def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail_fast=False,
-                 executor=None, plotter=None) -> GroupResult:
-    """Reduce one light group; a failure skips the group (recorded), never the run.
-
-    ``plotter``: a :class:`reduce.plotter.Plotter` shared by the run's groups (default: one per
-    group when it pays, see :func:`reduce.plotter.start_plotter`).
-    """
-    t0 = time.perf_counter()
-    result = GroupResult(plan=plan, n_frames=len(plan.frames), started=_utc_now())
-    log.info("%s: reducing %d frame(s)", plan.name, len(plan.frames))
-    try:
-        from .pipeline import reduce_frames
-        reduce_frames(plan, spec, result, config=config, show_progress=show_progress, fail_fast=fail_fast,
-                      executor=executor, plotter=plotter)
-    except ClusterUnavailable:
-        raise
-    except ReduceError as e:
-        result.status, result.message = "failed", str(e)
-        log.error("%s: %s", plan.name, e)
-    except Exception as e:  # unexpected: the group is skipped, the night goes on
-        if fail_fast:
-            raise
-        result.status, result.message = "failed", f"unexpected error: {type(e).__name__}: {e}"
-        log.exception("%s failed", plan.name)
-    result.seconds = time.perf_counter() - t0
-    result.finished = _utc_now()
-    if result.status == "done":
-        log.info("%s: done in %.1f s (%.1f frames/s), %d flagged", plan.name, result.seconds,
-                 len(plan.frames) / result.seconds if result.seconds > 0 else float("nan"),
-                 len(result.flagged))
-    return result
-
-
-def _utc_now() -> str:
-    """Now, UTC, ISO 8601 to the millisecond (group start and end times in the summary)."""
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

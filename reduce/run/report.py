@@ -146,7 +146,7 @@ class RunReport:
         return EXIT_OK
 
     def to_dict(self) -> dict:
-        from . import __version__
+        from .. import __version__
 
         return {
             "exit_status": self.exit_code, "version": __version__, "seconds": round(self.seconds, 3),

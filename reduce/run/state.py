@@ -45,7 +45,7 @@ def config_key(config) -> str:
 def group_fingerprint(plan, *, recipe_key: str, config=None, version: str | None = None) -> str:
     """SHA-256 over everything the outputs of ``plan`` depend on (see the module docstring)."""
     if version is None:
-        from . import __version__ as version
+        from .. import __version__ as version
     h = hashlib.sha256()
     head = {"state": STATE_VERSION, "version": version, "recipe": recipe_key,
             "config": config_key(config), "stem": plan.stem,
@@ -102,7 +102,7 @@ class GroupState:
 
     def save(self, fingerprint: str, outputs, summary: dict) -> None:
         """Store the record atomically (failures to store only cost a redo next time)."""
-        from .io.atomic import atomic_write_text
+        from ..io.atomic import atomic_write_text
 
         record = {"state_version": STATE_VERSION, "fingerprint": fingerprint,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -1,7 +1,7 @@
 """Planning a run: the recipe known by a cheap key, the night folders, each night's light groups
 with their matched calibration, and the output folders.
 
-Kept apart from :mod:`reduce.runner` (which locks, skips unchanged groups and reduces) so the
+Kept apart from :mod:`reduce.run.nights` (which locks, skips unchanged groups and reduces) so the
 planning can be read on its own; ``reduce run --dry-run`` uses it without reducing anything.
 """
 from __future__ import annotations
@@ -10,11 +10,12 @@ import hashlib
 import os
 from pathlib import Path
 
-from .model.errors import UsageError
-from .index.groups import Group
+from ..model.errors import UsageError
+from ..index.groups import Group
 from .report import GroupPlan
 
-__all__ = ["RecipeSource", "plan_night", "find_nights"]
+__all__ = ["RecipeSource", "plan_night", "find_nights", "unaccounted", "output_folders", "products_of",
+           "default_outdir"]
 
 
 class _Sized(Group):
@@ -35,7 +36,7 @@ class RecipeSource:
 
     def __init__(self, path=None, *, target: str | None = None, reference: str | None = None, spec=None):
         if path is not None:
-            from .recipe.installed import find_recipe
+            from ..recipe.installed import find_recipe
 
             path = find_recipe(path)  # a file, else a recipe shipped with the package by name
         self.path = Path(path) if path is not None else None
@@ -47,7 +48,7 @@ class RecipeSource:
             try:
                 raw = self.path.read_bytes()
             except FileNotFoundError:
-                from .recipe.installed import installed_recipes
+                from ..recipe.installed import installed_recipes
 
                 shipped = ", ".join(installed_recipes()) or "none"
                 raise UsageError(f"recipe not found: {path} (a recipe file, or one of the installed "
@@ -66,11 +67,11 @@ class RecipeSource:
     @property
     def spec(self):
         if self._spec is None:
-            from .recipe import load_recipe
+            from ..recipe import load_recipe
 
             spec = load_recipe(self.path)
             if self.target is not None or self.reference is not None:
-                from .recipe.fields import target_from_string
+                from ..recipe.fields import target_from_string
 
                 try:
                     target = target_from_string(self.target) if self.target is not None else None
@@ -83,8 +84,8 @@ class RecipeSource:
 
 def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None) -> tuple[list[GroupPlan], object]:
     """Scan ``night`` (incrementally) and make one plan per light group."""
-    from .index.manager import FitsManager
-    from .io.tables import safe_stem
+    from ..index.manager import FitsManager
+    from ..io.tables import safe_stem
 
     night = Path(night)
     if not night.exists():
@@ -92,9 +93,9 @@ def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None)
     if not night.is_dir():
         raise UsageError(f"not a folder: {night}")
     fm = FitsManager(night, depth=depth, index=index, config=config)
-    outdir = Path(outdir) if outdir else _default_outdir(night)
+    outdir = Path(outdir) if outdir else default_outdir(night)
     plans = []
-    ours = _products_of(night, outdir)
+    ours = products_of(night, outdir)
     times = {f.path: f.jd for f in fm.frames(type="light")}
     groups, wrong_size = _fold_wrong_sizes(_merge_same_names(fm, safe_stem))
     stray = [(p, r) for p, r in [*fm.unreadable, *fm.skipped] if not ours(p) and not os.path.isdir(p)]
@@ -134,7 +135,7 @@ def _fold_wrong_sizes(groups) -> tuple[list, dict]:
     (a change of binning or window mid-night) stay a group of their own.
     Returns (groups kept, {id(main group): [(path, reason)]}).
     """
-    from .io.tables import safe_stem
+    from ..io.tables import safe_stem
 
     def key(g):  # the output name: groups that would share it are one target
         return safe_stem(g.night, g.telescope, g.target, g.filter)
@@ -163,8 +164,8 @@ def _attach_unmeasured(groups, files, config) -> dict:
     file whose name says bias/dark/flat is no light frame. Files given to no group stay in the
     night's list of unreadable files.
     """
-    from .config import DEFAULT_INSTRUMENT
-    from .index.headers import _filename_type
+    from ..config import DEFAULT_INSTRUMENT
+    from ..index.headers import _filename_type
 
     inst = getattr(config, "default", None) or DEFAULT_INSTRUMENT
     by_folder: dict[str, list] = {}
@@ -232,7 +233,7 @@ def _named_groups(groups, safe_stem) -> list:
     return named
 
 
-def _products_of(night: Path, outdir: Path):
+def products_of(night: Path, outdir: Path):
     """A predicate: is a path one of our products (inside ``outdir`` or the default NIGHT/reduced)?
 
     The FITS light-curve tables hold image extensions; they must never be taken for frames.
@@ -247,7 +248,7 @@ def _products_of(night: Path, outdir: Path):
 
 def find_nights(archive, *, depth: int | None = None) -> list[Path]:
     """Sub-folders of ``archive`` (not hidden) holding at least one FITS frame, sorted by name."""
-    from .index.manager import walk
+    from ..index.manager import walk
 
     archive = Path(archive)
     if not archive.is_dir():
@@ -263,13 +264,13 @@ def find_nights(archive, *, depth: int | None = None) -> list[Path]:
     return nights
 
 
-def _outdirs(nights: list[Path], outdir) -> list[Path]:
+def output_folders(nights: list[Path], outdir) -> list[Path]:
     """Output folder per night: NIGHT/reduced, OUTDIR for one night, OUTDIR/<night name> for several.
 
     A read-only night (a mounted archive) without OUTDIR writes to ``./<night name>_reduced`` in
     the current folder, and the log says so: an archive reduces without a hand-written option."""
     if outdir is None:
-        return [_default_outdir(n) for n in nights]
+        return [default_outdir(n) for n in nights]
     outdir = Path(outdir)
     _check_outdir_holds_no_night(outdir, nights)
     if len(nights) == 1:
@@ -283,11 +284,11 @@ def _outdirs(nights: list[Path], outdir) -> list[Path]:
     return out
 
 
-def _default_outdir(night: Path) -> Path:
+def default_outdir(night: Path) -> Path:
     """NIGHT/reduced, or ./<night name>_reduced when the night folder is read-only."""
     import logging
 
-    from .index.db import _writable_dir
+    from ..index.db import _writable_dir
 
     night = Path(night)
     inside = night / "reduced"

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Callable
 
-from .console import group_context
+from ..console import group_context
 
 __all__ = ["GroupScheduler", "Tracked"]
 
@@ -69,7 +69,7 @@ class GroupScheduler:
         """Start reducing ``plan``; returns an object whose ``result()`` is its GroupResult."""
         if self._pool is None:
             return _Done(self._reduce(plan, spec, config, fail_fast, self.plotter))
-        from .plotter import InProcess
+        from ..plotter import InProcess
 
         return self._pool.submit(self._reduce, plan, spec, config, fail_fast, InProcess())
 

@@ -1,0 +1,272 @@
+"""Reduce one light group: masters, reference frame, target, every frame, differential light curve,
+outputs. A :class:`GroupContext` carries what the stages share.
+
+Expected failures raise ``ReduceError`` (the group is skipped with that message, the run goes on);
+per-frame problems are flags in the table.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..model.errors import ClusterUnavailable, ReduceError
+from ..model.flags import Flag
+from .outputs import discard_figures, start_figure_helper, submit_figures, write_outputs
+from .reference import choose_reference, fill_pointing, quick_detection
+from .report import GroupPlan, GroupResult
+from .table import differential, errors_without_gain, full_table, p2p_of_table
+from .target import select_target
+
+__all__ = ["reduce_group", "GroupContext"]
+
+log = logging.getLogger("reduce.run")
+
+
+@dataclass
+class GroupContext:
+    """What the stages of one group's reduction share: the plan and settings first, then what
+    each stage produces (reference, target, chain, raw and differential fluxes, table, outputs)."""
+
+    plan: GroupPlan
+    spec: Any
+    result: GroupResult
+    config: Any = None
+    plotter: Any = None             # the run's figure helper (None: figures drawn in-process)
+    ref: Any = None                 # the reference Image
+    target: int | None = None       # the target's index among the reference's measured stars
+    seq: Any = None                 # the Sequence that measured every frame
+    raw: Any = None                 # raw Fluxes of every star, aperture and frame
+    diff: Any = None                # differential Fluxes of the usable frames
+    table: Any = None               # one row per file of the group
+    staged: Any = None              # the OutputSet the outputs are written into
+    figures: list | None = None     # figure jobs handed to the helper
+
+
+def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail_fast=False,
+                 executor=None, plotter=None) -> GroupResult:
+    """Reduce one light group; a failure skips the group (recorded), never the run.
+
+    ``plotter``: the figure helper shared by the run's groups (see
+    :func:`~reduce.run.outputs.start_figure_helper`); without one, one is started for the group
+    when the recipe asks for figures.
+    """
+    t0 = time.perf_counter()
+    result = GroupResult(plan=plan, n_frames=len(plan.frames), started=_utc_now())
+    log.info("%s: reducing %d frame(s)", plan.name, len(plan.frames))
+    own = None
+    try:
+        own = None if plotter is not None else start_figure_helper(spec)
+        ctx = GroupContext(plan=plan, spec=spec, result=result, config=config, plotter=plotter or own)
+        _reduce(ctx, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
+    except ClusterUnavailable:
+        raise
+    except ReduceError as e:
+        result.status, result.message = "failed", str(e)
+        log.error("%s: %s", plan.name, e)
+    except Exception as e:  # unexpected: the group is skipped, the night goes on
+        if fail_fast:
+            raise
+        result.status, result.message = "failed", f"unexpected error: {type(e).__name__}: {e}"
+        log.exception("%s failed", plan.name)
+    finally:
+        if own is not None:
+            own.close()
+    result.seconds = time.perf_counter() - t0
+    result.finished = _utc_now()
+    if result.status == "done":
+        log.info("%s: done in %.1f s (%.1f frames/s), %d flagged", plan.name, result.seconds,
+                 len(plan.frames) / result.seconds if result.seconds > 0 else float("nan"),
+                 len(result.flagged))
+    return result
+
+
+def _loader(config):
+    """The frame loader: FITSImage, with the instrument configuration when one is given."""
+    from ..io.fitsimage import FITSImage
+
+    return functools.partial(FITSImage, config=config) if config is not None else FITSImage
+
+
+def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
+    """Masters, reference, target, every frame, light curve, outputs."""
+    from ..recipe import REFERENCE_SECTIONS, build_blocks
+
+    plan, spec, result = ctx.plan, ctx.spec, ctx.result
+    loader = _loader(ctx.config)
+    cal = plan.calibration
+    _group_warnings(plan, result)
+    _check_calibration(plan, spec)
+    runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
+    pre = build_blocks(spec, REFERENCE_SECTIONS, **runtime)
+    _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
+    result.reference = ref.path
+    fill_pointing(ref, plan.group)
+    quick_detection(pre, ref)
+    phot = build_blocks(spec, "photometry", reference=ref, **runtime)
+    target = select_target(ref, spec.target, frames=getattr(plan, "night_lights", None) or plan.frames,
+                           night=plan.night, pre=pre, phot=phot, loader=loader)
+    phot = build_blocks(spec, "photometry", reference=ref, **runtime)  # on the measured stars only
+    ctx.ref, ctx.target = ref, target
+    _measure(ctx, pre, phot, loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
+    ctx.diff = errors_without_gain(differential(ctx.raw, spec), ref, plan, result.warnings)
+    ctx.table = full_table(ctx.raw, ctx.diff, ref, plan.group, result.warnings)
+    from ..io.atomic import OutputSet
+
+    ctx.staged = OutputSet(plan.outdir, plan.stem)
+    try:
+        ctx.figures = submit_figures(ctx)
+        try:
+            _finish(ctx)
+        except BaseException:
+            discard_figures(ctx.figures, ctx.plotter)
+            raise
+    finally:
+        ctx.staged.discard()  # empty after a commit; after a failure, the previous outputs stay
+
+
+def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, executor) -> None:
+    """Every frame through the chain (``ctx.seq``), collected as raw fluxes (``ctx.raw``)."""
+    from ..blocks.alignment import AlignmentMethods, AlignReferenceSources
+    from ..blocks.photometry import GetFluxes
+    from ..console import progress
+    from ..core.sequence import Sequence
+
+    plan, ref, target = ctx.plan, ctx.ref, ctx.target
+    undetected = target in ref.computed.get("added_sources", ())
+    for block in phot:
+        if hasattr(block, "target"):
+            block.target = target
+        if undetected and hasattr(block, "fixed"):
+            block.fixed = frozenset({target})
+    collector = GetFluxes(target=target)
+    methods = [AlignmentMethods(label=plan.name)] if any(isinstance(b, AlignReferenceSources) for b in phot) else []
+    seq = Sequence([*pre, *phot, collector, *methods], name=plan.name)
+    items = _frame_items(plan)
+    if plan.unmeasured:
+        _log_unmeasured(plan)
+        loader = _Unmeasured(loader, {str(u[0]): u[1] for u in plan.unmeasured})
+    seq.run(items, loader=loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor,
+            progress=progress)
+    raw = collector.fluxes
+    raw.target = target
+    _known_times(raw, items, plan)
+    # the frames flagged so far, so that a group failing below still reports them
+    ctx.result.flagged = [(Path(str(f)).name, int(v), _reason(seq, str(f), int(v)))
+                          for f, v in zip(raw.files, raw.flags) if v]
+    if ref.saturation is not None:
+        raw.meta.setdefault("saturation", float(ref.saturation))
+    ctx.seq, ctx.raw = seq, raw
+
+
+def _finish(ctx: GroupContext) -> None:
+    """Group summary in ``ctx.result``, then every output file."""
+    result, diff, table, seq = ctx.result, ctx.diff, ctx.table, ctx.seq
+    rejected = _rejection_reasons(diff)
+    result.n_frames = len(table)  # every file of the group, measured or not
+    result.flagged = [(str(f), int(v), _reason(seq, str(f), int(v), rejected)) for f, v in
+                      zip(table["file"], table["flag"]) if v]
+    result.aperture = float(diff.aperture_radius)
+    result.comparisons = [int(c) for c in diff.comparisons]
+    result.scatter = p2p_of_table(table)
+    clipped = [f for f, v, _ in result.flagged if v & int(Flag.OUTLIER_REJECTED)]
+    if clipped:
+        log.info("%s: %d frame(s) set aside by the differential step (outliers)", ctx.plan.name, len(clipped))
+    result.outputs = write_outputs(ctx)
+
+
+def _group_warnings(plan, result) -> None:
+    """The header warnings of the group's frames (see :func:`reduce.index.groups.group_warnings`),
+    logged once each and kept for the summary and the provenance."""
+    for w in getattr(plan.group, "warnings", None) or ():
+        log.warning("%s: %s", plan.name, w["message"])
+        result.warnings.append(dict(w))
+
+
+def _check_calibration(plan, spec) -> None:
+    """Apply the recipe's missing-calibration policy (warn and go on, or fail the group)."""
+    cal = plan.calibration
+    missing = [name for name, files in (("bias", cal.bias), ("dark", cal.darks), ("flat", cal.flats))
+               if not files]
+    if not missing:
+        return
+    msg = f"{plan.name}: no {', '.join(missing)} frames match this group"
+    if spec.missing_calibration == "fail":
+        raise ReduceError(msg + " (recipe says missing_calibration: fail)")
+    log.warning("%s; going on without (missing_calibration: warn)", msg)
+
+
+class _Unmeasured:
+    """Loader for a group's frames that refuses its unmeasurable files with their reason (an
+    ``UNREADABLE`` row, no traceback) and loads the others with ``loader``; picklable."""
+
+    def __init__(self, loader, reasons: dict):
+        self.loader, self.reasons = loader, reasons
+
+    def __call__(self, path, *args, **kwargs):
+        from ..model.errors import Unreadable
+
+        reason = self.reasons.get(str(path))
+        if reason is not None:
+            raise Unreadable(reason)
+        return self.loader(path, *args, **kwargs)
+
+
+def _frame_items(plan) -> list:
+    """Every file of the group in time order (the measurable frames and the unmeasured files
+    whose time is known); unmeasured files of unknown time last, by name."""
+    timed = [(plan.times.get(f), i, str(f)) for i, f in enumerate(plan.frames)]
+    timed += [(u[2], len(timed) + i, str(u[0])) for i, u in enumerate(plan.unmeasured) if u[2] is not None]
+    timed.sort(key=lambda t: (t[0] if t[0] is not None else float("inf"), t[1]))
+    untimed = sorted(str(u[0]) for u in plan.unmeasured if u[2] is None)
+    return [t[2] for t in timed] + untimed
+
+
+def _log_unmeasured(plan) -> None:
+    """One warning naming every file of the group that cannot be measured, with its reason."""
+    names = "; ".join(f"{Path(str(u[0])).name} ({u[1]})" for u in plan.unmeasured)
+    log.warning("%s: %d file(s) of this group cannot be measured, each flagged UNREADABLE in the "
+                "light curve: %s", plan.name, len(plan.unmeasured), names)
+
+
+def _known_times(raw, items, plan) -> None:
+    """Unmeasured files whose time the index knows (e.g. wrong size) keep it in their row."""
+    known = {str(u[0]): u[2] for u in plan.unmeasured if u[2] is not None}
+    for i, path in enumerate(items):
+        if path in known and not np.isfinite(raw.time[i]):
+            raw.time[i] = known[path]
+
+
+def _rejection_reasons(diff) -> dict:
+    """File name -> why the differential step set the frame aside (``meta['rejected']``)."""
+    out = {}
+    for r in diff.meta.get("rejected", []) + diff.meta.get("aperture_issues", []):
+        if r.get("reason") and r["reason"] != "flagged upstream":
+            out.setdefault(Path(str(r.get("file", ""))).name, str(r["reason"]))
+    return out
+
+
+def _reason(seq, file: str, flags: int, rejected: dict | None = None) -> str:
+    """Why a frame was flagged: the Sequence's recorded messages and the differential step's
+    rejection reason (e.g. "sky outlier: 4.2 sigma > 3"), else the flag names."""
+    from ..model.flags import decode_flags
+
+    name = Path(file).name
+    msgs = [f"{i.block}: {i.message}" for i in seq.issues if Path(str(i.frame)).name == name]
+    if flags & int(Flag.OUTLIER_REJECTED):
+        msgs.append((rejected or {}).get(name, "outlier rejected by sigma clipping"))
+    elif name in (rejected or {}):  # the chosen target aperture could not be measured there
+        msgs.append(rejected[name])
+    return "; ".join(msgs) or ", ".join(decode_flags(flags))
+
+
+def _utc_now() -> str:
+    """Now, UTC, ISO 8601 to the millisecond (group start and end times in the summary)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
