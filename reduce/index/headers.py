@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import DEFAULT_INSTRUMENT, Config, Instrument
+from ..model.angles import dec_degrees, parse_angle, ra_degrees
 from .fitsheader import NotAnImage, UnreadableFile, _image_shape, _read_raw, is_fits_name, read_header
 from .times import (_number_resolution, _parse_date, _parse_time_of_day, _string_resolution, datetime_from_jd,
                     human_duration, jd_from_datetime, night_of)
@@ -97,39 +98,6 @@ def _number(v) -> float | None:
     except ValueError:
         return None
     return x if math.isfinite(x) else None
-
-
-def _sexagesimal(v) -> tuple[float | None, bool]:
-    """(value, was_sexagesimal) of a number or a 'dd:mm:ss' / 'dd mm ss' / '12h30m' string."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return _number(v), False
-    s = str(v).strip().lower()
-    if not s:
-        return None, False
-    parts = re.split(r"[:\s hdm°'\"s]+", s.strip(" s\""))
-    parts = [p for p in parts if p]
-    if len(parts) == 1:
-        return _number(parts[0]), False
-    try:
-        nums = [abs(float(p)) for p in parts[:3]]
-    except ValueError:
-        return None, False
-    value = nums[0] + sum(n / 60 ** (i + 1) for i, n in enumerate(nums[1:]))
-    return (-value if s.startswith("-") else value), True
-
-
-def _ra_deg(v) -> float | None:
-    x, sexa = _sexagesimal(v)
-    if x is None:
-        return None
-    if sexa and x < 24:
-        x *= 15.0
-    return x if 0 <= x < 360.0001 else None
-
-
-def _dec_deg(v) -> float | None:
-    x, _ = _sexagesimal(v)
-    return x if x is not None and -90 <= x <= 90 else None
 
 
 class _Notes(list):
@@ -298,7 +266,7 @@ def _site_number(header, inst: Instrument, role: str, bounds, notes: _Notes, why
     """The header's value for ``role`` (number or sexagesimal), or None (noted) when it is out of
     ``bounds`` or unreadable: never silently used."""
     key, v = _first_item(header, inst.keys(role))
-    x = _sexagesimal(v)[0] if v is not None else None
+    x = parse_angle(v)[0] if v is not None else None
     if v is not None and (x is None or not bounds[0] <= x <= bounds[1]):
         notes.add(role, f"{key} = {_shown(v)} {why}")
         return None
@@ -317,7 +285,7 @@ def _site_values(header, inst: Instrument, offset: timedelta | None, notes: _Not
     if inst.longitude is not None:
         return lat, inst.longitude, elev, "config"
     key, v = _first_item(header, inst.keys("longitude"))
-    x = _sexagesimal(v)[0] if v is not None else None
+    x = parse_angle(v)[0] if v is not None else None
     if v is None:
         return lat, None, elev, None
     if x is None or not -360 <= x <= 360:
@@ -459,9 +427,9 @@ def describe(header, path, instrument: Instrument | None = None, *, hdu: int = 0
         header, inst, "read_noise", lambda x: x >= 0, "a read noise (e- >= 0)", notes,
         fix=_config_fix("read_noise"))
     ra = _checked(header, inst, "ra", lambda x: True, "a right ascension (0..360 deg or 0..24 h)",
-                  notes, parse=_ra_deg, fix="the group's other frames give the target's position")
+                  notes, parse=ra_degrees, fix="the group's other frames give the target's position")
     dec = _checked(header, inst, "dec", lambda x: True, "a declination (-90..90 deg)", notes,
-                   parse=_dec_deg, fix="the group's other frames give the target's position")
+                   parse=dec_degrees, fix="the group's other frames give the target's position")
     airmass = _checked(header, inst, "airmass", lambda x: 0.99 <= x <= 100, "an airmass (1..100)", notes,
                        fix="it is computed from the target and site when they are known")
     return FrameInfo(

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from ..model.angles import parse_angle
 from ._yaml import close_match_hint
 from .coerce import finite
 
@@ -61,33 +62,18 @@ class TargetSpec:
 
 
 # --- target ----------------------------------------------------------------------------------
-_SEXA = re.compile(r"^([+-])?\s*(\d+(?:\.\d*)?)[:hd\s°]\s*(\d+(?:\.\d*)?)(?:[:m'\s]\s*(\d+(?:\.\d*)?)[s\"]?)?$")
-
-
-def _angle(value, *, hours: bool, name: str) -> float:
-    """Degrees from a number (degrees) or a sexagesimal string (RA in hours, Dec in degrees)."""
-    if finite(value):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        m = _SEXA.match(text)
-        if m:
-            sign, a, b, c = m.groups()
-            b, c = float(b), float(c or 0)
-            if b >= 60 or c >= 60:
-                raise ValueError(f"{name} {value!r}: minutes and seconds must be below 60")
-            deg = float(a) + b / 60 + c / 3600
-            deg *= 15.0 if hours else 1.0
-            return -deg if sign == "-" else deg
-    raise ValueError(f"{name} {value!r} is neither degrees nor " + ("hh:mm:ss" if hours else "dd:mm:ss"))
+def _angle(value, *, ra: bool, name: str) -> float:
+    """Degrees from a number or a string (see :mod:`reduce.model.angles`: a sexagesimal RA below
+    24 is hours)."""
+    x, sexagesimal = parse_angle(value)
+    if x is None:
+        raise ValueError(f"{name} {value!r} is neither degrees nor " + ("hh:mm:ss" if ra else "dd:mm:ss")
+                         + " (minutes and seconds below 60)")
+    return x * 15.0 if ra and sexagesimal and x < 24 else x
 
 
 def _sky(ra, dec) -> TargetSpec:
-    ra_deg, dec_deg = _angle(ra, hours=True, name="ra"), _angle(dec, hours=False, name="dec")
+    ra_deg, dec_deg = _angle(ra, ra=True, name="ra"), _angle(dec, ra=False, name="dec")
     if not 0 <= ra_deg < 360:
         raise ValueError(f"ra must be in [0, 360) degrees, got {ra_deg:g}")
     if not -90 <= dec_deg <= 90:
