@@ -53,7 +53,7 @@ def _chain(cal: dict, lights: list[str], target_xy=None):
     return Sequence([
         *calibration,
         blocks.AlignReferenceSources(ref),
-        blocks.CentroidQuadratic(target=target),  # as reduce.pipeline sets it: flags follow the target
+        blocks.CentroidQuadratic(target=target),  # as reduce.run.group sets it: flags follow the target
         blocks.AperturePhotometry(),
         blocks.AnnulusBackground(),
         blocks.GetFluxes(target=target),

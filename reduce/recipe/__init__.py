@@ -9,11 +9,11 @@ from __future__ import annotations
 from .build import build_blocks
 from .fields import DifferentialSpec, OutputsSpec, ReferenceSpec, reference_from_string
 from .targets import TargetSpec, target_from_string
-from .spec import (BLOCK_SECTIONS, FRAME_SECTIONS, REFERENCE_SECTIONS, BlockSpec, RecipeSpec, load_recipe,
+from .spec import (BLOCK_SECTIONS, REFERENCE_SECTIONS, BlockSpec, RecipeSpec, load_recipe,
                    loads_recipe)
 
 __all__ = [
     "load_recipe", "loads_recipe", "build_blocks", "RecipeSpec", "BlockSpec", "ReferenceSpec", "TargetSpec",
     "DifferentialSpec", "OutputsSpec", "target_from_string", "reference_from_string",
-    "BLOCK_SECTIONS", "REFERENCE_SECTIONS", "FRAME_SECTIONS",
+    "BLOCK_SECTIONS", "REFERENCE_SECTIONS",
 ]

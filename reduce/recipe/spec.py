@@ -55,11 +55,10 @@ from .fields import (MISSING_CALIBRATION, DifferentialSpec, OutputsSpec, Referen
                      reference_from_string, target_from_string)
 
 __all__ = ["BlockSpec", "RecipeSpec", "load_recipe", "loads_recipe", "BLOCK_SECTIONS", "SECTIONS",
-           "REFERENCE_SECTIONS", "FRAME_SECTIONS"]
+           "REFERENCE_SECTIONS"]
 
 BLOCK_SECTIONS = ("calibration", "detection", "psf", "photometry")
 REFERENCE_SECTIONS = ("calibration", "detection", "psf")
-FRAME_SECTIONS = ("calibration", "detection", "psf", "photometry")
 SECTIONS = ("version", "description", *BLOCK_SECTIONS, "reference", "target", "differential",
             "missing_calibration", "outputs")
 VERSION = 1
@@ -208,8 +207,8 @@ def loads_recipe(text: str, *, path="<recipe>", registry=None, check_chain: bool
 
 # What the runner needs from the chain to make a light curve: (image field, what makes it, section).
 _NEEDED = (("sources", "detects the stars", "detection", REFERENCE_SECTIONS),
-           ("transform", "aligns each frame on the reference", "photometry", FRAME_SECTIONS),
-           ("aperture", "measures the stars' fluxes in apertures", "photometry", FRAME_SECTIONS))
+           ("transform", "aligns each frame on the reference", "photometry", BLOCK_SECTIONS),
+           ("aperture", "measures the stars' fluxes in apertures", "photometry", BLOCK_SECTIONS))
 
 
 def _check_chain(spec: RecipeSpec, registry, problems: Problems) -> None:
@@ -219,7 +218,7 @@ def _check_chain(spec: RecipeSpec, registry, problems: Problems) -> None:
     from ..core.sequence import LOADER_FIELDS
 
     available, missing = set(LOADER_FIELDS), set()
-    for b in spec.blocks(*FRAME_SECTIONS):
+    for b in spec.blocks(*BLOCK_SECTIONS):
         for need in _requires(registry[b.name], b.params):
             if need not in available:
                 missing.add(need)
