@@ -82,7 +82,7 @@ def _run(lights, cal, passes: int = 3):
 
 def _read_only(lights) -> float:
     """ms per frame to read the pixels alone (read_pixels), best of two passes."""
-    from reduce.io.fitsimage import read_pixels
+    from reduce.io.fits import read_pixels
 
     best = float("inf")
     for _ in range(2):

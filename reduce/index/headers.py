@@ -2,7 +2,7 @@
 
 :func:`describe` turns a header into a :class:`FrameInfo`, applying the instrument's keyword roles
 and the heuristics for cameras that label frames badly; :func:`frame_info` reads a file's header
-(:mod:`reduce.index.fitsheader`, never pixel data) and describes it. The date/time parsing lives
+(:mod:`reduce.io.fits`, never pixel data) and describes it. The date/time parsing lives
 in :mod:`reduce.index.times`.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import DEFAULT_INSTRUMENT, Config, Instrument
 from ..model.angles import dec_degrees, parse_angle, ra_degrees
-from .fitsheader import NotAnImage, UnreadableFile, _image_shape, _read_raw, is_fits_name, read_header
+from ..io.fits import NotAnImage, UnreadableFile, _image_shape, _read_raw, is_fits_name, read_header
 from .times import (_number_resolution, _parse_date, _parse_time_of_day, _string_resolution, datetime_from_jd,
                     human_duration, jd_from_datetime, night_of)
 

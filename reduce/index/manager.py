@@ -16,7 +16,7 @@ from typing import Iterable
 from ..config import Config, load_config
 from .calibration import CalibrationMatch, match_calibration
 from .db import Index, default_index_path, info_from_row, row_from_error, row_from_info
-from .fitsheader import NotAnImage, OwnProduct, UnreadableFile, is_fits_name
+from ..io.fits import NotAnImage, OwnProduct, UnreadableFile, is_fits_name
 from .groups import Group, group_frames, groups_table, link_nights, render_table
 from .headers import FrameInfo, frame_info
 

@@ -74,7 +74,7 @@ def test_raw_card_parser_agrees_with_astropy():
     """The fast header parser gives astropy's value for every keyword of every plain real file."""
     from astropy.io import fits
 
-    from reduce.index.fitsheader import _read_raw
+    from reduce.io.fits import _read_raw
     for path in sorted(REAL.glob("*/*.fit*")):
         if path.name.endswith(".fz"):
             continue

@@ -71,7 +71,7 @@ def test_extension_hdu_compressed_and_gzip(tmp_path, values):
     (np.float64, None, None)])
 def test_direct_read_equals_astropy(tmp_path, dtype, bzero, bscale):
     """Plain files are read with numpy from the data offset: same pixels and header as astropy."""
-    from reduce.io.fitsimage import _read_astropy, _read_plain, read_pixels
+    from reduce.io.fits import _read_astropy, _read_plain, read_pixels
 
     rng = np.random.default_rng(1)
     info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
@@ -94,7 +94,7 @@ def test_direct_read_equals_astropy(tmp_path, dtype, bzero, bscale):
 
 
 def test_blank_values_go_through_astropy(tmp_path):
-    from reduce.io.fitsimage import _read_plain
+    from reduce.io.fits import _read_plain
 
     data = np.array([[1, 2], [3, -99]], dtype=np.int16)
     h = _header(BLANK=-99)
@@ -144,7 +144,7 @@ def _real(*parts):
 
 @pytest.mark.real_data
 def test_direct_read_of_every_real_frame_equals_astropy():
-    from reduce.io.fitsimage import _read_astropy, read_pixels
+    from reduce.io.fits import _read_astropy, read_pixels
 
     files = sorted(p for p in _real().rglob("*") if p.is_file())
     assert files

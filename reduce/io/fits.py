@@ -1,24 +1,34 @@
-"""Raw FITS header reading: the first image HDU's header, straight from its 2880-byte blocks.
+"""Reading FITS files: the first image HDU's header and pixels, the one place that knows the format.
 
-Plain and gzipped FITS are parsed without astropy (about ten times faster, which the scan of a
-large night needs); Rice-compressed ``.fz`` images go through astropy. Split from
-:mod:`reduce.index.headers`, which turns these headers into a frame description.
+Headers of plain and gzipped FITS are parsed straight from their 2880-byte blocks without astropy
+(about ten times faster, which the scan of a large night needs), and so are the pixels of plain
+files whose image is in the primary HDU (about 7x faster than astropy, identical values);
+Rice-compressed ``.fz`` images, extensions and BLANK values go through astropy.
+:mod:`reduce.index.headers` turns headers into a frame description; :mod:`reduce.io.fitsimage`
+makes an Image of a file.
 """
 from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from typing import Any
 
-__all__ = ["UnreadableFile", "NotAnImage", "OwnProduct", "RawHeader", "read_header", "is_fits_name"]
+import numpy as np
+
+from ..model.errors import Unreadable
+from .cards import CARD, RawHeader, header_text, parse_cards
+
+__all__ = ["UnreadableFile", "NotAnImage", "OwnProduct", "RawHeader", "read_header", "read_pixels", "read_image",
+           "is_fits_name"]
 
 BLOCK = 2880
-CARD = 80
 _FITS_EXTS = (".fits", ".fit", ".fts")
 
 
-class UnreadableFile(Exception):
-    """The file cannot be used as a FITS image; the message says why."""
+class UnreadableFile(Unreadable):
+    """The file cannot be used as a FITS image; the message says why (a frame's row is flagged
+    UNREADABLE)."""
 
 
 class NotAnImage(UnreadableFile):
@@ -39,103 +49,6 @@ def is_fits_name(name: str) -> bool:
     return low.endswith(_FITS_EXTS)
 
 
-class RawHeader(dict):
-    """Header keywords -> values from raw cards (first occurrence wins, upper-case keys).
-
-    Values are kept as their raw text and parsed on first access (a scan asks for a few dozen
-    keywords of which most are absent). Quacks like :class:`astropy.io.fits.Header` for ``get``,
-    ``[]`` and ``in``, which is all :func:`describe` and :meth:`Config.instrument_for` use.
-    """
-
-    def get(self, key, default=None):
-        raw = dict.get(self, key)
-        if raw is None:
-            if key.isupper() or not dict.__contains__(self, key.upper()):
-                return default
-            key = key.upper()
-            raw = dict.__getitem__(self, key)
-        if isinstance(raw, _Raw):
-            raw = _parse_value(raw)
-            dict.__setitem__(self, key, raw)
-        return default if raw is None else raw
-
-    def __getitem__(self, key):
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
-
-    def __contains__(self, key):
-        return dict.__contains__(self, str(key).upper())
-
-
-class _Raw(str):
-    """An unparsed card value field."""
-
-
-_MISSING = object()
-
-
-def _parse_value(v: str) -> Any:
-    """Value of one card's value field (after ``= ``): str, bool, int, float or None."""
-    v = v.lstrip()
-    if v.startswith("'"):
-        out, i = [], 1
-        while True:
-            j = v.find("'", i)
-            if j < 0:
-                out.append(v[i:])
-                break
-            if v[j + 1:j + 2] == "'":
-                out.append(v[i:j + 1])
-                i = j + 2
-                continue
-            out.append(v[i:j])
-            break
-        return "".join(out).rstrip()
-    tok = v.split("/", 1)[0].strip()
-    if not tok:
-        return None
-    if tok == "T":
-        return True
-    if tok == "F":
-        return False
-    try:
-        return int(tok)
-    except ValueError:
-        pass
-    try:
-        return float(tok.replace("D", "E").replace("d", "e"))
-    except ValueError:
-        return tok
-
-
-def _parse_cards(text: str) -> RawHeader:
-    """Split the 80-character cards of one header (up to END) into a :class:`RawHeader`."""
-    cards: dict = {}
-    last = None
-    for i in range(0, len(text), CARD):
-        card = text[i:i + CARD]
-        key = card[:8].rstrip()
-        if card[8:10] == "= " and key != "HIERARCH":
-            if key not in cards:
-                cards[key] = _Raw(card[10:])
-                last = key
-        elif key == "END":
-            break
-        elif key == "CONTINUE" and last is not None:
-            prev = _parse_value(cards[last]) if isinstance(cards[last], _Raw) else cards[last]
-            if isinstance(prev, str) and prev.endswith("&"):
-                cards[last] = prev[:-1] + str(_parse_value(card[8:]) or "")
-        elif key == "HIERARCH":
-            eq = card.find("=")
-            hkey = card[9:eq].strip().upper() if eq > 0 else ""
-            if hkey and hkey not in cards:
-                cards[hkey] = _Raw(card[eq + 1:])
-                last = hkey
-    return RawHeader(cards)
-
-
 def _read_header_block(f) -> str | None:
     """Text of the next header (a multiple of 2880 bytes, ending with END), None at a clean EOF."""
     chunks = []
@@ -154,18 +67,6 @@ def _read_header_block(f) -> str | None:
                 return "".join(chunks)
         if len(chunks) > 2000:
             raise UnreadableFile("header has no END card")
-
-
-def header_text(block: bytes) -> str:
-    """ASCII text of header bytes; a stray non-ASCII byte (an accented letter in a comment, which
-    astropy tolerates too) becomes '?', keeping every card 80 characters long."""
-    try:
-        return block.decode("ascii")
-    except UnicodeDecodeError:
-        return block.translate(_ASCII_ONLY).decode("ascii")
-
-
-_ASCII_ONLY = bytes(range(128)) + b"?" * 128
 
 
 def _data_bytes(cards: RawHeader) -> int:
@@ -208,7 +109,7 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
         text = _read_header_block(f)
         if text is None:
             break
-        cards = _parse_cards(text)
+        cards = parse_cards(text)
         if index == 0 and "REDUCE_SCHEMA" in cards and str(cards.get("ORIGIN") or "").strip() == "reduce":
             raise OwnProduct("a light-curve product of reduce")
         offset += len(text)
@@ -274,9 +175,8 @@ def _read_raw(path: str) -> tuple[Any, int, tuple[int, int], str | None]:
 
 def _read_with_astropy(path: str):
     """Header of the first image HDU through astropy (tile-compressed images)."""
-    import warnings
-
     from astropy.io import fits
+
     size = os.path.getsize(path)
     try:
         with warnings.catch_warnings():
@@ -316,3 +216,126 @@ def read_header(path) -> tuple[Any, int, tuple[int, int]]:
         return fits.Header.fromstring(text), hdu, shape
     except Exception as e:
         raise UnreadableFile(f"invalid header: {e}") from None
+
+
+# --- pixels -------------------------------------------------------------------------------------
+# BITPIX -> big-endian on-disk dtype
+_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def read_pixels(path) -> tuple[np.ndarray, Any, int]:
+    """(data as a float32 2D array, header, hdu index) of the first image HDU of ``path``.
+
+    Integer data are scaled by BSCALE/BZERO before the float32 conversion, so a uint16 frame
+    stored as int16 + BZERO 32768 reads back 0..65535. Plain FITS files with the image in the
+    primary HDU are read directly with numpy (about 7x faster than astropy, identical values);
+    extensions, compressed and gzipped files and BLANK values go through astropy.
+    """
+    data, header, hdu, _ = read_image(os.fspath(path))
+    return data, header, hdu
+
+
+def read_image(path: str):
+    """(data, astropy header, hdu index, fast header) where the fast header answers ``get``
+    quickly (the index's raw card parser) for plain files, and is the astropy header otherwise."""
+    if not path.lower().endswith((".gz", ".fz", ".bz2")):
+        try:
+            fast = _read_plain(path)
+        except OSError as exc:
+            raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
+        except Exception:  # an odd header: let astropy judge the file
+            fast = None
+        if fast is not None:
+            from astropy.io import fits
+
+            data, text, cards = fast
+            return data, fits.Header.fromstring(text), 0, cards
+    data, header, hdu = _read_astropy(path)
+    return data, header, hdu, header
+
+
+def _read_plain(path: str):
+    """(float32 data, header text, raw cards) of a plain uncompressed FITS file whose image is in the
+    primary HDU, read straight from its byte offset with numpy; None when the file needs astropy
+    (extension HDU, compression, BLANK values, scaled float data, odd or truncated files)."""
+    with open(path, "rb") as f:
+        text = _primary_header_text(f)
+        if text is None:
+            return None
+        header = parse_cards(text)
+        bitpix, naxis = header.get("BITPIX"), header.get("NAXIS", 0)
+        if bitpix not in _DTYPES or not isinstance(naxis, int) or naxis < 2 or "BLANK" in header:
+            return None
+        shape = [header.get(f"NAXIS{k}", 0) for k in range(1, naxis + 1)]
+        if not all(isinstance(v, int) and v > 0 for v in shape) or any(v != 1 for v in shape[2:]):
+            return None
+        bscale, bzero = header.get("BSCALE", 1), header.get("BZERO", 0)
+        if not isinstance(bscale, (int, float)) or not isinstance(bzero, (int, float)):
+            return None
+        if bitpix < 0 and (bscale != 1 or bzero != 0):
+            return None
+        count = shape[0] * shape[1]
+        buf = f.read(count * abs(bitpix) // 8)
+    if len(buf) < count * abs(bitpix) // 8:
+        return None  # truncated: astropy says why
+    raw = np.frombuffer(buf, dtype=_DTYPES[bitpix]).reshape(shape[1], shape[0])
+    if bitpix in (8, 16):  # as astropy: float32 scaling for 8/16-bit integers
+        data = raw.astype(np.float32)
+        if bscale != 1:
+            data *= np.float32(bscale)
+        if bzero != 0:
+            data += np.float32(bzero)
+    elif bitpix > 0:       # 32/64-bit integers: scaled in float64, rounded once to float32
+        data = raw.astype(np.float64)
+        if bscale != 1:
+            data *= bscale
+        if bzero != 0:
+            data += bzero
+        data = data.astype(np.float32)
+    else:
+        data = raw.astype(np.float32)
+    return data, text, header
+
+
+def _primary_header_text(f) -> str | None:
+    """Text of the primary header of a plain FITS stream, None when it is anything else (astropy
+    then judges the file)."""
+    if f.read(9) != b"SIMPLE  =":
+        return None
+    f.seek(0)
+    try:
+        return _read_header_block(f)
+    except UnreadableFile:
+        return None
+
+
+def _read_astropy(path: str) -> tuple[np.ndarray, Any, int]:
+    """:func:`read_pixels` through astropy (any FITS flavour it supports)."""
+    from astropy.io import fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, memmap=False) as hdul:
+            index, hdu = _image_hdu(hdul)
+            data = hdu.data
+            header = hdu.header.copy()
+    if data is None:
+        raise Unreadable("no image data (header only)")
+    data = np.asarray(data)
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise Unreadable(f"not a 2D image (shape {data.shape})")
+    out = data if data.dtype == np.dtype(np.float32) else data.astype(np.float32)  # native order
+    return out, header, index
+
+
+def _image_hdu(hdul):
+    """(index, hdu) of the first HDU holding image data of at least 2 dimensions."""
+    for i, hdu in enumerate(hdul):
+        if not getattr(hdu, "is_image", False):
+            continue
+        naxis = hdu.header.get("ZNAXIS", hdu.header.get("NAXIS", 0))
+        if naxis and naxis >= 2:
+            return i, hdu
+    raise Unreadable("no image data (header only)")
