@@ -8,16 +8,16 @@ in :mod:`reduce.index.times`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
 
 from ..config import DEFAULT_INSTRUMENT, Config, Instrument
-from ..model.angles import dec_degrees, parse_angle, ra_degrees
+from ..model.angles import dec_degrees, ra_degrees
 from ..io.fits import NotAnImage, UnreadableFile, _image_shape, _read_raw, is_fits_name, read_header
+from .keywords import Notes, first_item, first_value, number_value, shown, text_value
+from .site import site_values
 from .times import (_number_resolution, _parse_date, _parse_time_of_day, _string_resolution, datetime_from_jd,
                     human_duration, jd_from_datetime, night_of)
 
@@ -74,56 +74,6 @@ class FrameInfo:
 FRAME_FIELDS = tuple(f.name for f in fields(FrameInfo))
 
 
-def _first(header, keys) -> Any:
-    for k in keys:
-        v = header.get(k)
-        if v is not None and not (isinstance(v, str) and not v.strip()):
-            return v
-    return None
-
-
-def _text(v) -> str:
-    if v is None or isinstance(v, bool):
-        return ""
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return " ".join(str(v).split())
-
-
-def _number(v) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        x = float(str(v).strip().replace("D", "E")) if isinstance(v, str) else float(v)
-    except ValueError:
-        return None
-    return x if math.isfinite(x) else None
-
-
-class _Notes(list):
-    """Header warnings of one frame: (code, message) pairs, stored as JSON in ``FrameInfo.notes``."""
-
-    def add(self, code: str, message: str) -> None:
-        self.append((code, message))
-
-    def dumps(self) -> str | None:
-        return json.dumps(self) if self else None
-
-
-def _first_item(header, keys) -> tuple[str | None, Any]:
-    """(keyword, value) of the first of ``keys`` present with a non-empty value."""
-    for k in keys:
-        v = header.get(k)
-        if v is not None and not (isinstance(v, str) and not v.strip()):
-            return k, v
-    return None, None
-
-
-def _shown(v) -> str:
-    """A header value as written in a FITS card (strings quoted)."""
-    return f"'{v}'" if isinstance(v, str) else f"{v!r}" if isinstance(v, float) else str(v)
-
-
 @dataclass
 class _Time:
     """One way the header gives the exposure time: keyword(s), UTC start (naive), raw value(s)."""
@@ -143,14 +93,14 @@ def _date_candidate(header, key, inst: Instrument) -> _Time | None:
     dt, has_time, offset = _parse_date(v)
     if dt is None:
         return None
-    source, value, res = key, _shown(v), _string_resolution(v)
+    source, value, res = key, shown(v), _string_resolution(v)
     if not has_time:
         for tkey in inst.keys("time_obs"):
             t = header.get(tkey)
             secs = _parse_time_of_day(t) if t is not None and str(t).strip() else None
             if secs is not None:
                 dt, source = dt + timedelta(seconds=secs), f"{key}+{tkey}"
-                value, res = f"{_shown(v)} + {tkey} = {_shown(t)}", _string_resolution(t)
+                value, res = f"{shown(v)} + {tkey} = {shown(t)}", _string_resolution(t)
                 break
         else:
             return None
@@ -176,20 +126,20 @@ def _time_candidates(header, inst: Instrument) -> list[_Time]:
             dt, has_time, offset = _parse_date(v)
             if dt is not None and has_time:
                 out.append(_Time(tkey, dt - offset if offset is not None else dt,
-                                 _string_resolution(v), _shown(v), offset))
+                                 _string_resolution(v), shown(v), offset))
     for role, base in (("jd", 0.0), ("mjd", 2400000.5)):
-        key, v = _first_item(header, inst.keys(role))
-        x = _number(v)
+        key, v = first_item(header, inst.keys(role))
+        x = number_value(v)
         if x is not None and x > 0:
             try:
                 utc = datetime_from_jd(x + base).replace(tzinfo=None)
             except OverflowError:
                 continue
-            out.append(_Time(key, utc, _number_resolution(v) * 86400.0, _shown(v)))
+            out.append(_Time(key, utc, _number_resolution(v) * 86400.0, shown(v)))
     return out
 
 
-def _choose_time(cands: list[_Time], inst: Instrument, notes: _Notes) -> _Time | None:
+def _choose_time(cands: list[_Time], inst: Instrument, notes: Notes) -> _Time | None:
     """The configured ``time_keyword``'s candidate, else the first (DATE-OBS before JD, MJD)."""
     if not cands:
         return None
@@ -204,7 +154,7 @@ def _choose_time(cands: list[_Time], inst: Instrument, notes: _Notes) -> _Time |
     return cands[0]
 
 
-def _check_times(cands: list[_Time], used: _Time, exptime: float | None, notes: _Notes) -> None:
+def _check_times(cands: list[_Time], used: _Time, exptime: float | None, notes: Notes) -> None:
     """Note every time keyword that disagrees with the one used by more than the exposure (plus
     the precision each keyword is written with: MJD-OBS with 3 decimals is good to 86 s only)."""
     for c in cands:
@@ -221,11 +171,11 @@ def _check_times(cands: list[_Time], used: _Time, exptime: float | None, notes: 
                       "for this instrument in the config (see sample_config.yaml)")
 
 
-def _header_time(header, inst: Instrument, notes: _Notes | None = None,
+def _header_time(header, inst: Instrument, notes: Notes | None = None,
                  exptime: float | None = None) -> tuple[datetime | None, timedelta | None, _Time | None]:
     """UTC datetime (naive) of the exposure the header gives, the DATE-OBS UTC offset, and the
     time used; time keywords that disagree with it are added to ``notes``."""
-    notes = _Notes() if notes is None else notes
+    notes = Notes() if notes is None else notes
     cands = _time_candidates(header, inst)
     used = _choose_time(cands, inst, notes)
     if used is not None:
@@ -242,71 +192,13 @@ def _header_time(header, inst: Instrument, notes: _Notes | None = None,
             fallback = fallback or (dt, key)  # a date without a time of day
             continue
         if fallback is None:
-            return (dt - offset if offset is not None else dt), offset, _Time(key, dt, 1.0, _shown(v))
+            return (dt - offset if offset is not None else dt), offset, _Time(key, dt, 1.0, shown(v))
     if fallback is not None:
         return fallback[0], None, _Time(fallback[1], fallback[0], 86400.0, "")
     return None, None, None
 
 
-def _wrap_hours(h: float) -> float:
-    return (h + 12.0) % 24.0 - 12.0
-
-
-def _west_by_offset(x: float, offset: timedelta | None) -> bool:
-    """True when a header longitude ``x`` read east-positive is far from the local clock's UTC
-    offset and read west-positive fits it (a UTC offset says where on Earth the clock is)."""
-    if offset is None or not offset:
-        return False
-    hours = offset.total_seconds() / 3600.0
-    east, west = abs(_wrap_hours(x / 15.0 - hours)), abs(_wrap_hours(-x / 15.0 - hours))
-    return east > 2.5 and west + 2.0 < east
-
-
-def _site_number(header, inst: Instrument, role: str, bounds, notes: _Notes, why: str):
-    """The header's value for ``role`` (number or sexagesimal), or None (noted) when it is out of
-    ``bounds`` or unreadable: never silently used."""
-    key, v = _first_item(header, inst.keys(role))
-    x = parse_angle(v)[0] if v is not None else None
-    if v is not None and (x is None or not bounds[0] <= x <= bounds[1]):
-        notes.add(role, f"{key} = {_shown(v)} {why}")
-        return None
-    return x
-
-
-def _site_values(header, inst: Instrument, offset: timedelta | None, notes: _Notes):
-    """(latitude, longitude east-positive, elevation m, longitude source) with values that make no
-    physical sense set aside (noted), and a west-positive header longitude detected."""
-    lat = inst.latitude if inst.latitude is not None else _site_number(
-        header, inst, "latitude", (-90, 90), notes, "is not a latitude (-90..90): ignored; set "
-        "`site: {latitude: ...}` for this instrument in the config")
-    elev = inst.elevation if inst.elevation is not None else _site_number(
-        header, inst, "elevation", (-500, 9000), notes, "is not a site elevation in metres "
-        "(-500..9000): ignored")
-    if inst.longitude is not None:
-        return lat, inst.longitude, elev, "config"
-    key, v = _first_item(header, inst.keys("longitude"))
-    x = parse_angle(v)[0] if v is not None else None
-    if v is None:
-        return lat, None, elev, None
-    if x is None or not -360 <= x <= 360:
-        notes.add("longitude", f"{key} = {_shown(v)} is not a longitude (-360..360): ignored; set "
-                  "`site: {longitude: ...}` (east-positive) for this instrument in the config")
-        return lat, None, elev, None
-    if not -180 <= x <= 180:
-        x = (x + 180.0) % 360.0 - 180.0
-    if inst.longitude_positive_west:
-        return lat, -x, elev, f"header-west:{key}"
-    if inst.longitude_positive_west is False:  # said in the config: never corrected
-        return lat, x, elev, f"header-east:{key}"
-    if inst.longitude_positive_west is None and _west_by_offset(x, offset):
-        hours = offset.total_seconds() / 3600.0
-        notes.add("longitude_west",
-                  f"{key} = {_shown(v)} contradicts the local-time UTC offset {hours:+g} h of the "
-                  f"frame's time (a site at {x:g} E keeps UTC{x / 15.0:+.1f} h): taken as "
-                  f"west-positive ({abs(x):g} W). To say so, set `site: {{longitude_positive_west: "
-                  "true}` for this instrument in the config (false keeps it east-positive)")
-        return lat, -x, elev, f"header-west-offset:{key}"
-    return lat, x, elev, f"header:{key}"
+_PATTERNS: dict[int, tuple] = {}
 
 
 def site(header, inst: Instrument | None = None) -> tuple[float | None, float | None, float | None]:
@@ -316,14 +208,11 @@ def site(header, inst: Instrument | None = None) -> tuple[float | None, float | 
     offset) is corrected."""
     inst = inst or DEFAULT_INSTRUMENT
     _, offset, _ = _header_time(header, inst)
-    lat, lon, elev, _ = _site_values(header, inst, offset, _Notes())
+    lat, lon, elev, _ = site_values(header, inst, offset, Notes())
     return lat, lon, elev
 
 
-_PATTERNS: dict[int, tuple] = {}
-
-
-def _filename_type(inst: Instrument, name: str) -> str | None:
+def filename_type(inst: Instrument, name: str) -> str | None:
     """Frame type named by a file or folder name (the instrument's compiled patterns, cached)."""
     entry = _PATTERNS.get(id(inst))
     if entry is None or entry[0] is not inst:
@@ -344,12 +233,12 @@ def _frame_type(header, path: str, inst: Instrument, exptime: float | None) -> s
     folder name) that says bias/dark/flat; a zero-second dark or light is a bias.
     """
     declared = None
-    v = _first(header, inst.keys("imagetyp"))
+    v = first_value(header, inst.keys("imagetyp"))
     if v is not None:
         declared = inst.type_from_value(str(v))
     if declared in (None, "light"):
         folder, name = os.path.split(path)
-        named = _filename_type(inst, name) or _filename_type(inst, os.path.basename(folder))
+        named = filename_type(inst, name) or filename_type(inst, os.path.basename(folder))
         if named is not None:
             declared = named
     ftype = declared or "light"
@@ -368,17 +257,17 @@ def _default_saturation(bitpix, bzero) -> float | None:
     return None
 
 
-def _checked(header, inst: Instrument, role: str, ok, what: str, notes: _Notes, *,
-             parse=_number, fix: str = "") -> float | None:
+def _checked(header, inst: Instrument, role: str, ok, what: str, notes: Notes, *,
+             parse=number_value, fix: str = "") -> float | None:
     """The header's value for ``role`` when it makes physical sense (``ok``), else None with a note
     naming the keyword and value (a value that cannot be right is never silently used)."""
-    key, v = _first_item(header, inst.keys(role))
+    key, v = first_item(header, inst.keys(role))
     if v is None:
         return None
     x = parse(v)
     if x is not None and ok(x):
         return x
-    notes.add(role, f"{key} = {_shown(v)} is not {what}: ignored" + (f"; {fix}" if fix else ""))
+    notes.add(role, f"{key} = {shown(v)} is not {what}: ignored" + (f"; {fix}" if fix else ""))
     return None
 
 
@@ -400,11 +289,11 @@ def describe(header, path, instrument: Instrument | None = None, *, hdu: int = 0
     if shape is None:
         shape = _image_shape(header) or (0, 0)
     height, width = int(shape[0]), int(shape[1])
-    notes = _Notes()
+    notes = Notes()
     exptime = _checked(header, inst, "exptime", lambda x: x >= 0, "an exposure time (s, >= 0)", notes,
                        fix="the frame's mid-exposure time is then its header time")
     start, offset, used = _header_time(header, inst, notes, exptime)
-    lat, lon, elev, lon_source = _site_values(header, inst, offset, notes)
+    lat, lon, elev, lon_source = site_values(header, inst, offset, notes)
     jd = date_obs = night = None
     if start is not None:
         half = timedelta(seconds=(exptime or 0.0) / 2)
@@ -414,9 +303,9 @@ def describe(header, path, instrument: Instrument | None = None, *, hdu: int = 0
         date_obs = start.isoformat(timespec="milliseconds")
         night = night_of(start, longitude=lon, offset=offset)
     telescope = inst.name if inst is not DEFAULT_INSTRUMENT and inst.name != "default" \
-        else _text(_first(header, inst.keys("telescope")))
+        else text_value(first_value(header, inst.keys("telescope")))
     bitpix = header.get("BITPIX")
-    bzero = _number(header.get("BZERO"))
+    bzero = number_value(header.get("BZERO"))
     bitpix = int(bitpix) if isinstance(bitpix, (int, float)) and not isinstance(bitpix, bool) else None
     saturation = inst.saturation if inst.saturation is not None else _checked(
         header, inst, "saturation", lambda x: x > 0, "a saturation level (ADU > 0)", notes,
@@ -434,9 +323,9 @@ def describe(header, path, instrument: Instrument | None = None, *, hdu: int = 0
                        fix="it is computed from the target and site when they are known")
     return FrameInfo(
         path=path, hdu=int(hdu), type=_frame_type(header, path, inst, exptime),
-        telescope=telescope, instrument=_text(_first(header, inst.keys("instrument"))),
-        filter=_text(_first(header, inst.keys("filter"))),
-        target=_text(_first(header, inst.keys("object"))),
+        telescope=telescope, instrument=text_value(first_value(header, inst.keys("instrument"))),
+        filter=text_value(first_value(header, inst.keys("filter"))),
+        target=text_value(first_value(header, inst.keys("object"))),
         exptime=exptime, date_obs=date_obs, jd=jd, night=night, width=width, height=height,
         ra=ra, dec=dec, airmass=airmass, gain=gain, read_noise=read_noise,
         saturation=saturation if saturation is not None else _default_saturation(bitpix, bzero or 0),

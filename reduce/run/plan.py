@@ -165,7 +165,7 @@ def _attach_unmeasured(groups, files, config) -> dict:
     night's list of unreadable files.
     """
     from ..config import DEFAULT_INSTRUMENT
-    from ..index.headers import _filename_type
+    from ..index.headers import filename_type
 
     inst = getattr(config, "default", None) or DEFAULT_INSTRUMENT
     by_folder: dict[str, list] = {}
@@ -178,7 +178,7 @@ def _attach_unmeasured(groups, files, config) -> dict:
     for path, reason in files:
         folder, name = os.path.split(path)
         candidates = by_folder.get(folder, [])
-        if not candidates or _filename_type(inst, name) is not None:
+        if not candidates or filename_type(inst, name) is not None:
             continue
         scores = [max(len(os.path.commonprefix([name, os.path.basename(f)])) for f in g.files)
                   for g in candidates]
