@@ -1,4 +1,4 @@
-"""Calibration (overscan, bias, dark, flat) and Trim blocks.
+"""The Calibration block: overscan, bias, dark and flat (Trim is in :mod:`reduce.blocks.trim`).
 
 Masters are built once (in ``setup`` or lazily on the first frame) with a sigma-clipped median
 combine bounded by ``mem_limit_mb``, and reused by later blocks of the same process given the same
@@ -15,57 +15,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
 from ..algorithms.combine import n_tiles, tiled_combine
+from ..algorithms.sections import is_section, overscan_level, parse_section
 from ..core.block import Block
 from ..model.image import PixelFlag, _integer_pixels, raw_mask
 from .master_cache import MASTERS as _MASTERS
 from .master_cache import file_signature as _file_signature
 from .master_cache import loader_key as _loader_key
 
-__all__ = ["Calibration", "Trim", "parse_section", "overscan_level"]
+__all__ = ["Calibration"]
 
 log = logging.getLogger("reduce")
-
-_SECTION = re.compile(r"^\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]$")
-
-
-def parse_section(section: str, shape: tuple[int, int] | None = None) -> tuple[slice, slice]:
-    """``'[x1:x2,y1:y2]'`` (FITS/IRAF, 1-based inclusive, spaces allowed) -> numpy (rows, cols) slices."""
-    m = _SECTION.match(str(section).strip())
-    if not m:
-        raise ValueError(f"not a FITS section '[x1:x2,y1:y2]': {section!r}")
-    x1, x2, y1, y2 = (int(v) for v in m.groups())
-    if min(x1, x2, y1, y2) < 1 or x2 < x1 or y2 < y1:
-        raise ValueError(f"invalid section {section!r} (1-based, x1<=x2, y1<=y2)")
-    if shape is not None and (y2 > shape[0] or x2 > shape[1]):
-        raise ValueError(f"section {section!r} falls outside the {shape[1]}x{shape[0]} frame")
-    return slice(y1 - 1, y2), slice(x1 - 1, x2)
-
-
-def overscan_level(data: np.ndarray, section: str) -> np.ndarray:
-    """Overscan level to subtract: per-line medians of the section, smoothed over 15 lines.
-
-    A strip narrower than it is tall gives one level per row (shape (h, 1)); a wide strip one
-    level per column (shape (1, w)).
-    """
-    from scipy.ndimage import median_filter
-
-    rows, cols = parse_section(section, data.shape)
-    region = data[rows, cols]
-    vertical = region.shape[1] <= region.shape[0]
-    lines = np.nanmedian(region, axis=1 if vertical else 0)
-    if lines.size >= 5:
-        lines = median_filter(lines, size=min(15, lines.size), mode="nearest")
-    n = data.shape[0] if vertical else data.shape[1]
-    level = np.full(n, np.nanmedian(lines), dtype=np.float32)
-    level[rows if vertical else cols] = lines
-    return level[:, None] if vertical else level[None, :]
-
 
 def _as_list(x) -> list:
     """Calibration input (None, a path, an Image, a 2D array or an iterable of them) as a list."""
@@ -318,7 +282,7 @@ class Calibration(Block):
                 sec = header.get("BIASSEC")
             except Exception:
                 sec = None
-            if sec and _SECTION.match(str(sec).strip()):
+            if sec and is_section(sec):
                 return str(sec).strip()
         return None
 
@@ -418,63 +382,3 @@ class Calibration(Block):
                 "flats": list(self._used["flats"]), "overscan": sorted(self._overscan_used),
                 "combine": self.combine, "sigma": self.sigma, "dark_is_rate": self.dark_is_rate,
                 "min_flat": self.min_flat}
-
-
-class Trim(Block):
-    """Crop the frame: ``margin`` px on each side, else the instrument's ``trim``, else TRIMSEC.
-
-    ``margin`` is an int or an ``(x, y)`` pair. Sources and the WCS, when present, are moved to the
-    new pixel grid (sources falling outside are dropped). With no section anywhere, the frame is
-    left untouched.
-    """
-
-    requires = ("data",)
-    provides = ("data",)
-    modifies_data = True
-
-    def __init__(self, *, margin: int | tuple[int, int] | None = None):
-        if margin is not None:
-            m = (margin, margin) if np.isscalar(margin) else tuple(margin)
-            if len(m) != 2 or any(int(v) != v or v < 0 for v in m):
-                raise ValueError(f"margin must be a non-negative int or (x, y) pair, got {margin!r}")
-        self.margin = margin
-
-    def _slices(self, image) -> tuple[slice, slice] | None:
-        h, w = image.data.shape
-        if self.margin is not None:
-            mx, my = (self.margin, self.margin) if np.isscalar(self.margin) else self.margin
-            if 2 * mx >= w or 2 * my >= h:
-                raise ValueError(f"margin {self.margin} leaves nothing of a {w}x{h} frame")
-            return slice(int(my), h - int(my)), slice(int(mx), w - int(mx))
-        inst = getattr(image, "instrument", None)
-        if inst is not None and getattr(inst, "trim", None):
-            return parse_section(inst.trim, (h, w))
-        header = image.header
-        sec = header.get("TRIMSEC") if header is not None else None
-        if sec and _SECTION.match(str(sec).strip()):
-            return parse_section(str(sec), (h, w))
-        return None
-
-    def run(self, image) -> None:
-        sl = self._slices(image)
-        if sl is None:
-            return
-        rows, cols = sl
-        image.ensure_mask()  # the raw pixels' mask, when no Calibration built one
-        image.data = image.data[rows, cols]
-        if image.mask is not None:
-            image.set_mask(np.ascontiguousarray(image.mask[rows, cols]))
-        image.computed["trim"] = (cols.start, cols.stop, rows.start, rows.stop)
-        if image.sources is not None and len(image.sources):
-            xy = image.sources.coords - [cols.start, rows.start]
-            h, w = image.data.shape
-            inside = (xy[:, 0] >= -0.5) & (xy[:, 0] < w - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] < h - 0.5)
-            src = image.sources[np.flatnonzero(inside)]
-            src.coords = xy[inside]
-            image.sources = src
-        if image.wcs is not None:
-            try:
-                image.wcs = image.wcs.slice((rows, cols))
-            except Exception as exc:  # a WCS that cannot be sliced is dropped, not kept wrong
-                log.warning("Trim: WCS dropped (%s)", exc)
-                image.wcs = None

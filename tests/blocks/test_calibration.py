@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reduce.blocks import Calibration, Trim
-from reduce.blocks.calibration import overscan_level, parse_section
+from reduce.algorithms.sections import overscan_level, parse_section
 from reduce.model.image import Image, Sources
 
 from ._make import calibration_set, write_fits
