@@ -22,7 +22,7 @@ import numpy as np
 from ..algorithms.combine import n_tiles, tiled_combine
 from ..algorithms.sections import is_section, overscan_level, parse_section
 from ..core.block import Block
-from ..model.image import PixelFlag, _integer_pixels, raw_mask
+from ..model.image import PixelFlag, integer_pixels, raw_mask
 from .master_cache import MASTERS as _MASTERS
 from .master_cache import file_signature as _file_signature
 from .master_cache import loader_key as _loader_key
@@ -355,7 +355,7 @@ class Calibration(Block):
         if not self._built:
             self.build()
         # raw ADU: before any subtraction
-        mask = raw_mask(image.data, image.saturation, integer=_integer_pixels(image))
+        mask = raw_mask(image.data, image.saturation, integer=integer_pixels(image))
         data = self._raw(image)
         if data is image.data and not data.flags.writeable:
             data = data.copy()

@@ -34,7 +34,7 @@ _TYPES = {"size": "INTEGER", "mtime_ns": "INTEGER", "hdu": "INTEGER", "width": "
           "elevation": "REAL", "time_resolution": "REAL"}
 
 
-def _writable_dir(path: Path) -> bool:
+def writable_dir(path: Path) -> bool:
     """True when ``path`` is a directory we may write into.
 
     The owner-write permission bit is honoured even for root, so a folder marked read-only
@@ -61,9 +61,9 @@ def default_index_path(night) -> Path:
     folder = night / ".reduce"
     target = folder / "index.sqlite"
     if folder.is_dir():
-        if _writable_dir(folder) and (not target.exists() or os.access(target, os.W_OK)):
+        if writable_dir(folder) and (not target.exists() or os.access(target, os.W_OK)):
             return target
-    elif _writable_dir(night):
+    elif writable_dir(night):
         return target
     return cache_index_path(night)
 

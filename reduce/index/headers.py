@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from ..config import DEFAULT_INSTRUMENT, Config, Instrument
 from ..model.angles import dec_degrees, ra_degrees
-from ..io.fits import NotAnImage, UnreadableFile, _image_shape, _read_raw, is_fits_name, read_header
+from ..io.fits import NotAnImage, UnreadableFile, image_shape, read_raw, is_fits_name, read_header
 from .keywords import Notes, first_item, first_value, number_value, shown, text_value
 from .site import site_values
 from .times import (_number_resolution, _parse_date, _parse_time_of_day, _string_resolution, datetime_from_jd,
@@ -287,7 +287,7 @@ def describe(header, path, instrument: Instrument | None = None, *, hdu: int = 0
     inst = instrument or DEFAULT_INSTRUMENT
     path = os.fspath(path)
     if shape is None:
-        shape = _image_shape(header) or (0, 0)
+        shape = image_shape(header) or (0, 0)
     height, width = int(shape[0]), int(shape[1])
     notes = Notes()
     exptime = _checked(header, inst, "exptime", lambda x: x >= 0, "an exposure time (s, >= 0)", notes,
@@ -338,7 +338,7 @@ def describe(header, path, instrument: Instrument | None = None, *, hdu: int = 0
 def frame_info(path, config: Config | None = None) -> FrameInfo:
     """Read one file's header (fast path) and describe it; raises :class:`UnreadableFile`."""
     path = os.fspath(path)
-    cards, hdu, shape, _ = _read_raw(path)
+    cards, hdu, shape, _ = read_raw(path)
     inst = (config or Config()).instrument_for(cards)
     try:
         return describe(cards, path, inst, hdu=hdu, shape=shape)

@@ -81,7 +81,7 @@ def _data_bytes(cards: RawHeader) -> int:
     return abs(int(cards.get("BITPIX") or 8)) // 8 * n
 
 
-def _image_shape(cards: RawHeader, prefix: str = "") -> tuple[int, int] | None:
+def image_shape(cards: RawHeader, prefix: str = "") -> tuple[int, int] | None:
     """(height, width) when the header describes a 2-D image (extra axes of length 1 allowed)."""
     naxis = int(cards.get(prefix + "NAXIS") or 0)
     if naxis < 2:
@@ -120,7 +120,7 @@ def _scan_stream(f, size: int | None) -> tuple[str, RawHeader, int, tuple[int, i
         xt = str(cards.get("XTENSION") or "").strip().upper()
         if xt == "BINTABLE" and cards.get("ZIMAGE") is True:
             raise _Compressed()
-        shape = _image_shape(cards)
+        shape = image_shape(cards)
         if shape is not None and xt in ("", "IMAGE"):
             return text, cards, index, shape
         if xt in ("BINTABLE", "TABLE"):
@@ -152,7 +152,7 @@ def _open_error(e: OSError) -> UnreadableFile:
     return UnreadableFile(f"cannot read: {e.strerror or e}")
 
 
-def _read_raw(path: str) -> tuple[Any, int, tuple[int, int], str | None]:
+def read_raw(path: str) -> tuple[Any, int, tuple[int, int], str | None]:
     """Fast path: (cards, hdu, shape, header text or None when read through astropy)."""
     try:
         if path.lower().endswith(".gz"):
@@ -186,7 +186,7 @@ def _read_with_astropy(path: str):
                     if not getattr(hdu, "is_image", False):
                         continue
                     header = hdu.header
-                    shape = _image_shape(header)
+                    shape = image_shape(header)
                     if shape is None:
                         continue
                     info = hdul.fileinfo(i)
@@ -209,7 +209,7 @@ def read_header(path) -> tuple[Any, int, tuple[int, int]]:
     files. The header is an :class:`astropy.io.fits.Header`.
     """
     from astropy.io import fits
-    cards, hdu, shape, text = _read_raw(os.fspath(path))
+    cards, hdu, shape, text = read_raw(os.fspath(path))
     if text is None:
         return cards, hdu, shape
     try:

@@ -77,7 +77,7 @@ def _adc_limit(data: np.ndarray, top, limit: float | None) -> float | None:
     return float(top) if np.count_nonzero(data == top) >= 3 else limit
 
 
-def _integer_pixels(image) -> bool:
+def integer_pixels(image) -> bool:
     """True when the frame's header says its pixels were stored as integers (BITPIX > 0)."""
     try:
         return int(image.header.get("BITPIX", -32)) > 0
@@ -222,7 +222,7 @@ class Image:
         """Build the mask from the pixels when no block did (no Calibration in the chain: the
         data are then raw ADU, so saturation is read from them directly)."""
         if self.mask_bits is None and self.data is not None:
-            self.set_mask(raw_mask(self.data, self.saturation, integer=_integer_pixels(self)))
+            self.set_mask(raw_mask(self.data, self.saturation, integer=integer_pixels(self)))
 
     def bad_pixels(self, bits: int = PixelFlag.SATURATED | PixelFlag.no_data()) -> np.ndarray | None:
         """Boolean map of the pixels carrying any of ``bits``; None when there is none."""

@@ -332,12 +332,12 @@ def _check_outdir(out: Path) -> str | None:
     """None when ``out`` can be created and written, else why not (checked before any work)."""
     import tempfile
 
-    from ..index.db import _writable_dir
+    from ..index.db import writable_dir
 
     existing = out
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
-    if existing.is_dir() and not _writable_dir(existing):  # by the mode bits: root too
+    if existing.is_dir() and not writable_dir(existing):  # by the mode bits: root too
         where = "" if existing == out else f" (its folder {existing} is read-only)"
         return f"cannot write to the output folder {out}{where}: permission denied by the folder's " \
                "mode; give a writable folder with -o"

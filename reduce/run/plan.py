@@ -288,11 +288,11 @@ def default_outdir(night: Path) -> Path:
     """NIGHT/reduced, or ./<night name>_reduced when the night folder is read-only."""
     import logging
 
-    from ..index.db import _writable_dir
+    from ..index.db import writable_dir
 
     night = Path(night)
     inside = night / "reduced"
-    if inside.is_dir() and _writable_dir(inside) or not night.is_dir() or _writable_dir(night):
+    if inside.is_dir() and writable_dir(inside) or not night.is_dir() or writable_dir(night):
         return inside
     out = Path.cwd() / f"{night.resolve().name or 'night'}_reduced"
     logging.getLogger("reduce").info("%s is read-only: outputs go to %s (-o chooses another folder)",

@@ -249,8 +249,8 @@ def test_long_string_continue_and_hierarch(tmp_path):
     long_name = "A very long target designation " * 4
     fi = info(tmp_path, cards=light(OBJECT=long_name.strip(), **{"HIERARCH ESO DET GAIN": 3.25}))
     assert fi.target == " ".join(long_name.split())
-    from reduce.io.fits import _read_raw
-    cards, *_ = _read_raw(fi.path)
+    from reduce.io.fits import read_raw
+    cards, *_ = read_raw(fi.path)
     assert cards.get("ESO DET GAIN") == 3.25 and cards["OBJECT"] == long_name.strip()
 
 

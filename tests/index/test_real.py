@@ -74,11 +74,11 @@ def test_raw_card_parser_agrees_with_astropy():
     """The fast header parser gives astropy's value for every keyword of every plain real file."""
     from astropy.io import fits
 
-    from reduce.io.fits import _read_raw
+    from reduce.io.fits import read_raw
     for path in sorted(REAL.glob("*/*.fit*")):
         if path.name.endswith(".fz"):
             continue
-        cards, _, _, _ = _read_raw(str(path))
+        cards, _, _, _ = read_raw(str(path))
         header = fits.getheader(path)
         checked = 0
         for key in {k for k in header if k and k not in ("COMMENT", "HISTORY")}:
