@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -114,8 +113,6 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     4), groups whose frames, calibration, recipe and configuration did not change since their last
     reduction are skipped (exit 0; --force redoes them), and outputs are replaced atomically.
     """
-    from pathlib import Path
-
     from ..config import load_config
     from ..console import check_output_file, get_console, setup_logging
 

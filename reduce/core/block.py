@@ -8,7 +8,6 @@ register themselves by class name; recipes name registered blocks, never import 
 from __future__ import annotations
 
 import inspect
-import time
 from typing import Any, ClassVar
 
 __all__ = ["Block", "registry"]
