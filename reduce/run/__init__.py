@@ -14,8 +14,8 @@ How a run flows, one module per stage:
 from __future__ import annotations
 
 from .nights import run_night, run_nights
-from .plan import RecipeSource, find_nights, plan_night
-from .report import GroupPlan, GroupResult, NightResult, RunReport
+from .plan import GroupPlan, RecipeSource, find_nights, plan_night
+from .report import GroupResult, NightResult, RunReport
 
 __all__ = ["run_nights", "run_night", "reduce_group", "RecipeSource", "plan_night", "find_nights",
            "GroupPlan", "GroupResult", "NightResult", "RunReport"]

@@ -19,7 +19,8 @@ from ..model.errors import ClusterUnavailable, ReduceError
 from ..model.flags import Flag
 from .outputs import discard_figures, start_figure_helper, submit_figures, write_outputs
 from .reference import choose_reference, fill_pointing, quick_detection
-from .report import GroupPlan, GroupResult
+from .plan import GroupPlan
+from .report import GroupResult
 from .table import differential, errors_without_gain, full_table, p2p_of_table
 from .target import select_target
 

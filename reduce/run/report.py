@@ -7,46 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["GroupPlan", "GroupResult", "NightResult", "RunReport", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
-           "EXIT_PARTIAL", "EXIT_LOCKED"]
+from ..model.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
+if TYPE_CHECKING:
+    from .plan import GroupPlan
 
-
-@dataclass
-class GroupPlan:
-    """What will be done for one light group: frames, calibration matched, output stem."""
-
-    group: object
-    frames: list
-    calibration: object
-    stem: str
-    outdir: Path
-    night: Path | None = None
-    # light frames of the night folder with the group's telescope and target, by time: a pixel
-    # target is given on the first of them (or on one named); None: the group's frames
-    night_lights: list | None = None
-    #: files of the group that cannot be measured: (path, reason, JD or None); each gets a row
-    #: flagged UNREADABLE (unreadable, truncated, cube, table only, wrong size)
-    unmeasured: list = field(default_factory=list)
-    #: JD (UTC) of the frames and of the unmeasured files whose time is known, for row order
-    times: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """The group label prefixed by its night folder's name (what log lines call the group:
-        a run of several nights has the same label in each)."""
-        return f"{Path(self.night).name}/{self.group.label}" if self.night else self.group.label
-
-    def describe(self) -> dict:
-        cal = self.calibration
-        return {
-            "group": self.group.label, "frames": len(self.frames), "outputs": str(self.outdir / self.stem),
-            "bias": len(cal.bias), "darks": len(cal.darks), "flats": len(cal.flats),
-            "reasons": list(getattr(cal, "reasons", [])),
-            "unmeasured": [{"file": str(u[0]), "reason": u[1]} for u in self.unmeasured],
-        }
+__all__ = ["GroupResult", "NightResult", "RunReport"]
 
 
 @dataclass
