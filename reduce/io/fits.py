@@ -12,12 +12,13 @@ from __future__ import annotations
 import gzip
 import os
 import warnings
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..model.errors import Unreadable
 from .cards import CARD, RawHeader, header_text, parse_cards
+
+if TYPE_CHECKING:  # numpy is imported by the pixel readers only: a header scan does without it
+    import numpy as np
 
 __all__ = ["UnreadableFile", "NotAnImage", "OwnProduct", "RawHeader", "read_header", "read_pixels", "read_image",
            "is_fits_name"]
@@ -278,6 +279,8 @@ def _read_plain(path: str):
         buf = f.read(count * abs(bitpix) // 8)
     if len(buf) < count * abs(bitpix) // 8:
         return None  # truncated: astropy says why
+    import numpy as np
+
     raw = np.frombuffer(buf, dtype=_DTYPES[bitpix]).reshape(shape[1], shape[0])
     if bitpix in (8, 16):  # as astropy: float32 scaling for 8/16-bit integers
         data = raw.astype(np.float32)
@@ -311,6 +314,7 @@ def _primary_header_text(f) -> str | None:
 
 def _read_astropy(path: str) -> tuple[np.ndarray, Any, int]:
     """:func:`read_pixels` through astropy (any FITS flavour it supports)."""
+    import numpy as np
     from astropy.io import fits
 
     with warnings.catch_warnings():
