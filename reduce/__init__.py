@@ -39,18 +39,18 @@ def _console_progress(description, total, show=True):
 
 
 def _wire() -> None:
-    """Inject the FITS loader and the console's progress into the core (which imports neither),
-    the first time a public name is taken."""
+    """Inject the FITS loader and the console's progress into the core, which imports neither
+    (importing the core is light: the standard library and :mod:`reduce.model`)."""
     from .core.sequence import Sequence
 
-    if Sequence.default_loader is None:
-        Sequence.default_loader = staticmethod(_fits_image)
-        Sequence.default_progress = staticmethod(_console_progress)
+    Sequence.default_loader = staticmethod(_fits_image)
+    Sequence.default_progress = staticmethod(_console_progress)
+
+
+_wire()
 
 
 def __getattr__(name):
-    if name in _LAZY or name in _SUBMODULES:
-        _wire()
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBMODULES:
