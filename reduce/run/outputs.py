@@ -82,8 +82,6 @@ def _annulus_px(spec, ref):
 def _table_fluxes(diff, table):
     """The differential Fluxes as plotted: the kept frames with their BJD_TDB, and the BJD_TDB of
     the frames left out (flagged or clipped: no flux), drawn as markers."""
-    if table is None:
-        return diff
     bjd = np.asarray(table["bjd_tdb"], float)
     if not np.all(np.isfinite(bjd)):
         return diff

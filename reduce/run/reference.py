@@ -25,11 +25,13 @@ MIN_REFERENCE_SOURCES = 3
 QUICK_STARS = 150  # frames of denser fields are detected down to about this many stars
 
 
-def choose_reference(frames, ref_spec, blocks, loader):
+def choose_reference(frames, ref_spec, blocks, loader, executor=None):
     """(index, Image) of the reference frame, processed by the calibration/detection/psf blocks.
 
     ``first``/``middle``/index use that frame, or the nearest usable one after it; ``best`` takes
-    the smallest fwhm among ``sample`` frames spread over the group.
+    the smallest fwhm among ``sample`` frames spread over the group, scored in the workers of
+    ``executor`` when it has several (the same choice: the chain is deterministic); the winner
+    is then prepared again here, with its pixels.
     """
     n = len(frames)
     for block in blocks:
@@ -37,12 +39,13 @@ def choose_reference(frames, ref_spec, blocks, loader):
     if ref_spec.method == "best":
         candidates = np.unique(np.linspace(0, n - 1, min(n, max(1, ref_spec.sample))).round().astype(int))
         scored = []
-        for i in candidates:
-            image = _prepare(blocks, frames[i], loader)
+        for i, image in _candidates(blocks, frames, candidates, loader, executor):
             if image is not None:
                 scored.append((float(image.fwhm) / np.sqrt(min(len(image.sources), 50)), int(i), image))
         if scored:
             _, i, image = min(scored, key=lambda s: s[:2])
+            if image.data is None:  # scored in a worker: its pixels did not come back
+                image = _prepare(blocks, frames[i], loader)
             return i, image
         order = range(n)
     else:
@@ -60,6 +63,17 @@ def choose_reference(frames, ref_spec, blocks, loader):
                       "(clouds? wrong detection threshold?)")
 
 
+def _candidates(blocks, frames, candidates, loader, executor):
+    """(index, prepared Image or None) of each reference candidate, in the executor's workers
+    when it has more than one (their images come back without pixels)."""
+    executor = getattr(executor, "inner", executor)  # not the run's progress wrapper: no frame yet
+    if executor is None or getattr(executor, "jobs", 1) in (None, 1):
+        return [(int(i), _prepare(blocks, frames[i], loader)) for i in candidates]
+    paths = [frames[i] for i in candidates]
+    return [(int(candidates[k]), _usable(image, paths[k]))
+            for k, image in executor.map_frames(blocks, paths, loader=loader)]
+
+
 def _prepare(blocks, path, loader):
     """Load and run the reference chain on one frame; None when it fails or finds too little."""
     from ..core.sequence import run_frame
@@ -69,6 +83,11 @@ def _prepare(blocks, path, loader):
     except Exception as e:  # run_frame isolates block errors; a loader crash lands here
         log.warning("reference candidate %s failed: %s", path, e)
         return None
+    return _usable(image, path)
+
+
+def _usable(image, path):
+    """``image`` when it can be the reference (no flag, >= 3 sources, a finite fwhm), else None."""
     if image.flags or image.sources is None or len(image.sources) < MIN_REFERENCE_SOURCES \
             or image.fwhm is None or not np.isfinite(image.fwhm):
         reasons = "; ".join(m for _, _, m in image.issues) or "too few sources or no fwhm"
