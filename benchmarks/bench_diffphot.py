@@ -11,7 +11,7 @@ import numpy as np
 
 def _night(n_ap=30, n_stars=50, n_frames=1000, seed=0):
     """Synthetic raw fluxes: common transparency, photon + sky noise, two variable stars."""
-    from reduce.fluxes import Fluxes
+    from reduce import Fluxes
     rng = np.random.default_rng(seed)
     t = 2460000.3 + np.linspace(0, 0.3, n_frames)
     radii = np.geomspace(1.0, 12.0, n_ap)

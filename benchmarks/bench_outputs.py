@@ -53,7 +53,7 @@ def bench() -> list[dict]:
 
     from reduce.core.block import registry
     from reduce.io.provenance import provenance_record, write_provenance
-    from reduce.io.tables import write_lightcurve
+    from reduce.lightcurve.tables import write_lightcurve
     from reduce.recipe import load_recipe
 
     registry()  # block imports are start-up cost, measured elsewhere

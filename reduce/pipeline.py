@@ -582,7 +582,7 @@ def _errors_without_gain(diff, ref, plan, warnings):
     gain = getattr(ref, "gain", None)
     if gain is not None and np.isfinite(gain) and gain > 0:
         return diff
-    from .diffphot import p2p_scatter
+    from .lightcurve.ensemble import p2p_scatter
 
     flux, err = np.asarray(diff.flux, float), np.asarray(diff.error, float)
     ok = np.isfinite(flux) & np.isfinite(err) & (err > 0)
@@ -608,7 +608,7 @@ def _full_table(raw, diff, ref, group=None, warnings=None):
 
     ``group`` (the index's) gives the site and pointing when the reference frame lacks them;
     what had to be computed is appended to ``warnings``."""
-    from .io.tables import lightcurve_table
+    from .lightcurve.tables import lightcurve_table
 
     n = len(raw)
     idx = np.asarray(diff.data["frame_index"], int)
@@ -728,7 +728,7 @@ def _bjd(time, ra, dec, site):
 def _p2p_scatter(table) -> float | None:
     """Point-to-point scatter of the normalised flux of the kept frames (relative): the noise of
     one frame, insensitive to the signal (a transit or a slow trend) that an RMS would include."""
-    from .diffphot import p2p_scatter
+    from .lightcurve.ensemble import p2p_scatter
 
     flux = np.asarray(table["flux"], float)
     flux = flux[np.isfinite(flux)]
@@ -848,7 +848,7 @@ def _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result
     """_write_outputs' files, in the staging folder; returns their staged paths."""
     from .io.atomic import atomic_write_text
     from .io.provenance import provenance_record, write_provenance
-    from .io.tables import product_extras, write_lightcurve
+    from .lightcurve.tables import product_extras, write_lightcurve
     from .plotter import draw_all
 
     stem = staged.path(plan.stem)
@@ -912,7 +912,7 @@ def _alignment_methods(seq) -> dict:
 def _exports(plan, spec, table, diff) -> list:
     """(suffix, text) of the AAVSO and EXOTIC exports the recipe asks for (``outputs:``)."""
     from . import __version__
-    from .io.exports import aavso_filter, aavso_text, exotic_text
+    from .lightcurve.exports import aavso_filter, aavso_text, exotic_text
 
     outs, group, out = spec.outputs, plan.group, []
     if outs.aavso is not None:
@@ -956,8 +956,8 @@ def _stars_radec(ref, n: int):
 
 
 def _product_header(plan, spec, ref, raw, diff, table) -> dict:
-    """Primary-header values of the group's product (see ``reduce.io.tables.PRIMARY_KEYWORDS``)."""
-    from .io.tables import product_header
+    """Primary-header values of the group's product (see ``reduce.lightcurve.tables.PRIMARY_KEYWORDS``)."""
+    from .lightcurve.tables import product_header
 
     group = plan.group
     header = ref.header if ref.header is not None else {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reduce import diffphot
-from reduce.fluxes import Fluxes
+from reduce.lightcurve import ensemble as diffphot
+from reduce import Fluxes
 
 RADII = np.array([2.0, 3.0, 4.0, 6.0, 8.0])
 ENCLOSED = np.array([0.55, 0.80, 0.92, 0.98, 0.995])

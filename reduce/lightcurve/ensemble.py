@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .image import SATURATION_FRACTION
+from ..image import SATURATION_FRACTION
 
 __all__ = [
     "nanmedian", "robust_std", "p2p_scatter", "binned_scatter", "usable_frames", "select_comparisons",

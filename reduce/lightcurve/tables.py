@@ -18,7 +18,7 @@ import unicodedata
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from .atomic import OutputError, atomic_write_bytes, atomic_write_text
+from ..io.atomic import OutputError, atomic_write_bytes, atomic_write_text
 
 __all__ = ["write_lightcurve", "write_product", "lightcurve_table", "stars_table", "product_extras",
            "product_header", "encode_name", "decode_name", "safe_stem", "product_path", "LIGHTCURVE_SCHEMA",

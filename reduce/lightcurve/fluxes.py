@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import diffphot
-from .core.errors import Flag
-from .io.tables import LIGHTCURVE_SCHEMA as TABLE_SCHEMA_VERSION  # one schema for every product
+from . import ensemble
+from ..core.errors import Flag
+from .tables import LIGHTCURVE_SCHEMA as TABLE_SCHEMA_VERSION  # one schema for every product
 
 __all__ = ["Fluxes", "TABLE_SCHEMA_VERSION"]
 _ALIASES = {"bkg": "sky"}
@@ -137,7 +137,7 @@ class Fluxes:
     def aperture_radius(self) -> float:
         """Radius in pixels of the chosen aperture (median over frames when radii vary)."""
         r = np.atleast_1d(self.apertures[self.aperture])
-        return float(diffphot.nanmedian(r))
+        return float(ensemble.nanmedian(r))
 
     @property
     def comparisons(self) -> list[int]:
@@ -248,7 +248,7 @@ class Fluxes:
 
     # ------------------------------------------------------------------ differential photometry
     def _frames(self):
-        return diffphot.usable_frames(self.fluxes, self.target)
+        return ensemble.usable_frames(self.fluxes, self.target)
 
     def autodiff(self, *, max_comps: int = 20, iterations: int = 50, reject: float = 1.5,
                  exclude=(), method: str = "p2p", dt: float | None = None,
@@ -264,10 +264,10 @@ class Fluxes:
         noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
         "binned" with ``dt`` days, or "std"; plus, with ``data['fwhm']``, its trend with the seeing
         relative to a small good aperture) is chosen among those measuring the target on
-        (nearly) every frame (see ``diffphot.best_aperture``); frames where the chosen aperture of
+        (nearly) every frame (see ``ensemble.best_aperture``); frames where the chosen aperture of
         the target could not be measured get TARGET_NEAR_EDGE, TARGET_MASKED or TARGET_SATURATED
         (from ``data['aperture_flags']``). Returns differential Fluxes: every star and
-        aperture divided by its ensemble (see ``diffphot.differential``), with ``meta`` holding
+        aperture divided by its ensemble (see ``ensemble.differential``), with ``meta`` holding
         ``comparisons``, ``weights``, ``weights_all``, ``aperture``, ``aperture_radius``, ``raw``,
         ``scatter`` (per aperture) and ``rejected_comparisons``.
         """
@@ -277,13 +277,13 @@ class Fluxes:
         if not frames.any():
             raise ValueError("the target has no finite positive flux in any frame")
         sat = self.meta.get("saturation") if saturation is None else saturation
-        comps = diffphot.select_comparisons(
+        comps = ensemble.select_comparisons(
             self.fluxes, target=self.target, frames=frames, peak=self.data.get("peak"),
             saturation=None if sat is None else float(sat), saturated=self.data.get("saturated"),
             max_comps=int(max_comps), exclude=exclude)
         if not comps.any():
             raise ValueError("no usable comparison star (all saturated, non-finite or excluded)")
-        weights, info = diffphot.weights_broeg(self.fluxes, self.errors, comps=comps, frames=frames,
+        weights, info = ensemble.weights_broeg(self.fluxes, self.errors, comps=comps, frames=frames,
                                                iterations=int(iterations), reject=reject)
         rejected = [int(i) for i in np.flatnonzero(info["rejected"].any(axis=0))]
         return self._differential(weights, frames, method=method, dt=dt,
@@ -317,8 +317,8 @@ class Fluxes:
 
     def _differential(self, weights, frames, *, method, dt, aperture=None, extra=None) -> "Fluxes":
         """Divide by the ensemble, choose the aperture and package the metadata."""
-        d, e = diffphot.differential(self.fluxes, self.errors, weights, frames=frames)
-        idx, metric = diffphot.best_aperture(d[:, self.target], time=self.time, method=method,
+        d, e = ensemble.differential(self.fluxes, self.errors, weights, frames=frames)
+        idx, metric = ensemble.best_aperture(d[:, self.target], time=self.time, method=method,
                                              dt=dt, frames=frames, seeing=self._seeing())
         if aperture is not None:
             idx = int(aperture) % self.shape[0]
@@ -345,7 +345,7 @@ class Fluxes:
     def _aperture_flags(self, aperture: int, measured: np.ndarray) -> tuple[np.ndarray, list]:
         """Frame flags (n_frames,) where the target's aperture ``aperture`` was not ``measured``,
         and ``[{'index', 'file', 'reason'}]`` saying why (from ``data['aperture_flags']``)."""
-        from .algorithms.apertures import EDGE, MASKED, SATURATED
+        from ..algorithms.apertures import EDGE, MASKED, SATURATED
 
         bits = self.data.get("aperture_flags")
         flags = np.zeros(len(self), np.int64)
@@ -353,7 +353,7 @@ class Fluxes:
             return flags, []
         b = np.asarray(bits)[aperture, self.target]
         lost = ~measured & (b != 0)
-        r = float(diffphot.nanmedian(np.atleast_1d(self.apertures[aperture])))
+        r = float(ensemble.nanmedian(np.atleast_1d(self.apertures[aperture])))
         issues = []
         for i in np.flatnonzero(lost):
             for bit, flag, why in ((EDGE, Flag.TARGET_NEAR_EDGE, "leaves the frame"),
@@ -373,19 +373,19 @@ class Fluxes:
         bin holds one point); otherwise sqrt(sum(error^2)) / n. Per-frame data are averaged, flags
         OR-ed; ``data['n_binned']`` holds the number of frames per bin and ``files`` the first file.
         """
-        t, f, e, _ = diffphot.binned(self.time, self.fluxes, dt, error=self.errors,
+        t, f, e, _ = ensemble.binned(self.time, self.fluxes, dt, error=self.errors,
                                      estimate_error=estimate_error)
-        order, starts = diffphot.bin_edges(self.time, dt)
+        order, starts = ensemble.bin_edges(self.time, dt)
         counts = np.diff(np.r_[starts, self.time.size])
         data = {}
         for k, v in self.data.items():
             if np.issubdtype(np.asarray(v).dtype, np.number) or np.asarray(v).dtype == bool:
-                data[k] = diffphot.binned(self.time, np.asarray(v, float), dt)[1]
+                data[k] = ensemble.binned(self.time, np.asarray(v, float), dt)[1]
         data["n_binned"] = counts
         flags = np.bitwise_or.reduceat(self.flags[order], starts)
         aps = self.apertures
         if aps.ndim == 2:
-            aps = diffphot.binned(self.time, aps, dt)[1]
+            aps = ensemble.binned(self.time, aps, dt)[1]
         meta = dict(self.meta, binned=float(dt))
         return self._replace(time=t, fluxes=f, errors=e, apertures=aps, data=data, flags=flags,
                              files=self.files[order][starts], meta=meta)
@@ -393,23 +393,23 @@ class Fluxes:
     # ------------------------------------------------------------------ outputs
     def plot(self, ax=None, *, binned: float | None = None, **kwargs):
         """Target light curve (chosen aperture) as points, with an optional ``binned`` (days) overlay."""
-        from .plots import plot_lightcurve
+        from ..plots import plot_lightcurve
         return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=False, **kwargs)
 
     def errorbar(self, ax=None, *, binned: float | None = None, **kwargs):
         """Target light curve (chosen aperture) with error bars, optional ``binned`` overlay."""
-        from .plots import plot_lightcurve
+        from ..plots import plot_lightcurve
         return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=True, **kwargs)
 
     def to_table(self):
-        """astropy Table of the light-curve schema (``reduce.io.tables.LIGHTCURVE_COLUMNS``).
+        """astropy Table of the light-curve schema (``reduce.lightcurve.tables.LIGHTCURVE_COLUMNS``).
 
         time, bjd_tdb, flux, flux_err (target, chosen aperture) and the per-frame columns; a
         quantity not measured is NaN. ``bjd_tdb`` comes from ``data['bjd_tdb']``, else from
         ``meta['target_ra'/'target_dec']`` (and ``meta['site']``: latitude, longitude, elevation).
         ``meta`` holds target, aperture, aperture_radius, comparisons, weights, schema version.
         """
-        from .io.tables import lightcurve_table
+        from .tables import lightcurve_table
 
         cols = {"time": self.time, "bjd_tdb": self._bjd_tdb(), "flux": self.flux, "flux_err": self.error}
         for name in ("airmass", "fwhm", "sky", "dx", "dy", "x", "y"):
@@ -427,7 +427,7 @@ class Fluxes:
         ra, dec = self.meta.get("target_ra"), self.meta.get("target_dec")
         if ra is None or dec is None:
             return np.full(self.time.size, np.nan)
-        from .ephemeris import bjd_tdb
+        from ..ephemeris import bjd_tdb
 
         site = tuple(self.meta.get("site") or (None, None, None))
         return bjd_tdb(self.time, float(ra), float(dec), *site)
@@ -447,13 +447,13 @@ class Fluxes:
     def save(self, path, *, header: dict | None = None) -> Path:
         """Write the light-curve product as .csv, .ecsv or .fits (by extension), atomically.
 
-        The same writer as ``reduce run`` (:mod:`reduce.io.tables`): the CSV is plain, the ECSV
+        The same writer as ``reduce run`` (:mod:`reduce.lightcurve.tables`): the CSV is plain, the ECSV
         the same table below a ``# `` block with units, schema and meta (``Table.read(path)``;
         ``pd.read_csv(path, comment='#')``); the FITS file holds LIGHTCURVE, STARS, FLUXES/ERRORS (the raw fluxes,
         apertures x stars x frames), APERTURES and WEIGHTS. ``header`` adds primary-header values
         (OBJECT, TELESCOP, FILTER, ...). A missing folder raises ``OutputError``.
         """
-        from .io.tables import product_extras, product_header, write_product
+        from .tables import product_extras, product_header, write_product
 
         path = Path(path)
         if path.suffix.lower() not in (".csv", ".ecsv", ".fits", ".fit"):
@@ -475,7 +475,7 @@ class Fluxes:
         from astropy.io import fits
         from astropy.table import Table
 
-        from .io.tables import decode_name
+        from .tables import decode_name
 
         with fits.open(path, memmap=False) as hdul:
             names = [h.name for h in hdul]
@@ -532,7 +532,7 @@ def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
         x = np.asarray(time, float)[idx]
     trend = _local_trend(y[idx], x)
     d2 = y[idx][:-2] - 2 * y[idx][1:-1] + y[idx][2:]  # white noise: sqrt(6) sigma; a smooth trend: ~0
-    sigma = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(np.abs(d2 - diffphot.nanmedian(d2))) / np.sqrt(6)
+    sigma = ensemble.MAD_TO_SIGMA * ensemble.nanmedian(np.abs(d2 - ensemble.nanmedian(d2))) / np.sqrt(6)
     level = np.interp(np.arange(v.size), idx, trend)
     floor = np.log1p(RELATIVE_SIGMA_FLOOR) if relative else RELATIVE_SIGMA_FLOOR * np.abs(level)
     sig = np.maximum(sigma, floor)

@@ -9,7 +9,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from reduce.io.atomic import OutputError
-from reduce.io.tables import LIGHTCURVE_SCHEMA, product_path, safe_stem, write_lightcurve
+from reduce.lightcurve.tables import LIGHTCURVE_SCHEMA, product_path, safe_stem, write_lightcurve
 
 
 def lightcurve(n=50):
@@ -89,7 +89,7 @@ def test_time_columns_read_natively_as_jd_utc_and_bjd_tdb_without_warnings(tmp_p
 
     from astropy.time import Time
 
-    from reduce.io.tables import lightcurve_table
+    from reduce.lightcurve.tables import lightcurve_table
 
     jd = 2460385.5 + np.arange(5) / 100
     table = lightcurve_table({"time": jd, "bjd_tdb": jd + 0.004, "flux": np.ones(5)})
@@ -105,7 +105,7 @@ def test_time_columns_read_natively_as_jd_utc_and_bjd_tdb_without_warnings(tmp_p
 
 @pytest.mark.parametrize("name", ["nuit_é.fits", "日本語_001.fits", "☃ 100%.fits", "plain.fits"])
 def test_non_ascii_names_are_percent_encoded_in_fits_and_utf8_in_csv(tmp_path, name):
-    from reduce.io.tables import decode_name, encode_name, lightcurve_table
+    from reduce.lightcurve.tables import decode_name, encode_name, lightcurve_table
 
     table = lightcurve_table({"time": [2460000.5], "flux": [1.0], "file": [name]})
     csv, fit = write_lightcurve(table, tmp_path / "lc", header={"RECIPE": "récipe.yaml"})
