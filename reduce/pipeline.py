@@ -15,7 +15,7 @@ import numpy as np
 from .core.errors import Flag, ReduceError
 
 __all__ = ["reduce_frames", "choose_reference", "select_target", "resolve_target", "place_pixel_target",
-           "target_frame", "lightcurve_table"]
+           "target_frame"]
 
 log = logging.getLogger("reduce.pipeline")
 
@@ -542,12 +542,6 @@ def _auto_target(ref) -> int:
     return i
 
 
-def lightcurve_table(raw, spec, ref):
-    """(differential Fluxes, astropy Table of every frame) for the recipe's differential settings."""
-    diff = _differential(raw, spec)
-    return diff, _full_table(raw, diff, ref)
-
-
 def _differential(raw, spec):
     """Differential Fluxes of the usable frames, with the recipe's clipping and comparison choice."""
     n = len(raw)
@@ -582,7 +576,7 @@ def _errors_without_gain(diff, ref, plan, warnings):
     gain = getattr(ref, "gain", None)
     if gain is not None and np.isfinite(gain) and gain > 0:
         return diff
-    from .lightcurve.ensemble import p2p_scatter
+    from .lightcurve.stats import p2p_scatter
 
     flux, err = np.asarray(diff.flux, float), np.asarray(diff.error, float)
     ok = np.isfinite(flux) & np.isfinite(err) & (err > 0)
@@ -728,7 +722,7 @@ def _bjd(time, ra, dec, site):
 def _p2p_scatter(table) -> float | None:
     """Point-to-point scatter of the normalised flux of the kept frames (relative): the noise of
     one frame, insensitive to the signal (a transit or a slow trend) that an RMS would include."""
-    from .lightcurve.ensemble import p2p_scatter
+    from .lightcurve.stats import p2p_scatter
 
     flux = np.asarray(table["flux"], float)
     flux = flux[np.isfinite(flux)]

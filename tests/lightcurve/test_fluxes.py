@@ -166,7 +166,7 @@ def test_bin_with_and_without_error_estimation():
 
 
 def test_to_table_and_save_round_trip(tmp_path):
-    from reduce.lightcurve.tables import LIGHTCURVE_COLUMNS, LIGHTCURVE_SCHEMA
+    from reduce.lightcurve.schema import LIGHTCURVE_COLUMNS, LIGHTCURVE_SCHEMA
 
     fl, _ = synthetic(22, n_frames=80)
     d = fl.autodiff()
@@ -221,7 +221,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(tables, "_fits_bytes", boom)
+    monkeypatch.setattr(tables, "fits_bytes", boom)
     with pytest.raises(RuntimeError):
         fl.save(target)
     assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["lc.fits"]
