@@ -242,10 +242,11 @@ def write_lightcurve(table, stem, *, extra_hdus=None, header=None, csv: bool = T
     stem = Path(stem)
     t = _prepared(table)
     payloads = []
+    body = csv_text(t) if csv or ecsv else None  # the ECSV's table is the same CSV
     if csv:
-        payloads.append((Path(f"{stem}.csv"), csv_text(t)))
+        payloads.append((Path(f"{stem}.csv"), body))
     if ecsv:
-        payloads.append((Path(f"{stem}.ecsv"), ecsv_text(t)))
+        payloads.append((Path(f"{stem}.ecsv"), ecsv_text(t, body)))
     if fits:
         payloads.append((Path(f"{stem}.fits"), fits_bytes(t, extra_hdus, header)))
     written = []

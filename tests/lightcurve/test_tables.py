@@ -117,7 +117,8 @@ def test_ecsv_header_written_without_astropy_yaml_is_astropys_byte_for_byte(monk
                               "comparisons": list(range(40)), "weights": list(rng.random(40)),
                               "target_ra": 170.775571, "nested": {"b": [1, 2.5e17, None], "a": "x: y"},
                               "flags": [True, False], "empty": "", "inf": float("inf"), "nan": float("nan"),
-                              "tuple": (1, "two"), "text": "line\nbreak", "num_str": "0012"})
+                              "tuple": (1, "two"), "text": "line\nbreak", "num_str": "0012",
+                              "object": "Télescope ☃ HAT-P-32 b", "long": "x" * 300, "colon": "a:b # c"})
     table["extra_int"] = np.arange(n, dtype=np.int32)
     table["extra_bool"] = np.arange(n) % 2 == 0
     table["extra_unitless"] = rng.normal(size=n)
