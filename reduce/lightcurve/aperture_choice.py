@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import Flag
 from .binning import bin_edges
 from .stats import p2p_scatter
 
-__all__ = ["best_aperture", "seeing_trend", "binned_scatter", "MIN_APERTURE_COVERAGE"]
+__all__ = ["best_aperture", "unmeasured_frames", "seeing_trend", "binned_scatter", "MIN_APERTURE_COVERAGE"]
 
 
 MIN_APERTURE_COVERAGE = 0.99
@@ -57,6 +58,28 @@ def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None,
     if not np.any(np.isfinite(metric)):
         raise ValueError("no aperture gives a finite differential light curve")
     return int(np.argmin(metric)), metric
+
+
+def unmeasured_frames(bits, aperture: int, target: int, measured, files, radius: float):
+    """Frame flags (n_frames,) where the target's chosen ``aperture`` was not ``measured``, and
+    ``[{'index', 'file', 'reason'}]`` saying why, from the photometry's ``bits`` (``data
+    ['aperture_flags']``: apertures x stars x frames; None gives no flags)."""
+    from ..algorithms.apertures import EDGE, MASKED, SATURATED
+
+    flags = np.zeros(len(files), np.int64)
+    if bits is None or np.ndim(bits) != 3:
+        return flags, []
+    b = np.asarray(bits)[aperture, target]
+    issues = []
+    for i in np.flatnonzero(~measured & (b != 0)):
+        for bit, flag, why in ((EDGE, Flag.TARGET_NEAR_EDGE, "leaves the frame"),
+                               (MASKED, Flag.TARGET_MASKED, "overlaps masked pixels (unilluminated or NaN)"),
+                               (SATURATED, Flag.TARGET_SATURATED, "overlaps saturated pixels")):
+            if b[i] & bit:
+                flags[i] |= int(flag)
+                issues.append({"index": int(i), "file": str(files[i]),
+                               "reason": f"the chosen target aperture (r={radius:.1f} px) {why}"})
+    return flags, issues
 
 
 def _good_smallest(metric, covered, n):

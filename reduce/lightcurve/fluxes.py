@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import Flag
-from .aperture_choice import best_aperture
+from .aperture_choice import best_aperture, unmeasured_frames
 from .binning import bin_edges, binned
 from .clipping import outlier_frames
 from .ensemble import differential, select_comparisons, usable_frames, weights_broeg
@@ -315,7 +315,9 @@ class Fluxes:
         meta.update(extra or {})
         meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
                     aperture=idx, scatter=metric, raw=self.raw)
-        flags, issues = self._aperture_flags(idx, np.isfinite(d[idx, self.target]))
+        radius = float(nanmedian(np.atleast_1d(self.apertures[idx])))
+        flags, issues = unmeasured_frames(self.data.get("aperture_flags"), idx, self.target,
+                                          np.isfinite(d[idx, self.target]), self.files, radius)
         meta["aperture_issues"] = issues
         out = self._replace(fluxes=d, errors=e, meta=meta, flags=self.flags | flags)
         out.meta["aperture_radius"] = out.aperture_radius
@@ -328,29 +330,6 @@ class Fluxes:
             return None
         fwhm = np.asarray(fwhm, float)
         return fwhm if np.all(np.isfinite(fwhm)) else None
-
-    def _aperture_flags(self, aperture: int, measured: np.ndarray) -> tuple[np.ndarray, list]:
-        """Frame flags (n_frames,) where the target's aperture ``aperture`` was not ``measured``,
-        and ``[{'index', 'file', 'reason'}]`` saying why (from ``data['aperture_flags']``)."""
-        from ..algorithms.apertures import EDGE, MASKED, SATURATED
-
-        bits = self.data.get("aperture_flags")
-        flags = np.zeros(len(self), np.int64)
-        if bits is None or np.ndim(bits) != 3:
-            return flags, []
-        b = np.asarray(bits)[aperture, self.target]
-        lost = ~measured & (b != 0)
-        r = float(nanmedian(np.atleast_1d(self.apertures[aperture])))
-        issues = []
-        for i in np.flatnonzero(lost):
-            for bit, flag, why in ((EDGE, Flag.TARGET_NEAR_EDGE, "leaves the frame"),
-                                   (MASKED, Flag.TARGET_MASKED, "overlaps masked pixels (unilluminated or NaN)"),
-                                   (SATURATED, Flag.TARGET_SATURATED, "overlaps saturated pixels")):
-                if b[i] & bit:
-                    flags[i] |= int(flag)
-                    issues.append({"index": int(i), "file": str(self.files[i]),
-                                   "reason": f"the chosen target aperture (r={r:.1f} px) {why}"})
-        return flags, issues
 
     # ------------------------------------------------------------------ binning
     def bin(self, dt: float, estimate_error: bool = True) -> "Fluxes":
