@@ -6,7 +6,6 @@ change) in units of its frame-to-frame noise; the worst frame of a neighbourhood
 from __future__ import annotations
 
 import numpy as np
-from astropy.stats import mad_std
 
 __all__ = ["outlier_frames", "RELATIVE_SIGMA_FLOOR"]
 
@@ -50,6 +49,8 @@ def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
     is the point-to-point noise from second differences, at least 1 % of the value (a nearly
     noiseless quantity must still change by a meaningful amount to be an outlier).
     """
+    from astropy.stats import mad_std  # here: it imports astropy.units (~0.5 s), not needed to import Fluxes
+
     v = np.asarray(v, float)
     ok = keep & np.isfinite(v)
     idx = np.flatnonzero(ok)
