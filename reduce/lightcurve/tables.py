@@ -151,28 +151,22 @@ def product_extras(raw, diff=None, *, stars_xy=None, stars_radec=None) -> dict:
     if stars_xy is None:
         x = raw.data.get("x")
         xy = np.full((n_stars, 2), np.nan) if x is None else np.column_stack(
-            [_star_median(raw.data["x"]), _star_median(raw.data["y"])])
+            [nanmedian(raw.data["x"]), nanmedian(raw.data["y"])])
     else:
         xy = np.asarray(stars_xy, float).reshape(n_stars, 2)
     ra, dec = (None, None) if stars_radec is None else (np.asarray(stars_radec, float)[:, 0],
                                                         np.asarray(stars_radec, float)[:, 1])
-    stars = stars_table(xy[:, 0], xy[:, 1], ra=ra, dec=dec, median_flux=_star_median(flux[aperture]),
+    stars = stars_table(xy[:, 0], xy[:, 1], ra=ra, dec=dec, median_flux=nanmedian(flux[aperture]),
                         comparisons=diff.meta.get("comparisons", []), weights=weights_all[aperture])
     return {"STARS": stars, "FLUXES": flux.astype(np.float32), "ERRORS": error.astype(np.float32),
             "APERTURES": np.atleast_1d(np.asarray(raw.apertures, float)).astype(np.float32),
             "WEIGHTS": weights_all.astype(np.float32)}
 
 
-def _star_median(a) -> np.ndarray:
-    """Median over frames (last axis) of each star, NaN where nothing was measured."""
-    a = np.asarray(a, float)
-    return nanmedian(a, axis=-1) if a.shape[-1] else np.full(a.shape[:-1], np.nan)
-
-
 def _finite_median(values) -> float:
     """Median of the finite values, NaN when there are none (or no values at all)."""
     v = np.atleast_1d(np.asarray(np.nan if values is None else values, float)).ravel()
-    return float(nanmedian(np.where(np.isfinite(v), v, np.nan))) if v.size else np.nan
+    return float(nanmedian(np.where(np.isfinite(v), v, np.nan)))
 
 
 def product_header(fluxes, **known) -> dict:

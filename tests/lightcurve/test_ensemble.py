@@ -295,3 +295,23 @@ def test_sky_clip_keeps_a_twilight_decline_and_rejects_single_frame_jumps(cadenc
         out = jumped.sigma_clipping_data(bkg=3)
         assert [r["index"] for r in out.meta["rejected"]] == [i], minute
         assert out.meta["rejected"][0]["reason"].startswith("bkg outlier")
+
+
+def test_nanmedian_is_numpys_without_warnings():
+    """Bit for bit np.nanmedian (the products depend on it), NaN for all-NaN or empty slices."""
+    import warnings
+
+    from reduce.lightcurve.stats import nanmedian
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(6, 5, 40)) * 10.0 ** rng.uniform(-5, 5, size=(6, 5, 1))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = [np.nanmedian(a, axis=k) for k in (0, 1, 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for k in (0, 1, 2):
+            assert nanmedian(a, axis=k).tobytes() == expected[k].tobytes()
+        assert np.isnan(nanmedian(np.empty((3, 0)))).all() and nanmedian(np.empty((3, 0))).shape == (3,)
