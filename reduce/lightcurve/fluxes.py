@@ -211,7 +211,7 @@ class Fluxes:
         ``sky``) jumps away from its local trend by more than 3 robust sigmas, or whose FWHM
         does by more than 5, iterating up to ``iterations`` times (one frame per neighbourhood of
         9 per pass, so a frame next to a jump is never blamed for it). The trend is a running median
-        of 5 frames (see ``_local_trend``): it follows any smooth monotonic change exactly, however
+        of 5 frames (see ``clipping._local_trend``): it follows any smooth monotonic change exactly, however
         steep or curved (a twilight sky falling 80-fold in 30 minutes, seeing drifting with
         airmass), and ignores a jump of one or two frames, at the ends of the night too. The
         sigma is the frame-to-frame noise (from second differences, blind to smooth trends), at
