@@ -15,7 +15,7 @@ _LAZY = {
     "Image": "reduce.model.image",
     "Sequence": "reduce.core.sequence",
     "Block": "reduce.core.block",
-    "Fluxes": "reduce.fluxes",
+    "Fluxes": "reduce.lightcurve.fluxes",
     "simulate_observation": "reduce.simulations",
     "load_config": "reduce.config",
 }

@@ -125,7 +125,7 @@ def _warm_up() -> None:
     import matplotlib.patheffects  # noqa: F401
     from astropy.visualization import ZScaleInterval  # noqa: F401
 
-    from . import fluxes, plots  # noqa: F401
+    from . import lightcurve, plots  # noqa: F401
 
 
 def _die_with_parent() -> None:

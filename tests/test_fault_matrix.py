@@ -449,7 +449,7 @@ def test_real_night_runs_without_numpy_warnings(tmp_path, recipe, capsys):
 def test_comparison_weights_without_divide_by_zero(case):
     import warnings
 
-    from reduce.diffphot import weights_broeg
+    from reduce.lightcurve.ensemble import weights_broeg
 
     rng = np.random.default_rng(1)
     flux = 1000 + rng.normal(0, 5, (1, 6, 30))

@@ -10,7 +10,7 @@ from reduce import plots
 from reduce.model.image import Sources
 from reduce.io.atomic import OutputError
 
-from .test_diffphot import synthetic
+from .lightcurve.test_ensemble import synthetic
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

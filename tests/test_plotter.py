@@ -9,7 +9,7 @@ import pytest
 from reduce import plotter as P
 from reduce.model.image import Sources
 
-from .test_diffphot import synthetic
+from .lightcurve.test_ensemble import synthetic
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -21,7 +21,7 @@ from ..algorithms.centroids import cutouts
 from ..core.block import Block
 from ..model.flags import Flag
 from ..model.errors import FrameRejected
-from ..fluxes import Fluxes
+from ..lightcurve.fluxes import Fluxes
 from ..model.image import PixelFlag
 
 __all__ = ["AperturePhotometry", "AnnulusBackground", "GetFluxes"]
@@ -165,7 +165,7 @@ def _num(v) -> float:
 
 
 class GetFluxes(Block):
-    """Collect every frame's photometry into a :class:`~reduce.fluxes.Fluxes` (``self.fluxes``).
+    """Collect every frame's photometry into a :class:`~reduce.lightcurve.fluxes.Fluxes` (``self.fluxes``).
 
     Per frame: time (``image.jd``), background-subtracted fluxes ``sum - median * area`` for every
     star and radius, their 1-sigma errors from the CCD equation in ADU::

@@ -106,7 +106,7 @@ def _write_staged(ctx) -> list:
     """write_outputs' files, in the staging folder; returns their staged paths."""
     from ..io.atomic import atomic_write_text
     from ..io.provenance import provenance_record, write_provenance
-    from ..io.tables import product_extras, write_lightcurve
+    from ..lightcurve.tables import product_extras, write_lightcurve
     from ..plotter import draw_all
 
     plan, spec, raw, diff, table, ref, target = ctx.plan, ctx.spec, ctx.raw, ctx.diff, ctx.table, ctx.ref, ctx.target
@@ -172,7 +172,7 @@ def _alignment_methods(seq) -> dict:
 def _exports(ctx) -> list:
     """(suffix, text) of the AAVSO and EXOTIC exports the recipe asks for (``outputs:``)."""
     from .. import __version__
-    from ..io.exports import aavso_filter, aavso_text, exotic_text
+    from ..lightcurve.exports import aavso_filter, aavso_text, exotic_text
 
     table, diff = ctx.table, ctx.diff
     outs, group, out = ctx.spec.outputs, ctx.plan.group, []
@@ -196,8 +196,8 @@ def _exports(ctx) -> list:
 
 
 def _product_header(ctx) -> dict:
-    """Primary-header values of the group's product (see ``reduce.io.tables.PRIMARY_KEYWORDS``)."""
-    from ..io.tables import product_header
+    """Primary-header values of the group's product (see ``reduce.lightcurve.schema.PRIMARY_KEYWORDS``)."""
+    from ..lightcurve.tables import product_header
 
     spec, ref, raw, diff, table = ctx.spec, ctx.ref, ctx.raw, ctx.diff, ctx.table
     group = ctx.plan.group

@@ -120,7 +120,7 @@ class RecipeSource:
 def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None) -> tuple[list[GroupPlan], object]:
     """Scan ``night`` (incrementally) and make one plan per light group."""
     from ..index.manager import FitsManager
-    from ..io.tables import safe_stem
+    from ..io.names import safe_stem
 
     night = Path(night)
     if not night.exists():
@@ -170,7 +170,7 @@ def _fold_wrong_sizes(groups) -> tuple[list, dict]:
     (a change of binning or window mid-night) stay a group of their own.
     Returns (groups kept, {id(main group): [(path, reason)]}).
     """
-    from ..io.tables import safe_stem
+    from ..io.names import safe_stem
 
     def key(g):  # the output name: groups that would share it are one target
         return safe_stem(g.night, g.telescope, g.target, g.filter)

@@ -56,7 +56,7 @@ def errors_without_gain(diff, ref, plan, warnings):
     gain = getattr(ref, "gain", None)
     if gain is not None and np.isfinite(gain) and gain > 0:
         return diff
-    from ..diffphot import p2p_scatter
+    from ..lightcurve.stats import p2p_scatter
 
     flux, err = np.asarray(diff.flux, float), np.asarray(diff.error, float)
     ok = np.isfinite(flux) & np.isfinite(err) & (err > 0)
@@ -82,7 +82,7 @@ def full_table(raw, diff, ref, group=None, warnings=None):
 
     ``group`` (the index's) gives the site and pointing when the reference frame lacks them;
     what had to be computed is appended to ``warnings``."""
-    from ..io.tables import lightcurve_table
+    from ..lightcurve.tables import lightcurve_table
 
     n = len(raw)
     idx = np.asarray(diff.data["frame_index"], int)
@@ -216,7 +216,7 @@ def stars_radec(ref, n: int):
 def p2p_of_table(table) -> float | None:
     """Point-to-point scatter of the normalised flux of the kept frames (relative): the noise of
     one frame, insensitive to the signal (a transit or a slow trend) that an RMS would include."""
-    from ..diffphot import p2p_scatter
+    from ..lightcurve.stats import p2p_scatter
 
     flux = np.asarray(table["flux"], float)
     flux = flux[np.isfinite(flux)]

@@ -124,7 +124,7 @@ def test_a_stray_unreadable_file_outside_any_group_is_reported(reduced, tmp_path
 
 # -- non-ASCII file names (issue 11, defect 2) -----------------------------------------------------
 def test_non_ascii_names_are_measured_and_stored_safely(reduced):
-    from reduce.io.tables import decode_name
+    from reduce.lightcurve.fitsproduct import decode_name
 
     night, out, summary, _, _, _ = reduced
     csv = Table.read(out / f"{STEM}.csv")
@@ -189,7 +189,7 @@ def test_lightkurve_reads_the_right_time_scale(reduced):
 
 # -- metadata ---------------------------------------------------------------------------------------
 def test_fits_metadata_stars_and_arrays(reduced):
-    from reduce.io.tables import LIGHTCURVE_SCHEMA
+    from reduce.lightcurve.schema import LIGHTCURVE_SCHEMA
 
     night, out, summary, _, _, _ = reduced
     truth = json.loads((night / "truth.json").read_text())

@@ -90,7 +90,7 @@ def test_blocks_unknown_name_is_a_usage_error(runner):
 def test_plain_text_drops_rest_markup():
     from reduce.cli.recipes import plain_text
 
-    doc = ("Collect into a :class:`~reduce.fluxes.Fluxes` (``self.fluxes``), see :func:`reduce.x.f` "
+    doc = ("Collect into a :class:`~reduce.lightcurve.fluxes.Fluxes` (``self.fluxes``), see :func:`reduce.x.f` "
            "and :mod:`.asterism`, :ref:`the guide <guide>`, `default role`; the equation::\n\n    a = b")
     assert plain_text(doc) == ("Collect into a Fluxes (self.fluxes), see reduce.x.f and asterism, "
                                "the guide, default role; the equation:\n\n    a = b")

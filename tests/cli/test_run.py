@@ -173,7 +173,7 @@ def test_errors_without_a_gain_follow_the_scatter_and_say_so(night_copy, tmp_pat
     """A camera that writes no GAIN (the HAT-P-32 night's): the CCD equation at 1 e-/ADU would give
     error bars several times the real scatter; they are scaled to the point-to-point scatter, with
     a warning naming the fix in the log, the summary and the provenance. With a gain: untouched."""
-    from reduce.diffphot import p2p_scatter
+    from reduce.lightcurve.stats import p2p_scatter
 
     gain = None
     for path in sorted((night_copy / "light").glob("*.fits")):

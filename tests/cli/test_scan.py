@@ -82,7 +82,7 @@ def test_own_products_do_not_fail_the_scan_but_other_tables_do(night, tmp_path):
     import numpy as np
     from astropy.table import Table
 
-    from reduce.io.tables import lightcurve_table, write_lightcurve
+    from reduce.lightcurve.tables import lightcurve_table, write_lightcurve
     (night / "reduced").mkdir()
     table = lightcurve_table({"time": [2460000.5, 2460000.6], "flux": [1.0, 0.99]})
     write_lightcurve(table, night / "reduced" / "lc", extra_hdus={"FLUXES": np.ones((3, 2, 2))})

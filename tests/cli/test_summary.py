@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from reduce.diffphot import p2p_scatter
+from reduce.lightcurve.stats import p2p_scatter
 
 from .test_run import run_cli
 

@@ -1,15 +1,13 @@
-"""Light-curve CSV/FITS writing and output-name sanitising."""
+"""Light-curve CSV/ECSV/FITS writing (reduce.lightcurve.tables, ecsv, fitsproduct)."""
 from __future__ import annotations
-
-import datetime as dt
 
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from reduce.io.atomic import OutputError
-from reduce.io.tables import LIGHTCURVE_SCHEMA, product_path, safe_stem, write_lightcurve
+from reduce.lightcurve.schema import LIGHTCURVE_SCHEMA
+from reduce.lightcurve.tables import write_lightcurve
 
 
 def lightcurve(n=50):
@@ -62,34 +60,13 @@ def test_failure_leaves_previous_files(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lc.csv", "lc.fits"]
 
 
-@pytest.mark.parametrize("parts, expected", [
-    (("2024-05-01", "T1", "HAT-P-32/b", "r'"), "2024-05-01_T1_HAT-P-32_b_r"),
-    ((dt.date(2024, 5, 1), "Tel 60cm", "KIC 8462852", "I+z"), "2024-05-01_Tel_60cm_KIC_8462852_I+z"),
-    (("../..", "..", "../x", "/etc/passwd"), "unknown_unknown_x_etc_passwd"),
-    ((None, "", "  ", "V"), "unknown_unknown_unknown_V"),
-    (("2024", "Télescope", "NGC\\1234", ".hidden"), "2024_Telescope_NGC_1234_hidden"),
-])
-def test_safe_stem(parts, expected, tmp_path):
-    stem = safe_stem(*parts)
-    assert stem == expected
-    path = product_path(tmp_path, stem, ".csv")
-    assert path.parent == tmp_path and not stem.startswith(".") and "/" not in stem
-
-
-def test_product_path_refuses_escapes(tmp_path):
-    with pytest.raises(OutputError):
-        product_path(tmp_path, "../evil", ".csv")
-    with pytest.raises(OutputError):
-        product_path(tmp_path, "sub/x", ".csv")
-
-
 def test_time_columns_read_natively_as_jd_utc_and_bjd_tdb_without_warnings(tmp_path):
     """No site known: still JD UTC / BJD TDB Time columns (not MJD, not year 8595), no warning."""
     import warnings
 
     from astropy.time import Time
 
-    from reduce.io.tables import lightcurve_table
+    from reduce.lightcurve.tables import lightcurve_table
 
     jd = 2460385.5 + np.arange(5) / 100
     table = lightcurve_table({"time": jd, "bjd_tdb": jd + 0.004, "flux": np.ones(5)})
@@ -105,7 +82,8 @@ def test_time_columns_read_natively_as_jd_utc_and_bjd_tdb_without_warnings(tmp_p
 
 @pytest.mark.parametrize("name", ["nuit_é.fits", "日本語_001.fits", "☃ 100%.fits", "plain.fits"])
 def test_non_ascii_names_are_percent_encoded_in_fits_and_utf8_in_csv(tmp_path, name):
-    from reduce.io.tables import decode_name, encode_name, lightcurve_table
+    from reduce.lightcurve.fitsproduct import decode_name, encode_name
+    from reduce.lightcurve.tables import lightcurve_table
 
     table = lightcurve_table({"time": [2460000.5], "flux": [1.0], "file": [name]})
     csv, fit = write_lightcurve(table, tmp_path / "lc", header={"RECIPE": "récipe.yaml"})
@@ -114,3 +92,50 @@ def test_non_ascii_names_are_percent_encoded_in_fits_and_utf8_in_csv(tmp_path, n
         stored = str(hdul["LIGHTCURVE"].data["file"][0])
         assert stored.isascii() and decode_name(stored) == name and stored == encode_name(name)
         assert decode_name(hdul[0].header["RECIPE"]) == "récipe.yaml"
+
+
+def _astropy_ecsv(t, monkeypatch) -> str:
+    """What astropy's own ECSV writer gives for ``t`` (the fast header forced off)."""
+    from reduce.lightcurve import ecsv
+
+    with monkeypatch.context() as m:
+        m.setattr(ecsv, "_yaml_header", lambda t: None)
+        return ecsv.ecsv_text(t)
+
+
+def test_ecsv_header_written_without_astropy_yaml_is_astropys_byte_for_byte(monkeypatch):
+    """The light-curve ECSV skips astropy.io.misc.yaml (it imports astropy.coordinates, ~0.6 s):
+    the same bytes as astropy's writer, for the product table and awkward meta and columns."""
+    from reduce.lightcurve import ecsv
+    from reduce.lightcurve.tables import _prepared, lightcurve_table
+
+    rng = np.random.default_rng(3)
+    n = 7
+    table = lightcurve_table({"time": 2460000.5 + np.arange(n) / 100, "flux": rng.normal(1, 1e-3, n),
+                              "file": ["a b.fits", "", 'q"uote', "c,omma", "é #x", "yes", "1.0"]},
+                             {"target": 0, "aperture": np.int64(12), "aperture_radius": np.float64(7.7386967907),
+                              "comparisons": list(range(40)), "weights": list(rng.random(40)),
+                              "target_ra": 170.775571, "nested": {"b": [1, 2.5e17, None], "a": "x: y"},
+                              "flags": [True, False], "empty": "", "inf": float("inf"), "nan": float("nan"),
+                              "tuple": (1, "two"), "text": "line\nbreak", "num_str": "0012",
+                              "object": "Télescope ☃ HAT-P-32 b", "long": "x" * 300, "colon": "a:b # c"})
+    table["extra_int"] = np.arange(n, dtype=np.int32)
+    table["extra_bool"] = np.arange(n) % 2 == 0
+    table["extra_unitless"] = rng.normal(size=n)
+    table["extra_unitless"].description = ""
+    t = _prepared(table)
+    assert ecsv._yaml_header(ecsv._plain_meta_table(t)) is not None  # the fast path is the one tested
+    assert ecsv.ecsv_text(t) == _astropy_ecsv(t, monkeypatch)
+    back = Table.read(ecsv.ecsv_text(t), format="ascii.ecsv")
+    assert back.meta["nested"] == {"a": "x: y", "b": [1, 2.5e17, None]} and back.meta["weights"] == t.meta["weights"]
+
+
+def test_ecsv_of_other_tables_is_left_to_astropy(monkeypatch):
+    from astropy.table import MaskedColumn
+
+    from reduce.lightcurve import ecsv
+
+    t = Table({"a": MaskedColumn([1.0, 2.0], mask=[False, True]), "v": np.ones((2, 3))})
+    assert ecsv._yaml_header(t) is None
+    assert ecsv.ecsv_text(t) == _astropy_ecsv(t, monkeypatch)
+    assert "a,v" in ecsv.ecsv_text(t)

@@ -7,10 +7,10 @@ from astropy.io import fits
 from astropy.table import Table
 
 from reduce.model.flags import Flag
-from reduce.fluxes import Fluxes
+from reduce import Fluxes
 from reduce.io.atomic import OutputError
 
-from .test_diffphot import RADII, floor, synthetic
+from .test_ensemble import RADII, floor, synthetic
 
 
 def good_comps(fl, truth):
@@ -166,7 +166,7 @@ def test_bin_with_and_without_error_estimation():
 
 
 def test_to_table_and_save_round_trip(tmp_path):
-    from reduce.io.tables import LIGHTCURVE_COLUMNS, LIGHTCURVE_SCHEMA
+    from reduce.lightcurve.schema import LIGHTCURVE_COLUMNS, LIGHTCURVE_SCHEMA
 
     fl, _ = synthetic(22, n_frames=80)
     d = fl.autodiff()
@@ -213,7 +213,7 @@ def test_load_gives_back_the_saved_fluxes(tmp_path):
 
 
 def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
-    from reduce.io import tables
+    from reduce.lightcurve import tables
 
     fl, _ = synthetic(23, n_frames=20)
     target = tmp_path / "lc.fits"
@@ -221,7 +221,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(tables, "_fits_bytes", boom)
+    monkeypatch.setattr(tables, "fits_bytes", boom)
     with pytest.raises(RuntimeError):
         fl.save(target)
     assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["lc.fits"]

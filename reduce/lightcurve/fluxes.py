@@ -1,8 +1,9 @@
 """Fluxes: the photometry of a night (apertures x stars x frames) and what is derived from it.
 
 Constructed by the ``GetFluxes`` block (or by hand); differential photometry, binning, plots and
-tables are methods (see ``reduce.diffphot`` for the weighting maths). Every method returns a new
-``Fluxes``; nothing is modified in place except the settable ``target``.
+tables are methods over the maths of this package (``ensemble``: comparison weights;
+``aperture_choice``, ``binning``, ``clipping``, ``tables``). Every method returns a new ``Fluxes``;
+nothing is modified in place except the settable ``target``.
 """
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import diffphot
-from .model.flags import Flag
-from .io.tables import LIGHTCURVE_SCHEMA as TABLE_SCHEMA_VERSION  # one schema for every product
+from ..model.flags import Flag
+from .aperture_choice import best_aperture, unmeasured_frames
+from .binning import bin_edges, binned
+from .clipping import outlier_frames
+from .ensemble import differential, select_comparisons, usable_frames, weights_broeg
+from .stats import nanmedian
 
-__all__ = ["Fluxes", "TABLE_SCHEMA_VERSION"]
+__all__ = ["Fluxes"]
 _ALIASES = {"bkg": "sky"}
 _PER_FRAME = ("fwhm", "sky", "airmass", "dx", "dy")
 
@@ -137,7 +141,7 @@ class Fluxes:
     def aperture_radius(self) -> float:
         """Radius in pixels of the chosen aperture (median over frames when radii vary)."""
         r = np.atleast_1d(self.apertures[self.aperture])
-        return float(diffphot.nanmedian(r))
+        return float(nanmedian(r))
 
     @property
     def comparisons(self) -> list[int]:
@@ -207,7 +211,7 @@ class Fluxes:
         ``sky``) jumps away from its local trend by more than 3 robust sigmas, or whose FWHM
         does by more than 5, iterating up to ``iterations`` times (one frame per neighbourhood of
         9 per pass, so a frame next to a jump is never blamed for it). The trend is a running median
-        of 5 frames (see ``_local_trend``): it follows any smooth monotonic change exactly, however
+        of 5 frames (see ``clipping._local_trend``): it follows any smooth monotonic change exactly, however
         steep or curved (a twilight sky falling 80-fold in 30 minutes, seeing drifting with
         airmass), and ignores a jump of one or two frames, at the ends of the night too. The
         sigma is the frame-to-frame noise (from second differences, blind to smooth trends), at
@@ -226,29 +230,12 @@ class Fluxes:
             if not float(n_sigma) > 0:
                 raise ValueError(f"{name}={n_sigma!r}: the clipping threshold must be > 0 sigma")
             series[name] = (np.asarray(values, float), float(n_sigma))
-        keep = np.ones(self.time.size, bool)
-        reason = np.array([""] * self.time.size, dtype=object)
-        for _ in range(max(1, int(iterations))):
-            new_keep = keep.copy()
-            for name, (v, n_sigma) in series.items():
-                judged = _jumps(v, keep, self.time)
-                if judged is None:
-                    continue
-                dev, rank = judged
-                # only the worst frame of a neighbourhood per pass: a jump inside a steep trend
-                # shifts the running median of its neighbours by one step, not their values
-                out = new_keep & (dev > n_sigma) & _local_max(rank, keep)
-                for i in np.flatnonzero(out):
-                    reason[i] = f"{name} outlier: {dev[i]:.1f} sigma > {n_sigma:g}"
-                new_keep &= ~out
-            if np.array_equal(new_keep, keep):
-                break
-            keep = new_keep
+        keep, reason = outlier_frames(series, self.time, iterations=iterations)
         return self.mask(keep, reason=reason, flag=Flag.OUTLIER_REJECTED)
 
     # ------------------------------------------------------------------ differential photometry
     def _frames(self):
-        return diffphot.usable_frames(self.fluxes, self.target)
+        return usable_frames(self.fluxes, self.target)
 
     def autodiff(self, *, max_comps: int = 20, iterations: int = 50, reject: float = 1.5,
                  exclude=(), method: str = "p2p", dt: float | None = None,
@@ -264,10 +251,10 @@ class Fluxes:
         noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
         "binned" with ``dt`` days, or "std"; plus, with ``data['fwhm']``, its trend with the seeing
         relative to a small good aperture) is chosen among those measuring the target on
-        (nearly) every frame (see ``diffphot.best_aperture``); frames where the chosen aperture of
+        (nearly) every frame (see ``aperture_choice.best_aperture``); frames where the chosen aperture of
         the target could not be measured get TARGET_NEAR_EDGE, TARGET_MASKED or TARGET_SATURATED
         (from ``data['aperture_flags']``). Returns differential Fluxes: every star and
-        aperture divided by its ensemble (see ``diffphot.differential``), with ``meta`` holding
+        aperture divided by its ensemble (see ``ensemble.differential``), with ``meta`` holding
         ``comparisons``, ``weights``, ``weights_all``, ``aperture``, ``aperture_radius``, ``raw``,
         ``scatter`` (per aperture) and ``rejected_comparisons``.
         """
@@ -277,14 +264,14 @@ class Fluxes:
         if not frames.any():
             raise ValueError("the target has no finite positive flux in any frame")
         sat = self.meta.get("saturation") if saturation is None else saturation
-        comps = diffphot.select_comparisons(
+        comps = select_comparisons(
             self.fluxes, target=self.target, frames=frames, peak=self.data.get("peak"),
             saturation=None if sat is None else float(sat), saturated=self.data.get("saturated"),
             max_comps=int(max_comps), exclude=exclude)
         if not comps.any():
             raise ValueError("no usable comparison star (all saturated, non-finite or excluded)")
-        weights, info = diffphot.weights_broeg(self.fluxes, self.errors, comps=comps, frames=frames,
-                                               iterations=int(iterations), reject=reject)
+        weights, info = weights_broeg(self.fluxes, self.errors, comps=comps, frames=frames,
+                                      iterations=int(iterations), reject=reject)
         rejected = [int(i) for i in np.flatnonzero(info["rejected"].any(axis=0))]
         return self._differential(weights, frames, method=method, dt=dt,
                                   extra={"method": "broeg2005", "iterations": info["iterations"],
@@ -317,9 +304,9 @@ class Fluxes:
 
     def _differential(self, weights, frames, *, method, dt, aperture=None, extra=None) -> "Fluxes":
         """Divide by the ensemble, choose the aperture and package the metadata."""
-        d, e = diffphot.differential(self.fluxes, self.errors, weights, frames=frames)
-        idx, metric = diffphot.best_aperture(d[:, self.target], time=self.time, method=method,
-                                             dt=dt, frames=frames, seeing=self._seeing())
+        d, e = differential(self.fluxes, self.errors, weights, frames=frames)
+        idx, metric = best_aperture(d[:, self.target], time=self.time, method=method, dt=dt,
+                                    frames=frames, seeing=self._seeing())
         if aperture is not None:
             idx = int(aperture) % self.shape[0]
         w = weights[idx]
@@ -328,7 +315,9 @@ class Fluxes:
         meta.update(extra or {})
         meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
                     aperture=idx, scatter=metric, raw=self.raw)
-        flags, issues = self._aperture_flags(idx, np.isfinite(d[idx, self.target]))
+        radius = float(nanmedian(np.atleast_1d(self.apertures[idx])))
+        flags, issues = unmeasured_frames(self.data.get("aperture_flags"), idx, self.target,
+                                          np.isfinite(d[idx, self.target]), self.files, radius)
         meta["aperture_issues"] = issues
         out = self._replace(fluxes=d, errors=e, meta=meta, flags=self.flags | flags)
         out.meta["aperture_radius"] = out.aperture_radius
@@ -342,29 +331,6 @@ class Fluxes:
         fwhm = np.asarray(fwhm, float)
         return fwhm if np.all(np.isfinite(fwhm)) else None
 
-    def _aperture_flags(self, aperture: int, measured: np.ndarray) -> tuple[np.ndarray, list]:
-        """Frame flags (n_frames,) where the target's aperture ``aperture`` was not ``measured``,
-        and ``[{'index', 'file', 'reason'}]`` saying why (from ``data['aperture_flags']``)."""
-        from .algorithms.apertures import EDGE, MASKED, SATURATED
-
-        bits = self.data.get("aperture_flags")
-        flags = np.zeros(len(self), np.int64)
-        if bits is None or np.ndim(bits) != 3:
-            return flags, []
-        b = np.asarray(bits)[aperture, self.target]
-        lost = ~measured & (b != 0)
-        r = float(diffphot.nanmedian(np.atleast_1d(self.apertures[aperture])))
-        issues = []
-        for i in np.flatnonzero(lost):
-            for bit, flag, why in ((EDGE, Flag.TARGET_NEAR_EDGE, "leaves the frame"),
-                                   (MASKED, Flag.TARGET_MASKED, "overlaps masked pixels (unilluminated or NaN)"),
-                                   (SATURATED, Flag.TARGET_SATURATED, "overlaps saturated pixels")):
-                if b[i] & bit:
-                    flags[i] |= int(flag)
-                    issues.append({"index": int(i), "file": str(self.files[i]),
-                                   "reason": f"the chosen target aperture (r={r:.1f} px) {why}"})
-        return flags, issues
-
     # ------------------------------------------------------------------ binning
     def bin(self, dt: float, estimate_error: bool = True) -> "Fluxes":
         """Fluxes averaged in time bins of ``dt`` days (bins start at the first frame).
@@ -373,19 +339,19 @@ class Fluxes:
         bin holds one point); otherwise sqrt(sum(error^2)) / n. Per-frame data are averaged, flags
         OR-ed; ``data['n_binned']`` holds the number of frames per bin and ``files`` the first file.
         """
-        t, f, e, _ = diffphot.binned(self.time, self.fluxes, dt, error=self.errors,
-                                     estimate_error=estimate_error)
-        order, starts = diffphot.bin_edges(self.time, dt)
+        t, f, e, _ = binned(self.time, self.fluxes, dt, error=self.errors,
+                            estimate_error=estimate_error)
+        order, starts = bin_edges(self.time, dt)
         counts = np.diff(np.r_[starts, self.time.size])
         data = {}
         for k, v in self.data.items():
             if np.issubdtype(np.asarray(v).dtype, np.number) or np.asarray(v).dtype == bool:
-                data[k] = diffphot.binned(self.time, np.asarray(v, float), dt)[1]
+                data[k] = binned(self.time, np.asarray(v, float), dt)[1]
         data["n_binned"] = counts
         flags = np.bitwise_or.reduceat(self.flags[order], starts)
         aps = self.apertures
         if aps.ndim == 2:
-            aps = diffphot.binned(self.time, aps, dt)[1]
+            aps = binned(self.time, aps, dt)[1]
         meta = dict(self.meta, binned=float(dt))
         return self._replace(time=t, fluxes=f, errors=e, apertures=aps, data=data, flags=flags,
                              files=self.files[order][starts], meta=meta)
@@ -393,77 +359,38 @@ class Fluxes:
     # ------------------------------------------------------------------ outputs
     def plot(self, ax=None, *, binned: float | None = None, **kwargs):
         """Target light curve (chosen aperture) as points, with an optional ``binned`` (days) overlay."""
-        from .plots import plot_lightcurve
+        from ..plots import plot_lightcurve
         return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=False, **kwargs)
 
     def errorbar(self, ax=None, *, binned: float | None = None, **kwargs):
         """Target light curve (chosen aperture) with error bars, optional ``binned`` overlay."""
-        from .plots import plot_lightcurve
+        from ..plots import plot_lightcurve
         return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=True, **kwargs)
 
     def to_table(self):
-        """astropy Table of the light-curve schema (``reduce.io.tables.LIGHTCURVE_COLUMNS``).
+        """astropy Table of the light-curve schema (``reduce.lightcurve.tables.LIGHTCURVE_COLUMNS``).
 
         time, bjd_tdb, flux, flux_err (target, chosen aperture) and the per-frame columns; a
         quantity not measured is NaN. ``bjd_tdb`` comes from ``data['bjd_tdb']``, else from
         ``meta['target_ra'/'target_dec']`` (and ``meta['site']``: latitude, longitude, elevation).
         ``meta`` holds target, aperture, aperture_radius, comparisons, weights, schema version.
         """
-        from .io.tables import lightcurve_table
+        from .tables import fluxes_table
 
-        cols = {"time": self.time, "bjd_tdb": self._bjd_tdb(), "flux": self.flux, "flux_err": self.error}
-        for name in ("airmass", "fwhm", "sky", "dx", "dy", "x", "y"):
-            v = self.get(name)
-            if v is not None:
-                cols[name] = np.asarray(v, float)
-        cols["flag"] = self.flags.astype(np.int64)
-        cols["file"] = [Path(str(f)).name for f in self.files]
-        return lightcurve_table(cols, self._table_meta())
-
-    def _bjd_tdb(self) -> np.ndarray:
-        """BJD_TDB per frame: measured (``data``) or computed from the target and site in ``meta``."""
-        if "bjd_tdb" in self.data:
-            return np.asarray(self.data["bjd_tdb"], float)
-        ra, dec = self.meta.get("target_ra"), self.meta.get("target_dec")
-        if ra is None or dec is None:
-            return np.full(self.time.size, np.nan)
-        from .ephemeris import bjd_tdb
-
-        site = tuple(self.meta.get("site") or (None, None, None))
-        return bjd_tdb(self.time, float(ra), float(dec), *site)
-
-    def _table_meta(self) -> dict:
-        meta = {"schema": TABLE_SCHEMA_VERSION, "target": self.target, "aperture": self.aperture,
-                "aperture_radius": self.aperture_radius,
-                "comparisons": [int(i) for i in self.comparisons],
-                "weights": [float(w) for w in self.weights]}
-        if "binned" in self.meta:
-            meta["binned"] = float(self.meta["binned"])
-        for key in ("target_ra", "target_dec"):
-            if self.meta.get(key) is not None:
-                meta[key] = float(self.meta[key])
-        return meta
+        return fluxes_table(self)
 
     def save(self, path, *, header: dict | None = None) -> Path:
         """Write the light-curve product as .csv, .ecsv or .fits (by extension), atomically.
 
-        The same writer as ``reduce run`` (:mod:`reduce.io.tables`): the CSV is plain, the ECSV
-        the same table below a ``# `` block with units, schema and meta (``Table.read(path)``;
-        ``pd.read_csv(path, comment='#')``); the FITS file holds LIGHTCURVE, STARS, FLUXES/ERRORS (the raw fluxes,
-        apertures x stars x frames), APERTURES and WEIGHTS. ``header`` adds primary-header values
-        (OBJECT, TELESCOP, FILTER, ...). A missing folder raises ``OutputError``.
+        The same writer as ``reduce run`` (:mod:`reduce.lightcurve.tables`): the CSV is plain, the
+        ECSV the same table below a ``# `` block with units, schema and meta (``Table.read(path)``;
+        ``pd.read_csv(path, comment='#')``); the FITS file holds LIGHTCURVE, STARS, FLUXES/ERRORS
+        (the raw fluxes, apertures x stars x frames), APERTURES and WEIGHTS. ``header`` adds
+        primary-header values (OBJECT, TELESCOP, FILTER, ...). A missing folder raises ``OutputError``.
         """
-        from .io.tables import product_extras, product_header, write_product
+        from .tables import save_fluxes
 
-        path = Path(path)
-        if path.suffix.lower() not in (".csv", ".ecsv", ".fits", ".fit"):
-            raise ValueError(f"cannot save {path.name!r}: use a .csv, .ecsv or .fits extension")
-        table = self.to_table()
-        fits_file = path.suffix.lower() in (".fits", ".fit")
-        raw = self.raw if len(self.raw) == len(self) else self  # binned: the cubes follow the rows
-        extras = product_extras(raw, self) if fits_file else None
-        return write_product(path, table, extra_hdus=extras,
-                             header=product_header(self, **(header or {})) if fits_file else None)
+        return save_fluxes(self, path, header=header)
 
     @classmethod
     def load(cls, path) -> "Fluxes":
@@ -472,118 +399,6 @@ class Fluxes:
         weights (``weights``, and ``stored_weights``: apertures x stars), the chosen aperture and
         the LIGHTCURVE table (``table``): ``diff(f.comparisons, f.weights, aperture=f.aperture)``
         redoes the light curve."""
-        from astropy.io import fits
-        from astropy.table import Table
+        from .fitsproduct import read_fluxes
 
-        from .io.tables import decode_name
-
-        with fits.open(path, memmap=False) as hdul:
-            names = [h.name for h in hdul]
-            if "LIGHTCURVE" not in names or "FLUXES" not in names:
-                raise ValueError(f"{path}: not a reduce light-curve product (no LIGHTCURVE/FLUXES HDU)")
-            table = Table.read(hdul["LIGHTCURVE"])
-            flux = np.asarray(hdul["FLUXES"].data, float)
-            error = np.asarray(hdul["ERRORS"].data, float) if "ERRORS" in names else None
-            apertures = np.asarray(hdul["APERTURES"].data, float) if "APERTURES" in names else None
-            weights = np.asarray(hdul["WEIGHTS"].data, float) if "WEIGHTS" in names else None
-            head = hdul[0].header
-            stars = Table.read(hdul["STARS"]) if "STARS" in names else None
-        data = {c: np.asarray(table[c], float) for c in ("bjd_tdb", "airmass", "fwhm", "sky", "dx", "dy")
-                if c in table.colnames}
-        meta = {"table": table, "aperture": int(head.get("APINDEX", flux.shape[0] // 2))}
-        if weights is not None:
-            meta["stored_weights"] = weights
-        if stars is not None:
-            comps = [int(s) for s in stars["star"][stars["comparison"]]]
-            order = sorted(comps, key=lambda s: -float(stars["weight"][s]))
-            meta.update(comparisons=order, weights=[float(stars["weight"][s]) for s in order])
-        for key, name in (("RA_OBJ", "target_ra"), ("DEC_OBJ", "target_dec")):
-            if key in head:
-                meta[name] = float(head[key])
-        files = [decode_name(f) for f in table["file"]] if "file" in table.colnames else None
-        return cls(np.asarray(table["time"], float), flux, error, apertures,
-                   target=int(head.get("TARGET", 0)), data=data,
-                   flags=np.asarray(table["flag"], np.int64), files=files, meta=meta)
-
-
-RELATIVE_SIGMA_FLOOR = 0.01
-
-
-def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
-    """|deviation| of every frame from the local trend of the kept frames, in robust sigmas (NaN
-    for NaN values), and a ranking key (the deviation, ties broken by the second difference: a
-    jump sticks out of both its neighbours); None when nothing can be judged (fewer than 7
-    usable frames, no noise).
-
-    A series positive on every kept frame is taken in logarithm (relative deviations); the sigma
-    is the point-to-point noise from second differences, at least 1 % of the value (a nearly
-    noiseless quantity must still change by a meaningful amount to be an outlier).
-    """
-    v = np.asarray(v, float)
-    ok = keep & np.isfinite(v)
-    idx = np.flatnonzero(ok)
-    if idx.size < 7:
-        return None
-    relative = bool(np.all(v[idx] > 0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.log(v) if relative else v.copy()
-    x = idx.astype(float)
-    if time is not None and np.isfinite(time[idx]).all() and np.all(np.diff(time[idx]) > 0):
-        x = np.asarray(time, float)[idx]
-    trend = _local_trend(y[idx], x)
-    d2 = y[idx][:-2] - 2 * y[idx][1:-1] + y[idx][2:]  # white noise: sqrt(6) sigma; a smooth trend: ~0
-    sigma = diffphot.MAD_TO_SIGMA * diffphot.nanmedian(np.abs(d2 - diffphot.nanmedian(d2))) / np.sqrt(6)
-    level = np.interp(np.arange(v.size), idx, trend)
-    floor = np.log1p(RELATIVE_SIGMA_FLOOR) if relative else RELATIVE_SIGMA_FLOOR * np.abs(level)
-    sig = np.maximum(sigma, floor)
-    if not np.any(sig > 0):
-        return None
-    bump = np.zeros(v.size)
-    bump[idx[1:-1]] = np.abs(d2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dev = np.abs(y - level) / sig
-        return dev, dev + 1e-3 * bump / sig
-
-
-def _local_max(dev: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """True for kept frames whose ``dev`` is the largest among the kept frames within 4 of them
-    (a jump disturbs the running median, and the end-point extrapolation, that far)."""
-    idx = np.flatnonzero(keep & np.isfinite(dev))
-    out = np.zeros(dev.size, bool)
-    if idx.size:
-        d = np.pad(dev[idx], 4, constant_values=-np.inf)
-        out[idx] = dev[idx] >= np.lib.stride_tricks.sliding_window_view(d, 9).max(axis=1)
-    return out
-
-
-def _local_trend(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Running median of 5 (3 next to the ends; at the ends the median of the value, its smoothed
-    neighbour and an extrapolation to its position ``x``: Tukey's end-point rule). Of two
-    extrapolations the one nearer the value is used: the parabola through the next three smoothed
-    values (follows a curved trend) and the median of the straight lines through every pair of the
-    next five values (not moved by one jump among them); an end frame is an outlier when both miss.
-
-    A median of a monotonic window is its middle value, so any smooth monotonic trend, however
-    curved, is followed exactly, while one or two outlying frames never set it.
-    """
-    n = y.size
-    z = y.copy()
-    z[2:-2] = np.median(np.lib.stride_tricks.sliding_window_view(y, 5), axis=1)
-    z[1], z[-2] = np.median(y[:3]), np.median(y[-3:])
-    z[0] = np.median([y[0], z[1], _extrapolate(x[1:6], y[1:6], z[1:4], x[0], y[0])])
-    z[n - 1] = np.median([y[-1], z[-2], _extrapolate(x[-6:-1][::-1], y[-6:-1][::-1], z[-4:-1][::-1],
-                                                     x[-1], y[-1])])
-    return z
-
-
-def _extrapolate(x, y, z, at, value) -> float:
-    """The extrapolation to ``at`` nearer ``value``: the parabola through (x[:3], z) or the median
-    of the straight lines through every pair of points (x, y)."""
-    (x0, x1, x2), (z0, z1, z2) = x[:3], z
-    parabola = (z0 * (at - x1) * (at - x2) / ((x0 - x1) * (x0 - x2))
-                + z1 * (at - x0) * (at - x2) / ((x1 - x0) * (x1 - x2))
-                + z2 * (at - x0) * (at - x1) / ((x2 - x0) * (x2 - x1)))
-    j, k = np.triu_indices(len(x), 1)
-    line = np.median(y[j] + (y[j] - y[k]) * (at - x[j]) / (x[j] - x[k]))
-    return float(parabola if abs(parabola - value) <= abs(line - value) else line)
-
+        return cls(**read_fluxes(path))

@@ -1,11 +1,15 @@
-"""Differential photometry maths on synthetic nights with a known truth (reduce.diffphot)."""
+"""Differential photometry maths on synthetic nights with a known truth (reduce.lightcurve: ensemble,
+aperture_choice, binning, stats)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from reduce import diffphot
-from reduce.fluxes import Fluxes
+from reduce.lightcurve.aperture_choice import best_aperture, seeing_trend
+from reduce.lightcurve.binning import binned
+from reduce.lightcurve.ensemble import differential, select_comparisons, usable_frames, weights_broeg
+from reduce.lightcurve.stats import p2p_scatter
+from reduce import Fluxes
 
 RADII = np.array([2.0, 3.0, 4.0, 6.0, 8.0])
 ENCLOSED = np.array([0.55, 0.80, 0.92, 0.98, 0.995])
@@ -70,11 +74,11 @@ def floor(rel, comps, target=0):
 
 def test_weights_broeg_downweights_variables_and_follows_inverse_variance():
     fl, truth = synthetic(2)
-    frames = diffphot.usable_frames(fl.fluxes, 0)
-    comps = diffphot.select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
+    frames = usable_frames(fl.fluxes, 0)
+    comps = select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
                                         saturation=fl.meta["saturation"], max_comps=20)
     assert not comps[:, 0].any() and not comps[:, truth["saturated"]].any()
-    w, info = diffphot.weights_broeg(fl.fluxes, fl.errors, comps=comps, frames=frames)
+    w, info = weights_broeg(fl.fluxes, fl.errors, comps=comps, frames=frames)
     assert np.allclose(w.sum(axis=1), 1)
     for v in truth["variables"]:
         assert np.all(w[:, v] == 0) and info["rejected"][:, v].all()
@@ -89,10 +93,10 @@ def test_weights_broeg_downweights_variables_and_follows_inverse_variance():
 
 def test_weights_without_errors_still_reject_variables():
     fl, truth = synthetic(3)
-    frames = diffphot.usable_frames(fl.fluxes, 0)
-    comps = diffphot.select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
+    frames = usable_frames(fl.fluxes, 0)
+    comps = select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
                                         saturation=fl.meta["saturation"])
-    w, info = diffphot.weights_broeg(fl.fluxes, None, comps=comps, frames=frames)
+    w, info = weights_broeg(fl.fluxes, None, comps=comps, frames=frames)
     assert np.all(w[:, truth["variables"]] == 0)
     assert np.count_nonzero(w[2]) >= 8
 
@@ -102,7 +106,7 @@ def test_differential_propagates_errors_and_leaves_comps_out():
     f = np.full((1, 3, 400), 1000.0) * (1 + rng.normal(0, 0.01, (1, 3, 400)))
     e = np.full_like(f, 10.0)
     w = np.array([0.0, 0.5, 0.5])
-    d, de = diffphot.differential(f, e, w)
+    d, de = differential(f, e, w)
     # target relative error 1 %, ensemble of two 1 % stars: 0.71 % -> 1.22 %
     assert np.allclose(np.median(de[0, 0] / d[0, 0]), np.sqrt(1e-4 + 0.5e-4), rtol=0.03)
     assert np.isclose(np.median(d[0, 0]), 1.0)
@@ -114,7 +118,7 @@ def test_differential_propagates_errors_and_leaves_comps_out():
 
 def test_differential_rejects_bad_weights():
     with pytest.raises(ValueError, match="non-negative"):
-        diffphot.differential(np.ones((1, 2, 5)), None, np.array([0.0, -1.0]))
+        differential(np.ones((1, 2, 5)), None, np.array([0.0, -1.0]))
 
 
 def test_best_aperture_prefers_lowest_white_noise_and_ignores_trends():
@@ -123,13 +127,13 @@ def test_best_aperture_prefers_lowest_white_noise_and_ignores_trends():
     trend = 0.02 * np.sin(time * 30)
     noise = np.array([0.004, 0.001, 0.002])
     curves = 1 + trend + rng.normal(size=(3, 500)) * noise[:, None]
-    idx, metric = diffphot.best_aperture(curves, time=time)
+    idx, metric = best_aperture(curves, time=time)
     assert idx == 1
     assert np.allclose(metric, noise, rtol=0.15)
-    idx_b, _ = diffphot.best_aperture(curves, time=time, method="binned", dt=0.01)
+    idx_b, _ = best_aperture(curves, time=time, method="binned", dt=0.01)
     assert idx_b in (1, 2)
     with pytest.raises(ValueError, match="unknown method"):
-        diffphot.best_aperture(curves, method="nope")
+        best_aperture(curves, method="nope")
 
 
 def _short_night(seed=3, n=20):
@@ -149,13 +153,13 @@ def test_best_aperture_sees_a_seeing_trend_that_p2p_misses():
     noise = np.array([0.002, 0.0015, 0.0003])
     curves = signal * (1 + rng.normal(size=(3, time.size)) * noise[:, None])
     curves[2] *= 1 - 0.005 * z
-    idx, _ = diffphot.best_aperture(curves, time=time)
+    idx, _ = best_aperture(curves, time=time)
     assert idx == 2  # p2p alone: the lowest white noise wins
-    idx, metric = diffphot.best_aperture(curves, time=time, seeing=seeing, anchor=0)
+    idx, metric = best_aperture(curves, time=time, seeing=seeing, anchor=0)
     assert idx == 1
     assert metric[2] > 0.004  # the trend (0.005 rms) is counted
     # by default the anchor is the smallest aperture as good as the best by p2p (here 1)
-    assert diffphot.best_aperture(curves, time=time, seeing=seeing)[0] == 1
+    assert best_aperture(curves, time=time, seeing=seeing)[0] == 1
 
 
 def test_best_aperture_seeing_penalty_ignores_the_targets_own_signal():
@@ -164,8 +168,8 @@ def test_best_aperture_seeing_penalty_ignores_the_targets_own_signal():
     signal = 1 + 0.005 * (seeing - seeing.mean()) / seeing.std()
     noise = np.array([0.003, 0.001, 0.002])
     curves = signal * (1 + rng.normal(size=(3, time.size)) * noise[:, None])
-    plain_idx, plain = diffphot.best_aperture(curves, time=time)
-    idx, metric = diffphot.best_aperture(curves, time=time, seeing=seeing, anchor=0)
+    plain_idx, plain = best_aperture(curves, time=time)
+    idx, metric = best_aperture(curves, time=time, seeing=seeing, anchor=0)
     assert idx == plain_idx == 1
     assert np.all(metric <= 1.2 * plain)  # white noise in the ratio is not taken for a trend
 
@@ -173,28 +177,28 @@ def test_best_aperture_seeing_penalty_ignores_the_targets_own_signal():
 def test_seeing_trend_is_the_rms_of_the_fitted_line():
     seeing = np.array([3.0, 3.5, 4.0, 4.5, 5.0, np.nan])
     curve = 1 + 0.01 * (np.nan_to_num(seeing) - 4.0)
-    assert np.isclose(diffphot.seeing_trend(curve[None, :5], seeing[:5])[0], 0.01 * np.std(seeing[:5]))
-    assert diffphot.seeing_trend(np.ones((1, 6)), np.full(6, 4.0))[0] == 0.0  # no seeing change
+    assert np.isclose(seeing_trend(curve[None, :5], seeing[:5])[0], 0.01 * np.std(seeing[:5]))
+    assert seeing_trend(np.ones((1, 6)), np.full(6, 4.0))[0] == 0.0  # no seeing change
 
 
 def test_binned_known_values():
     time = np.array([0.0, 0.1, 0.2, 1.0, 1.1, 2.5])
     values = np.array([1.0, 2.0, 3.0, 4.0, 6.0, 10.0])
     errors = np.array([0.1, 0.1, 0.1, 0.3, 0.4, 0.5])
-    tb, m, e, n = diffphot.binned(time, values, 1.0, error=errors, estimate_error=True)
+    tb, m, e, n = binned(time, values, 1.0, error=errors, estimate_error=True)
     assert np.allclose(tb, [0.1, 1.05, 2.5])
     assert np.allclose(m, [2.0, 5.0, 10.0]) and n.tolist() == [3, 2, 1]
     assert np.allclose(e, [1.0 / np.sqrt(3), np.sqrt(2) / np.sqrt(2), 0.5])  # n==1: propagated
-    _, _, e2, _ = diffphot.binned(time, values, 1.0, error=errors, estimate_error=False)
+    _, _, e2, _ = binned(time, values, 1.0, error=errors, estimate_error=False)
     assert np.allclose(e2, [np.sqrt(0.03) / 3, 0.5 / 2, 0.5])
     with pytest.raises(ValueError, match="dt must be > 0"):
-        diffphot.binned(time, values, 0)
+        binned(time, values, 0)
 
 
 def test_binned_ignores_nans_and_unsorted_time():
     time = np.array([0.3, 0.0, 0.1, 0.2])
     values = np.array([[4.0, 1.0, np.nan, 3.0]])
-    tb, m, e, n = diffphot.binned(time, values, 0.25)
+    tb, m, e, n = binned(time, values, 0.25)
     assert np.allclose(tb, [0.1, 0.3]) and np.allclose(m, [[2.0, 4.0]]) and n.tolist() == [[2, 1]]
 
 
@@ -202,7 +206,7 @@ def test_p2p_scatter_is_robust_to_outliers():
     rng = np.random.default_rng(5)
     x = rng.normal(0, 0.01, 2000)
     x[::100] += 1.0
-    assert abs(diffphot.p2p_scatter(x) - 0.01) < 0.001
+    assert abs(p2p_scatter(x) - 0.01) < 0.001
 
 
 def test_weights_ignore_a_candidate_missing_in_a_frame():
@@ -210,7 +214,7 @@ def test_weights_ignore_a_candidate_missing_in_a_frame():
     comps = np.ones(fl.shape[:2], bool)
     comps[:, [0, 1]] = False
     fl.fluxes[:, 3, 50] = np.nan
-    w, _ = diffphot.weights_broeg(fl.fluxes, fl.errors, comps=comps)
+    w, _ = weights_broeg(fl.fluxes, fl.errors, comps=comps)
     assert np.all(w[:, 3] == 0) and np.all(np.isfinite(w)) and np.allclose(w.sum(axis=1), 1)
 
 
@@ -218,7 +222,7 @@ def test_few_frames_fall_back_to_expected_noise_weights():
     fl, truth = synthetic(8, n_frames=6)
     comps = np.zeros(fl.shape[:2], bool)
     comps[:, [2, 3, 5]] = True
-    w, info = diffphot.weights_broeg(fl.fluxes, fl.errors, comps=comps)
+    w, info = weights_broeg(fl.fluxes, fl.errors, comps=comps)
     inv = 1 / np.median((fl.errors / fl.fluxes)[:, [2, 3, 5]], axis=-1) ** 2
     assert np.allclose(w[:, [2, 3, 5]], inv / inv.sum(axis=1, keepdims=True))
     assert info["iterations"] == 0 and not info["rejected"].any()
@@ -255,10 +259,10 @@ def test_aperture_choice_skips_radii_that_do_not_fit_and_flags_the_chosen_ones_g
 
 def test_raw_saturated_flags_decide_over_calibrated_peaks():
     fl, truth = synthetic(31, n_frames=100, variables=())
-    frames = diffphot.usable_frames(fl.fluxes, 0)
+    frames = usable_frames(fl.fluxes, 0)
     flags = np.zeros(fl.shape[1:], bool)
     flags[5, 40] = True  # clipped in one raw frame, although its calibrated peak looks fine
-    comps = diffphot.select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
+    comps = select_comparisons(fl.fluxes, target=0, frames=frames, peak=fl.data["peak"],
                                         saturation=fl.meta["saturation"], saturated=flags)
     assert not comps[:, 5].any() and comps[:, truth["saturated"]].all()  # flags are the authority
     fl.data["saturated"] = flags
@@ -291,3 +295,23 @@ def test_sky_clip_keeps_a_twilight_decline_and_rejects_single_frame_jumps(cadenc
         out = jumped.sigma_clipping_data(bkg=3)
         assert [r["index"] for r in out.meta["rejected"]] == [i], minute
         assert out.meta["rejected"][0]["reason"].startswith("bkg outlier")
+
+
+def test_nanmedian_is_numpys_without_warnings():
+    """Bit for bit np.nanmedian (the products depend on it), NaN for all-NaN or empty slices."""
+    import warnings
+
+    from reduce.lightcurve.stats import nanmedian
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(6, 5, 40)) * 10.0 ** rng.uniform(-5, 5, size=(6, 5, 1))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = [np.nanmedian(a, axis=k) for k in (0, 1, 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for k in (0, 1, 2):
+            assert nanmedian(a, axis=k).tobytes() == expected[k].tobytes()
+        assert np.isnan(nanmedian(np.empty((3, 0)))).all() and nanmedian(np.empty((3, 0))).shape == (3,)

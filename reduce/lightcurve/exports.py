@@ -1,6 +1,6 @@
 """Exports observers submit: the AAVSO extended file format and EXOTIC's pre-reduced input.
 
-Both are built from the light-curve table (:func:`reduce.io.tables.lightcurve_table`) and keep
+Both are built from the light-curve table (:func:`reduce.lightcurve.tables.lightcurve_table`) and keep
 only the good frames (flag 0, finite values): a submitted file carries no NaN and no flagged
 point. Text is built in memory so the caller writes it atomically with the other outputs.
 
