@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import re
 import statistics
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -54,11 +53,11 @@ class Group:
     @property
     def label(self) -> str:
         """``<night>_<telescope>_<target>_<filter>`` (calibration groups use their type as target),
-        safe as a file name."""
-        target = self.target if self.type == "light" else self.type
-        parts = [self.night or "undated", self.telescope or "unknown", target or "unknown",
-                 self.filter or "nofilter"]
-        return "_".join(re.sub(r"[^A-Za-z0-9.+\-]+", "-", p).strip("-") or "x" for p in parts)
+        the name of the group's products (:func:`reduce.io.names.safe_stem`: one name everywhere)."""
+        from ..io.names import safe_stem
+
+        return safe_stem(self.night, self.telescope, self.target if self.type == "light" else self.type,
+                         self.filter)
 
     def __len__(self) -> int:
         return len(self.files)
