@@ -253,9 +253,9 @@ class PointSourceDetection(Block):
         idx = np.arange(len(xy))
         if not self.min_separation or len(xy) < 2:
             return idx
-        from ..algorithms.neighbors import Neighbors
+        from scipy.spatial import cKDTree
 
         drop = np.zeros(len(xy), bool)
-        for i, j in Neighbors(xy).query_pairs(self.min_separation):
+        for i, j in cKDTree(xy).query_pairs(self.min_separation, output_type="ndarray"):
             drop[max(i, j)] = True  # the fainter of the pair (sorted brightest first)
         return idx[~drop]
