@@ -129,6 +129,8 @@ class _PSFFit(Block):
         stamp, offset = self._stamp(np.asarray(image.epsf, dtype=float))
         params = type(self)._fit(stamp)
         fwhm = params["fwhm"]
+        if not params["success"]:
+            raise FrameRejected(f"{self.name}: the PSF fit did not converge (fwhm={fwhm:g})")
         if not np.isfinite(fwhm) or fwhm <= 0 or fwhm > 2 * image.epsf.shape[0]:
             raise FrameRejected(f"{self.name}: the PSF fit failed (fwhm={fwhm:g})")
         params["x"] += offset

@@ -6,7 +6,7 @@ import pytest
 
 from reduce import blocks
 from reduce.algorithms.psf import fit_moffat, moffat2d, moffat_fwhm
-from reduce.core.errors import NoSources
+from reduce.core.errors import FrameRejected, NoSources
 from reduce.core.sequence import Sequence
 from reduce.image import Image, Sources
 
@@ -52,6 +52,19 @@ def test_moffat_fwhm_formula_on_a_noise_free_model():
     p = fit_moffat(stamp)
     assert np.isclose(p["fwhm_major"], moffat_fwhm(alpha * 1.2, beta), rtol=1e-4)
     assert np.isclose(p["x"], 12.3, atol=1e-4) and np.isclose(p["theta"], 0.3, atol=1e-4)
+
+
+@pytest.mark.parametrize("fit", [blocks.Moffat2D, blocks.Gaussian2D])
+def test_a_fit_that_does_not_converge_rejects_the_frame(fit):
+    """An ePSF whose corner holds a brighter blended star (seen in twilight) has no profile to
+    converge on inside the bounds: the frame is rejected, no FWHM is made up."""
+    y, x = np.mgrid[0:21, 0:21]
+    epsf = np.exp(-((x - 10) ** 2 + (y - 10) ** 2) / 5) + 1.2 * np.exp(-((x - 19.5) ** 2 + (y - 2.5) ** 2) / 4)
+    image = Image(data=np.zeros((5, 5), np.float32))
+    image.epsf = (epsf + 0.03).astype(np.float32)
+    with pytest.raises(FrameRejected, match="did not converge"):
+        fit().run(image)
+    assert image.fwhm is None
 
 
 def test_cutouts_skip_saturated_edge_and_crowded_sources():
