@@ -33,6 +33,7 @@ from functools import lru_cache
 import numpy as np
 
 from .centroids import cutouts
+from .stats import sorted_median
 
 __all__ = ["circular_sums", "annulus_stats", "annulus_values", "EDGE", "MASKED", "SATURATED"]
 
@@ -327,7 +328,7 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
     flat = vals.ravel()
     base = rows * (width + 1)
     lo, hi = np.zeros(m, np.intp), counts.astype(np.intp)
-    med0 = _median(flat, base, lo, hi)
+    med0 = sorted_median(flat, base + lo, base + hi)
     vals -= med0[:, None]  # centred values keep the sums accurate
     finite = np.isfinite(vals)
     vals[~finite] = 0.0   # the +inf padding (never inside a row's [lo, hi) range)
@@ -339,7 +340,7 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
     keys = (np.where(finite, vals, span) + off[:, None]).ravel()
     both = np.concatenate([base, base])
     for _ in range(maxiters):
-        med, std = _median(flat, base, lo, hi), _std(s1, s2, lo, hi)
+        med, std = sorted_median(flat, base + lo, base + hi), _std(s1, s2, lo, hi)
         # as astropy: values outside med +- sigma std are removed, never brought back; the
         # upper bound is searched just above it ('right' semantics: values equal to it stay)
         bounds = np.concatenate([med - sigma * std + off, np.nextafter(med + sigma * std + off, np.inf)])
@@ -352,16 +353,9 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
                                np.concatenate([new_lo - lo, hi - new_hi]), m)
         s1, s2 = s1 - d1, s2 - d2
         lo, hi = new_lo, new_hi
-    med_out[ok] = _median(flat, base, lo, hi) + med0
+    med_out[ok] = sorted_median(flat, base + lo, base + hi) + med0
     std_out[ok], n_out[ok] = _std(s1, s2, lo, hi), hi - lo
     return med_out, std_out, n_out
-
-
-def _median(flat, base, lo, hi):
-    """Median of each sorted row's values in [lo, hi) (never empty), rows of ``flat`` starting
-    at ``base``."""
-    kk = hi - lo
-    return 0.5 * (flat[base + lo + (kk - 1) // 2] + flat[base + lo + kk // 2])
 
 
 def _std(s1, s2, lo, hi):

@@ -2,7 +2,10 @@
 
 Pure array code (ccdproc's Combiner design): rejection and combination are separate steps, and
 :func:`tiled_combine` bounds memory by combining row tiles, asking the caller for only the rows
-it needs, so hundreds of frames fit in a fixed budget.
+it needs, so hundreds of frames fit in a fixed budget. The rules are astropy's ``sigma_clip(
+cenfunc='median', stdfunc='mad_std')`` but for a floor on the MAD (0.3 std: a MAD of 0 on repeated
+integer values must not clip everything) and never rejecting every frame of a pixel; a median
+master is 2-3x faster than astropy's, in half its workspace (benchmarks/bench_pipeline.py).
 """
 from __future__ import annotations
 
