@@ -271,16 +271,19 @@ def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
     ix = np.floor(xy[:, 0] + 0.5).astype(np.int64)
     iy = np.floor(xy[:, 1] + 0.5).astype(np.int64)
     reach = int(np.max(np.abs(dx), initial=0))
-    if ix.min() >= reach and iy.min() >= reach and ix.max() < nx - reach and iy.max() < ny - reach:
-        index = (iy * nx + ix)[:, None] + (dy * nx + dx)
-        inside = None
-    else:  # some annuli leave the frame: those pixels are left out
-        px, py = ix[:, None] + dx, iy[:, None] + dy
+    index = (iy * nx + ix)[:, None] + (dy * nx + dx)
+    # the annuli that leave the frame (only theirs are tested): those pixels are left out
+    near = np.flatnonzero((ix < reach) | (iy < reach) | (ix >= nx - reach) | (iy >= ny - reach))
+    if len(near):
+        px, py = ix[near, None] + dx, iy[near, None] + dy
         inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
-        index = np.where(inside, py * nx + px, 0)
+        index[near] = np.where(inside, index[near], 0)
     vals = np.ascontiguousarray(data).ravel().take(index)
-    if inside is not None:
-        vals[~inside] = np.inf
+    bad = ~np.isfinite(vals)  # pixels without a value (tested before the padding below is set)
+    if bad.any():
+        vals[bad] = np.inf
+    if len(near):
+        vals[near] = np.where(inside, vals[near], np.inf)
     if mask is not None:
         vals[np.ascontiguousarray(mask).ravel().take(index) != 0] = np.inf
     # pixels near either circle: keep those whose centre is in [inner, outer) for this position
@@ -289,9 +292,6 @@ def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
     r2 = bx * bx + by * by
     edge = vals[:, n_certain:]
     edge[(r2 < inner * inner) | (r2 >= outer * outer)] = np.inf
-    bad = ~np.isfinite(vals)
-    if bad.any():
-        vals[bad] = np.inf
     return vals, np.count_nonzero(vals != np.inf, axis=1)
 
 
