@@ -66,14 +66,25 @@ def _pairs(radii: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def _bounds(s, c, size):
     """Candidate inclusive line range ``|c + i| <= s`` (one line too wide at most)."""
-    lo = np.clip(np.ceil(-s - c - 1e-6), 0, size)
-    hi = np.clip(np.floor(s - c + 1e-6), 0, size)
+    lo = np.negative(s)
+    lo -= c
+    lo -= 1e-6
+    np.clip(np.ceil(lo, out=lo), 0, size, out=lo)
+    hi = s - c
+    hi += 1e-6
+    np.clip(np.floor(hi, out=hi), 0, size, out=hi)
     return lo, hi
 
 
-def _finish(lo, hi):
-    empty = hi < lo
-    return np.where(empty, 0, lo).astype(np.intp), np.where(empty, -1, hi).astype(np.intp)
+def _ends(lines, lo, hi):
+    """Flat (start, end) indices of the inclusive ranges ``[lo, hi]`` of each line: ``end`` is one
+    past ``hi``, and equals ``start`` for an empty range (``hi < lo``), whose sum is then 0."""
+    start, end = lo.astype(np.intp), hi.astype(np.intp)
+    np.maximum(end, start - 1, out=end)
+    start += lines
+    end += lines
+    end += 1
+    return start, end
 
 
 def _chunk(v: np.ndarray, cx: np.ndarray, cy: np.ndarray, radii: np.ndarray, jp: np.ndarray,
@@ -101,36 +112,43 @@ def _chunk(v: np.ndarray, cx: np.ndarray, cy: np.ndarray, radii: np.ndarray, jp:
     rp = radii[jp]
     r2p = rp * rp
     lines = (np.arange(n) * k * (k + 1))[:, None] + kp * (k + 1)               # start of line kp
+    axk, ayk = ax[:, kp], ay[:, kp]
     # column view: in corner column K, rows I with y_I^2 <= r^2 - x_K^2
-    xk = x[:, kp]
-    thr = r2p - xk * xk
+    thr = axk * axk
+    np.subtract(r2p, thr, out=thr)
     c = cy[:, None]
     lo, hi = _bounds(np.sqrt(np.maximum(thr, 0.0)), c, size)
     t = c + lo
-    lo += t * t > thr
-    t = c + hi
-    hi -= t * t > thr
-    lo, hi = _finish(lo, hi)
+    t *= t
+    lo += t > thr
+    t = np.add(c, hi, out=t)
+    t *= t
+    hi -= t > thr
+    a, b = _ends(lines, lo, hi)
     flat0, flat1 = cum_c[0].ravel(), cum_c[1].ravel()
-    in0 = flat0.take(lines + hi + 1) - flat0.take(lines + lo)
-    in1 = flat1.take(lines + hi + 1) - flat1.take(lines + lo)
+    in0 = flat0.take(b) - flat0.take(a)
+    in1 = flat1.take(b) - flat1.take(a)
     # row view: in corner row I, columns K with r^2 - x_K^2 >= y_I^2 (the same float predicate)
-    y2 = ay[:, kp] ** 2
+    y2 = ayk ** 2
     c = cx[:, None]
     lo, hi = _bounds(np.sqrt(np.maximum(r2p - y2, 0.0)), c, size)
     t = c + lo
-    lo += r2p - t * t < y2
-    t = c + hi
-    hi -= r2p - t * t < y2
-    lo, hi = _finish(lo, hi)
+    t *= t
+    np.subtract(r2p, t, out=t)
+    lo += t < y2
+    t = np.add(c, hi, out=t)
+    t *= t
+    np.subtract(r2p, t, out=t)
+    hi -= t < y2
+    a, b = _ends(lines, lo, hi)
     flat = cum_r.ravel()
-    row_in0 = flat.take(lines + hi + 1) - flat.take(lines + lo)
-    sx = _seg(np.minimum(ax[:, kp], rp), rp, r2p)
-    sy = _seg(np.minimum(ay[:, kp], rp), rp, r2p)
+    row_in0 = flat.take(b) - flat.take(a)
+    sx = _seg(np.minimum(axk, rp), rp, r2p)
+    sy = _seg(np.minimum(ayk, rp), rp, r2p)
     q = 0.25 * np.pi * radii * radii
     qp = q[jp]
     ck, rk = coltot[:, kp], rowtot[:, kp]
-    terms = sx * (ck - in0) + ax[:, kp] * in1 + qp * (in0 - ck - rk) + sy * (rk - row_in0)
+    terms = sx * (ck - in0) + axk * in1 + qp * (in0 - ck - rk) + sy * (rk - row_in0)
     # lines not in a radius' pairs lie outside its circle: F = q there, summing to q * tot
     return np.add.reduceat(terms, starts, axis=1) + q * tot[:, None]
 
@@ -254,16 +272,19 @@ def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
     ix = np.floor(xy[:, 0] + 0.5).astype(np.int64)
     iy = np.floor(xy[:, 1] + 0.5).astype(np.int64)
     reach = int(np.max(np.abs(dx), initial=0))
-    if ix.min() >= reach and iy.min() >= reach and ix.max() < nx - reach and iy.max() < ny - reach:
-        index = (iy * nx + ix)[:, None] + (dy * nx + dx)
-        inside = None
-    else:  # some annuli leave the frame: those pixels are left out
-        px, py = ix[:, None] + dx, iy[:, None] + dy
+    index = (iy * nx + ix)[:, None] + (dy * nx + dx)
+    # the annuli that leave the frame (only theirs are tested): those pixels are left out
+    near = np.flatnonzero((ix < reach) | (iy < reach) | (ix >= nx - reach) | (iy >= ny - reach))
+    if len(near):
+        px, py = ix[near, None] + dx, iy[near, None] + dy
         inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
-        index = np.where(inside, py * nx + px, 0)
+        index[near] = np.where(inside, index[near], 0)
     vals = np.ascontiguousarray(data).ravel().take(index)
-    if inside is not None:
-        vals[~inside] = np.inf
+    bad = ~np.isfinite(vals)  # pixels without a value (tested before the padding below is set)
+    if bad.any():
+        vals[bad] = np.inf
+    if len(near):
+        vals[near] = np.where(inside, vals[near], np.inf)
     if mask is not None:
         vals[np.ascontiguousarray(mask).ravel().take(index) != 0] = np.inf
     # pixels near either circle: keep those whose centre is in [inner, outer) for this position
@@ -272,9 +293,6 @@ def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
     r2 = bx * bx + by * by
     edge = vals[:, n_certain:]
     edge[(r2 < inner * inner) | (r2 >= outer * outer)] = np.inf
-    bad = ~np.isfinite(vals)
-    if bad.any():
-        vals[bad] = np.inf
     return vals, np.count_nonzero(vals != np.inf, axis=1)
 
 

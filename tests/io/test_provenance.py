@@ -104,3 +104,14 @@ def test_write_json_and_yaml(spec, night, tmp_path):
 def test_package_versions_handles_missing():
     v = package_versions(("numpy", "surely-not-installed-pkg"))
     assert v["numpy"] == np.__version__ and v["surely-not-installed-pkg"] is None
+
+
+@pytest.mark.parametrize("note", ["plain ≥ µ é", "an emoji \U0001F52D"])
+def test_yaml_text_is_the_python_emitters(spec, night, tmp_path, note):
+    """The (libyaml) YAML is the very text of PyYAML's Python emitter, emoji included."""
+    from reduce.io.provenance import _yaml_dump
+
+    rec = record_for(spec, night)
+    rec["extra"] = {"note": note}
+    written = write_provenance(rec, tmp_path / "p.json")
+    assert written[1].read_text(encoding="utf-8") == _yaml_dump(to_plain(rec), libyaml=False)
