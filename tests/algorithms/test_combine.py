@@ -69,3 +69,18 @@ def test_tiled_combine_equals_one_tile():
     whole = combine_stack(st)
     tiled = tiled_combine(5, st.shape[1:], lambda i, r0, r1: st[i, r0:r1], mem_limit_bytes=5 * 70 * 4 * 4 * 7)
     assert np.array_equal(whole, tiled, equal_nan=True)
+
+
+@pytest.mark.parametrize("n, method", [(5, "median"), (15, "mean"), (25, "median")])
+def test_rows_shared_among_threads_give_the_same_bits(n, method):
+    """Masters are combined with their rows shared among the cores: each pixel depends on its own
+    column only, so the result must be the single-thread one to the bit (NaN and outliers too)."""
+    from reduce.algorithms.combine import _combine_in_threads
+
+    rng = np.random.default_rng(n)
+    stack = rng.normal(100, 5, (n, 300, 700)).astype(np.float32)
+    stack[0, 3, 4] = 1e5
+    stack[2, 10:20, 5] = np.nan
+    stack[:, 50, 60] = np.nan
+    one = combine_stack(stack, method=method, sigma=3.0)
+    assert _combine_in_threads(stack, method=method, sigma=3.0, maxiters=3).tobytes() == one.tobytes()
