@@ -31,19 +31,14 @@ def reduce_frames(plan, spec, result, *, config=None, show_progress=True, fail_f
                   executor=None, plotter=None) -> None:
     """The whole chain for one group; fills ``result`` (outputs, choices, flagged frames).
 
-    Figures are drawn by ``plotter`` (a :class:`reduce.plotter.Plotter` shared by a run), else by a
-    helper started here when that pays, else in-process.
+    Figures are drawn by ``plotter`` (a :class:`reduce.plotter.Plotter` shared by a run), else
+    in-process.
     """
     from .io.fitsimage import FITSImage
 
     loader = functools.partial(FITSImage, config=config) if config is not None else FITSImage
-    own = None if plotter is not None else _start_plotter(spec)
-    try:
-        _reduce_frames(plan, spec, result, config=config, show_progress=show_progress,
-                       fail_fast=fail_fast, executor=executor, loader=loader, plotter=plotter or own)
-    finally:
-        if own is not None:
-            own.close()
+    _reduce_frames(plan, spec, result, config=config, show_progress=show_progress, fail_fast=fail_fast,
+                   executor=executor, loader=loader, plotter=plotter)
 
 
 def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, executor, loader,
@@ -97,16 +92,15 @@ def _reduce_frames(plan, spec, result, *, config, show_progress, fail_fast, exec
     try:
         figures = _submit_figures(plan, spec, diff, ref, target, plotter, staged, table)
         try:
-            _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter, staged)
+            _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, staged)
         except BaseException:
-            _discard_figures(figures, plotter)
+            _discard_figures(figures)
             raise
     finally:
         staged.discard()  # empty after a commit; after a failure, the previous outputs stay
 
 
-def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter,
-            staged) -> None:
+def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, staged) -> None:
     """Group summary in ``result``, then every output file."""
     rejected = _rejection_reasons(diff)
     result.n_frames = len(table)  # every file of the group, measured or not
@@ -119,7 +113,7 @@ def _finish(plan, spec, config, raw, diff, table, ref, target, seq, result, figu
     if clipped:
         log.info("%s: %d frame(s) set aside by the differential step (outliers)", plan.name, len(clipped))
     result.outputs = _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result,
-                                    figures=figures, plotter=plotter, staged=staged)
+                                    figures=figures, staged=staged)
 
 
 def _quick_detection(blocks, ref) -> None:
@@ -761,19 +755,6 @@ def _reason(seq, file: str, flags: int, rejected: dict | None = None) -> str:
     return "; ".join(msgs) or ", ".join(decode_flags(flags))
 
 
-def _start_plotter(spec):
-    """The figure helper process (see :mod:`reduce.plotter`) when the recipe asks for figures."""
-    if not spec.outputs.plot:
-        return None
-    # every frame's header goes through astropy.io.fits next: imported before the fork, the
-    # helper inherits astropy (units included) and its figure imports cost it 0.2 s less
-    import astropy.io.fits  # noqa: F401
-
-    from .plotter import start_plotter
-
-    return start_plotter()
-
-
 def _figure_jobs(plan, spec, diff, ref, target, staged, table=None) -> list:
     """The group's two figures as jobs, drawn into the staging folder ``staged``: light curve with
     diagnostics (titled with the group's target, date, telescope and filter), reference with every
@@ -806,29 +787,29 @@ def _annulus_px(spec, ref):
 def _submit_figures(plan, spec, diff, ref, target, plotter, staged, table=None) -> list:
     """Figure jobs of the group, handed to the helper now (it draws into the staging folder while
     tables are written; the previous figures are replaced only when the whole set is committed)."""
+    from . import plotter as figures
+
     if not spec.outputs.plot:
         return []
-    jobs = _figure_jobs(plan, spec, diff, ref, target, staged, table)
-    if plotter is not None:
-        plotter.submit(jobs)
-    return jobs
+    return figures.submit(_figure_jobs(plan, spec, diff, ref, target, staged, table), plotter)
 
 
-def _discard_figures(figures, plotter) -> None:
-    """The group failed after its figures were handed over: let the helper finish the batch (so it
-    writes nothing later) and drop what it drew; the previous run's figures are never touched."""
-    if plotter is not None and figures:
-        plotter.discard()
+def _discard_figures(figures) -> None:
+    """The group failed after its figures were handed over: wait for the helper (so it writes
+    nothing later); the staging folder goes with what it drew, the previous figures stay."""
+    from .plotter import discard
+
+    discard(figures)
 
 
 def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, result, *, figures=None,
-                   plotter=None, staged=None) -> list:
+                   staged=None) -> list:
     """CSV/FITS tables, figures and provenance, committed together as one set (or not at all).
 
     Every file is written into the staging folder ``staged`` (an :class:`~reduce.io.atomic.OutputSet`)
-    and moved into the output folder only once all are complete. ``figures`` (jobs from
-    :func:`_figure_jobs`) may already be drawing in ``plotter``; they are collected after the
-    tables and provenance are written (drawn here when the helper failed).
+    and moved into the output folder only once all are complete. ``figures`` (from
+    :func:`reduce.plotter.submit`) may already be drawing in the helper; they are collected after
+    the tables and provenance are written (drawn here when no helper drew them).
     """
     from .io.atomic import OutputSet
 
@@ -836,20 +817,20 @@ def _write_outputs(plan, spec, config, raw, diff, table, ref, target, seq, resul
     staged = OutputSet(plan.outdir, plan.stem) if own else staged
     try:
         written = _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result,
-                                figures, plotter, staged)
+                                figures, staged)
         return staged.commit(written)
     finally:
         if own:
             staged.discard()
 
 
-def _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result, figures, plotter,
+def _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result, figures,
                   staged) -> list:
     """_write_outputs' files, in the staging folder; returns their staged paths."""
     from .io.atomic import atomic_write_text
     from .io.provenance import provenance_record, write_provenance
     from .io.tables import product_extras, write_lightcurve
-    from .plotter import draw_all
+    from .plotter import collect, submit
 
     stem = staged.path(plan.stem)
     outs = spec.outputs
@@ -865,7 +846,7 @@ def _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result
     for suffix, text in exports:
         written.append(atomic_write_text(Path(f"{stem}{suffix}"), text))
     if outs.plot and figures is None:
-        figures = _figure_jobs(plan, spec, diff, ref, target, staged, table)
+        figures = submit(_figure_jobs(plan, spec, diff, ref, target, staged, table))
     plot_at = len(written)
     if outs.provenance:
         record = provenance_record(
@@ -884,7 +865,7 @@ def _write_staged(plan, spec, config, raw, diff, table, ref, target, seq, result
                    "timing": seq.timing(), **_alignment_methods(seq)})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
-        written[plot_at:plot_at] = draw_all(figures, plotter)
+        written[plot_at:plot_at] = collect(figures)
     return written
 
 

@@ -134,9 +134,9 @@ def _start_plotter(recipe):
     # (units included, 0.2 s) is shared with the helper instead of imported twice
     import astropy.io.fits  # noqa: F401
 
-    from .plotter import start_plotter
+    from . import plotter
 
-    return start_plotter()
+    return plotter.start()
 
 
 _FREEZE_REGISTERED = False
@@ -410,8 +410,8 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
                  executor=None, plotter=None) -> GroupResult:
     """Reduce one light group; a failure skips the group (recorded), never the run.
 
-    ``plotter``: a :class:`reduce.plotter.Plotter` shared by the run's groups (default: one per
-    group when it pays, see :func:`reduce.plotter.start_plotter`).
+    ``plotter``: a :class:`reduce.plotter.Plotter` shared by the run's groups (default: figures
+    drawn in-process).
     """
     t0 = time.perf_counter()
     result = GroupResult(plan=plan, n_frames=len(plan.frames), started=_utc_now())
