@@ -99,8 +99,12 @@ def _warm_up() -> None:
 
 
 class Plotter:
-    """One forked worker process drawing figures: ``submit(fn, *args)`` returns a
-    ``concurrent.futures.Future``; ``close()`` waits for it and reaps it (also a context manager)."""
+    """One worker process drawing figures: ``submit(fn, *args)`` returns a
+    ``concurrent.futures.Future``; ``close()`` waits for it and reaps it (also a context manager).
+
+    The worker is forked when this process has no other thread (fork is then safe, and shares the
+    modules already imported), else it is a fresh interpreter.
+    """
 
     def __init__(self):
         import multiprocessing
@@ -108,9 +112,10 @@ class Plotter:
 
         from .core.executors import worker_init
 
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+        how = "fork" if threading.active_count() == 1 else "spawn"
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(how),
                                          initializer=worker_init, initargs=(os.getpid(),))
-        self._pool.submit(_warm_up)  # forks the worker now, before any thread exists
+        self._pool.submit(_warm_up)  # starts the worker now
 
     def submit(self, fn, *args):
         """Run ``fn(*args)`` in the worker; its future."""
@@ -131,13 +136,12 @@ _STARTED = False
 
 
 def start() -> Plotter | None:
-    """A helper when it pays: for the first run of a single-threaded Linux process.
+    """A helper when it pays: for the first run of a process (the ``reduce`` command runs once).
 
     ``None`` (figures drawn in-process) when matplotlib is already imported here or a helper was
     already started by this process (a long-lived process, e.g. a test session, then imports
-    matplotlib once instead of once per run), when threads exist (forking is then unsafe), when
-    ``REDUCE_PLOTTER=0``, or when the helper cannot be started. ``REDUCE_PLOTTER=1`` starts one
-    whenever forking is safe.
+    matplotlib once instead of once per run), when ``REDUCE_PLOTTER=0``, or when the helper cannot
+    be started. ``REDUCE_PLOTTER=1`` always starts one.
     """
     global _STARTED
     setting = os.environ.get("REDUCE_PLOTTER", "").strip().lower()
@@ -145,8 +149,6 @@ def start() -> Plotter | None:
         return None
     forced = setting in ("1", "yes", "true", "on")
     if not forced and (_STARTED or "matplotlib.figure" in sys.modules):
-        return None
-    if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return None
     try:
         _STARTED = True

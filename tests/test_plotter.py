@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -109,7 +108,7 @@ def test_discard_waits_for_the_figures_being_drawn(tmp_path):
         assert {p.name for p in (tmp_path / "gone").iterdir()} == written  # nothing written later
 
 
-def test_close_stops_a_helper_still_importing():
+def test_close_reaps_the_helper():
     plotter = P.Plotter()
     pid = plotter.submit(os.getpid).result()
     plotter.close()
@@ -120,7 +119,8 @@ def test_close_stops_a_helper_still_importing():
 def test_helper_exits_when_its_parent_is_killed():
     code = ("import os, sys, time\n"
             "from reduce import plotter\n"
-            "print(plotter.Plotter().submit(os.getpid).result(), flush=True)\n"
+            "helper = plotter.Plotter()\n"
+            "print(helper.submit(os.getpid).result(), flush=True)\n"
             "time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -146,11 +146,16 @@ def test_start_policy(monkeypatch):
     helper = P.start()
     assert helper is not None
     helper.close()
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        assert P.start() is None, "no fork while another thread runs"
-    finally:
-        stop.set()
-        other.join()
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=["fork", "spawn"])
+def test_a_fresh_interpreter_when_threads_exist(tmp_path, monkeypatch, threads):
+    """Forked only from a single-threaded process; else spawned: the same PNGs either way."""
+    monkeypatch.setattr(P.threading, "active_count", lambda: threads)
+    ref_jobs = _jobs(tmp_path, "inproc")
+    P.collect(P.submit(ref_jobs))
+    jobs = _jobs(tmp_path, "helper")
+    with P.Plotter() as plotter:
+        assert plotter._pool._mp_context.get_start_method() == ("fork" if threads == 1 else "spawn")
+        assert P.collect(P.submit(jobs, plotter)) == [j.path for j in jobs]
+    assert [j.path.read_bytes() for j in jobs] == [j.path.read_bytes() for j in ref_jobs]
