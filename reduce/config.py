@@ -166,12 +166,14 @@ class Config:
 
 
 def default_config_path() -> Path | None:
-    """The standard user config: ``$REDUCE_CONFIG`` or ``$XDG_CONFIG_HOME/reduce/config.yaml``."""
+    """The standard user config: ``$REDUCE_CONFIG``, else ``config.yaml`` in the platform's user
+    config folder (``$XDG_CONFIG_HOME/reduce``, by default ``~/.config/reduce``, on Linux)."""
     env = os.environ.get("REDUCE_CONFIG")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    p = Path(base) / "reduce" / "config.yaml"
+    from platformdirs import user_config_path
+
+    p = user_config_path("reduce", appauthor=False) / "config.yaml"
     return p if p.exists() else None
 
 

@@ -49,10 +49,12 @@ def writable_dir(path: Path) -> bool:
 
 
 def cache_index_path(night) -> Path:
-    """Per-user cache location: ``$XDG_CACHE_HOME/reduce/<hash of the night path>.sqlite``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """Per-user cache location: ``<hash of the night path>.sqlite`` in the platform's user cache
+    folder (``$XDG_CACHE_HOME/reduce``, by default ``~/.cache/reduce``, on Linux)."""
+    from platformdirs import user_cache_path
+
     digest = hashlib.sha1(os.path.abspath(os.fspath(night)).encode()).hexdigest()[:16]
-    return Path(base) / "reduce" / f"{digest}.sqlite"
+    return user_cache_path("reduce", appauthor=False) / f"{digest}.sqlite"
 
 
 def default_index_path(night) -> Path:

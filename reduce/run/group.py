@@ -17,7 +17,7 @@ import numpy as np
 
 from ..model.errors import ClusterUnavailable, ReduceError
 from ..model.flags import Flag
-from .outputs import discard_figures, start_figure_helper, submit_figures, write_outputs
+from .outputs import discard_figures, submit_figures, write_outputs
 from .reference import choose_reference, fill_pointing, quick_detection
 from .plan import GroupPlan
 from .report import GroupResult
@@ -54,16 +54,13 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
     """Reduce one light group; a failure skips the group (recorded), never the run.
 
     ``plotter``: the figure helper shared by the run's groups (see
-    :func:`~reduce.run.outputs.start_figure_helper`); without one, one is started for the group
-    when the recipe asks for figures.
+    :func:`~reduce.run.outputs.start_figure_helper`); without one, figures are drawn in-process.
     """
     t0 = time.perf_counter()
     result = GroupResult(plan=plan, n_frames=len(plan.frames), started=_utc_now())
     log.info("%s: reducing %d frame(s)", plan.name, len(plan.frames))
-    own = None
     try:
-        own = None if plotter is not None else start_figure_helper(spec)
-        ctx = GroupContext(plan=plan, spec=spec, result=result, config=config, plotter=plotter or own)
+        ctx = GroupContext(plan=plan, spec=spec, result=result, config=config, plotter=plotter)
         _reduce(ctx, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     except ClusterUnavailable:
         raise
@@ -75,9 +72,6 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
             raise
         result.status, result.message = "failed", f"unexpected error: {type(e).__name__}: {e}"
         log.exception("%s failed", plan.name)
-    finally:
-        if own is not None:
-            own.close()
     result.seconds = time.perf_counter() - t0
     result.finished = _utc_now()
     if result.status == "done":
@@ -125,7 +119,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
         try:
             _finish(ctx)
         except BaseException:
-            discard_figures(ctx.figures, ctx.plotter)
+            discard_figures(ctx.figures)
             raise
     finally:
         ctx.staged.discard()  # empty after a commit; after a failure, the previous outputs stay

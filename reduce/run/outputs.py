@@ -26,27 +26,27 @@ def start_figure_helper(spec=None):
     # helper inherits astropy (units included) and its figure imports cost it 0.2 s less
     import astropy.io.fits  # noqa: F401
 
-    from ..plotter import start_plotter
+    from .. import plotter
 
-    return start_plotter()
+    return plotter.start()
 
 
 def submit_figures(ctx) -> list:
     """Figure jobs of the group, handed to the helper now (it draws into the staging folder while
     tables are written; the previous figures are replaced only when the whole set is committed)."""
+    from ..plotter import submit
+
     if not ctx.spec.outputs.plot:
         return []
-    jobs = _figure_jobs(ctx)
-    if ctx.plotter is not None:
-        ctx.plotter.submit(jobs)
-    return jobs
+    return submit(_figure_jobs(ctx), ctx.plotter)
 
 
-def discard_figures(figures, plotter) -> None:
-    """The group failed after its figures were handed over: let the helper finish the batch (so it
-    writes nothing later) and drop what it drew; the previous run's figures are never touched."""
-    if plotter is not None and figures:
-        plotter.discard()
+def discard_figures(figures) -> None:
+    """The group failed after its figures were handed over: wait for the helper (so it writes
+    nothing later); the staging folder goes with what it drew, the previous figures stay."""
+    from ..plotter import discard
+
+    discard(figures)
 
 
 def _figure_jobs(ctx) -> list:
@@ -95,9 +95,9 @@ def write_outputs(ctx) -> list:
     """CSV/FITS tables, figures and provenance, committed together as one set (or not at all).
 
     Every file is written into the staging folder ``staged`` (an :class:`~reduce.io.atomic.OutputSet`)
-    and moved into the output folder only once all are complete. ``ctx.figures`` (jobs from
-    :func:`_figure_jobs`) may already be drawing in ``ctx.plotter``; they are collected after the
-    tables and provenance are written (drawn here when the helper failed).
+    and moved into the output folder only once all are complete. ``ctx.figures`` (from
+    :func:`reduce.plotter.submit`) may already be drawing in the helper; they are collected after
+    the tables and provenance are written (drawn here when no helper drew them).
     """
     return ctx.staged.commit(_write_staged(ctx))
 
@@ -107,7 +107,7 @@ def _write_staged(ctx) -> list:
     from ..io.atomic import atomic_write_text
     from ..io.provenance import provenance_record, write_provenance
     from ..lightcurve.tables import product_extras, write_lightcurve
-    from ..plotter import draw_all
+    from ..plotter import collect, submit
 
     plan, spec, raw, diff, table, ref, target = ctx.plan, ctx.spec, ctx.raw, ctx.diff, ctx.table, ctx.ref, ctx.target
     result, figures = ctx.result, ctx.figures
@@ -125,7 +125,7 @@ def _write_staged(ctx) -> list:
     for suffix, text in exports:
         written.append(atomic_write_text(Path(f"{stem}{suffix}"), text))
     if outs.plot and figures is None:
-        figures = _figure_jobs(ctx)
+        figures = submit(_figure_jobs(ctx))
     plot_at = len(written)
     if outs.provenance:
         record = provenance_record(
@@ -144,7 +144,7 @@ def _write_staged(ctx) -> list:
                    "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq)})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
-        written[plot_at:plot_at] = draw_all(figures, ctx.plotter)
+        written[plot_at:plot_at] = collect(figures)
     return written
 
 

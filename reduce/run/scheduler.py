@@ -69,9 +69,7 @@ class GroupScheduler:
         """Start reducing ``plan``; returns an object whose ``result()`` is its GroupResult."""
         if self._pool is None:
             return _Done(self._reduce(plan, spec, config, fail_fast, self.plotter))
-        from ..plotter import InProcess
-
-        return self._pool.submit(self._reduce, plan, spec, config, fail_fast, InProcess())
+        return self._pool.submit(self._reduce, plan, spec, config, fail_fast, None)
 
     def _reduce(self, plan, spec, config, fail_fast, plotter):
         from .report import GroupResult

@@ -113,17 +113,17 @@ def test_spawn_workers_give_the_same_results():
 
 
 def test_streaming_keeps_a_bounded_number_of_frames_in_flight(monkeypatch):
-    from reduce.core import executors
+    from reduce.core.executors import local
 
     pulled = []
-    original = executors._chunks
+    original = local.chunks
 
     def counting(items, size):
         for start, chunk in original(items, size):
             pulled.append(len(chunk))
             yield start, chunk
 
-    monkeypatch.setattr(executors, "_chunks", counting)
+    monkeypatch.setattr(local, "chunks", counting)
     ex = ProcessExecutor(2, chunk_size=2, max_in_flight=3)
     ahead, seen = [], 0
     for index, image in ex.map_frames([_prepared(_Measure())], [f"frame-{i}" for i in range(60)],

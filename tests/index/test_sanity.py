@@ -259,3 +259,17 @@ def test_files_json_says_where_each_time_came_from(tmp_path):
     write_fits(tmp_path / "a.fits", light(EXPTIME=-5.0))
     (row,) = json.loads(files_json(FitsManager(tmp_path, index=":memory:").frames()))
     assert row["time_source"] == "DATE-OBS" and row["warnings"][0].startswith("EXPTIME = -5.0")
+
+
+def test_user_config_location(tmp_path, monkeypatch):
+    """$REDUCE_CONFIG first, else config.yaml under $XDG_CONFIG_HOME/reduce (Linux), else none."""
+    from reduce.config import default_config_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert default_config_path() is None
+    user = tmp_path / "xdg" / "reduce" / "config.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("instruments: {}\n")
+    assert default_config_path() == user
+    monkeypatch.setenv("REDUCE_CONFIG", str(tmp_path / "site.yaml"))
+    assert default_config_path() == tmp_path / "site.yaml"
