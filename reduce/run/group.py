@@ -99,7 +99,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     _check_calibration(plan, spec)
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
     pre = build_blocks(spec, REFERENCE_SECTIONS, **runtime)
-    _, ref = choose_reference(plan.frames, spec.reference, pre, loader, executor=executor)
+    _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
     result.reference = ref.path
     fill_pointing(ref, plan.group)
     quick_detection(pre, ref)

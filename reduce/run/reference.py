@@ -25,13 +25,11 @@ MIN_REFERENCE_SOURCES = 3
 QUICK_STARS = 150  # frames of denser fields are detected down to about this many stars
 
 
-def choose_reference(frames, ref_spec, blocks, loader, executor=None):
+def choose_reference(frames, ref_spec, blocks, loader):
     """(index, Image) of the reference frame, processed by the calibration/detection/psf blocks.
 
     ``first``/``middle``/index use that frame, or the nearest usable one after it; ``best`` takes
-    the smallest fwhm among ``sample`` frames spread over the group, scored in the workers of
-    ``executor`` when it has several (the same choice: the chain is deterministic); the winner
-    is then prepared again here, with its pixels.
+    the smallest fwhm among ``sample`` frames spread over the group.
     """
     n = len(frames)
     for block in blocks:
@@ -39,13 +37,12 @@ def choose_reference(frames, ref_spec, blocks, loader, executor=None):
     if ref_spec.method == "best":
         candidates = np.unique(np.linspace(0, n - 1, min(n, max(1, ref_spec.sample))).round().astype(int))
         scored = []
-        for i, image in _candidates(blocks, frames, candidates, loader, executor):
+        for i in candidates:
+            image = _prepare(blocks, frames[i], loader)
             if image is not None:
                 scored.append((float(image.fwhm) / np.sqrt(min(len(image.sources), 50)), int(i), image))
         if scored:
             _, i, image = min(scored, key=lambda s: s[:2])
-            if image.data is None:  # scored in a worker: its pixels did not come back
-                image = _prepare(blocks, frames[i], loader)
             return i, image
         order = range(n)
     else:
@@ -61,17 +58,6 @@ def choose_reference(frames, ref_spec, blocks, loader, executor=None):
             return i, image
     raise ReduceError("no usable reference frame: no stars detected in the frames tried "
                       "(clouds? wrong detection threshold?)")
-
-
-def _candidates(blocks, frames, candidates, loader, executor):
-    """(index, prepared Image or None) of each reference candidate, in the executor's workers
-    when it has more than one (their images come back without pixels)."""
-    executor = getattr(executor, "inner", executor)  # not the run's progress wrapper: no frame yet
-    if executor is None or getattr(executor, "jobs", 1) in (None, 1):
-        return [(int(i), _prepare(blocks, frames[i], loader)) for i in candidates]
-    paths = [frames[i] for i in candidates]
-    return [(int(candidates[k]), _usable(image, paths[k]))
-            for k, image in executor.map_frames(blocks, paths, loader=loader)]
 
 
 def _prepare(blocks, path, loader):
