@@ -19,6 +19,7 @@ from itertools import combinations
 
 import numpy as np
 
+from .neighbors import Neighbors
 from .stats import median
 
 __all__ = ["MatchError", "Match", "StarSet", "match", "apply_transform", "fit_affine",
@@ -89,9 +90,7 @@ def select_stars(xy: np.ndarray, n: int, min_distance: float) -> np.ndarray:
     xy = np.asarray(xy, float)
     if len(xy) == 0:
         return np.zeros(0, int)
-    from scipy.spatial import cKDTree  # here, not at import (~0.3 s): blocks load fast
-
-    close = cKDTree(xy).query_pairs(min_distance, output_type="ndarray")
+    close = Neighbors(xy).query_pairs(min_distance, output_type="ndarray")
     neighbours: dict[int, list[int]] = {}
     for i, j in close:
         neighbours.setdefault(int(i), []).append(int(j))
@@ -121,9 +120,7 @@ def triangles(xy: np.ndarray, k: int = 6, ambiguity: float = 0.01):
     if n < 3:
         return np.zeros((0, 3), int), np.zeros((0, 2))
     k = min(k, n)
-    from scipy.spatial import cKDTree
-
-    _, nn = cKDTree(xy).query(xy, k=k)
+    _, nn = Neighbors(xy).query(xy, k=k)
     combos = np.array(list(combinations(range(k), 3)))
     tri = np.sort(nn[:, combos].reshape(-1, 3), axis=1)
     key = (tri[:, 0] * n + tri[:, 1]) * n + tri[:, 2]
@@ -153,12 +150,10 @@ class StarSet:
         self.subset = finite[select_stars(self.xy[finite], n, min_distance)]
         self.sub_xy = self.xy[self.subset]
         self.tri, self.inv = triangles(self.sub_xy, k)
-        from scipy.spatial import cKDTree
-
-        self.inv_tree = cKDTree(self.inv) if len(self.inv) else None
-        self.sub_tree = cKDTree(self.sub_xy) if len(self.sub_xy) else None
+        self.inv_tree = Neighbors(self.inv) if len(self.inv) else None
+        self.sub_tree = Neighbors(self.sub_xy) if len(self.sub_xy) else None
         self._finite = finite
-        self.tree = cKDTree(self.xy[finite]) if len(finite) else None
+        self.tree = Neighbors(self.xy[finite]) if len(finite) else None
 
     def __len__(self) -> int:
         return len(self.xy)

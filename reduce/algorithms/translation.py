@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .asterism import MatchError, apply_transform
+from .neighbors import Neighbors
 
 __all__ = ["Placement", "vote_translation", "single_star", "correlate", "false_alarm", "refine"]
 
@@ -86,9 +87,7 @@ def _one_to_one(t, ref_xy, xy, tolerance, around=None, slope=0.0):
     radius = np.full(len(rok), float(tolerance))
     if around is not None and slope > 0:
         radius += slope * np.hypot(*(ref_xy[rok] - around).T)
-    from scipy.spatial import cKDTree  # here, not at import (~0.3 s): blocks load fast
-
-    d, j = cKDTree(xy[fok]).query(apply_transform(t, ref_xy[rok]), distance_upper_bound=radius.max())
+    d, j = Neighbors(xy[fok]).query(apply_transform(t, ref_xy[rok]), distance_upper_bound=radius.max())
     ok = d <= radius
     r, j, d = rok[ok], fok[j[ok]], d[ok]
     order = np.argsort(d, kind="stable")
@@ -186,9 +185,7 @@ def vote_translation(ref_xy, xy, *, tolerance: float, shape=None, n: int = 20, t
     F = xy[np.isfinite(xy).all(axis=1)][:n]
     if len(R) < 2 or len(F) < 2:
         raise MatchError(f"too few stars to vote on an offset ({len(R)} reference, {len(F)} frame)")
-    from scipy.spatial import cKDTree
-
-    tree = cKDTree(F)
+    tree = Neighbors(F)
     lins = [np.eye(2)] + ([-np.eye(2)] if turn else [])
     best = None
     for li, lin in enumerate(lins):
@@ -295,9 +292,7 @@ def _missing(t, ref_xy, ref_flux, xy, i0, tolerance, shape) -> None:
     if not inside.any():
         return
     ok = np.isfinite(xy).all(axis=1)
-    from scipy.spatial import cKDTree
-
-    d, _ = cKDTree(xy[ok]).query(p[inside], distance_upper_bound=3 * tolerance)
+    d, _ = Neighbors(xy[ok]).query(p[inside], distance_upper_bound=3 * tolerance)
     if not np.isfinite(d).all():
         raise MatchError("a bright reference star would land on the frame where nothing is detected")
 

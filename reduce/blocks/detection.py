@@ -247,9 +247,9 @@ class PointSourceDetection(Block):
         idx = np.arange(len(xy))
         if not self.min_separation or len(xy) < 2:
             return idx
-        from scipy.spatial import cKDTree  # here, not at import (~0.3 s): blocks load fast
+        from ..algorithms.neighbors import Neighbors
 
         drop = np.zeros(len(xy), bool)
-        for i, j in cKDTree(xy).query_pairs(self.min_separation, output_type="ndarray"):
+        for i, j in Neighbors(xy).query_pairs(self.min_separation):
             drop[max(i, j)] = True  # the fainter of the pair (sorted brightest first)
         return idx[~drop]

@@ -106,31 +106,42 @@ def test_cutouts_size_is_positional():
         blocks.Cutouts(21, 30)
 
 
-def _isolated_by_definition(xy, radius):
-    """No other finite position within ``radius`` (all pairs, NaN never isolated)."""
-    d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
-    np.fill_diagonal(d, np.inf)
-    return np.isfinite(xy).all(axis=1) & ~(d <= radius).any(axis=1)
-
-
-def test_isolation_agrees_with_the_definition():
-    """Cutouts' isolation test: duplicates and a neighbour at exactly the radius are not isolated;
-    a NaN position is never isolated, nor anyone's neighbour; a lone position is isolated."""
+def test_isolation_window_agrees_with_nearest_distance():
+    """Cutouts' isolation test (a window on x for up to a few hundred stars, a k-d tree beyond)
+    gives exactly ``nearest_distance > radius``: duplicates and a neighbour at exactly the radius
+    are not isolated; a NaN position is never isolated."""
+    from reduce.algorithms.neighbors import nearest_distance
     from reduce.blocks.psf import _isolated
 
     rng = np.random.default_rng(3)
-    for n in (0, 1, 2, 6, 150, 1200):
+    for n in (0, 1, 2, 6, 150, 400, 401, 1200):
         for radius in (3.0, 10.5):
-            xy = rng.integers(0, 650, (n, 2)).astype(float)  # whole pixels: exact distances
+            xy = rng.uniform(0, 650, (n, 2))
             if n > 5:
                 xy[3] = xy[4]
                 xy[5] = xy[2] + [radius, 0.0]
             got = _isolated(xy, radius)
-            assert got.tolist() == _isolated_by_definition(xy, radius).tolist()
+            assert got.tolist() == (nearest_distance(xy) > radius).tolist()
             if n > 5:
                 assert not got[[2, 3, 4, 5]].any()
     xy = rng.uniform(0, 650, (50, 2))
     xy[7, 0] = np.nan
     got = _isolated(xy, 10.5)
-    assert not got[7] and got.tolist() == _isolated_by_definition(xy, 10.5).tolist()
-    assert _isolated(np.array([[1.0, 2.0], [np.nan, 2.0]]), 10.5).tolist() == [True, False]
+    assert not got[7] and got[np.arange(50) != 7].tolist() == (nearest_distance(np.delete(xy, 7, 0)) > 10.5).tolist()
+
+
+def test_isolation_of_thousands_of_positions_ignores_nan_ones():
+    """Above the x-window's size the k-d tree answers: a NaN position is never isolated nor anyone's
+    neighbour there either (a NaN in a k-d tree raises)."""
+    from reduce.blocks.psf import _WINDOW_MAX, _isolated
+
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 4000, (_WINDOW_MAX + 100, 2))
+    xy[5] = np.nan
+    xy[7] = xy[8] + 1.0  # a close pair
+    out = _isolated(xy, 3.0)
+    assert not out[5] and not out[7] and not out[8]
+    d = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))
+    np.fill_diagonal(d, np.inf)
+    expected = np.isfinite(xy).all(1) & (np.nan_to_num(d, nan=np.inf).min(1) > 3.0)
+    assert (out == expected).all()
