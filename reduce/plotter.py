@@ -159,17 +159,36 @@ def start() -> Plotter | None:
 
 
 def submit(jobs, plotter: Plotter | None = None) -> list[tuple]:
-    """Hand ``jobs`` to ``plotter`` now; pairs (job, future) for :func:`collect` (future None:
+    """Hand ``jobs`` to ``plotter`` now, as one batch drawn concurrently (see
+    :func:`_draw_concurrently`); pairs (job, future of the batch) for :func:`collect` (future None:
     drawn in-process by collect, as when the helper died)."""
     from concurrent.futures.process import BrokenProcessPool
 
-    figures = []
-    for job in jobs:
+    jobs = list(jobs)
+    future = None
+    if plotter is not None and jobs:
         try:
-            figures.append((job, plotter.submit(draw, job) if plotter is not None else None))
+            future = plotter.submit(_draw_concurrently, jobs)
         except BrokenProcessPool:
-            figures.append((job, None))
-    return figures
+            future = None
+    return [(job, future) for job in jobs]
+
+
+def _draw_concurrently(jobs: list) -> list[Path]:
+    """In the helper: the first figure drawn in a fork of it (warm: matplotlib is imported) while
+    it draws the others, so a group's figures take the time of the slowest, not of all."""
+    if len(jobs) < 2:
+        return [draw(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .core.executors import worker_init
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=worker_init,
+                             initargs=(os.getpid(),)) as pool:
+        first = pool.submit(draw, jobs[0])
+        rest = [draw(job) for job in jobs[1:]]
+        return [first.result(), *rest]
 
 
 def collect(figures) -> list[Path]:
@@ -177,10 +196,16 @@ def collect(figures) -> list[Path]:
     (an error while drawing is raised as it is)."""
     from concurrent.futures.process import BrokenProcessPool
 
+    batches: dict[int, list] = {}
     paths = []
-    for job, future in figures:
+    for k, (job, future) in enumerate(figures):
+        if future is None:
+            paths.append(draw(job))
+            continue
         try:
-            paths.append(future.result() if future is not None else draw(job))
+            if id(future) not in batches:
+                batches[id(future)] = list(future.result())
+            paths.append(batches[id(future)].pop(0))
         except BrokenProcessPool as e:
             log.info("figure %s drawn in-process (helper: %s)", job.path.name, e)
             paths.append(draw(job))
@@ -188,11 +213,11 @@ def collect(figures) -> list[Path]:
 
 
 def discard(figures) -> None:
-    """The group failed: cancel its figures not yet begun and wait for the one being drawn, so
+    """The group failed: cancel its figures not yet begun and wait for the ones being drawn, so
     that nothing is written into its staging folder once that is removed."""
     from concurrent.futures import wait
 
-    futures = [f for _, f in figures if f is not None]
+    futures = list({id(f): f for _, f in figures if f is not None}.values())
     for f in futures:
         f.cancel()
     wait(futures)
