@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from reduce import plots
+from reduce.figures import plots
 from reduce.model.image import Sources
 from reduce.io.atomic import OutputError
 

@@ -359,12 +359,12 @@ class Fluxes:
     # ------------------------------------------------------------------ outputs
     def plot(self, ax=None, *, binned: float | None = None, **kwargs):
         """Target light curve (chosen aperture) as points, with an optional ``binned`` (days) overlay."""
-        from ..plots import plot_lightcurve
+        from ..figures.plots import plot_lightcurve
         return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=False, **kwargs)
 
     def errorbar(self, ax=None, *, binned: float | None = None, **kwargs):
         """Target light curve (chosen aperture) with error bars, optional ``binned`` overlay."""
-        from ..plots import plot_lightcurve
+        from ..figures.plots import plot_lightcurve
         return plot_lightcurve(self, ax=ax, binned_dt=binned, errorbars=True, **kwargs)
 
     def to_table(self):

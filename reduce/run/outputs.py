@@ -18,7 +18,7 @@ log = logging.getLogger("reduce.run")
 
 
 def start_figure_helper(spec=None):
-    """The figure helper process (see :mod:`reduce.plotter`), unless the recipe (when already
+    """The figure helper process (see :mod:`reduce.figures.helper`), unless the recipe (when already
     known) asks for no figures; None: figures are drawn in-process."""
     if spec is not None and not spec.outputs.plot:
         return None
@@ -26,7 +26,7 @@ def start_figure_helper(spec=None):
     # helper inherits astropy (units included) and its figure imports cost it 0.2 s less
     import astropy.io.fits  # noqa: F401
 
-    from .. import plotter
+    from ..figures import helper as plotter
 
     return plotter.start()
 
@@ -34,7 +34,7 @@ def start_figure_helper(spec=None):
 def submit_figures(ctx) -> list:
     """Figure jobs of the group, handed to the helper now (it draws into the staging folder while
     tables are written; the previous figures are replaced only when the whole set is committed)."""
-    from ..plotter import submit
+    from ..figures.helper import submit
 
     if not ctx.spec.outputs.plot:
         return []
@@ -44,7 +44,7 @@ def submit_figures(ctx) -> list:
 def discard_figures(figures) -> None:
     """The group failed after its figures were handed over: wait for the helper (so it writes
     nothing later); the staging folder goes with what it drew, the previous figures stay."""
-    from ..plotter import discard
+    from ..figures.helper import discard
 
     discard(figures)
 
@@ -53,7 +53,7 @@ def _figure_jobs(ctx) -> list:
     """The group's two figures as jobs, drawn into the staging folder ``staged``: light curve with
     diagnostics (titled with the group's target, date, telescope and filter), reference with every
     star, the aperture and annulus."""
-    from ..plotter import lightcurve_job, reference_job
+    from ..figures.helper import lightcurve_job, reference_job
 
     plan, spec, diff, ref, target, table = ctx.plan, ctx.spec, ctx.diff, ctx.ref, ctx.target, ctx.table
     stem = ctx.staged.path(plan.stem)
@@ -96,7 +96,7 @@ def write_outputs(ctx) -> list:
 
     Every file is written into the staging folder ``staged`` (an :class:`~reduce.io.atomic.OutputSet`)
     and moved into the output folder only once all are complete. ``ctx.figures`` (from
-    :func:`reduce.plotter.submit`) may already be drawing in the helper; they are collected after
+    :func:`reduce.figures.helper.submit`) may already be drawing in the helper; they are collected after
     the tables and provenance are written (drawn here when no helper drew them).
     """
     return ctx.staged.commit(_write_staged(ctx))
@@ -107,7 +107,7 @@ def _write_staged(ctx) -> list:
     from ..io.atomic import atomic_write_text
     from ..io.provenance import provenance_record, write_provenance
     from ..lightcurve.tables import product_extras, write_lightcurve
-    from ..plotter import collect, submit
+    from ..figures.helper import collect, submit
 
     plan, spec, raw, diff, table, ref, target = ctx.plan, ctx.spec, ctx.raw, ctx.diff, ctx.table, ctx.ref, ctx.target
     result, figures = ctx.result, ctx.figures

@@ -5,7 +5,7 @@ Importing matplotlib costs about 0.4 s and drawing a group's two PNGs about 0.5 
 a run: it imports matplotlib while this process builds masters and measures frames, then draws
 the figure jobs (plain data) handed to it by :func:`submit` while this process writes tables and
 provenance. Figures are written atomically into the group's staging folder by
-:func:`reduce.plots.save_figure`.
+:func:`reduce.figures.plots.save_figure`.
 
 The worker ignores Ctrl-C and exits with its parent (:func:`reduce.core.executors.worker_init`);
 ``close`` reaps it. A worker that died is replaced by drawing in-process: no figure is lost.
@@ -24,13 +24,13 @@ from pathlib import Path
 __all__ = ["FigureJob", "Plotter", "start", "submit", "collect", "discard", "draw", "lightcurve_job",
            "reference_job"]
 
-log = logging.getLogger("reduce.plotter")
+log = logging.getLogger("reduce.figures.helper")
 
 
 @dataclass
 class FigureJob:
     """One figure to draw and save: ``kind`` ('lightcurve' | 'reference'), keyword arguments of the
-    matching :mod:`reduce.plots` function, and the output path."""
+    matching :mod:`reduce.figures.plots` function, and the output path."""
 
     kind: str
     path: Path
@@ -39,7 +39,7 @@ class FigureJob:
 
 @dataclass
 class _RefImage:
-    """What :func:`reduce.plots.reference_figure` reads from an Image: pixels and sources."""
+    """What :func:`reduce.figures.plots.reference_figure` reads from an Image: pixels and sources."""
 
     data: object
     sources: object
@@ -48,7 +48,7 @@ class _RefImage:
 
 
 def lightcurve_job(fluxes, path, *, binned_dt, title=None, info=None) -> FigureJob:
-    """Job for :func:`reduce.plots.lightcurve_figure` (the raw Fluxes in ``meta`` are not sent)."""
+    """Job for :func:`reduce.figures.plots.lightcurve_figure` (the raw Fluxes in ``meta`` are not sent)."""
     meta = {k: v for k, v in fluxes.meta.items() if k != "raw"}
     lite = fluxes._replace(meta=meta) if hasattr(fluxes, "_replace") else fluxes
     return FigureJob("lightcurve", Path(path), {"fluxes": lite, "binned_dt": binned_dt, "title": title,
@@ -57,7 +57,7 @@ def lightcurve_job(fluxes, path, *, binned_dt, title=None, info=None) -> FigureJ
 
 def reference_job(image, target, comparisons, path, *, radius=None, annulus=None, title=None,
                   filename=None) -> FigureJob:
-    """Job for :func:`reduce.plots.reference_figure` from an Image (only what is drawn is sent)."""
+    """Job for :func:`reduce.figures.plots.reference_figure` from an Image (only what is drawn is sent)."""
     aperture = getattr(image, "aperture", None)
     lite = _RefImage(data=getattr(image, "data", image), sources=getattr(image, "sources", None),
                      fwhm=getattr(image, "fwhm", None),
@@ -95,7 +95,8 @@ def _warm_up() -> None:
     import matplotlib.patheffects  # noqa: F401
     from astropy.visualization import ZScaleInterval  # noqa: F401
 
-    from . import lightcurve, plots  # noqa: F401
+    from .. import lightcurve  # noqa: F401
+    from . import plots
 
 
 class Plotter:
@@ -110,7 +111,7 @@ class Plotter:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from .core.executors import worker_init
+        from ..core.executors import worker_init
 
         how = "fork" if threading.active_count() == 1 else "spawn"
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(how),
@@ -182,7 +183,7 @@ def _draw_concurrently(jobs: list) -> list[Path]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from .core.executors import worker_init
+    from ..core.executors import worker_init
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=worker_init,
                              initargs=(os.getpid(),)) as pool:

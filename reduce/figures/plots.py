@@ -290,7 +290,7 @@ def save_figure(fig, path, *, dpi=110):
 
     The format follows the extension (png by default). A missing folder raises ``OutputError``.
     """
-    from .io.atomic import atomic_write
+    from ..io.atomic import atomic_write
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".") or "png"
     # zlib level 1: several times faster than the default, and no bigger on noisy sky images

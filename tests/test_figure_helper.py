@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from reduce import plotter as P
+from reduce.figures import helper as P
 from reduce.model.image import Sources
 
 from .lightcurve.test_ensemble import synthetic
@@ -118,7 +118,7 @@ def test_close_reaps_the_helper():
 
 def test_helper_exits_when_its_parent_is_killed():
     code = ("import os, sys, time\n"
-            "from reduce import plotter\n"
+            "from reduce.figures import helper as plotter\n"
             "helper = plotter.Plotter()\n"
             "print(helper.submit(os.getpid).result(), flush=True)\n"
             "time.sleep(60)\n")
