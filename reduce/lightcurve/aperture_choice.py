@@ -56,6 +56,10 @@ def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None,
     metric = np.where(np.isfinite(metric) & (metric > 0), metric, np.inf)
     metric = np.where(coverage >= min_coverage * coverage.max(initial=0), metric, np.inf)
     if not np.any(np.isfinite(metric)):
+        most = int(coverage.max(initial=0))
+        if most < 3:  # a scatter needs 3 points: say so, not that every aperture failed
+            raise ValueError(f"the target is measured on {most} frame(s): choosing the aperture by the "
+                             "light curve's scatter needs at least 3")
         raise ValueError("no aperture gives a finite differential light curve")
     return int(np.argmin(metric)), metric
 

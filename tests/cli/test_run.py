@@ -107,6 +107,16 @@ def test_empty_night_fails_clearly(tmp_path, capsys):
     assert "no light frames" in capsys.readouterr().err
 
 
+def test_two_frame_night_says_why_it_has_no_light_curve(tmp_path, capfd):
+    """Two frames cannot choose an aperture by the light curve's scatter: the group fails with
+    that reason (exit 1), not with 'no aperture gives a finite light curve'."""
+    night = tmp_path / "two"
+    assert run_cli("simulate", night, "--n-images", 2, "--size", 200, "--seed", 3, "-q") == 0
+    assert run_cli("run", DEFAULT, night, "-o", tmp_path / "out", "-q") == 1
+    err = capfd.readouterr().err
+    assert "measured on 2 frame(s)" in err and "at least 3" in err
+
+
 def test_bad_recipe_is_exit_2_with_line(night_copy, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("detection:\n  - PointSourceDetektion: {threshold: 5}\n")
