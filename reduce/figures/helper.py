@@ -199,7 +199,7 @@ def collect(figures) -> list[Path]:
 
     batches: dict[int, list] = {}
     paths = []
-    for k, (job, future) in enumerate(figures):
+    for job, future in figures:
         if future is None:
             paths.append(draw(job))
             continue

@@ -69,11 +69,6 @@ def _prepare(blocks, path, loader):
     except Exception as e:  # run_frame isolates block errors; a loader crash lands here
         log.warning("reference candidate %s failed: %s", path, e)
         return None
-    return _usable(image, path)
-
-
-def _usable(image, path):
-    """``image`` when it can be the reference (no flag, >= 3 sources, a finite fwhm), else None."""
     if image.flags or image.sources is None or len(image.sources) < MIN_REFERENCE_SOURCES \
             or image.fwhm is None or not np.isfinite(image.fwhm):
         reasons = "; ".join(m for _, _, m in image.issues) or "too few sources or no fwhm"
