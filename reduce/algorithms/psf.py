@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["extract_stamps", "recenter", "median_epsf", "moffat2d", "gaussian2d", "fit_moffat",
-           "fit_gaussian", "moffat_fwhm", "GAUSSIAN_FWHM"]
+           "fit_gaussian", "moffat_fwhm", "at_gaussian_limit", "GAUSSIAN_FWHM", "BETA_MAX"]
 
 GAUSSIAN_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+BETA_MAX = 50.0  # the Moffat's Gaussian limit as fitted (beta in [1.01, BETA_MAX])
 
 
 def moffat_fwhm(alpha, beta):
@@ -220,12 +221,8 @@ def _levenberg_marquardt(fun, jac, p0, *, max_iter: int = 200, ftol: float = 1e-
     return p, False
 
 
-def _fit_at_bound(fun, jac, p0, lower, upper, hold: int):
-    """LM with parameter ``hold`` held at its value in ``p0`` (a bound): when LM runs past the bounds,
-    e.g. a Moffat ``beta`` (fitted as ``u = 1 / beta``) running to infinity on an undersampled,
-    Gaussian-like PSF, the bounded optimum sits there. From that solution LM with every
-    parameter free either converges inside the bounds (taken) or runs out again (the held one is
-    taken). ``(p, False)`` when it fails."""
+def _held_fit(fun, jac, p0, lower, upper, hold: int):
+    """LM with parameter ``hold`` held at its value in ``p0`` (on a bound); ``(p, converged)``."""
     free = np.arange(len(p0)) != hold
     start = np.array(p0, float)
 
@@ -236,16 +233,45 @@ def _fit_at_bound(fun, jac, p0, lower, upper, hold: int):
 
     q, converged = _levenberg_marquardt(lambda q: fun(full(q)), lambda q: jac(full(q))[:, free], start[free],
                                         bounds=(lower[free], upper[free]))
-    p = full(q)
+    return full(q), converged
+
+
+def _fit_at_bound(fun, jac, p0, lower, upper, hold: int):
+    """LM with parameter ``hold`` held at its value in ``p0`` (a bound): when LM runs past the bounds,
+    e.g. a Moffat ``beta`` (fitted as ``u = 1 / beta``) running to infinity on an undersampled,
+    Gaussian-like PSF, the bounded optimum sits there. From that solution LM with every
+    parameter free either converges inside the bounds (taken) or runs out again (the held one is
+    taken); it is not tried when the cost's gradient there points out of the bounds.
+    ``(p, False)`` when it fails."""
+    p, converged = _held_fit(fun, jac, p0, lower, upper, hold)
     if not converged:
         return p, False
+    if _pushes_outward(fun, jac, p, hold, lower, upper):
+        return p, True
     free_p, free_ok = _levenberg_marquardt(fun, jac, p, bounds=(lower, upper))
     return (free_p, True) if free_ok else (p, True)
 
 
-def _fit(model, jac, stamp, p0, lower, upper, at_bound=None):
+def _pushes_outward(fun, jac, p, hold: int, lower, upper) -> bool:
+    """True when the cost at ``p`` (parameter ``hold`` on a bound, the others at their optimum)
+    falls only by crossing that bound: its gradient points outward there (the bounded optimum's
+    KKT condition), so LM with every parameter free would only run out again (on the HAT-P-32
+    night it did for each of the 128 frames taken at the Gaussian limit: a third of the fit's cost)."""
+    slope = float(jac(p)[:, hold] @ fun(p))  # half the cost's derivative along the held parameter
+    if p[hold] <= lower[hold]:
+        return slope > 0
+    if p[hold] >= upper[hold]:
+        return slope < 0
+    return False
+
+
+def _fit(model, jac, stamp, p0, lower, upper, at_bound=None, bound_first: bool = False):
     """Levenberg-Marquardt with an analytic Jacobian; when it leaves the bounds, ``at_bound``
-    ``(index, start)`` tries :func:`_fit_at_bound`. ``(p, converged inside the bounds)``."""
+    ``(index, start)`` tries :func:`_fit_at_bound`. ``(p, converged inside the bounds)``.
+
+    ``bound_first`` (with ``at_bound``) tries the held fit first and keeps it when the cost's
+    gradient there points out of the bounds: the answer the full path reaches when it runs out,
+    at about a third of its cost (frames whose reference PSF sits at that bound)."""
     ny, nx = stamp.shape
     y, x = np.mgrid[0:ny, 0:nx]
     x, y, z = x.ravel().astype(float), y.ravel().astype(float), np.asarray(stamp, float).ravel()
@@ -257,28 +283,42 @@ def _fit(model, jac, stamp, p0, lower, upper, at_bound=None):
     fun = lambda p: (model(x, y, *p) - z) / scale  # noqa: E731
     jf = lambda p: jac(x, y, *p) / scale  # noqa: E731
     with np.errstate(all="ignore"):  # wild trial steps (negative base powers) are just rejected
+        if bound_first and at_bound is not None:
+            p, converged = _held_fit(fun, jf, at_bound[1], lower, upper, at_bound[0])
+            if converged and _pushes_outward(fun, jf, p, at_bound[0], lower, upper) and np.all(np.isfinite(p)):
+                return p, True
         p, converged = _levenberg_marquardt(fun, jf, p0, bounds=(lower, upper))
         if not converged and at_bound is not None:
             p, converged = _fit_at_bound(fun, jf, at_bound[1], lower, upper, at_bound[0])
     return p, bool(converged and np.all(np.isfinite(p)) and np.all(p >= lower) and np.all(p <= upper))
 
 
-def fit_moffat(stamp: np.ndarray) -> dict:
+def at_gaussian_limit(params: dict | None) -> bool:
+    """True when a :func:`fit_moffat` result sits at its Gaussian limit (``beta`` at ``BETA_MAX``):
+    an undersampled or Gaussian-like PSF."""
+    beta = (params or {}).get("beta")
+    return bool(params and params.get("model") == "moffat" and beta is not None
+                and np.isfinite(beta) and beta >= BETA_MAX * (1 - 1e-9))
+
+
+def fit_moffat(stamp: np.ndarray, *, gaussian_first: bool = False) -> dict:
     """Least-squares elliptical Moffat fit of a PSF stamp; widths in px, theta in radians.
 
     Returns amp, x, y, alpha_major, alpha_minor, theta (major axis, from +x towards +y), beta,
     background, fwhm (mean of the major and minor axis FWHM), fwhm_major, fwhm_minor,
-    ellipticity (1 - minor/major) and success.
+    ellipticity (1 - minor/major) and success. ``gaussian_first`` tries the Gaussian limit
+    (``beta`` held at ``BETA_MAX``) first and keeps it when the fit would only run there (see
+    :func:`_fit`): for frames whose reference PSF sits there, ~3x faster, the same answer.
     """
     amp, x0, y0, sig = _moments(stamp)
     alpha = sig * GAUSSIAN_FWHM / (2 * np.sqrt(2 ** (1 / 3.0) - 1))
     p0 = [amp, x0, y0, alpha ** -2, alpha ** -2, 0.0, 1 / 3.0, 0.0]  # fitted in u = 1 / beta
     ny, nx = stamp.shape
-    lo = [0, -0.5, -0.5, 1e-5, 1e-5, -50.0, 1 / 50.0, -np.inf]   # beta in [1.01, 50]
+    lo = [0, -0.5, -0.5, 1e-5, 1e-5, -50.0, 1 / BETA_MAX, -np.inf]   # beta in [1.01, 50]
     hi = [np.inf, nx - 0.5, ny - 0.5, 50.0, 50.0, 50.0, 1 / 1.01, np.inf]
     # the Gaussian limit, when LM runs there: beta held at 50, same core width (q beta kept)
-    gauss = [amp, x0, y0, 3.0 / 50 * alpha ** -2, 3.0 / 50 * alpha ** -2, 0.0, 1 / 50.0, 0.0]
-    p, ok = _fit(_moffat_u, _moffat_u_jac, stamp, p0, lo, hi, at_bound=(6, gauss))
+    gauss = [amp, x0, y0, 3.0 / BETA_MAX * alpha ** -2, 3.0 / BETA_MAX * alpha ** -2, 0.0, 1 / BETA_MAX, 0.0]
+    p, ok = _fit(_moffat_u, _moffat_u_jac, stamp, p0, lo, hi, at_bound=(6, gauss), bound_first=gaussian_first)
     amp, x0, y0, qa, qb, qc, u, b = (float(v) for v in p)
     beta = 1.0 / u
     major, minor, theta = _axes(qa, qb, qc)

@@ -16,7 +16,9 @@ from ..model.errors import FrameRejected, NoSources
 __all__ = ["Cutouts", "MedianEPSF", "Moffat2D", "Gaussian2D"]
 
 
-_WINDOW_MAX = 400  # more positions than this: a k-d tree query (nearest_distance)
+# more candidate pairs than this in the x-window (a field of tens of thousands of stars, or a
+# huge isolation radius): a k-d tree query (nearest_distance) instead, which imports scipy.spatial
+_PAIRS_MAX = 2_000_000
 
 
 def _isolated(xy: np.ndarray, radius: float) -> np.ndarray:
@@ -25,15 +27,12 @@ def _isolated(xy: np.ndarray, radius: float) -> np.ndarray:
 
     Only pairs less than ``radius`` apart in x are measured (a window on the positions sorted by
     x): the same answer as ``nearest_distance(xy) > radius`` without its all-pairs query (~1 ms
-    for a frame's ~150 stars, 0.15 ms this way). Thousands of stars go to the k-d tree, faster
-    there."""
+    for a frame's ~150 stars, 0.15 ms this way) and, for the ~1,000 stars of a dense reference,
+    without the k-d tree's ``import scipy.spatial`` (~0.4 s of a whole run). Only a window of
+    more than ``_PAIRS_MAX`` pairs goes to the k-d tree."""
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     if len(xy) < 2:
         return np.ones(len(xy), bool)
-    if len(xy) > _WINDOW_MAX:
-        out = np.isfinite(xy).all(axis=1)
-        out[out] = nearest_distance(xy[out]) > radius
-        return out
     out = np.isfinite(xy).all(axis=1)
     idx = np.flatnonzero(out)
     order = idx[np.argsort(xy[idx, 0], kind="stable")]
@@ -41,6 +40,9 @@ def _isolated(xy: np.ndarray, radius: float) -> np.ndarray:
     lo = np.searchsorted(p[:, 0], p[:, 0] - radius, side="left")
     hi = np.searchsorted(p[:, 0], p[:, 0] + radius, side="right")
     counts = hi - lo
+    if int(counts.sum()) > _PAIRS_MAX:
+        out[out] = nearest_distance(xy[out]) > radius
+        return out
     rows = np.repeat(np.arange(len(p)), counts)
     cols = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
     diff = p[rows] - p[cols]
@@ -146,11 +148,14 @@ class _PSFFit(Block):
         half = int(np.clip(np.ceil(self.crop * GAUSSIAN_FWHM * sigma), 4, c))
         return epsf[c - half:c + half + 1, c - half:c + half + 1], c - half
 
+    def _fit_stamp(self, stamp: np.ndarray) -> dict:
+        return type(self)._fit(stamp)
+
     def run(self, image) -> None:
         if image.epsf is None:
             raise NoSources("no empirical PSF to fit")
         stamp, offset = self._stamp(np.asarray(image.epsf, dtype=float))
-        params = type(self)._fit(stamp)
+        params = self._fit_stamp(stamp)
         fwhm = params["fwhm"]
         if not params["success"]:
             raise FrameRejected(f"{self.name}: the PSF fit did not converge (fwhm={fwhm:g})")
@@ -175,6 +180,16 @@ class Moffat2D(_PSFFit):
 
     register = True
     _fit = staticmethod(fit_moffat)
+
+    def __init__(self, *, crop: float = 3.0):
+        super().__init__(crop=crop)
+        # set by the runner when the reference's PSF sits at the Moffat's Gaussian limit (an
+        # undersampled night), not a recipe parameter: the frames then try that limit first
+        # (fit_moffat's ``gaussian_first``: the same FWHM, a third of the fit's cost)
+        self.gaussian_first = False
+
+    def _fit_stamp(self, stamp: np.ndarray) -> dict:
+        return fit_moffat(stamp, gaussian_first=self.gaussian_first)
 
 
 class Gaussian2D(_PSFFit):

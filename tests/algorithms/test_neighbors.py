@@ -27,6 +27,13 @@ def test_pairs_nearest_distance_and_large_sets(monkeypatch):
     assert sorted(map(tuple, pairs)) == sorted(map(tuple, cKDTree(pts).query_pairs(10.0, output_type="ndarray")))
     assert np.allclose(nearest_distance(pts), cKDTree(pts).query(pts, k=2)[0][:, 1])
     assert nearest_distance(pts[:1]).tolist() == [np.inf]
+    many = rng.uniform(0, 650, (1200, 2))  # a dense reference: the x-window, same pairs, sorted
+    many[5] = many[9]
+    expected = cKDTree(many).query_pairs(9.0, output_type="ndarray")
+    got = Neighbors(many).query_pairs(9.0)
+    assert got.tolist() == sorted(map(list, expected)) and [5, 9] in got.tolist()
+    monkeypatch.setattr(neighbors, "_PAIRS_MAX", 10)  # a window too large: the k-d tree answers
+    assert sorted(map(tuple, Neighbors(many).query_pairs(9.0))) == sorted(map(tuple, expected))
     monkeypatch.setattr(neighbors, "_BRUTE_MAX", 10)  # large sets go to the k-d tree
     d, i = Neighbors(pts).query(pts[:5], k=2)
     assert np.array_equal(i[:, 0], np.arange(5)) and np.allclose(d[:, 0], 0)

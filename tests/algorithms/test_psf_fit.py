@@ -36,7 +36,7 @@ def test_fits_agree_with_minpack(profile, fwhm, beta, monkeypatch):
 
 
 
-def _trf(model, jac, stamp, p0, lower, upper, at_bound=None):
+def _trf(model, jac, stamp, p0, lower, upper, at_bound=None, **_):
     """scipy's bounded TRF on the same residuals, in place of the LM steps of ``psf._fit``."""
     y, x = np.mgrid[0:stamp.shape[0], 0:stamp.shape[1]]
     x, y, z = x.ravel().astype(float), y.ravel().astype(float), stamp.ravel()
@@ -59,3 +59,24 @@ def test_gaussian_like_psf_lands_on_the_beta_bound_as_trf(fwhm, monkeypatch):
     trf = psf.fit_moffat(stamp)
     assert trf["success"] and trf["beta"] == pytest.approx(50.0, rel=1e-3)
     assert (mine["fwhm"], mine["x"], mine["y"]) == pytest.approx((trf["fwhm"], trf["x"], trf["y"]), rel=1e-4)
+
+
+@pytest.mark.parametrize("profile,fwhm,beta", [("gaussian", 1.6, 3.0), ("gaussian", 1.9, 3.0), ("moffat", 2.2, 2.0),
+                                               ("moffat", 4.0, 3.5)])
+def test_gaussian_first_gives_the_full_fit(profile, fwhm, beta, monkeypatch):
+    """``gaussian_first`` (frames of a night whose reference PSF sits at the Gaussian limit) keeps the
+    held-beta fit only where the full path ends too: a Gaussian-like PSF lands on the bound in fewer
+    LM runs, a real Moffat (beta 2-3.5) still gets its interior beta, both the same as without."""
+    rng = np.random.default_rng(int(10 * fwhm))
+    stamp = render((15, 15), [[7.2, 6.9]], 1.0, fwhm=fwhm, sky=0.0, noise=1e-4, rng=rng, profile=profile, beta=beta)
+    runs = []
+    solve = psf._levenberg_marquardt
+    monkeypatch.setattr(psf, "_levenberg_marquardt", lambda *a, **k: runs.append(1) or solve(*a, **k))
+    full = psf.fit_moffat(stamp)
+    n_full, runs[:] = len(runs), []
+    first = psf.fit_moffat(stamp, gaussian_first=True)
+    assert full["success"] and first["success"]
+    assert (first["fwhm"], first["beta"], first["x"]) == pytest.approx((full["fwhm"], full["beta"], full["x"]), rel=1e-6)
+    assert psf.at_gaussian_limit(first) == (profile == "gaussian")
+    if profile == "gaussian":
+        assert len(runs) == 1 < n_full  # the held fit alone, where the full path needed 2-3 LM runs

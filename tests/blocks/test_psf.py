@@ -10,6 +10,8 @@ from reduce.model.errors import FrameRejected, NoSources
 from reduce.core.sequence import Sequence
 from reduce.model.image import Image, Sources
 
+from tests.algorithms._stars import render
+
 from ._make import moffat_alpha, star_field
 
 
@@ -107,7 +109,7 @@ def test_cutouts_size_is_positional():
 
 
 def test_isolation_window_agrees_with_nearest_distance():
-    """Cutouts' isolation test (a window on x for up to a few hundred stars, a k-d tree beyond)
+    """Cutouts' isolation test (a window on x; a k-d tree when that window holds too many pairs)
     gives exactly ``nearest_distance > radius``: duplicates and a neighbour at exactly the radius
     are not isolated; a NaN position is never isolated."""
     from reduce.algorithms.neighbors import nearest_distance
@@ -130,18 +132,38 @@ def test_isolation_window_agrees_with_nearest_distance():
     assert not got[7] and got[np.arange(50) != 7].tolist() == (nearest_distance(np.delete(xy, 7, 0)) > 10.5).tolist()
 
 
-def test_isolation_of_thousands_of_positions_ignores_nan_ones():
-    """Above the x-window's size the k-d tree answers: a NaN position is never isolated nor anyone's
-    neighbour there either (a NaN in a k-d tree raises)."""
-    from reduce.blocks.psf import _WINDOW_MAX, _isolated
+def test_isolation_of_thousands_of_positions_ignores_nan_ones(monkeypatch):
+    """When the x-window holds too many pairs the k-d tree answers: a NaN position is never isolated
+    nor anyone's neighbour there either (a NaN in a k-d tree raises); both ways agree."""
+    from reduce.blocks import psf
 
     rng = np.random.default_rng(3)
-    xy = rng.uniform(0, 4000, (_WINDOW_MAX + 100, 2))
+    xy = rng.uniform(0, 4000, (500, 2))
     xy[5] = np.nan
     xy[7] = xy[8] + 1.0  # a close pair
-    out = _isolated(xy, 3.0)
+    window = psf._isolated(xy, 3.0)
+    monkeypatch.setattr(psf, "_PAIRS_MAX", 10)
+    out = psf._isolated(xy, 3.0)
+    assert (out == window).all()
     assert not out[5] and not out[7] and not out[8]
     d = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))
     np.fill_diagonal(d, np.inf)
     expected = np.isfinite(xy).all(1) & (np.nan_to_num(d, nan=np.inf).min(1) > 3.0)
     assert (out == expected).all()
+
+
+def test_frames_try_the_gaussian_limit_first_only_when_the_reference_psf_sits_there():
+    """The runner sets Moffat2D.gaussian_first from the reference's fit: an undersampled reference
+    (beta at its limit) makes the frames try that limit first; a Moffat-like one does not."""
+    from reduce.model.image import Image
+    from reduce.run.reference import psf_like_reference
+
+    rng = np.random.default_rng(5)
+    for fwhm, profile, expected in ((1.7, "gaussian", True), (4.0, "moffat", False)):
+        ref = Image(data=render((31, 31), [[15.3, 14.8]], 1.0, fwhm=fwhm, sky=0.0, noise=1e-4, rng=rng,
+                                profile=profile, beta=2.5))
+        ref.epsf = ref.data / ref.data.sum()
+        blocks.Moffat2D().run(ref)
+        chain = [blocks.Cutouts(21), blocks.MedianEPSF(), blocks.Moffat2D()]
+        psf_like_reference(chain, ref)
+        assert chain[2].gaussian_first is expected
