@@ -20,7 +20,7 @@ from ..algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circu
 from ..algorithms.centroids import cutouts
 from ..core.block import Block
 from ..model.flags import Flag
-from ..model.errors import FrameRejected
+from ..model.errors import PSFFailed
 from ..lightcurve.fluxes import Fluxes
 from ..model.image import PixelFlag
 
@@ -35,13 +35,13 @@ def _check_scale(scale) -> str:
     return scale
 
 
-def _pixel_scale(image, scale: str, block: str) -> float:
+def _pixel_scale(image, scale: str) -> float:
     """1 for ``scale='pixels'``, else the frame's FWHM (px); a frame without one is rejected."""
     if scale == "pixels":
         return 1.0
     fwhm = image.fwhm
     if fwhm is None or not np.isfinite(fwhm) or fwhm <= 0:
-        raise FrameRejected(f"{block}: radii are in FWHM units but the frame has no valid fwhm ({fwhm})")
+        raise PSFFailed(f"radii are in FWHM units but the frame has no valid fwhm ({fwhm})")
     return float(fwhm)
 
 
@@ -75,7 +75,7 @@ class AperturePhotometry(Block):
         self.requires = ("sources",) if scale == "pixels" else ("sources", "fwhm")
 
     def run(self, image) -> None:
-        radii = self._radii * _pixel_scale(image, self.scale, self.name)
+        radii = self._radii * _pixel_scale(image, self.scale)
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
         image.ensure_mask()
         fluxes, areas, flags, peak = circular_sums(_float(image.data), xy, radii, image.mask)
@@ -139,7 +139,7 @@ class AnnulusBackground(Block):
         self.requires = ("sources",) if scale == "pixels" else ("sources", "fwhm")
 
     def run(self, image) -> None:
-        k = _pixel_scale(image, self.scale, self.name)
+        k = _pixel_scale(image, self.scale)
         inner, outer = self.inner * k, self.outer * k
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
         # pixels without data are left out; a saturated core is left to the clipping (the

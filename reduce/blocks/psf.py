@@ -11,7 +11,7 @@ from ..algorithms.neighbors import nearest_distance
 from ..algorithms.psf import (GAUSSIAN_FWHM, _moments, extract_stamps, fit_gaussian, fit_moffat,
                               median_epsf)
 from ..core.block import Block
-from ..model.errors import FrameRejected, NoSources
+from ..model.errors import NoSources, PSFFailed
 
 __all__ = ["Cutouts", "MedianEPSF", "Moffat2D", "Gaussian2D"]
 
@@ -158,9 +158,9 @@ class _PSFFit(Block):
         params = self._fit_stamp(stamp)
         fwhm = params["fwhm"]
         if not params["success"]:
-            raise FrameRejected(f"{self.name}: the PSF fit did not converge (fwhm={fwhm:g})")
+            raise PSFFailed(f"the PSF fit did not converge (fwhm={fwhm:g})")
         if not np.isfinite(fwhm) or fwhm <= 0 or fwhm > 2 * image.epsf.shape[0]:
-            raise FrameRejected(f"{self.name}: the PSF fit failed (fwhm={fwhm:g})")
+            raise PSFFailed(f"the PSF fit failed (fwhm={fwhm:g})")
         params["x"] += offset
         params["y"] += offset
         image.fwhm = float(fwhm)

@@ -12,6 +12,7 @@ __all__ = [
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_PARTIAL", "EXIT_LOCKED",
     "ReduceError", "ConfigError", "RecipeError", "UsageError",
     "ExecutorError", "ClusterUnavailable", "FrameRejected", "Unreadable", "NoSources", "AlignmentFailed",
+    "PSFFailed",
 ]
 
 #: exit statuses: success (or nothing new), failed, usage/recipe error, partial (some frames,
@@ -75,3 +76,9 @@ class NoSources(FrameRejected):
 
 class AlignmentFailed(FrameRejected):
     flag = Flag.ALIGNMENT_FAILED
+
+
+class PSFFailed(FrameRejected):
+    """The frame's PSF (its FWHM, which scales the apertures) could not be measured."""
+
+    flag = Flag.NO_PSF

@@ -23,6 +23,7 @@ class Flag(IntFlag):
     OUTLIER_REJECTED = 64
     UNEXPECTED = 128
     TARGET_MASKED = 256
+    NO_PSF = 512
 
 
 FLAG_DESCRIPTIONS = {
@@ -35,6 +36,7 @@ FLAG_DESCRIPTIONS = {
     Flag.OUTLIER_REJECTED: "rejected as an outlier by sigma clipping",
     Flag.UNEXPECTED: "an unexpected error (see the log)",
     Flag.TARGET_MASKED: "the target's chosen aperture overlaps masked pixels (dead columns, NaN)",
+    Flag.NO_PSF: "the PSF could not be measured (no FWHM: smeared, doubled or blended star profiles)",
 }
 
 

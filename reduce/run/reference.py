@@ -22,7 +22,10 @@ log = logging.getLogger("reduce.run")
 MIN_REFERENCE_SOURCES = 3
 
 
-QUICK_STARS = 150  # frames of denser fields are detected down to about this many stars
+# frames of denser fields are detected down to about this many stars: the alignment's asterisms
+# use 30, the PSF 30 isolated ones. On HAT-P-32 (1,000 stars) 80 instead of 150 saves 1.1 ms of
+# detection and 0.3 ms of alignment per frame; FWHM within 0.04 px, light curve unchanged (0.46 %)
+QUICK_STARS = 80
 
 
 def choose_reference(frames, ref_spec, blocks, loader):
@@ -82,7 +85,7 @@ def quick_detection(blocks, ref) -> None:
 
     Frames need their own detections only to be aligned and to measure the PSF (the stars measured
     come from the reference), and sep's cost grows with every star: 20 ms for the 1,000 stars of a
-    650x500 frame, 5 ms for 150. The threshold is a quarter of the reference's ``QUICK_STARS``-th
+    650x500 frame, 5 ms for 150, 4 ms for 80. The threshold is a quarter of the reference's ``QUICK_STARS``-th
     highest peak (in background sigmas), a margin for frames with 2x the FWHM or 1.5 mag of
     extinction; a frame where it finds too few stars is detected at the recipe's threshold.
     """

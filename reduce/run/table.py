@@ -19,7 +19,7 @@ log = logging.getLogger("reduce.run")
 
 # frames with these bits carry no usable target flux: they stay in the table with NaN flux
 EXCLUDED = (Flag.UNREADABLE | Flag.NO_SOURCES | Flag.ALIGNMENT_FAILED | Flag.UNEXPECTED
-            | Flag.TARGET_SATURATED | Flag.TARGET_NEAR_EDGE | Flag.TARGET_MASKED)
+            | Flag.TARGET_SATURATED | Flag.TARGET_NEAR_EDGE | Flag.TARGET_MASKED | Flag.NO_PSF)
 
 
 def differential(raw, spec):

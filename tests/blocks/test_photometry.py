@@ -72,8 +72,9 @@ def test_aperture_parameters_and_missing_fwhm(field):
     with pytest.raises(ValueError):
         AperturePhotometry(scale="arcsec")
     assert AperturePhotometry(scale="pixels").requires == ("sources",)
-    with pytest.raises(FrameRejected, match="fwhm"):
+    with pytest.raises(FrameRejected, match="fwhm") as exc:
         AperturePhotometry().run(Image(data=data, sources=Sources(xy)))
+    assert exc.value.flag == Flag.NO_PSF
 
 
 def test_annulus_matches_astropy_sigma_clip(field):

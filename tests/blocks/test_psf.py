@@ -7,6 +7,7 @@ import pytest
 from reduce import blocks
 from reduce.algorithms.psf import fit_moffat, moffat2d, moffat_fwhm
 from reduce.model.errors import FrameRejected, NoSources
+from reduce.model.flags import Flag
 from reduce.core.sequence import Sequence
 from reduce.model.image import Image, Sources
 
@@ -64,9 +65,9 @@ def test_a_fit_that_does_not_converge_rejects_the_frame(fit):
     epsf = np.exp(-((x - 10) ** 2 + (y - 10) ** 2) / 5) + 1.2 * np.exp(-((x - 19.5) ** 2 + (y - 2.5) ** 2) / 4)
     image = Image(data=np.zeros((5, 5), np.float32))
     image.epsf = (epsf + 0.03).astype(np.float32)
-    with pytest.raises(FrameRejected, match="did not converge"):
+    with pytest.raises(FrameRejected, match="^the PSF fit did not converge") as exc:
         fit().run(image)
-    assert image.fwhm is None
+    assert image.fwhm is None and exc.value.flag == Flag.NO_PSF  # said as such, not as UNEXPECTED
 
 
 def test_cutouts_skip_saturated_edge_and_crowded_sources():
