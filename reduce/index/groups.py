@@ -72,8 +72,12 @@ class Group:
 
 
 def _key(f: FrameInfo) -> tuple:
+    """The group of a frame; targets equal once made file names ('TOI 700', 'TOI/700') are one: the
+    scan shows the one group ``reduce run`` reduces under that name."""
+    from ..io.names import name_key
+
     exposure = round(f.exptime, 3) if f.exptime is not None and f.type in ("bias", "dark") else None
-    target = f.target.strip().lower() if f.type == "light" else ""
+    target = name_key(f.target.strip()) if f.type == "light" else ""
     return (f.night or "", f.telescope.strip().lower(), f.filter.strip().lower(), f.type, target,
             f.width, f.height, exposure)
 

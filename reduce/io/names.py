@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["safe_stem"]
+__all__ = ["safe_stem", "name_key"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
 
@@ -30,3 +30,9 @@ def safe_stem(date, telescope, target, filter) -> str:
     name never leaves the output folder or hides itself.
     """
     return "_".join(_part(v) for v in (date, telescope, target, filter))
+
+
+def name_key(value) -> str:
+    """How a name (e.g. an OBJECT) compares with others: its file-name form, case folded. 'TOI 700',
+    'TOI/700' and 'toi_700' are one target, as their products have one name."""
+    return _part(value).lower()

@@ -63,6 +63,19 @@ def test_groups_and_labels(tmp_path):
                                 "warnings": []}
 
 
+def test_targets_equal_as_file_names_are_one_group(tmp_path):
+    """'WASP 12', 'WASP/12' and 'wasp_12' (one product name, WASP_12) are one group in the scan too,
+    named by its first frame, not three rows of which ``reduce run`` would make one."""
+    night = tmp_path / "night"
+    for i, name in enumerate(("WASP 12", "WASP/12", "wasp_12", "WASP 12")):
+        write_fits(night / f"l{i}.fits", light(40 - i, OBJECT=name))
+    write_fits(night / "other.fits", light(30, OBJECT="WASP-12"))  # another name: another group
+    groups = FitsManager(night, index=tmp_path / "i.sqlite").light_groups()
+    assert sorted((g.label, len(g.files)) for g in groups) == [("2021-03-03_T1m_WASP-12_V", 1),
+                                                                ("2021-03-03_T1m_WASP_12_V", 4)]
+    assert next(g for g in groups if len(g.files) == 4).target == "WASP 12"  # the earliest frame's OBJECT
+
+
 def test_calibration_match(tmp_path):
     night = make_night(tmp_path / "night")
     write_fits(night / "other" / "bias_big.fits", light(IMAGETYP="Bias Frame", EXPTIME=0.0), shape=(16, 16))
