@@ -121,6 +121,25 @@ def _moffat_ms(stamps: list[np.ndarray], repeats: int = 3) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def _speed_probe(repeats: int = 30) -> float:
+    """Best-of-``repeats`` ms of one fixed piece of the per-frame work (101 stars x 30 exact
+    apertures on a synthetic 650x500 frame): the host's speed at bench time. This shared 2-core
+    machine swings by ~1.4x over an hour (22-24 ms per HAT-P-32 frame when quiet, 29-41 ms when
+    not, same code); this row says which state the rows above were measured in."""
+    from reduce.algorithms.apertures import circular_sums
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(300.0, 2.0, (500, 650)).astype(np.float32)
+    xy = rng.uniform(20, [630, 480], (101, 2))
+    radii = np.linspace(0.5, 4.0, 30) * 2.1
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        circular_sums(data, xy, radii)
+        best = min(best, time.perf_counter() - t0)
+    return 1e3 * best
+
+
 def bench() -> list[dict]:
     if not NIGHT.is_dir():
         note = f"skipped: {NIGHT} absent"
@@ -155,6 +174,8 @@ def bench() -> list[dict]:
              "unit": "ms", "target": "numpy < MINPACK", "passed": moffat["numpy"] < moffat["lm"]},
             {"name": "  1-minute load average after the runs", "value": round(os.getloadavg()[0], 2),
              "unit": "", "target": f"{os.cpu_count()} cores", "passed": None},
+            {"name": "  host speed probe: 101 stars x 30 apertures, synthetic frame (best of 30; 5.4 ms when quiet)",
+             "value": round(_speed_probe(), 2), "unit": "ms", "target": "", "passed": None},
         ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -11,14 +11,14 @@ from ..model.flags import Flag
 from .binning import bin_edges
 from .stats import p2p_scatter
 
-__all__ = ["best_aperture", "unmeasured_frames", "seeing_trend", "binned_scatter", "MIN_APERTURE_COVERAGE"]
+__all__ = ["best_aperture", "snr_aperture", "unmeasured_frames", "seeing_trend", "binned_scatter", "MIN_APERTURE_COVERAGE"]
 
 
 MIN_APERTURE_COVERAGE = 0.99
 
 
 def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None,
-                  min_coverage=MIN_APERTURE_COVERAGE, seeing=None, anchor=None):
+                  min_coverage=MIN_APERTURE_COVERAGE, seeing=None, anchor=None, errors=None):
     """Index of the aperture whose light curve ``diff`` (n_apertures, n_frames) scatters least.
 
     ``method``: ``"p2p"`` robust point-to-point scatter (default; ignores slow astrophysical trends
@@ -31,11 +31,17 @@ def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None,
     quadrature (see ``_seeing_penalty``): p2p is blind to slow trends, and on a short night a
     seeing-driven one (neighbours' light entering wide apertures in a crowded field) is slow.
     Returns ``(index, metric)`` with metric (n_apertures,), inf for skipped apertures.
+
+    A scatter needs 3 frames: on 1 or 2 (a snapshot of a variable star), with ``errors`` (the
+    curves' 1-sigma errors, same shape) the aperture of least median relative error (best
+    signal-to-noise by the CCD equation) is chosen instead, see :func:`snr_aperture`.
     """
     diff = np.asarray(diff, dtype=float)
     if frames is not None:
         diff = np.where(frames, diff, np.nan)
     coverage = np.isfinite(diff).sum(axis=-1)
+    if coverage.max(initial=0) < 3 and errors is not None:
+        return snr_aperture(diff, errors, min_coverage=min_coverage)
     if time is not None:
         diff = diff[:, np.argsort(time, kind="stable")]
     if method == "p2p":
@@ -61,6 +67,25 @@ def best_aperture(diff, *, time=None, method="p2p", dt=None, frames=None,
             raise ValueError(f"the target is measured on {most} frame(s): choosing the aperture by the "
                              "light curve's scatter needs at least 3")
         raise ValueError("no aperture gives a finite differential light curve")
+    return int(np.argmin(metric)), metric
+
+
+def snr_aperture(diff, errors, *, min_coverage=MIN_APERTURE_COVERAGE):
+    """``(index, metric)``: the aperture of least median relative error ``errors / diff`` (metric,
+    inf where skipped) among those measuring the target on (nearly) as many frames as the best
+    covered: the choice for 1 or 2 frames, where no scatter can be measured."""
+    diff = np.asarray(diff, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(np.asarray(errors, dtype=float) / diff)
+    rel = np.where(np.isfinite(diff) & np.isfinite(rel) & (diff > 0), rel, np.nan)
+    coverage = np.isfinite(rel).sum(axis=-1)
+    metric = np.full(len(rel), np.inf)
+    ok = (coverage > 0) & (coverage >= min_coverage * coverage.max(initial=0))
+    if ok.any():
+        metric[ok] = np.nanmedian(rel[ok], axis=-1)
+    metric = np.where(np.isfinite(metric) & (metric > 0), metric, np.inf)
+    if not np.any(np.isfinite(metric)):
+        raise ValueError("no aperture measures the target with a finite positive flux and error")
     return int(np.argmin(metric)), metric
 
 

@@ -306,7 +306,9 @@ class Fluxes:
         """Divide by the ensemble, choose the aperture and package the metadata."""
         d, e = differential(self.fluxes, self.errors, weights, frames=frames)
         idx, metric = best_aperture(d[:, self.target], time=self.time, method=method, dt=dt,
-                                    frames=frames, seeing=self._seeing())
+                                    frames=frames, seeing=self._seeing(), errors=e[:, self.target])
+        by = "snr" if np.isfinite(np.where(frames, d[:, self.target], np.nan)).sum(axis=-1).max(initial=0) < 3 \
+            else method
         if aperture is not None:
             idx = int(aperture) % self.shape[0]
         w = weights[idx]
@@ -314,7 +316,8 @@ class Fluxes:
         meta = dict(self.meta)
         meta.update(extra or {})
         meta.update(comparisons=order, weights=[float(w[i]) for i in order], weights_all=weights,
-                    aperture=idx, scatter=metric, raw=self.raw)
+                    aperture=idx, scatter=metric, raw=self.raw,
+                    aperture_by="given" if aperture is not None else by)
         radius = float(nanmedian(np.atleast_1d(self.apertures[idx])))
         flags, issues = unmeasured_frames(self.data.get("aperture_flags"), idx, self.target,
                                           np.isfinite(d[idx, self.target]), self.files, radius)

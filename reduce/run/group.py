@@ -21,7 +21,7 @@ from .outputs import discard_figures, submit_figures, write_outputs
 from .reference import choose_reference, fill_pointing, psf_like_reference, quick_detection
 from .plan import GroupPlan
 from .report import GroupResult
-from .table import differential, errors_without_gain, full_table, p2p_of_table
+from .table import differential, errors_without_gain, full_table, note_snapshot, p2p_of_table
 from .target import select_target
 
 __all__ = ["reduce_group", "GroupContext"]
@@ -110,7 +110,9 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)  # on the measured stars only
     ctx.ref, ctx.target = ref, target
     _measure(ctx, pre, phot, loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
-    ctx.diff = errors_without_gain(differential(ctx.raw, spec), ref, plan, result.warnings)
+    ctx.diff = differential(ctx.raw, spec)
+    note_snapshot(ctx.diff, plan, result.warnings)
+    ctx.diff = errors_without_gain(ctx.diff, ref, plan, result.warnings)
     ctx.table = full_table(ctx.raw, ctx.diff, ref, plan.group, result.warnings)
     from ..io.atomic import OutputSet
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..model.errors import ReduceError
 from ..model.flags import Flag
 
-__all__ = ["EXCLUDED", "differential", "errors_without_gain", "full_table", "stars_radec", "site_of",
+__all__ = ["EXCLUDED", "differential", "note_snapshot", "errors_without_gain", "full_table", "stars_radec", "site_of",
            "p2p_of_table"]
 
 log = logging.getLogger("reduce.run")
@@ -47,6 +47,20 @@ def differential(raw, spec):
     except ValueError as e:
         raise ReduceError(f"differential photometry failed: {e}")
     return diff
+
+
+def note_snapshot(diff, plan, warnings) -> None:
+    """On 1 or 2 frames the aperture is the target's best signal-to-noise (CCD equation): no
+    scatter can be measured. Said, since the choice is then only as good as the gain."""
+    if diff.meta.get("aperture_by") != "snr":
+        return
+    n = int(np.isfinite(np.asarray(diff.flux, float)).sum())
+    w = {"code": "aperture_by_snr", "frames": n, "message":
+         f"the target is measured on {n} frame(s): the aperture (r={diff.aperture_radius:.1f} px) is the one "
+         "of best signal-to-noise by the CCD equation, not of least light-curve scatter (which needs 3 "
+         "frames); its errors are the CCD equation's (set `gain:` and `read_noise:` in the config)"}
+    log.warning("%s: %s", plan.name, w["message"])
+    warnings.append(w)
 
 
 def errors_without_gain(diff, ref, plan, warnings):

@@ -107,14 +107,23 @@ def test_empty_night_fails_clearly(tmp_path, capsys):
     assert "no light frames" in capsys.readouterr().err
 
 
-def test_two_frame_night_says_why_it_has_no_light_curve(tmp_path, capfd):
-    """Two frames cannot choose an aperture by the light curve's scatter: the group fails with
-    that reason (exit 1), not with 'no aperture gives a finite light curve'."""
-    night = tmp_path / "two"
+def test_two_frame_night_reduces_with_the_best_signal_to_noise_aperture(tmp_path, capfd):
+    """Two frames (a snapshot of a variable star) have no light-curve scatter to choose the aperture
+    by: the group still reduces (exit 0), with the aperture of least median relative error of the
+    target's differential flux (CCD equation), and says so in the log, summary and provenance."""
+    import numpy as np
+
+    night, out = tmp_path / "two", tmp_path / "out"
     assert run_cli("simulate", night, "--n-images", 2, "--size", 200, "--seed", 3, "-q") == 0
-    assert run_cli("run", DEFAULT, night, "-o", tmp_path / "out", "-q") == 1
-    err = capfd.readouterr().err
-    assert "measured on 2 frame(s)" in err and "at least 3" in err
+    assert run_cli("run", DEFAULT, night, "-o", out, "-q", "--summary-json", tmp_path / "s.json") == 0
+    assert "best signal-to-noise" in capfd.readouterr().err
+    table = Table.read(next(out.glob("*.csv")), format="ascii.csv", comment="#")
+    assert len(table) == 2 and np.isfinite(table["flux"]).all() and (table["flag"] == 0).all()
+    assert np.allclose(table["flux"], 1.0, atol=0.02) and (table["flux_err"] > 0).all()
+    prov = json.loads(next(out.glob("*.json")).read_text())
+    assert prov["aperture"]["chosen_by"] == "snr"
+    assert [w["code"] for w in json.loads((tmp_path / "s.json").read_text())["groups"][0]["warnings"]
+            if w["code"] == "aperture_by_snr"] == ["aperture_by_snr"]
 
 
 def test_bad_recipe_is_exit_2_with_line(night_copy, tmp_path, capsys):

@@ -315,3 +315,20 @@ def test_nanmedian_is_numpys_without_warnings():
         for k in (0, 1, 2):
             assert nanmedian(a, axis=k).tobytes() == expected[k].tobytes()
         assert np.isnan(nanmedian(np.empty((3, 0)))).all() and nanmedian(np.empty((3, 0))).shape == (3,)
+
+
+def test_one_or_two_frames_take_the_aperture_of_best_signal_to_noise():
+    """No scatter on 2 frames: with errors, the aperture of least median relative error is chosen
+    among those measuring the target on both (a radius missing a frame is skipped); without
+    errors the choice says why it cannot be made."""
+    from reduce.lightcurve.aperture_choice import best_aperture
+
+    diff = np.array([[1.0, 1.01], [0.99, 1.0], [1.0, np.nan], [1.0, 1.0]])
+    errors = np.array([[0.02, 0.02], [0.008, 0.009], [0.001, 0.001], [0.012, 0.011]])
+    index, metric = best_aperture(diff, errors=errors)
+    assert index == 1 and np.isinf(metric[2]) and metric[1] == pytest.approx(np.median([0.008 / 0.99, 0.009]))
+    with pytest.raises(ValueError, match="at least 3"):
+        best_aperture(diff)
+    three = np.c_[diff, diff[:, :1]]
+    with_errors, by_scatter = best_aperture(three, errors=np.c_[errors, errors[:, :1]]), best_aperture(three)
+    assert with_errors[0] == by_scatter[0] and np.array_equal(with_errors[1], by_scatter[1])  # 3 frames: by scatter
