@@ -15,13 +15,13 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..model.errors import Unreadable
-from .cards import CARD, RawHeader, header_text, parse_cards
+from .cards import CARD, LazyHeader, RawHeader, header_text, parse_cards
 
 if TYPE_CHECKING:  # numpy is imported by the pixel readers only: a header scan does without it
     import numpy as np
 
-__all__ = ["UnreadableFile", "NotAnImage", "OwnProduct", "RawHeader", "read_header", "read_pixels", "read_image",
-           "is_fits_name"]
+__all__ = ["UnreadableFile", "NotAnImage", "OwnProduct", "RawHeader", "LazyHeader", "read_header", "read_pixels",
+           "read_image", "is_fits_name"]
 
 BLOCK = 2880
 _FITS_EXTS = (".fits", ".fit", ".fts")
@@ -237,8 +237,9 @@ def read_pixels(path) -> tuple[np.ndarray, Any, int]:
 
 
 def read_image(path: str):
-    """(data, astropy header, hdu index, fast header) where the fast header answers ``get``
-    quickly (the index's raw card parser) for plain files, and is the astropy header otherwise."""
+    """(data, header, hdu index, fast header) where the fast header answers ``get`` quickly (the
+    index's raw card parser) for plain files, and is the astropy header otherwise; the header of
+    a plain file is a :class:`LazyHeader` (astropy's built on first need)."""
     if not path.lower().endswith((".gz", ".fz", ".bz2")):
         try:
             fast = _read_plain(path)
@@ -247,10 +248,8 @@ def read_image(path: str):
         except Exception:  # an odd header: let astropy judge the file
             fast = None
         if fast is not None:
-            from astropy.io import fits
-
             data, text, cards = fast
-            return data, fits.Header.fromstring(text), 0, cards
+            return data, LazyHeader(text, cards), 0, cards
     data, header, hdu = _read_astropy(path)
     return data, header, hdu, header
 

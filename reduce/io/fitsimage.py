@@ -25,6 +25,7 @@ def celestial_wcs(header):
         return None
     from astropy.wcs import WCS
 
+    header = header.to_astropy() if hasattr(header, "to_astropy") else header
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -185,3 +185,34 @@ def test_real_iraf_frame_with_date_only_date_obs():
     assert image.header["BIASSEC"].strip().startswith("[")
     # DATE-OBS '2013-07-13' with UT '00:57:33', 150.04 s exposure -> mid-exposure JD
     assert abs(image.jd - (2456486.5 + (57 * 60 + 33 + 75.02) / 86400)) < 1e-5
+
+
+def test_lazy_header_answers_as_astropy_and_builds_it_only_when_needed(tmp_path):
+    """A plain frame's header answers keyword lookups from its raw cards (the frames' chain needs no
+    more) with astropy's values, builds the astropy Header only for anything else, travels to and
+    from workers as its text, and still gives a WCS; on every real frame too."""
+    import pickle
+
+    from reduce.io.cards import LazyHeader
+    from reduce.io.fits import _read_astropy, read_pixels
+
+    h = _header(BITPIX=16, TRIMSEC="[3:20,2:15]", CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=10.0,
+                CRVAL2=20.0, CRPIX1=5.0, CRPIX2=5.0, CDELT1=-1e-4, CDELT2=1e-4)
+    h["HISTORY"] = "flat-fielded"
+    path = tmp_path / "w.fits"
+    fits.PrimaryHDU(np.ones((17, 23), np.int16), header=h).writeto(path)
+    _, header, _ = read_pixels(path)
+    assert isinstance(header, LazyHeader)
+    assert (header.get("TRIMSEC"), header["EXPTIME"], "FILTER" in header, header.get("NOPE", 7)) == \
+        ("[3:20,2:15]", 12.0, True, 7)
+    assert header._header is None  # plain lookups never built astropy's header
+    assert list(header["HISTORY"]) == ["flat-fielded"] and header._header is not None
+    back = pickle.loads(pickle.dumps(header))
+    assert back._header is None and back["CRVAL1"] == 10.0 and dict(back) == dict(fits.getheader(path))
+    image = FITSImage(path)
+    assert image.wcs is not None and image.wcs.has_celestial
+    for real in sorted(p for p in REAL.rglob("*") if p.is_file()) if REAL.exists() else []:
+        _, lazy, _ = read_pixels(real)
+        _, ref, _ = _read_astropy(str(real))
+        keys = [k for k in ref if k and k not in ("COMMENT", "HISTORY")]
+        assert [lazy.get(k) for k in keys] == [ref.get(k) for k in keys], real.name
