@@ -97,3 +97,24 @@ def test_annulus_matches_astropy_sigma_clip_to_convergence():
 def test_annulus_outside_the_frame_is_nan():
     med, std, npix = annulus_stats(np.ones((20, 20), np.float32), np.array([[500.0, 500.0], [np.nan, 1.0]]), 2, 4)
     assert np.isnan(med).all() and np.isnan(std).all() and npix.tolist() == [0, 0]
+
+
+def test_stars_drifted_off_the_frame_are_skipped_and_the_others_unchanged():
+    """Stars whose every circle (or whole annulus) lies off the frame are NaN without being summed;
+    every other star gets exactly (bit for bit) what it gets measured alone, at the edge too."""
+    rng = np.random.default_rng(4)
+    data = rng.normal(100.0, 5.0, (60, 80))
+    radii = np.linspace(1.0, 6.0, 12)
+    xy = np.array([[40.2, 30.7], [-30.0, 20.0], [2.3, 31.1], [79.4, 59.2], [120.0, -40.0], [-3.0, 10.0],
+                   [60.6, 5.5]])
+    sums, areas, flags, peak = circular_sums(data, xy, radii)
+    assert np.isnan(sums[[1, 4]]).all() and (flags[[1, 4]] & EDGE).all()
+    for i in range(len(xy)):
+        alone = circular_sums(data, xy[i:i + 1], radii)
+        for got, one in zip((sums, areas, flags, peak), alone):
+            np.testing.assert_array_equal(got[i], one[0])
+    med, std, npix = annulus_stats(data, xy, 5.0, 9.0)
+    assert np.isnan(med[[1, 4]]).all() and (npix[[1, 4]] == 0).all() and np.isfinite(med[5]) and npix[5] > 0
+    on = [0, 2, 3, 5, 6]  # the same as without the stars off the frame
+    for got, without in zip((med, std, npix), annulus_stats(data, xy[on], 5.0, 9.0)):
+        np.testing.assert_array_equal(got[on], without)

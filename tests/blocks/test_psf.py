@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from reduce import blocks
-from reduce.algorithms.psf import fit_moffat, moffat2d, moffat_fwhm
+from reduce.algorithms.psf import at_gaussian_limit, fit_moffat, moffat2d, moffat_fwhm
 from reduce.model.errors import FrameRejected, NoSources
 from reduce.model.flags import Flag
 from reduce.core.sequence import Sequence
@@ -153,9 +153,9 @@ def test_isolation_of_thousands_of_positions_ignores_nan_ones(monkeypatch):
     assert (out == expected).all()
 
 
-def test_frames_try_the_gaussian_limit_first_only_when_the_reference_psf_sits_there():
-    """The runner sets Moffat2D.gaussian_first from the reference's fit: an undersampled reference
-    (beta at its limit) makes the frames try that limit first; a Moffat-like one does not."""
+def test_frames_start_their_psf_fit_from_the_reference_fit():
+    """The runner hands the reference's Moffat fit to the frames' Moffat2D (``like``): their fits
+    start there (at the Gaussian limit for an undersampled reference, not for a Moffat-like one)."""
     from reduce.model.image import Image
     from reduce.run.reference import psf_like_reference
 
@@ -167,4 +167,4 @@ def test_frames_try_the_gaussian_limit_first_only_when_the_reference_psf_sits_th
         blocks.Moffat2D().run(ref)
         chain = [blocks.Cutouts(21), blocks.MedianEPSF(), blocks.Moffat2D()]
         psf_like_reference(chain, ref)
-        assert chain[2].gaussian_first is expected
+        assert chain[2].like == ref.psf_params and at_gaussian_limit(chain[2].like) is expected
