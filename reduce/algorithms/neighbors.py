@@ -2,8 +2,10 @@
 
 Star lists for alignment and PSF star selection are small (tens to a few hundred points), where a
 chunked brute-force distance matrix is as fast as a k-d tree and avoids importing
-``scipy.spatial`` (about 0.3 s per process, paid by every ``reduce run``). Large sets fall back
-to :class:`scipy.spatial.cKDTree`. :class:`Neighbors` mimics the subset of the cKDTree API used
+``scipy.spatial`` (about 0.3 s per process, paid by every ``reduce run``). Pairs closer than a
+radius come from a window on the sorted x coordinate whatever the number of points (a dense
+reference's ~1,000 stars included); only unbounded queries of large sets and windows of more
+than ``_PAIRS_MAX`` candidates fall back to :class:`scipy.spatial.cKDTree`. :class:`Neighbors` mimics the subset of the cKDTree API used
 here (``query`` with ``k`` and ``distance_upper_bound``, ``query_pairs``), including its "missing
 neighbour" convention: distance ``inf`` and index ``n``.
 """
