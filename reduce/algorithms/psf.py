@@ -127,10 +127,14 @@ def _moffat_q(x, y, amp, x0, y0, qa, qb, qc, beta, b):
     return amp * _moffat_base(x, y, x0, y0, qa, qb, qc)[2] ** (-beta) + b
 
 
-def _moffat_jac(x, y, amp, x0, y0, qa, qb, qc, beta, b):
-    """Analytic Jacobian of the quadratic-form Moffat, shape (n_pixels, 8)."""
-    dx, dy, d = _moffat_base(x, y, x0, y0, qa, qb, qc)
-    dpow = d ** (-beta)
+def _moffat_jac(x, y, amp, x0, y0, qa, qb, qc, beta, b, parts=None):
+    """Analytic Jacobian of the quadratic-form Moffat, shape (n_pixels, 8); ``parts`` the
+    ``(dx, dy, base, base ** -beta)`` of the same point when already computed."""
+    if parts is None:
+        dx, dy, d = _moffat_base(x, y, x0, y0, qa, qb, qc)
+        dpow = d ** (-beta)
+    else:
+        dx, dy, d, dpow = parts
     g = -beta * amp * dpow / d
     return np.stack([dpow, -g * (2 * qa * dx + qc * dy), -g * (2 * qb * dy + qc * dx),
                      g * dx * dx, g * dy * dy, g * dx * dy, -amp * dpow * np.log(d),
@@ -144,10 +148,34 @@ def _moffat_u(x, y, amp, x0, y0, qa, qb, qc, u, b):
     return _moffat_q(x, y, amp, x0, y0, qa, qb, qc, 1.0 / u, b)
 
 
-def _moffat_u_jac(x, y, amp, x0, y0, qa, qb, qc, u, b):
-    j = _moffat_jac(x, y, amp, x0, y0, qa, qb, qc, 1.0 / u, b)
+def _moffat_u_jac(x, y, amp, x0, y0, qa, qb, qc, u, b, parts=None):
+    j = _moffat_jac(x, y, amp, x0, y0, qa, qb, qc, 1.0 / u, b, parts)
     j[:, 6] *= -1.0 / (u * u)  # d/du = -beta^2 d/dbeta
     return j
+
+
+def _moffat_u_residuals(x, y, z, scale):
+    """``(fun, jac)``: the residuals ``(_moffat_u - z) / scale`` and their Jacobian over fixed
+    pixels, the Jacobian reusing the profile's powers when LM asks for it at the point it has just
+    evaluated (after every accepted step): the very values of :func:`_moffat_u` and
+    :func:`_moffat_u_jac`, without computing the base and its power twice."""
+    last = {}
+
+    def powers(p):
+        key = p.tobytes()
+        if last.get("key") != key:
+            amp, x0, y0, qa, qb, qc, u, b = p
+            dx, dy, d = _moffat_base(x, y, x0, y0, qa, qb, qc)
+            last.update(key=key, parts=(dx, dy, d, d ** (-(1.0 / u))))
+        return last["parts"]
+
+    def fun(p):
+        return (p[0] * powers(p)[3] + p[7] - z) / scale
+
+    def jac(p):
+        return _moffat_u_jac(x, y, *p, parts=powers(p)) / scale
+
+    return fun, jac
 
 
 def _gaussian_q(x, y, amp, x0, y0, qa, qb, qc, b):
@@ -280,8 +308,11 @@ def _fit(model, jac, stamp, p0, lower, upper, at_bound=None, bound_first: bool =
     scale = float(np.max(np.abs(z))) or 1.0
     lower, upper = np.array(lower, float), np.array(upper, float)
     p0 = np.clip(np.array(p0, float), lower + 1e-9, upper - 1e-9)
-    fun = lambda p: (model(x, y, *p) - z) / scale  # noqa: E731
-    jf = lambda p: jac(x, y, *p) / scale  # noqa: E731
+    if model is _moffat_u and jac is _moffat_u_jac:
+        fun, jf = _moffat_u_residuals(x, y, z, scale)
+    else:
+        fun = lambda p: (model(x, y, *p) - z) / scale  # noqa: E731
+        jf = lambda p: jac(x, y, *p) / scale  # noqa: E731
     with np.errstate(all="ignore"):  # wild trial steps (negative base powers) are just rejected
         if bound_first and at_bound is not None:
             p, converged = _held_fit(fun, jf, at_bound[1], lower, upper, at_bound[0])

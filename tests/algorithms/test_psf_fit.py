@@ -91,3 +91,17 @@ def test_a_fit_like_the_reference_gives_the_same_fit_in_fewer_steps(profile, fwh
     assert len(evals) < n_evals
     if profile == "gaussian":
         assert len(runs) == 1 < n_runs
+
+
+def test_moffat_residuals_reuse_the_evaluation_and_give_the_very_same_values():
+    """The Moffat fit's residuals and Jacobian share one evaluation per point (the Jacobian is asked
+    for where the residuals were just computed): bit for bit what the model functions give, in
+    either order and after a move."""
+    rng = np.random.default_rng(2)
+    y, x = (v.ravel().astype(float) for v in np.mgrid[0:15, 0:15])
+    z = rng.normal(0.0, 0.01, x.size)
+    fun, jac = psf._moffat_u_residuals(x, y, z, 2.0)
+    for p in (np.array([1.0, 7.1, 6.8, 0.3, 0.25, 0.02, 0.3, 0.01]), np.array([0.9, 7.0, 7.2, 0.2, 0.3, -0.01, 0.05, 0.0])):
+        assert np.array_equal(fun(p), (psf._moffat_u(x, y, *p) - z) / 2.0)
+        assert np.array_equal(jac(p), psf._moffat_u_jac(x, y, *p) / 2.0)
+        assert np.array_equal(jac(p + 1e-3), psf._moffat_u_jac(x, y, *(p + 1e-3)) / 2.0)  # Jacobian first
