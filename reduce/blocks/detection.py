@@ -15,6 +15,9 @@ __all__ = ["PointSourceDetection", "global_background", "QUICK_MIN"]
 # fewest stars a quick (raised-threshold) detection must find to be kept: enough for the
 # alignment's asterisms (30 stars) and the PSF's cutouts
 QUICK_MIN = 40
+# deblending thresholds of a quick detection (at most): its stars stand far above the threshold,
+# where 8 levels split the blends 16 split on 135 of the 142 HAT-P-32 frames, in 0.4 ms less
+QUICK_LEVELS = 8
 
 log = logging.getLogger("reduce")
 
@@ -221,7 +224,7 @@ class PointSourceDetection(Block):
         (frames of a dense field), kept when that finds at least ``QUICK_MIN`` stars."""
         levels = self.deblend_levels if self.deblend else 1
         if self.quick_threshold is not None and self.quick_threshold > self.threshold:
-            objects = _extract(sub, self.quick_threshold, rms, mask, self.min_area, levels)
+            objects = _extract(sub, self.quick_threshold, rms, mask, self.min_area, min(levels, QUICK_LEVELS))
             if len(objects) >= QUICK_MIN:
                 return objects
         return _extract(sub, self.threshold, rms, mask, self.min_area, levels)
