@@ -128,8 +128,11 @@ class Neighbors:
         hi = np.searchsorted(x, x + r, side="right")
         counts = hi - np.arange(len(x)) - 1                    # later points within r in x
         total = int(counts.sum())
-        if total > _PAIRS_MAX:
-            return self._kd().query_pairs(r, output_type="ndarray")
+        if total > _PAIRS_MAX:  # the tree of the finite points (a NaN in a k-d tree raises)
+            from scipy.spatial import cKDTree
+
+            pairs = ok[cKDTree(self.data[ok]).query_pairs(r, output_type="ndarray")].reshape(-1, 2)
+            return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
         a = np.repeat(np.arange(len(x)), counts)
         b = a + 1 + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
         i, j = order[a], order[b]

@@ -293,9 +293,12 @@ def _pushes_outward(fun, jac, p, hold: int, lower, upper) -> bool:
     return False
 
 
-def _fit(model, jac, stamp, p0, lower, upper, at_bound=None, bound_first: bool = False):
+def _fit(model, jac, stamp, p0, lower, upper, at_bound=None, bound_first: bool = False, residuals=None):
     """Levenberg-Marquardt with an analytic Jacobian; when it leaves the bounds, ``at_bound``
     ``(index, start)`` tries :func:`_fit_at_bound`. ``(p, converged inside the bounds)``.
+
+    ``residuals(x, y, z, scale) -> (fun, jac)`` may stand for the generic residuals of ``model``
+    and ``jac`` (the same values, computed more cheaply: :func:`_moffat_u_residuals`).
 
     ``bound_first`` (with ``at_bound``) tries the held fit first and keeps it when the cost's
     gradient there points out of the bounds: the answer the full path reaches when it runs out,
@@ -308,8 +311,8 @@ def _fit(model, jac, stamp, p0, lower, upper, at_bound=None, bound_first: bool =
     scale = float(np.max(np.abs(z))) or 1.0
     lower, upper = np.array(lower, float), np.array(upper, float)
     p0 = np.clip(np.array(p0, float), lower + 1e-9, upper - 1e-9)
-    if model is _moffat_u and jac is _moffat_u_jac:
-        fun, jf = _moffat_u_residuals(x, y, z, scale)
+    if residuals is not None:
+        fun, jf = residuals(x, y, z, scale)
     else:
         fun = lambda p: (model(x, y, *p) - z) / scale  # noqa: E731
         jf = lambda p: jac(x, y, *p) / scale  # noqa: E731
@@ -369,11 +372,13 @@ def fit_moffat(stamp: np.ndarray, *, like: dict | None = None) -> dict:
     # the Gaussian limit, when LM runs there: beta held at 50, same core width (q beta kept)
     gauss = [amp, x0, y0, 3.0 / BETA_MAX * alpha ** -2, 3.0 / BETA_MAX * alpha ** -2, 0.0, 1 / BETA_MAX, 0.0]
     shape = _shape(like) if like else None
+    limit = shape is not None and at_gaussian_limit(like)
     if shape is not None:
         p0[3:7] = shape
-        gauss[3:6] = shape[:3] if at_gaussian_limit(like) else gauss[3:6]
-    p, ok = _fit(_moffat_u, _moffat_u_jac, stamp, p0, lo, hi, at_bound=(6, gauss),
-                 bound_first=shape is not None and at_gaussian_limit(like))
+    if limit:
+        gauss[3:6] = shape[:3]
+    p, ok = _fit(_moffat_u, _moffat_u_jac, stamp, p0, lo, hi, at_bound=(6, gauss), bound_first=limit,
+                 residuals=_moffat_u_residuals)
     amp, x0, y0, qa, qb, qc, u, b = (float(v) for v in p)
     beta = 1.0 / u
     major, minor, theta = _axes(qa, qb, qc)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..algorithms.neighbors import nearest_distance
+from ..algorithms.neighbors import Neighbors
 from ..algorithms.psf import (GAUSSIAN_FWHM, _moments, extract_stamps, fit_gaussian, fit_moffat,
                               median_epsf)
 from ..core.block import Block
@@ -16,40 +16,19 @@ from ..model.errors import NoSources, PSFFailed
 __all__ = ["Cutouts", "MedianEPSF", "Moffat2D", "Gaussian2D"]
 
 
-# more candidate pairs than this in the x-window (a field of tens of thousands of stars, or a
-# huge isolation radius): a k-d tree query (nearest_distance) instead, which imports scipy.spatial
-_PAIRS_MAX = 2_000_000
-
-
 def _isolated(xy: np.ndarray, radius: float) -> np.ndarray:
     """Boolean mask of positions with no other position within ``radius`` px (a NaN position is
     never isolated, nor anyone's neighbour; a lone position is isolated).
 
-    Only pairs less than ``radius`` apart in x are measured (a window on the positions sorted by
-    x): the same answer as ``nearest_distance(xy) > radius`` without its all-pairs query (~1 ms
-    for a frame's ~150 stars, 0.15 ms this way) and, for the ~1,000 stars of a dense reference,
-    without the k-d tree's ``import scipy.spatial`` (~0.4 s of a whole run). Only a window of
-    more than ``_PAIRS_MAX`` pairs goes to the k-d tree."""
+    The close pairs come from :meth:`Neighbors.query_pairs` (a window on x): the same answer as
+    ``nearest_distance(xy) > radius`` without its all-pairs query (~1 ms for a frame's ~150
+    stars, 0.15 ms this way) and, for the ~1,000 stars of a dense reference, without the k-d
+    tree's ``import scipy.spatial`` (~0.4 s of a whole run)."""
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     if len(xy) < 2:
         return np.ones(len(xy), bool)
     out = np.isfinite(xy).all(axis=1)
-    idx = np.flatnonzero(out)
-    order = idx[np.argsort(xy[idx, 0], kind="stable")]
-    p = xy[order]
-    lo = np.searchsorted(p[:, 0], p[:, 0] - radius, side="left")
-    hi = np.searchsorted(p[:, 0], p[:, 0] + radius, side="right")
-    counts = hi - lo
-    if int(counts.sum()) > _PAIRS_MAX:
-        out[out] = nearest_distance(xy[out]) > radius
-        return out
-    rows = np.repeat(np.arange(len(p)), counts)
-    cols = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
-    diff = p[rows] - p[cols]
-    near = ((diff * diff).sum(axis=1) <= radius * radius) & (rows != cols)
-    crowded = np.zeros(len(p), bool)
-    crowded[rows[near]] = True
-    out[order] = ~crowded
+    out[Neighbors(xy).query_pairs(radius).ravel()] = False
     return out
 
 
@@ -179,7 +158,6 @@ class Moffat2D(_PSFFit):
     """
 
     register = True
-    _fit = staticmethod(fit_moffat)
 
     def __init__(self, *, crop: float = 3.0):
         super().__init__(crop=crop)

@@ -227,8 +227,9 @@ def _merge_same_names(fm, safe_stem) -> list:
     """The night's light groups, those whose output names are equal once sanitised merged.
 
     Outputs are named ``<date>_<telescope>_<target>_<filter>`` after sanitising, so groups the
-    index keeps apart can share a name. OBJECT values equal once sanitised ('TOI 700', 'TOI/700')
-    are one target: their frames (of one size) are merged into one group, in time order.
+    index keeps apart can share a name: targets are already one group there ('TOI 700',
+    'TOI/700': :func:`reduce.io.names.name_key`), telescopes and filters equal once sanitised
+    ('SIM 60', 'SIM/60') are merged here, their frames (of one size) in time order.
     """
     import dataclasses
 

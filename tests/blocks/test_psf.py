@@ -136,6 +136,7 @@ def test_isolation_window_agrees_with_nearest_distance():
 def test_isolation_of_thousands_of_positions_ignores_nan_ones(monkeypatch):
     """When the x-window holds too many pairs the k-d tree answers: a NaN position is never isolated
     nor anyone's neighbour there either (a NaN in a k-d tree raises); both ways agree."""
+    from reduce.algorithms import neighbors
     from reduce.blocks import psf
 
     rng = np.random.default_rng(3)
@@ -143,7 +144,7 @@ def test_isolation_of_thousands_of_positions_ignores_nan_ones(monkeypatch):
     xy[5] = np.nan
     xy[7] = xy[8] + 1.0  # a close pair
     window = psf._isolated(xy, 3.0)
-    monkeypatch.setattr(psf, "_PAIRS_MAX", 10)
+    monkeypatch.setattr(neighbors, "_PAIRS_MAX", 10)
     out = psf._isolated(xy, 3.0)
     assert (out == window).all()
     assert not out[5] and not out[7] and not out[8]
