@@ -10,6 +10,7 @@ from astropy.io import fits
 
 from reduce.simulations import (enclosed_fraction, illumination, load_truth, noise_floor,
                                 simulate_night, simulate_observation, sky_plane, target_signal)
+from reduce.simulations.truth import positions
 
 
 @pytest.fixture(scope="module")
@@ -342,3 +343,69 @@ def test_enclosed_fraction():
     assert enclosed_fraction(1e6, 4.0, 3.0) == pytest.approx(1.0)
     # at the half-width at half-maximum, (r/alpha)^2 = 2^(1/beta) - 1 exactly
     assert enclosed_fraction(2.0, 4.0, 3.0) == pytest.approx(1 - 2 ** (-2 / 3))
+
+
+# ---- issue 18's real-camera conditions: each is checked on the frames written ----
+
+def _hot_excess(frame, x, y):
+    """A pixel's excess over the median of its 5x5 neighbourhood, and its 8 neighbours' largest."""
+    cut = frame[y - 2:y + 3, x - 2:x + 3]
+    ring = np.delete(frame[y - 1:y + 2, x - 1:x + 2].ravel(), 4)
+    base = np.median(cut)
+    return frame[y, x] - base, ring.max() - base
+
+
+def test_uncalibrated_night_with_hot_pixels(tmp_path):
+    """No calibration frame; the lights carry bias, dark and sharp hot pixels where truth says."""
+    truth = simulate_night(tmp_path / "n", seed=2, n_images=3, size=128, n_stars=8,
+                           uncalibrated=True, hot_pixels=3e-3)
+    p = truth["parameters"]
+    assert truth["calibration"] == {"bias": [], "dark": [], "flat": []}
+    assert not list((tmp_path / "n" / "calibration").iterdir())
+    assert p["calibration"] is False and p["uncalibrated"] is True
+    assert p["conditions"] == {"uncalibrated": True, "hot_pixels": 3e-3}
+    assert 300 <= p["bias_level"] <= 1000 and p["dark_current"] > 0
+    assert p["flat"]["prnu"] == 0 and p["flat"]["donuts"] == [] and p["flat"]["vignetting"] > 0
+    hot = p["hot_pixels"]
+    assert len(hot) == round(3e-3 * 128 * 128) and len({(h[0], h[1]) for h in hot}) == len(hot)
+    adu = np.array([h[2] for h in hot]) * p["exptime"] / p["gain"]
+    assert adu.min() >= 50 and adu.max() <= p["saturation"]
+    x, y = (np.asarray(v) for v in positions(truth))
+    far = [h for h in hot if 3 <= h[0] < 125 and 3 <= h[1] < 125
+           and np.hypot(x[:, 0] - h[0], y[:, 0] - h[1]).min() > 15
+           and sum(max(abs(g[0] - h[0]), abs(g[1] - h[1])) <= 2 for g in hot) == 1]  # isolated
+    assert len(far) >= 15
+    for name in truth["frames"]["file"]:
+        frame = _data(tmp_path / "n", name)
+        expected = p["bias_level"] + truth["frames"]["sky"][0] * np.median(
+            illumination(*np.mgrid[0:128, 0:128][::-1], p["flat"])) + p["dark_current"] * p["exptime"] / p["gain"]
+        assert abs(np.median(frame) - expected) < 0.05 * truth["frames"]["sky"][0] + 5
+        for hx, hy, rate in far:
+            excess, neighbours = _hot_excess(frame, hx, hy)
+            want = min(rate * p["exptime"] / p["gain"], p["saturation"] - np.median(frame))
+            sigma = np.sqrt((want + truth["frames"]["sky"][0]) * p["gain"]) / p["gain"]
+            assert excess == pytest.approx(want, abs=6 * sigma + 5), (hx, hy)  # photon noise
+            assert neighbours < 0.2 * excess + 60  # sharp: one pixel, not a star
+    assert noise_floor(truth, 6.0) > 0
+
+
+def test_hot_pixels_are_in_darks_too(tmp_path):
+    truth = simulate_night(tmp_path / "n", seed=4, n_images=1, size=96, n_stars=5, hot_pixels=2e-3,
+                           n_bias=1, n_darks=1, n_flats=1)
+    p = truth["parameters"]
+    assert p["calibration"] is True and "uncalibrated" not in p
+    dark = _data(tmp_path / "n", truth["calibration"]["dark"][0])
+    bias = _data(tmp_path / "n", truth["calibration"]["bias"][0])
+    for hx, hy, rate in p["hot_pixels"]:
+        want = min(rate * p["exptime"] / p["gain"], p["saturation"] - p["bias_level"])
+        sigma = np.sqrt(want * p["gain"]) / p["gain"] + 5
+        assert dark[hy, hx] - bias[hy, hx] == pytest.approx(want, abs=6 * sigma)
+
+
+def test_new_conditions_are_checked(tmp_path):
+    for options, message in [(dict(uncalibrated=True, calibration=False), "one or the other"),
+                             (dict(uncalibrated=1), "True or False"),
+                             (dict(hot_pixels=0.5), "fraction of hot pixels")]:
+        with pytest.raises(ValueError, match=message):
+            simulate_night(tmp_path / "x", n_images=2, size=64, **options)
+        assert not (tmp_path / "x").exists()

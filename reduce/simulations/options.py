@@ -87,6 +87,24 @@ def _validate_conditions(*, size, fwhm, jitter, jump, rotation, twilight, dead_c
         raise ValueError(f"saturated_neighbour must be 0 (none) or at least 3 px (got {saturated_neighbour:g})")
 
 
+def _check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False (got {value!r})")
+
+
+def _validate_camera(*, calibration, uncalibrated, hot_pixels):
+    """Clear errors for issue 18's camera conditions (uncalibrated lights, hot pixels)."""
+    _check_flag("uncalibrated", uncalibrated)
+    if uncalibrated and not calibration:
+        raise ValueError("uncalibrated=True keeps the camera signature (bias, dark, hot pixels) in "
+                         "the lights and writes no calibration frames; calibration=False removes "
+                         "the signature too: pass one or the other")
+    if isinstance(hot_pixels, bool) or not isinstance(hot_pixels, (int, float, np.number)) or \
+            not math.isfinite(hot_pixels) or not 0 <= hot_pixels <= 0.01:
+        raise ValueError(f"hot_pixels must be the fraction of hot pixels, from 0 (the camera's "
+                         f"own few) to 0.01 (got {hot_pixels!r}); e.g. 1e-3")
+
+
 def _prepare_destination(dest: Path, overwrite: bool) -> Path:
     """Make the folder; a non-empty one needs ``overwrite`` (previous simulation files go)."""
     if dest.exists() and not dest.is_dir():

@@ -71,6 +71,11 @@ def _hostile(s, params, frames, units) -> dict:
         params["dead_columns"] = s["dead_columns"]
     if s["saturated_neighbour"]:
         params["saturated_neighbour"] = s["saturated_neighbour"]
+    if s["conditions"].get("uncalibrated"):
+        params["uncalibrated"] = True
+        units["parameters.uncalibrated"] = ("lights carry the camera signature (bias_level and its "
+                                            "structure, dark_current, hot_pixels, vignetting only: no "
+                                            "PRNU or dust) and no calibration frame is written")
     if np.any(s["rotation"]):
         frames["rotation"] = s["rotation"]
         params["rotation_center"] = s["rotation_center"]
