@@ -409,3 +409,49 @@ def test_new_conditions_are_checked(tmp_path):
         with pytest.raises(ValueError, match=message):
             simulate_night(tmp_path / "x", n_images=2, size=64, **options)
         assert not (tmp_path / "x").exists()
+
+
+def test_cosmic_rays_in_lights_darks_and_flats(tmp_path):
+    """Each light has the hits truth lists (sharp, up to saturation); darks and flats get hits
+    at the lights' rate per second, rounded up; bias frames none."""
+    truth = simulate_night(tmp_path / "n", seed=6, n_images=4, size=128, n_stars=6, exptime=30.0,
+                           cosmic_rays=40, n_bias=2, n_darks=2, n_flats=2, dark_exptimes=[30, 120])
+    p, fr = truth["parameters"], truth["frames"]
+    assert p["cosmic_rays"] == 40 and p["conditions"] == {"cosmic_rays": 40}
+    assert len(fr["cosmic_rays"]) == 4 and all(len(h) == 40 for h in fr["cosmic_rays"])
+    assert fr["cosmic_rays"][0] != fr["cosmic_rays"][1]
+    sat = p["saturation"]
+    for name, hits in zip(fr["file"], fr["cosmic_rays"]):
+        frame = _data(tmp_path / "n", name)
+        sky = np.median(frame)
+        peaks = np.array([max(frame[y, x] for x, y in hit) for hit in hits]) - sky
+        assert np.mean(peaks > 60) > 0.9  # hits are there (100 ADU to 2x saturation deposits)
+        assert np.sum(frame >= sat) >= 5 and frame.max() == sat  # a third reach the ceiling
+    ld = lambda name: _data(tmp_path / "n", name)  # noqa: E731
+    bias = np.median([ld(f) for f in truth["calibration"]["bias"]], axis=0)
+    for name in truth["calibration"]["bias"]:
+        assert np.sum(ld(name) - bias > 80) < 3  # no hits in a 0 s bias
+    counts = {}
+    for name in truth["calibration"]["dark"] + truth["calibration"]["flat"]:
+        frame = ld(name)
+        level = np.median(frame)
+        noise = 1.4826 * np.median(np.abs(frame - level))
+        counts[name] = int(np.sum(frame - level > max(80, 8 * noise)))
+    d30 = [counts[f] for f in truth["calibration"]["dark"] if "_30s_" in f]
+    d120 = [counts[f] for f in truth["calibration"]["dark"] if "_120s_" in f]
+    assert all(20 <= c for c in d30) and all(c > 2.5 * max(d30) for c in d120)  # ~40 and ~160 hits
+    assert all(c >= 1 for f, c in counts.items() if "flat" in f)  # 2 s: ceil(40 x 2 / 30) = 3 hits
+
+
+def test_cosmic_rays_do_not_change_the_rest_of_the_night(tmp_path):
+    """The hits come from their own random stream: without them, the pixels are identical."""
+    a = simulate_night(tmp_path / "a", seed=1, n_images=2, size=64, n_stars=5, n_bias=1,
+                       n_darks=1, n_flats=1)
+    b = simulate_night(tmp_path / "b", seed=1, n_images=2, size=64, n_stars=5, n_bias=1,
+                       n_darks=1, n_flats=1, cosmic_rays=10)
+    for name, hits in zip(a["frames"]["file"], b["frames"]["cosmic_rays"]):
+        da, db = _data(tmp_path / "a", name), _data(tmp_path / "b", name)
+        hit = np.zeros(da.shape, bool)
+        for h in hits:
+            hit[tuple(np.array(h)[:, ::-1].T)] = True
+        assert np.array_equal(da[~hit], db[~hit]) and np.all(db[hit] >= da[hit])

@@ -54,12 +54,15 @@ __all__ = ["simulate"]
               help="This fraction of the pixels is hot (e.g. 1e-3), each with a dark signal of 50 ADU "
                    "to saturation per light exposure (log-uniform), in lights and darks; 0: the "
                    "camera's own few warm pixels.")
+@click.option("--cosmic-rays", type=int, default=0, show_default=True, metavar="N",
+              help="N cosmic-ray hits per light frame (single pixels and short tracks, up to the "
+                   "saturation level); darks and flats get as many per second of exposure.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_calibration, dtype,
              fwhm, jitter, jump, rotation, twilight, dead_columns, saturated_neighbour, uncalibrated,
-             hot_pixels, force, quiet):
+             hot_pixels, cosmic_rays, force, quiet):
     """Write a realistic synthetic night with known truth into DEST.
 
     \b
@@ -83,7 +86,8 @@ def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_cal
                                fwhm=fwhm, jitter=jitter, jump=jump, rotation=rotation,
                                twilight=twilight, dead_columns=dead_columns,
                                saturated_neighbour=saturated_neighbour,
-                               uncalibrated=uncalibrated, hot_pixels=hot_pixels)
+                               uncalibrated=uncalibrated, hot_pixels=hot_pixels,
+                               cosmic_rays=cosmic_rays)
     except (ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None
     except OSError as e:
@@ -108,7 +112,7 @@ def _option_names(message: str) -> str:
     """Turn the API's parameter names in an error message into the CLI's option names."""
     for api, cli in (("uncalibrated=True", "--uncalibrated"), ("calibration=False", "--no-calibration")):
         message = message.replace(api, cli)
-    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "hot_pixels", "size",
+    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "hot_pixels", "cosmic_rays", "size",
                  "shift", "exptime", "seed", "fwhm", "jitter", "jump", "rotation", "twilight"):
         message = message.replace(f"{name}=", f"--{name.replace('_', '-')} ")
         if message.startswith(name):

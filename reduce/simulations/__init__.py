@@ -10,8 +10,8 @@ Conventions (repeated in ``truth.json['units']``): pixel coordinates are 0-based
 centres on integers (numpy / photutils / sep); ``time`` is JD UTC at mid-exposure while the
 headers' ``DATE-OBS`` and ``JD`` mark the exposure *start*; star fluxes are total electrons per
 exposure at airmass 1 in clear sky, before the flat response; ``sky`` is ADU per pixel at the
-target without the flat response. Not simulated: scintillation, cosmic rays, colour-dependent
-extinction. Photon noise is drawn exactly (Poisson) below 100 e- and with its Gaussian limit
+target without the flat response. Not simulated: scintillation, colour-dependent extinction
+(cosmic rays, hot pixels, doughnut stars, clouds and a colour mosaic are options, off by default). Photon noise is drawn exactly (Poisson) below 100 e- and with its Gaussian limit
 (same mean and variance) above, which is 3x faster and indistinguishable at those levels.
 
 Layout: this module holds the entry points; :mod:`.conventions` (site, camera, times),
@@ -81,7 +81,10 @@ def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size=600,
     pixels: fixed, distinct pixels whose dark signal in one light exposure is log-uniform from
     50 ADU to saturation, in lights and darks alike (listed in ``parameters.hot_pixels`` as
     [x, y, e-/s]); they matter with ``uncalibrated`` or ``calibration=False``, since darks
-    remove them otherwise.
+    remove them otherwise. ``cosmic_rays`` hits per light frame (:mod:`.defects`: single pixels
+    and short tracks, deposits of 100 ADU to twice saturation, clipped there), listed per frame
+    in ``frames.cosmic_rays``; darks and flats get the same rate per second of exposure, rounded
+    up, bias frames none.
     """
     _check_int("n_images", n_images, 1)
     _check_positive("exptime", exptime)
@@ -134,14 +137,14 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
               shift=5.0, calibration=True, dtype="uint16", n_bias=5, n_darks=5, n_flats=15,
               exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False,
               fwhm=None, jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
-              saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0) -> dict:
+              saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0) -> dict:
     """Design the scene, write calibration frames, lights and truth.json; return the truth."""
     from ..console import progress
 
     conditions = dict(fwhm=fwhm, jitter=jitter, jump=jump, rotation=rotation, twilight=twilight,
                       dead_columns=dead_columns, saturated_neighbour=saturated_neighbour)
     _validate_conditions(size=size, **conditions)
-    camera = dict(uncalibrated=uncalibrated, hot_pixels=hot_pixels)
+    camera = dict(uncalibrated=uncalibrated, hot_pixels=hot_pixels, cosmic_rays=cosmic_rays)
     _validate_camera(calibration=calibration, **camera)
     nx, ny = _check_size(size)
     n_stars = _default_n_stars(min(nx, ny)) if n_stars is None else n_stars

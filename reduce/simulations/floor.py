@@ -17,7 +17,8 @@ def noise_floor(truth, radius_px: float, *, comparisons=None, annulus_px: float 
     floor = sqrt(mean over frames of sigma_T^2 + sigma_ens^2). With ``annulus_px`` (number of
     background pixels) the sky-estimate noise npix^2 * sigma_px^2 / annulus_px is added too.
     Master-frame noise, scintillation and centroid errors are not included, nor are hot pixels
-    (``parameters.hot_pixels``), which a reduction is expected to mask. Issue 4 requires a
+    (``parameters.hot_pixels``) and cosmic-ray hits (``frames.cosmic_rays``), which a reduction
+    is expected to mask. Issue 4 requires a
     pipeline's residual RMS to be within 1.10x this floor. ``truth``: dict or truth.json path.
     """
     if not isinstance(truth, dict):

@@ -92,8 +92,8 @@ def _check_flag(name, value):
         raise ValueError(f"{name} must be True or False (got {value!r})")
 
 
-def _validate_camera(*, calibration, uncalibrated, hot_pixels):
-    """Clear errors for issue 18's camera conditions (uncalibrated lights, hot pixels)."""
+def _validate_camera(*, calibration, uncalibrated, hot_pixels, cosmic_rays):
+    """Clear errors for issue 18's camera conditions (uncalibrated lights, hot pixels, hits)."""
     _check_flag("uncalibrated", uncalibrated)
     if uncalibrated and not calibration:
         raise ValueError("uncalibrated=True keeps the camera signature (bias, dark, hot pixels) in "
@@ -103,6 +103,9 @@ def _validate_camera(*, calibration, uncalibrated, hot_pixels):
             not math.isfinite(hot_pixels) or not 0 <= hot_pixels <= 0.01:
         raise ValueError(f"hot_pixels must be the fraction of hot pixels, from 0 (the camera's "
                          f"own few) to 0.01 (got {hot_pixels!r}); e.g. 1e-3")
+    _check_int("cosmic_rays", cosmic_rays, 0)
+    if cosmic_rays > 10000:
+        raise ValueError(f"cosmic_rays must be at most 10000 hits per light frame (got {cosmic_rays})")
 
 
 def _prepare_destination(dest: Path, overwrite: bool) -> Path:

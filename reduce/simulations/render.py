@@ -11,6 +11,7 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from .conventions import READOUT_S, SITE, _iso_to_jd, jd_to_iso
+from .defects import add_cosmic_rays
 from .profiles import moffat_alpha, star_positions
 
 _SAMPLED_FWHM = 2.5  # px: narrower stars are integrated over each pixel (see _integrated_stamp)
@@ -94,6 +95,9 @@ def _to_adu(s, electrons, rng):
 def _write_light(s, i, dest, dtype, rng):
     """Render, write and name light frame ``i``."""
     adu = _to_adu(s, _photons(rng, _light_model(s, i)), rng)
+    cr = s["cosmic_rays"]
+    if cr:
+        cr["light"][i] = add_cosmic_rays(adu, cr["light_rng"], cr["per_light"], s["saturation"])
     start = s["time"][i] - s["exptime"] / 2 / 86400.0
     header = _header(s, "light", start, s["exptime"], airmass=s["airmass"][i])
     name = f"light/{s['object']}_{s['filter']}_{i + 1:04d}.fits"
@@ -124,10 +128,20 @@ def _write_calibration(s, item, dest, dtype, rng):
         lam = lam + s["resp"] * np.float32(s["flat"]["level_adu"] * s["gain"])
     electrons = _photons(rng, lam) if kind != "bias" else np.zeros_like(lam)
     adu = _to_adu(s, electrons, rng)
+    n_hits = _calibration_hits(s, texp)
+    if n_hits:
+        add_cosmic_rays(adu, s["cosmic_rays"]["calibration_rng"], n_hits, s["saturation"])
     tag = {"bias": "bias", "dark": f"dark_{texp:g}s", "flat": f"flat_{s['filter']}"}[kind]
     name = f"calibration/{tag}_{item['index'] + 1:03d}.fits"
     _write_fits(dest / name, adu, _header(s, kind, item["start"], texp), dtype, s["saturation"])
     return name
+
+
+def _calibration_hits(s, texp):
+    """Cosmic-ray hits on a calibration frame of ``texp`` s: the lights' rate per second,
+    rounded up (a dark as long as a light gets as many hits; a bias none)."""
+    cr = s["cosmic_rays"]
+    return math.ceil(cr["per_light"] * texp / s["exptime"] - 1e-9) if cr and texp > 0 else 0
 
 
 def _header(s, kind, start_jd, exptime, airmass=None):

@@ -16,13 +16,14 @@ from .stars import _stars
 
 _OFF = {"fwhm": None, "jitter": 0.3, "jump": 0.0, "rotation": 0.0, "twilight": 0.0,
         "dead_columns": 0, "saturated_neighbour": 0.0,  # the hostile conditions' defaults
-        "uncalibrated": False, "hot_pixels": 0.0}  # issue 18's real-camera conditions
+        "uncalibrated": False, "hot_pixels": 0.0, "cosmic_rays": 0}  # issue 18's real-camera conditions
 _MEAN_SEEING = 3.85  # px: the middle of the default seeing draw, scaled to a requested ``fwhm``
 
 
 def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwhm=None,
             jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
-            saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, streams=None) -> dict:
+            saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0,
+            streams=None) -> dict:
     """Every random choice of the night, made once: conditions per frame, stars, detector.
 
     The hostile conditions (issues 9 and 18) are off by default and then draw nothing, so a
@@ -39,10 +40,11 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwh
     s["dead_columns"], s["saturated_neighbour"] = int(dead_columns), float(saturated_neighbour)
     s["streams"] = streams or {}
     s["hot_fraction"] = float(hot_pixels)
+    s["cosmic_rays"] = _cosmic_ray_plan(s["streams"], int(cosmic_rays), len(mid))
     asked = {"fwhm": fwhm, "jitter": jitter, "jump": jump, "rotation": rotation,
              "twilight": twilight, "dead_columns": dead_columns,
              "saturated_neighbour": saturated_neighbour, "uncalibrated": uncalibrated,
-             "hot_pixels": hot_pixels}
+             "hot_pixels": hot_pixels, "cosmic_rays": cosmic_rays}
     s["conditions"] = {k: v for k, v in asked.items() if v != _OFF[k]}
     span = max(float(s["time"][-1] - s["time"][0]), 0.02)
     s["beta"] = float(rng.uniform(2.5, 4.0))
@@ -187,3 +189,13 @@ def _hot_pixels(rng, s):
     flat = rng.choice(nx * ny, size=n, replace=False)
     adu = np.exp(rng.uniform(np.log(50.0), np.log(s["saturation"]), n))
     return flat % nx, flat // nx, adu * s["gain"] / s["exptime"]
+
+
+def _cosmic_ray_plan(streams, n, n_frames):
+    """Option ``cosmic_rays``: ``n`` hits per light frame, and a random stream each for the
+    calibration frames' and the lights' hits (so a light's hits do not depend on how many
+    calibration frames there are); ``None`` when off."""
+    if not n:
+        return None
+    cal, light = (np.random.default_rng(c) for c in streams["cosmic_rays"].spawn(2))
+    return {"per_light": n, "calibration_rng": cal, "light_rng": light, "light": [[]] * n_frames}

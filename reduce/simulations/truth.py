@@ -27,6 +27,9 @@ UNITS = {
 }
 
 
+_RAGGED = ("cosmic_rays",)  # per-frame lists of unequal lengths, already JSON-ready
+
+
 def _truth(s, files, *, seed, signal, dtype) -> dict:
     """The JSON-ready truth: parameters, per-frame and per-star arrays, file names."""
     st, t = s["stars"], s["stars"]["target"]
@@ -55,7 +58,7 @@ def _truth(s, files, *, seed, signal, dtype) -> dict:
         "signal": st["signal"]}
     return {"version": 1, "generator": "reduce.simulations", "units": units, "parameters": params,
             "target": t, "time": s["time"].tolist(), "dflux": s["dflux"].tolist(),
-            "frames": {k: np.asarray(v).tolist() for k, v in frames.items()},
+            "frames": {k: v if k in _RAGGED else np.asarray(v).tolist() for k, v in frames.items()},
             "stars": {k: np.asarray(v).tolist() for k, v in stars.items()},
             "calibration": {k: files[k] for k in ("bias", "dark", "flat")}}
 
@@ -76,6 +79,13 @@ def _hostile(s, params, frames, units) -> dict:
         units["parameters.uncalibrated"] = ("lights carry the camera signature (bias_level and its "
                                             "structure, dark_current, hot_pixels, vignetting only: no "
                                             "PRNU or dust) and no calibration frame is written")
+    if s["cosmic_rays"]:
+        params["cosmic_rays"] = s["cosmic_rays"]["per_light"]
+        frames["cosmic_rays"] = s["cosmic_rays"]["light"]
+        units["frames.cosmic_rays"] = ("each light frame's cosmic-ray hits, one list of [x, y] "
+                                       "pixels per hit (deposits up to 2x saturation, clipped "
+                                       "there); darks and flats get parameters.cosmic_rays x their "
+                                       "exposure / the lights', rounded up, bias frames none")
     if np.any(s["rotation"]):
         frames["rotation"] = s["rotation"]
         params["rotation_center"] = s["rotation_center"]
