@@ -302,33 +302,47 @@ def test_dark_exposures_and_progress(tmp_path, caplog):
     assert "Simulating night" in caplog.text
 
 
-def test_noise_floor_matches_measured_scatter(tmp_path):
-    """Exact aperture photometry at the true positions reaches the floor (within sampling error)."""
+def _measured_rms(dest, truth, r, sky_weights=None, superpixel=1):
+    """RMS of the target's differential light curve by exact aperture photometry (radius ``r``)
+    at the true positions, on frames without camera signature minus the truth's sky model (times
+    ``sky_weights``, a per-pixel map, if given), optionally on ``superpixel`` x ``superpixel``
+    sums; the ensemble is weighted by each comparison's own scatter (Broeg 2005)."""
     from photutils.aperture import CircularAperture, aperture_photometry
 
-    truth = simulate_night(tmp_path / "n", seed=5, n_images=40, size=160, n_stars=16,
-                           calibration=False, signal="sine", shift=6)
     st, fr, t = truth["stars"], truth["frames"], truth["target"]
-    r = 2.0 * float(np.median(fr["fwhm"]))
     n = truth["parameters"]["size"]
+    grad = truth["parameters"]["sky_gradient"]
     yy, xx = np.mgrid[0:n, 0:n]
+    x, y = positions(truth)
     flux = np.zeros((len(st["x"]), len(fr["file"])))
     for i, name in enumerate(fr["file"]):
-        data = _data(tmp_path / "n", name)
-        grad = truth["parameters"]["sky_gradient"]
-        at_target = sky_plane(st["x"][t] + fr["dx"][i], st["y"][t] + fr["dy"][i], n, grad)
-        sky = data - fr["sky"][i] * sky_plane(xx, yy, n, grad) / at_target
-        xs, ys = _positions(truth, i)
-        flux[:, i] = aperture_photometry(sky, CircularAperture(np.c_[xs, ys], r))["aperture_sum"]
+        data = _data(dest, name)
+        at_target = sky_plane(x[t, i], y[t, i], n, grad)
+        sky = fr["sky"][i] * sky_plane(xx, yy, n, grad) / at_target
+        data = data - (sky if sky_weights is None else sky * sky_weights)
+        k = superpixel
+        if k > 1:
+            data = data.reshape(n // k, k, n // k, k).sum(axis=(1, 3))
+        xy = np.c_[(x[:, i] - (k - 1) / 2) / k, (y[:, i] - (k - 1) / 2) / k]
+        flux[:, i] = aperture_photometry(data, CircularAperture(xy, r))["aperture_sum"]
     rel = flux / np.array(st["signal"])
-    comps = [k for k in range(len(xs)) if k != t and not st["variable"][k] and not st["saturated"][k]]
+    comps = [k for k in range(len(st["x"])) if k != t and not st["variable"][k] and not st["saturated"][k]]
     rel_c = rel[comps] / rel[comps].mean(axis=1, keepdims=True)
     ensemble = np.median(rel_c, axis=0)
-    for _ in range(3):  # weights from each comparison's own differential scatter (Broeg 2005)
+    for _ in range(3):
         w = 1 / np.var(rel_c / ensemble, axis=1)
         ensemble = w @ rel_c / w.sum()
     lc = rel[t] / ensemble
-    rms = np.std(lc / lc.mean())
+    return float(np.std(lc / lc.mean())), comps
+
+
+def test_noise_floor_matches_measured_scatter(tmp_path):
+    """Exact aperture photometry at the true positions reaches the floor (within sampling error)."""
+    truth = simulate_night(tmp_path / "n", seed=5, n_images=40, size=160, n_stars=16,
+                           calibration=False, signal="sine", shift=6)
+    t = truth["target"]
+    r = 2.0 * float(np.median(truth["frames"]["fwhm"]))
+    rms, comps = _measured_rms(tmp_path / "n", truth, r)
     floor = noise_floor(truth, r)
     assert 0.7 < rms / floor < 1.35, (rms, floor)
     # fewer comparisons, higher floor; a larger aperture adds sky noise to the target
@@ -337,6 +351,16 @@ def test_noise_floor_matches_measured_scatter(tmp_path):
     assert noise_floor(tmp_path / "n", r, annulus_px=200) > floor
     with pytest.raises(ValueError, match="target"):
         noise_floor(truth, r, comparisons=[t])
+
+
+def test_noise_floor_of_a_doughnut_night_matches_measured_scatter(tmp_path):
+    truth = simulate_night(tmp_path / "n", seed=5, n_images=40, size=160, n_stars=12,
+                           calibration=False, psf="doughnut", fwhm=10.0)
+    # inside the central hole, and around the ring (an aperture edge across the steep ring adds
+    # the partial-pixel error of aperture photometry, ~2x the floor at 4 px: not noise)
+    for r in (3.0, 8.0):
+        rms, _ = _measured_rms(tmp_path / "n", truth, r)
+        assert 0.7 < rms / noise_floor(truth, r) < 1.35, (r, rms, noise_floor(truth, r))
 
 
 def test_enclosed_fraction():
@@ -405,7 +429,11 @@ def test_hot_pixels_are_in_darks_too(tmp_path):
 def test_new_conditions_are_checked(tmp_path):
     for options, message in [(dict(uncalibrated=True, calibration=False), "one or the other"),
                              (dict(uncalibrated=1), "True or False"),
-                             (dict(hot_pixels=0.5), "fraction of hot pixels")]:
+                             (dict(hot_pixels=0.5), "fraction of hot pixels"),
+                             (dict(cosmic_rays=-1), "cosmic_rays"), (dict(psf="airy"), "psf must be"),
+                             (dict(psf="doughnut", fwhm=5.0), "outer diameter"),
+                             (dict(obstruction=0.3), "applies to psf='doughnut' only"),
+                             (dict(psf="doughnut", obstruction=0.9), "obstruction must")]:
         with pytest.raises(ValueError, match=message):
             simulate_night(tmp_path / "x", n_images=2, size=64, **options)
         assert not (tmp_path / "x").exists()
@@ -455,3 +483,42 @@ def test_cosmic_rays_do_not_change_the_rest_of_the_night(tmp_path):
         for h in hits:
             hit[tuple(np.array(h)[:, ::-1].T)] = True
         assert np.array_equal(da[~hit], db[~hit]) and np.all(db[hit] >= da[hit])
+
+
+def test_doughnut_stars_have_a_dark_centre_and_the_truth_flux(tmp_path):
+    """A defocused star through an obstructed pupil: a ring of the requested outer diameter,
+    dark in the middle, whose aperture sums follow the doughnut's enclosed fraction (the floor's)."""
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    from reduce.simulations.profiles import doughnut_enclosed, doughnut_profile
+
+    truth = simulate_night(tmp_path / "n", seed=3, n_images=3, size=200, n_stars=6,
+                           calibration=False, psf="doughnut", fwhm=14.0, obstruction=0.4)
+    p, fr, st = truth["parameters"], truth["frames"], truth["stars"]
+    assert p["psf"] == {"kind": "doughnut", "diameter": 14.0, "obstruction": 0.4}
+    assert p["conditions"] == {"fwhm": 14.0, "psf": "doughnut"}
+    assert fr["fwhm"] == [14.0] * 3 and all(2.5 <= s <= 3.0 for s in fr["seeing"])
+    assert not any(st["saturated"]) and 0.3 * p["saturation"] < max(st["peak_adu"]) < 0.7 * p["saturation"]
+    x, y = positions(truth)
+    t = truth["target"]
+    for i, name in enumerate(fr["file"]):
+        frame = _data(tmp_path / "n", name) - fr["sky"][i]
+        ix, iy = int(round(x[t, i])), int(round(y[t, i]))
+        cut = frame[iy - 9:iy + 10, ix - 9:ix + 10]
+        yy, xx = np.mgrid[-9:10, -9:10] + np.array([iy - y[t, i], ix - x[t, i]])[:, None, None]
+        r = np.hypot(xx, yy)
+        centre, ring = cut[r < 1.0].mean(), cut[(r > 4.5) & (r < 6.0)].mean()
+        assert centre < 0.5 * ring  # a clearly dark centre
+        assert cut[r > 7.0 + 3].max() < 0.1 * ring  # nothing beyond the ring and its blur
+        expected = st["flux"][t] * st["signal"][t][i] * fr["transparency"][i] * fr["extinction"][i]
+        for radius in (5.0, 7.0, 12.0):
+            got = aperture_photometry(frame, CircularAperture((x[t, i], y[t, i]), radius))["aperture_sum"][0]
+            frac = doughnut_enclosed(radius, 14.0, 0.4, fr["seeing"][i])
+            assert got * p["gain"] == pytest.approx(expected * frac, rel=0.02), radius
+    # the profile is normalised, and the floor uses its enclosed fraction, not a Moffat's
+    rr = np.linspace(0, 20, 2001)
+    assert np.trapezoid(2 * np.pi * rr * doughnut_profile(rr, 14.0, 0.4, 2.7), rr) == pytest.approx(1, abs=1e-3)
+    moffat = dict(truth, parameters={k: v for k, v in p.items() if k != "psf"})
+    # a 14 px ring puts more light within 5 px than a Moffat of FWHM 14 px does: the floor knows
+    assert noise_floor(truth, 5.0) < 0.8 * noise_floor(moffat, 5.0)
+    assert noise_floor(truth, 12.0) == pytest.approx(noise_floor(moffat, 12.0), rel=0.2)

@@ -31,8 +31,9 @@ from .conventions import (DTYPES, MIN_SIZE, NIGHT_START, READOUT_S, SIGNALS, SIT
                           _iso_to_jd, jd_to_iso)
 from .floor import noise_floor
 from .options import (_check_int, _check_positive, _check_size, _prepare_destination, _validate,
-                      _validate_camera, _validate_conditions)
-from .profiles import enclosed_fraction, illumination, moffat_alpha, sky_plane, target_signal
+                      _validate_camera, _validate_conditions, _validate_psf)
+from .profiles import (doughnut_enclosed, doughnut_profile, enclosed_fraction, illumination,
+                       moffat_alpha, sky_plane, target_signal)
 from .render import _calibration_plan, _write_calibration, _write_light
 from .scene import _design
 from .stars import _default_n_stars
@@ -41,8 +42,8 @@ from .truth import UNITS, _truth, load_truth  # noqa: F401 (UNITS: public name)
 _CONDITION_STREAMS = ("hot_pixels", "cosmic_rays", "clouds", "bayer")  # one SeedSequence child each
 
 __all__ = ["simulate_night", "simulate_observation", "noise_floor", "load_truth", "target_signal",
-           "enclosed_fraction", "moffat_alpha", "illumination", "sky_plane", "jd_to_iso", "SITE",
-           "SIGNALS", "DTYPES"]
+           "enclosed_fraction", "doughnut_enclosed", "doughnut_profile", "moffat_alpha",
+           "illumination", "sky_plane", "jd_to_iso", "SITE", "SIGNALS", "DTYPES"]
 
 
 def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size=600,
@@ -84,7 +85,12 @@ def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size=600,
     remove them otherwise. ``cosmic_rays`` hits per light frame (:mod:`.defects`: single pixels
     and short tracks, deposits of 100 ADU to twice saturation, clipped there), listed per frame
     in ``frames.cosmic_rays``; darks and flats get the same rate per second of exposure, rounded
-    up, bias frames none.
+    up, bias frames none. ``psf='doughnut'`` (default ``'moffat'``) defocused stars through an
+    obstructed pupil: a uniform annulus whose outer diameter in px is ``fwhm`` (so read
+    ``fwhm`` as the ring's diameter then; default 12, at least 8) with a central obstruction of
+    ``obstruction`` x the diameter (default 0.4), blurred by Gaussian seeing of 2.5-3.0 px FWHM
+    that varies through the night (``frames.seeing``), so the centre is clearly darker than the
+    ring (:func:`.profiles.doughnut_table`); ``noise_floor`` uses its enclosed fraction.
     """
     _check_int("n_images", n_images, 1)
     _check_positive("exptime", exptime)
@@ -137,7 +143,8 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
               shift=5.0, calibration=True, dtype="uint16", n_bias=5, n_darks=5, n_flats=15,
               exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False,
               fwhm=None, jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
-              saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0) -> dict:
+              saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0,
+              psf="moffat", obstruction=0.4) -> dict:
     """Design the scene, write calibration frames, lights and truth.json; return the truth."""
     from ..console import progress
 
@@ -146,6 +153,8 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
     _validate_conditions(size=size, **conditions)
     camera = dict(uncalibrated=uncalibrated, hot_pixels=hot_pixels, cosmic_rays=cosmic_rays)
     _validate_camera(calibration=calibration, **camera)
+    _validate_psf(psf=psf, obstruction=obstruction, fwhm=fwhm)
+    camera.update(psf=psf, obstruction=obstruction)
     nx, ny = _check_size(size)
     n_stars = _default_n_stars(min(nx, ny)) if n_stars is None else n_stars
     dark_exptimes = (exptime,) if dark_exptimes is None else tuple(dark_exptimes)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import DTYPES, MIN_SIZE
+from .conventions import DTYPES, MIN_SIZE, PSFS
 from .truth import load_truth
 
 
@@ -106,6 +106,21 @@ def _validate_camera(*, calibration, uncalibrated, hot_pixels, cosmic_rays):
     _check_int("cosmic_rays", cosmic_rays, 0)
     if cosmic_rays > 10000:
         raise ValueError(f"cosmic_rays must be at most 10000 hits per light frame (got {cosmic_rays})")
+
+
+def _validate_psf(*, psf, obstruction, fwhm):
+    """Clear errors for option ``psf`` ('moffat' or 'doughnut') and its ``obstruction``."""
+    if psf not in PSFS:
+        raise ValueError(f"psf must be one of {', '.join(PSFS)} (got {psf!r})")
+    if isinstance(obstruction, bool) or not isinstance(obstruction, (int, float, np.number)) or \
+            not 0.2 <= obstruction <= 0.6:
+        raise ValueError(f"obstruction must be the central obstruction's fraction of the pupil "
+                         f"diameter, 0.2 to 0.6 (got {obstruction!r})")
+    if psf == "moffat" and obstruction != 0.4:
+        raise ValueError("obstruction applies to psf='doughnut' only")
+    if psf == "doughnut" and fwhm is not None and fwhm < 8:
+        raise ValueError(f"with psf='doughnut', fwhm is the ring's outer diameter: at least 8 px "
+                         f"for a dark centre through 2.5-3 px seeing (got {fwhm:g})")
 
 
 def _prepare_destination(dest: Path, overwrite: bool) -> Path:

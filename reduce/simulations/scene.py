@@ -10,20 +10,21 @@ import math
 
 import numpy as np
 
-from .conventions import _CAMERA, SITE, TWILIGHT_SKY_ADU, _iso_to_jd, jd_to_iso
-from .profiles import frame_dims, illumination, sky_plane
+from .conventions import _CAMERA, DOUGHNUT_DIAMETER, SITE, TWILIGHT_SKY_ADU, _iso_to_jd, jd_to_iso
+from .profiles import doughnut_table, frame_dims, illumination, sky_plane
 from .stars import _stars
 
 _OFF = {"fwhm": None, "jitter": 0.3, "jump": 0.0, "rotation": 0.0, "twilight": 0.0,
         "dead_columns": 0, "saturated_neighbour": 0.0,  # the hostile conditions' defaults
-        "uncalibrated": False, "hot_pixels": 0.0, "cosmic_rays": 0}  # issue 18's real-camera conditions
+        "uncalibrated": False, "hot_pixels": 0.0, "cosmic_rays": 0, "psf": "moffat",
+        "obstruction": 0.4}  # issue 18's real-camera conditions
 _MEAN_SEEING = 3.85  # px: the middle of the default seeing draw, scaled to a requested ``fwhm``
 
 
 def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwhm=None,
             jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
             saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0,
-            streams=None) -> dict:
+            psf="moffat", obstruction=0.4, streams=None) -> dict:
     """Every random choice of the night, made once: conditions per frame, stars, detector.
 
     The hostile conditions (issues 9 and 18) are off by default and then draw nothing, so a
@@ -44,7 +45,8 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwh
     asked = {"fwhm": fwhm, "jitter": jitter, "jump": jump, "rotation": rotation,
              "twilight": twilight, "dead_columns": dead_columns,
              "saturated_neighbour": saturated_neighbour, "uncalibrated": uncalibrated,
-             "hot_pixels": hot_pixels, "cosmic_rays": cosmic_rays}
+             "hot_pixels": hot_pixels, "cosmic_rays": cosmic_rays, "psf": psf,
+             "obstruction": obstruction}
     s["conditions"] = {k: v for k, v in asked.items() if v != _OFF[k]}
     span = max(float(s["time"][-1] - s["time"][0]), 0.02)
     s["beta"] = float(rng.uniform(2.5, 4.0))
@@ -52,6 +54,8 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwh
     seeing = seeing + rng.normal(0, 0.04, len(mid))  # slow trend + jitter
     k = 1.0 if fwhm is None else float(fwhm) / _MEAN_SEEING
     s["fwhm"] = np.clip(seeing, 3.0, 5.0) if fwhm is None else np.clip(seeing * k, 3.0 * k, 5.0 * k)
+    if psf == "doughnut":
+        _doughnut(s, s["fwhm"] / k, fwhm, obstruction)
     s["transparency"] = 1.0 - rng.uniform(0.02, 0.05) * (0.5 + 0.5 * _smooth(rng, s["time"], span))
     s["sky_center"] = rng.uniform(150, 300) * (1.0 + 0.2 * _smooth(rng, s["time"], span))
     g, phi = rng.uniform(0.1, 0.25) / max(nx, ny), rng.uniform(0, 2 * np.pi)
@@ -71,6 +75,19 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwh
         s["sky_center"] = _twilight(s["time"], s["sky_center"], float(twilight))
     _detector_maps(rng, s)
     return s
+
+
+def _doughnut(s, seeing, diameter, obstruction):
+    """Option ``psf='doughnut'``: a defocused star of fixed ring diameter (``fwhm``, default
+    ``DOUGHNUT_DIAMETER`` px) blurred by seeing that follows the night's draw, mapped from its
+    3-5 px range onto 2.5-3.0 px; ``s['fwhm']`` becomes the ring's outer diameter."""
+    d = DOUGHNUT_DIAMETER if diameter is None else float(diameter)
+    s["seeing"] = 2.5 + 0.25 * (np.asarray(seeing) - 3.0)
+    s["fwhm"] = np.full(len(s["seeing"]), d)
+    s["psf"] = {"kind": "doughnut", "diameter": d, "obstruction": float(obstruction)}
+    surf = doughnut_table(d, obstruction, float(s["seeing"].min()))[1]
+    s["psf_peak"] = float(surf.max())  # per unit flux, the sharpest frame's: sets the target flux
+    s["peak_box"] = int(math.ceil(d / 2)) + 1  # the ring's brightest pixel is off centre
 
 
 def _twilight(time, night_sky, minutes):

@@ -86,6 +86,13 @@ def _hostile(s, params, frames, units) -> dict:
                                        "pixels per hit (deposits up to 2x saturation, clipped "
                                        "there); darks and flats get parameters.cosmic_rays x their "
                                        "exposure / the lights', rounded up, bias frames none")
+    if "psf" in s:
+        params["psf"] = s["psf"]
+        frames["seeing"] = s["seeing"]
+        units["frames.fwhm"] = ("outer diameter (px) of a doughnut star's ring (parameters.psf: an "
+                                "annulus with a central obstruction of psf.obstruction x the "
+                                "diameter, blurred by Gaussian seeing; parameters.psf_beta unused)")
+        units["frames.seeing"] = "FWHM (px) of the Gaussian seeing that blurs the doughnut"
     if np.any(s["rotation"]):
         frames["rotation"] = s["rotation"]
         params["rotation_center"] = s["rotation_center"]
