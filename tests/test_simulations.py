@@ -433,7 +433,8 @@ def test_new_conditions_are_checked(tmp_path):
                              (dict(cosmic_rays=-1), "cosmic_rays"), (dict(psf="airy"), "psf must be"),
                              (dict(psf="doughnut", fwhm=5.0), "outer diameter"),
                              (dict(obstruction=0.3), "applies to psf='doughnut' only"),
-                             (dict(psf="doughnut", obstruction=0.9), "obstruction must")]:
+                             (dict(psf="doughnut", obstruction=0.9), "obstruction must"),
+                             (dict(clouds=1.5), "clouds"), (dict(clouds=50), "at most 20")]:
         with pytest.raises(ValueError, match=message):
             simulate_night(tmp_path / "x", n_images=2, size=64, **options)
         assert not (tmp_path / "x").exists()
@@ -522,3 +523,35 @@ def test_doughnut_stars_have_a_dark_centre_and_the_truth_flux(tmp_path):
     # a 14 px ring puts more light within 5 px than a Moffat of FWHM 14 px does: the floor knows
     assert noise_floor(truth, 5.0) < 0.8 * noise_floor(moffat, 5.0)
     assert noise_floor(truth, 12.0) == pytest.approx(noise_floor(moffat, 12.0), rel=0.2)
+
+
+def test_passing_clouds_dim_the_stars_and_raise_the_sky(tmp_path):
+    """Transparency dips with the sky rising, as truth says, measured on the frames; the floor
+    (per-frame transparency and sky) still matches the measured scatter."""
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    truth = simulate_night(tmp_path / "n", seed=8, n_images=40, size=160, n_stars=16,
+                           calibration=False, clouds=2)
+    p, fr, st, t = truth["parameters"], truth["frames"], truth["stars"], truth["target"]
+    assert p["conditions"] == {"clouds": 2} and len(p["clouds"]) == 2
+    for c in p["clouds"]:
+        assert 10 <= c["duration_min"] <= 25 and 0.3 <= c["transparency"] <= 0.8
+        assert 1.5 <= c["sky_factor"] <= 4 and truth["time"][0] <= c["time"] <= truth["time"][-1]
+    dim, bright = np.array(fr["cloud_transparency"]), np.array(fr["cloud_sky"])
+    assert dim.min() < 0.85 and bright.max() > 1.3 and np.all(dim <= 1) and np.all(bright >= 1)
+    assert np.all(np.abs(np.diff(dim)) < 0.35)  # smooth: no jump from one frame to the next
+    clear, cloudy = int(np.argmax(dim)), int(np.argmin(dim))
+    x, y = positions(truth)
+    r = 2.5 * float(np.median(fr["fwhm"]))
+    measured = {}
+    for i in (clear, cloudy):
+        frame = _data(tmp_path / "n", fr["file"][i])
+        sky = np.median(frame)
+        assert sky == pytest.approx(fr["sky"][i], rel=0.05)
+        measured[i] = aperture_photometry(frame - sky, CircularAperture((x[t, i], y[t, i]), r))["aperture_sum"][0]
+        measured[i] /= st["signal"][t][i] * fr["extinction"][i]
+    ratio = measured[cloudy] / measured[clear]
+    assert ratio == pytest.approx(fr["transparency"][cloudy] / fr["transparency"][clear], rel=0.03)
+    assert fr["sky"][cloudy] / fr["sky"][clear] == pytest.approx(bright[cloudy] / bright[clear], rel=0.15)
+    rms, _ = _measured_rms(tmp_path / "n", truth, r)
+    assert 0.7 < rms / noise_floor(truth, r) < 1.35

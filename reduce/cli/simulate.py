@@ -64,12 +64,15 @@ __all__ = ["simulate"]
 @click.option("--obstruction", type=float, default=0.4, show_default=True, metavar="FRACTION",
               help="With --psf doughnut: the central obstruction's fraction of the pupil diameter "
                    "(0.2-0.6).")
+@click.option("--clouds", type=int, default=0, show_default=True, metavar="N",
+              help="N passing clouds: smooth dips of the transparency to 0.3-0.8 of clear, 10-25 min "
+                   "long, while the sky rises x1.5-4.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_calibration, dtype,
              fwhm, jitter, jump, rotation, twilight, dead_columns, saturated_neighbour, uncalibrated,
-             hot_pixels, cosmic_rays, psf, obstruction, force, quiet):
+             hot_pixels, cosmic_rays, psf, obstruction, clouds, force, quiet):
     """Write a realistic synthetic night with known truth into DEST.
 
     \b
@@ -94,7 +97,8 @@ def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_cal
                                twilight=twilight, dead_columns=dead_columns,
                                saturated_neighbour=saturated_neighbour,
                                uncalibrated=uncalibrated, hot_pixels=hot_pixels,
-                               cosmic_rays=cosmic_rays, psf=psf, obstruction=obstruction)
+                               cosmic_rays=cosmic_rays, psf=psf, obstruction=obstruction,
+                               clouds=clouds)
     except (ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None
     except OSError as e:
@@ -120,7 +124,7 @@ def _option_names(message: str) -> str:
     for api, cli in (("uncalibrated=True", "--uncalibrated"), ("calibration=False", "--no-calibration"),
                      ("psf='doughnut'", "--psf doughnut"), ("fwhm is", "--fwhm is")):
         message = message.replace(api, cli)
-    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "hot_pixels", "cosmic_rays", "obstruction", "size",
+    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "hot_pixels", "cosmic_rays", "obstruction", "clouds", "size",
                  "shift", "exptime", "seed", "fwhm", "jitter", "jump", "rotation", "twilight"):
         message = message.replace(f"{name}=", f"--{name.replace('_', '-')} ")
         if message.startswith(name):

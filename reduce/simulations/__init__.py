@@ -91,6 +91,10 @@ def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size=600,
     ``obstruction`` x the diameter (default 0.4), blurred by Gaussian seeing of 2.5-3.0 px FWHM
     that varies through the night (``frames.seeing``), so the centre is clearly darker than the
     ring (:func:`.profiles.doughnut_table`); ``noise_floor`` uses its enclosed fraction.
+    ``clouds`` passing clouds at random times: smooth dips (cos^2, 10-25 min edge to edge) of
+    the transparency to 0.3-0.8 of clear while the sky rises x1.5-4, in ``frames.transparency``
+    and ``frames.sky`` (which the floor uses) and, alone, ``frames.cloud_transparency`` and
+    ``frames.cloud_sky``; ``parameters.clouds`` lists them.
     """
     _check_int("n_images", n_images, 1)
     _check_positive("exptime", exptime)
@@ -144,7 +148,7 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
               exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False,
               fwhm=None, jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
               saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0,
-              psf="moffat", obstruction=0.4) -> dict:
+              psf="moffat", obstruction=0.4, clouds=0) -> dict:
     """Design the scene, write calibration frames, lights and truth.json; return the truth."""
     from ..console import progress
 
@@ -154,7 +158,10 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
     camera = dict(uncalibrated=uncalibrated, hot_pixels=hot_pixels, cosmic_rays=cosmic_rays)
     _validate_camera(calibration=calibration, **camera)
     _validate_psf(psf=psf, obstruction=obstruction, fwhm=fwhm)
-    camera.update(psf=psf, obstruction=obstruction)
+    _check_int("clouds", clouds, 0)
+    if clouds > 20:
+        raise ValueError(f"clouds must be at most 20 passing clouds (got {clouds})")
+    camera.update(psf=psf, obstruction=obstruction, clouds=clouds)
     nx, ny = _check_size(size)
     n_stars = _default_n_stars(min(nx, ny)) if n_stars is None else n_stars
     dark_exptimes = (exptime,) if dark_exptimes is None else tuple(dark_exptimes)

@@ -17,14 +17,14 @@ from .stars import _stars
 _OFF = {"fwhm": None, "jitter": 0.3, "jump": 0.0, "rotation": 0.0, "twilight": 0.0,
         "dead_columns": 0, "saturated_neighbour": 0.0,  # the hostile conditions' defaults
         "uncalibrated": False, "hot_pixels": 0.0, "cosmic_rays": 0, "psf": "moffat",
-        "obstruction": 0.4}  # issue 18's real-camera conditions
+        "obstruction": 0.4, "clouds": 0}  # issue 18's real-camera conditions
 _MEAN_SEEING = 3.85  # px: the middle of the default seeing draw, scaled to a requested ``fwhm``
 
 
 def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwhm=None,
             jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
             saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0,
-            psf="moffat", obstruction=0.4, streams=None) -> dict:
+            psf="moffat", obstruction=0.4, clouds=0, streams=None) -> dict:
     """Every random choice of the night, made once: conditions per frame, stars, detector.
 
     The hostile conditions (issues 9 and 18) are off by default and then draw nothing, so a
@@ -46,7 +46,7 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwh
              "twilight": twilight, "dead_columns": dead_columns,
              "saturated_neighbour": saturated_neighbour, "uncalibrated": uncalibrated,
              "hot_pixels": hot_pixels, "cosmic_rays": cosmic_rays, "psf": psf,
-             "obstruction": obstruction}
+             "obstruction": obstruction, "clouds": clouds}
     s["conditions"] = {k: v for k, v in asked.items() if v != _OFF[k]}
     span = max(float(s["time"][-1] - s["time"][0]), 0.02)
     s["beta"] = float(rng.uniform(2.5, 4.0))
@@ -73,6 +73,8 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwh
     s["stars"] = _stars(rng, s, n_stars)
     if twilight:
         s["sky_center"] = _twilight(s["time"], s["sky_center"], float(twilight))
+    if clouds:  # after the stars too: their brightness is the clear night's
+        _clouds(np.random.default_rng(s["streams"]["clouds"]), s, int(clouds))
     _detector_maps(rng, s)
     return s
 
@@ -88,6 +90,27 @@ def _doughnut(s, seeing, diameter, obstruction):
     surf = doughnut_table(d, obstruction, float(s["seeing"].min()))[1]
     s["psf_peak"] = float(surf.max())  # per unit flux, the sharpest frame's: sets the target flux
     s["peak_box"] = int(math.ceil(d / 2)) + 1  # the ring's brightest pixel is off centre
+
+
+def _clouds(rng, s, n):
+    """Option ``clouds``: ``n`` passing clouds at random times of the night, each a smooth dip
+    (cos^2 in time, 10-25 min from edge to edge) of the transparency to 0.3-0.8 of clear while
+    the sky rises x1.5-4 (moonlight or city light scattered by the cloud); overlapping clouds
+    multiply. Scales ``s['transparency']`` and ``s['sky_center']``; records the clouds."""
+    t = np.asarray(s["time"])
+    dim, bright, record = np.ones(len(t)), np.ones(len(t)), []
+    for _ in range(n):
+        tc, minutes = rng.uniform(t[0], t[-1]), rng.uniform(10.0, 25.0)
+        depth, sky = rng.uniform(0.3, 0.8), rng.uniform(1.5, 4.0)
+        x = (t - tc) * 1440.0 / minutes
+        bump = np.where(np.abs(x) < 0.5, np.cos(np.pi * x) ** 2, 0.0)
+        dim *= 1.0 - (1.0 - depth) * bump
+        bright *= 1.0 + (sky - 1.0) * bump
+        record.append({"time": float(tc), "duration_min": float(minutes),
+                       "transparency": float(depth), "sky_factor": float(sky)})
+    s["transparency"] = s["transparency"] * dim
+    s["sky_center"] = s["sky_center"] * bright
+    s["clouds"] = {"clouds": record, "cloud_transparency": dim, "cloud_sky": bright}
 
 
 def _twilight(time, night_sky, minutes):

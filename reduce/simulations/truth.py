@@ -93,6 +93,16 @@ def _hostile(s, params, frames, units) -> dict:
                                 "annulus with a central obstruction of psf.obstruction x the "
                                 "diameter, blurred by Gaussian seeing; parameters.psf_beta unused)")
         units["frames.seeing"] = "FWHM (px) of the Gaussian seeing that blurs the doughnut"
+    if "clouds" in s:
+        params["clouds"] = s["clouds"]["clouds"]
+        frames["cloud_transparency"] = s["clouds"]["cloud_transparency"]
+        frames["cloud_sky"] = s["clouds"]["cloud_sky"]
+        units["parameters.clouds"] = ("passing clouds: time (JD UTC of the deepest point), "
+                                      "duration_min (edge to edge, cos^2 in time), transparency "
+                                      "(x clear at the deepest point), sky_factor (x the sky there)")
+        units["frames.cloud_transparency"] = ("the clouds' share of frames.transparency (which "
+                                              "includes it); frames.cloud_sky: their factor on "
+                                              "frames.sky (which includes it)")
     if np.any(s["rotation"]):
         frames["rotation"] = s["rotation"]
         params["rotation_center"] = s["rotation_center"]
