@@ -434,7 +434,8 @@ def test_new_conditions_are_checked(tmp_path):
                              (dict(psf="doughnut", fwhm=5.0), "outer diameter"),
                              (dict(obstruction=0.3), "applies to psf='doughnut' only"),
                              (dict(psf="doughnut", obstruction=0.9), "obstruction must"),
-                             (dict(clouds=1.5), "clouds"), (dict(clouds=50), "at most 20")]:
+                             (dict(clouds=1.5), "clouds"), (dict(clouds=50), "at most 20"),
+                             (dict(bayer="RGBG"), "bayer must be")]:
         with pytest.raises(ValueError, match=message):
             simulate_night(tmp_path / "x", n_images=2, size=64, **options)
         assert not (tmp_path / "x").exists()
@@ -555,3 +556,99 @@ def test_passing_clouds_dim_the_stars_and_raise_the_sky(tmp_path):
     assert fr["sky"][cloudy] / fr["sky"][clear] == pytest.approx(bright[cloudy] / bright[clear], rel=0.15)
     rms, _ = _measured_rms(tmp_path / "n", truth, r)
     assert 0.7 < rms / noise_floor(truth, r) < 1.35
+
+
+def _lattice_medians(frame, pattern):
+    """Median of each channel's pixels {'R', 'G1', 'G2', 'B'} of a raw colour frame."""
+    out, greens = {}, iter(("G1", "G2"))
+    for k, c in enumerate(pattern):
+        out[c if c != "G" else next(greens)] = np.median(frame[k // 2::2, k % 2::2])
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "GRBG", "GBRG", "BGGR"])
+def test_bayer_mosaic_sub_lattices_differ_as_truth_says(tmp_path, pattern):
+    """Sky, flats and each star are seen through the pattern's channels with truth's weights."""
+    truth = simulate_night(tmp_path / "n", seed=2, n_images=1, size=128, n_stars=6, bayer=pattern,
+                           n_bias=1, n_darks=1, n_flats=1)
+    p, st = truth["parameters"], truth["stars"]
+    b = p["bayer"]
+    assert b["pattern"] == pattern and p["conditions"] == {"bayer": pattern}
+    for name in truth["frames"]["file"] + truth["calibration"]["flat"]:
+        h = fits.getheader(tmp_path / "n" / name)
+        assert (h["BAYERPAT"], h["XBAYROFF"], h["YBAYROFF"]) == (pattern, 0, 0)
+    bias = _data(tmp_path / "n", truth["calibration"]["bias"][0])
+    for name, w in ((truth["frames"]["file"][0], b["sky_weights"]),
+                    (truth["calibration"]["flat"][0], b["flat_weights"])):
+        m = _lattice_medians(_data(tmp_path / "n", name) - bias, pattern)
+        assert m["G1"] == pytest.approx(m["G2"], rel=0.03)
+        assert m["R"] / m["G1"] == pytest.approx(w[0] / w[1], rel=0.05), name
+        assert m["B"] / m["G1"] == pytest.approx(w[2] / w[1], rel=0.05), name
+    weights = np.array(st["channel_weights"])
+    assert weights.shape == (6, 3) and np.all(weights[:, 1] == 1.0) and np.ptp(weights[:, 0]) > 0.05
+    frame = _data(tmp_path / "n", truth["frames"]["file"][0])
+    x, y = positions(truth)
+    for k in np.argsort(st["flux"])[::-1][:3]:  # the brightest stars' channel sums
+        ix, iy = int(round(x[k, 0])), int(round(y[k, 0]))
+        lo_x, lo_y = ix - ix % 2 - 10, iy - iy % 2 - 10  # whole 2x2 cells
+        cut = frame[lo_y:lo_y + 22, lo_x:lo_x + 22]
+        ring = frame[lo_y - 10:lo_y + 32, lo_x - 10:lo_x + 32]
+        sky = _lattice_medians(ring, pattern)
+        sums = {}
+        for c, key in zip(pattern, ("0", "1", "2", "3")):
+            j = int(key)
+            name = c if c != "G" else ("G1" if "G1" not in sums else "G2")
+            sums[name] = (cut[j // 2::2, j % 2::2] - sky[name]).sum()
+        g = (sums["G1"] + sums["G2"]) / 2
+        assert sums["R"] / g == pytest.approx(weights[k, 0], rel=0.05), k
+        assert sums["B"] / g == pytest.approx(weights[k, 2], rel=0.05), k
+
+
+def test_noise_floor_on_2x2_superpixels_of_a_colour_night(tmp_path):
+    """Measured on 2x2 superpixels (or raw pixels) of a mosaic night, the scatter is the floor's."""
+    truth = simulate_night(tmp_path / "n", seed=5, n_images=40, size=160, n_stars=16,
+                           calibration=False, bayer="GRBG")
+    b = truth["parameters"]["bayer"]
+    cfa = np.array(["RGB".index(c) for c in b["pattern"]]).reshape(2, 2)
+    sky_w = np.array(b["sky_weights"])[np.tile(cfa, (80, 80))]
+    r_sp = float(np.median(truth["frames"]["fwhm"]))  # 2 FWHM in raw pixels
+    rms, _ = _measured_rms(tmp_path / "n", truth, r_sp, sky_weights=sky_w, superpixel=2)
+    floor = noise_floor(truth, r_sp, superpixel=2)
+    assert 0.7 < rms / floor < 1.35, (rms, floor)
+    assert floor == pytest.approx(noise_floor(truth, 2 * r_sp))
+    assert noise_floor(truth, r_sp, superpixel=2, annulus_px=50) == pytest.approx(
+        noise_floor(truth, 2 * r_sp, annulus_px=200))
+    rms_raw, _ = _measured_rms(tmp_path / "n", truth, 2 * r_sp, sky_weights=sky_w)
+    assert 0.7 < rms_raw / noise_floor(truth, 2 * r_sp) < 1.35
+    mono = dict(truth, parameters={k: v for k, v in truth["parameters"].items() if k != "bayer"})
+    assert floor > 1.1 * noise_floor(mono, r_sp, superpixel=2)  # the filters cost light
+    with pytest.raises(ValueError, match="superpixel"):
+        noise_floor(truth, 3.0, superpixel=0)
+
+
+def test_conditions_combine_into_a_smart_telescope_night(tmp_path):
+    """Uncalibrated colour CMOS with hot pixels, hits and an alt-az re-centring jump of 30 px."""
+    truth = simulate_night(tmp_path / "n", seed=4, n_images=4, size=240, n_stars=10, exptime=10.0,
+                           uncalibrated=True, hot_pixels=1e-3, cosmic_rays=20, bayer="GRBG", jump=30.0)
+    p, fr = truth["parameters"], truth["frames"]
+    assert p["conditions"] == {"jump": 30.0, "uncalibrated": True, "hot_pixels": 1e-3,
+                               "cosmic_rays": 20, "bayer": "GRBG"}
+    assert not list((tmp_path / "n" / "calibration").iterdir())
+    assert np.hypot(fr["dx"][2] - fr["dx"][1], fr["dy"][2] - fr["dy"][1]) > 25
+    frame = _data(tmp_path / "n", fr["file"][3])
+    assert fits.getheader(tmp_path / "n" / fr["file"][3])["BAYERPAT"] == "GRBG"
+    hx, hy, rate = max(p["hot_pixels"], key=lambda h: h[2])
+    assert frame[hy, hx] > p["bias_level"] + 0.5 * rate * p["exptime"] / p["gain"]
+    peaks = np.array([max(frame[yy, xx] for xx, yy in hit) for hit in fr["cosmic_rays"][3]])
+    assert len(peaks) == 20 and np.mean(peaks > np.median(frame) + 40) >= 0.9
+    assert noise_floor(truth, 3.0, superpixel=2) > 0
+
+
+def test_doughnut_clouds_and_hits_in_a_ccd_window(tmp_path):
+    truth = simulate_night(tmp_path / "n", seed=1, n_images=6, size=(521, 119), n_stars=4,
+                           psf="doughnut", clouds=1, cosmic_rays=10, n_bias=1, n_darks=1, n_flats=1)
+    p = truth["parameters"]
+    assert p["psf"]["kind"] == "doughnut" and len(p["clouds"]) == 1 and p["cosmic_rays"] == 10
+    x, y = positions(truth)
+    assert np.all((y > 8) & (y < 110)) and not any(truth["stars"]["saturated"])
+    assert 0 < noise_floor(truth, 9.0) < 0.01

@@ -67,12 +67,15 @@ __all__ = ["simulate"]
 @click.option("--clouds", type=int, default=0, show_default=True, metavar="N",
               help="N passing clouds: smooth dips of the transparency to 0.3-0.8 of clear, 10-25 min "
                    "long, while the sky rises x1.5-4.")
+@click.option("--bayer", type=click.Choice(["RGGB", "GRBG", "GBRG", "BGGR"]), default=None,
+              help="A colour sensor: raw colour-filter-array frames with this pattern (header "
+                   "BAYERPAT); R, G, B respond ~0.6, 1, 0.5, tinted by each star's colour and the sky's.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_calibration, dtype,
              fwhm, jitter, jump, rotation, twilight, dead_columns, saturated_neighbour, uncalibrated,
-             hot_pixels, cosmic_rays, psf, obstruction, clouds, force, quiet):
+             hot_pixels, cosmic_rays, psf, obstruction, clouds, bayer, force, quiet):
     """Write a realistic synthetic night with known truth into DEST.
 
     \b
@@ -98,7 +101,7 @@ def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_cal
                                saturated_neighbour=saturated_neighbour,
                                uncalibrated=uncalibrated, hot_pixels=hot_pixels,
                                cosmic_rays=cosmic_rays, psf=psf, obstruction=obstruction,
-                               clouds=clouds)
+                               clouds=clouds, bayer=bayer)
     except (ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None
     except OSError as e:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import atomic_write_text
-from .conventions import (DTYPES, MIN_SIZE, NIGHT_START, READOUT_S, SIGNALS, SITE,  # noqa: F401 (public names)
+from .conventions import (BAYER_PATTERNS, DTYPES, MIN_SIZE, NIGHT_START, READOUT_S, SIGNALS, SITE,  # noqa: F401 (public names)
                           _iso_to_jd, jd_to_iso)
 from .floor import noise_floor
 from .options import (_check_int, _check_positive, _check_size, _prepare_destination, _validate,
@@ -94,7 +94,16 @@ def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size=600,
     ``clouds`` passing clouds at random times: smooth dips (cos^2, 10-25 min edge to edge) of
     the transparency to 0.3-0.8 of clear while the sky rises x1.5-4, in ``frames.transparency``
     and ``frames.sky`` (which the floor uses) and, alone, ``frames.cloud_transparency`` and
-    ``frames.cloud_sky``; ``parameters.clouds`` lists them.
+    ``frames.cloud_sky``; ``parameters.clouds`` lists them. ``bayer`` ('RGGB', 'GRBG', 'GBRG'
+    or 'BGGR') a colour sensor's raw colour-filter-array frames: each pixel records its
+    channel's weight times the mono signal; weights are the sensitivities (R 0.6, G 1, B 0.5)
+    tinted by each star's random colour (``stars.channel_weights``), by a reddish sky
+    (``parameters.bayer.sky_weights``), white for flats; headers carry ``BAYERPAT``,
+    ``XBAYROFF = YBAYROFF = 0`` as N.I.N.A./ASCOM write them; ``noise_floor(truth, r,
+    superpixel=2)`` gives the floor of a measurement on 2x2 superpixels.
+
+    The conditions combine, e.g. ``uncalibrated=True, hot_pixels=1e-3, cosmic_rays=30,
+    bayer='GRBG', jump=30, exptime=10`` for a smart-telescope night.
     """
     _check_int("n_images", n_images, 1)
     _check_positive("exptime", exptime)
@@ -148,7 +157,7 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
               exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False,
               fwhm=None, jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
               saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0,
-              psf="moffat", obstruction=0.4, clouds=0) -> dict:
+              psf="moffat", obstruction=0.4, clouds=0, bayer=None) -> dict:
     """Design the scene, write calibration frames, lights and truth.json; return the truth."""
     from ..console import progress
 
@@ -161,7 +170,10 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
     _check_int("clouds", clouds, 0)
     if clouds > 20:
         raise ValueError(f"clouds must be at most 20 passing clouds (got {clouds})")
-    camera.update(psf=psf, obstruction=obstruction, clouds=clouds)
+    if bayer is not None and bayer not in BAYER_PATTERNS:
+        raise ValueError(f"bayer must be None (a mono sensor) or one of {', '.join(BAYER_PATTERNS)} "
+                         f"(got {bayer!r})")
+    camera.update(psf=psf, obstruction=obstruction, clouds=clouds, bayer=bayer)
     nx, ny = _check_size(size)
     n_stars = _default_n_stars(min(nx, ny)) if n_stars is None else n_stars
     dark_exptimes = (exptime,) if dark_exptimes is None else tuple(dark_exptimes)

@@ -10,21 +10,22 @@ import math
 
 import numpy as np
 
-from .conventions import _CAMERA, DOUGHNUT_DIAMETER, SITE, TWILIGHT_SKY_ADU, _iso_to_jd, jd_to_iso
+from .conventions import (_CAMERA, BAYER_COLOUR, BAYER_SENSITIVITY, DOUGHNUT_DIAMETER, SITE,
+                          TWILIGHT_SKY_ADU, _iso_to_jd, jd_to_iso)
 from .profiles import doughnut_table, frame_dims, illumination, sky_plane
 from .stars import _stars
 
 _OFF = {"fwhm": None, "jitter": 0.3, "jump": 0.0, "rotation": 0.0, "twilight": 0.0,
         "dead_columns": 0, "saturated_neighbour": 0.0,  # the hostile conditions' defaults
         "uncalibrated": False, "hot_pixels": 0.0, "cosmic_rays": 0, "psf": "moffat",
-        "obstruction": 0.4, "clouds": 0}  # issue 18's real-camera conditions
+        "obstruction": 0.4, "clouds": 0, "bayer": None}  # issue 18's real-camera conditions
 _MEAN_SEEING = 3.85  # px: the middle of the default seeing draw, scaled to a requested ``fwhm``
 
 
 def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwhm=None,
             jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
             saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0,
-            psf="moffat", obstruction=0.4, clouds=0, streams=None) -> dict:
+            psf="moffat", obstruction=0.4, clouds=0, bayer=None, streams=None) -> dict:
     """Every random choice of the night, made once: conditions per frame, stars, detector.
 
     The hostile conditions (issues 9 and 18) are off by default and then draw nothing, so a
@@ -46,7 +47,7 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwh
              "twilight": twilight, "dead_columns": dead_columns,
              "saturated_neighbour": saturated_neighbour, "uncalibrated": uncalibrated,
              "hot_pixels": hot_pixels, "cosmic_rays": cosmic_rays, "psf": psf,
-             "obstruction": obstruction, "clouds": clouds}
+             "obstruction": obstruction, "clouds": clouds, "bayer": bayer}
     s["conditions"] = {k: v for k, v in asked.items() if v != _OFF[k]}
     span = max(float(s["time"][-1] - s["time"][0]), 0.02)
     s["beta"] = float(rng.uniform(2.5, 4.0))
@@ -76,6 +77,8 @@ def _design(rng, time, dflux, *, size, n_stars, shift, calibration, exptime, fwh
     if clouds:  # after the stars too: their brightness is the clear night's
         _clouds(np.random.default_rng(s["streams"]["clouds"]), s, int(clouds))
     _detector_maps(rng, s)
+    if bayer:
+        _bayer(np.random.default_rng(s["streams"]["bayer"]), s, bayer)
     return s
 
 
@@ -239,3 +242,28 @@ def _cosmic_ray_plan(streams, n, n_frames):
         return None
     cal, light = (np.random.default_rng(c) for c in streams["cosmic_rays"].spawn(2))
     return {"per_light": n, "calibration_rng": cal, "light_rng": light, "light": [[]] * n_frames}
+
+
+def _channel_weights(colour):
+    """Relative response (R, G, B) of the mosaic's channels to light of ``colour`` (-1 blue to
+    +1 red; 0 white: the sensor's own sensitivities, ``BAYER_SENSITIVITY``)."""
+    c = np.atleast_1d(np.asarray(colour, float))[:, None]
+    tint = np.exp(BAYER_COLOUR * c * np.array([1.0, 0.0, -1.0]))
+    return np.asarray(BAYER_SENSITIVITY)[None] * tint
+
+
+def _bayer(rng, s, pattern):
+    """Option ``bayer``: a colour filter array. Each pixel records its channel's weight times
+    the mono signal: stars have random colours, the sky is reddish, flats are white; sets the
+    channel map and multiplies the sky by its weights."""
+    nx, ny = s["nx"], s["ny"]
+    letters = np.array(["RGB".index(c) for c in pattern], dtype=np.uint8).reshape(2, 2)
+    cfa = np.tile(letters, ((ny + 1) // 2, (nx + 1) // 2))[:ny, :nx]
+    colours = rng.uniform(-1.0, 1.0, len(s["stars"]["x"]))
+    sky_colour = float(rng.uniform(0.0, 0.8))
+    weights = _channel_weights(colours)
+    sky_w, flat_w = _channel_weights(sky_colour)[0], _channel_weights(0.0)[0]
+    s["sky_base"] = (s["sky_base"] * sky_w.astype(np.float32)[cfa]).astype(np.float32)
+    s["bayer"] = {"pattern": pattern, "cfa": cfa, "colours": colours, "star_weights": weights,
+                  "sky_colour": sky_colour, "sky_weights": sky_w, "flat_weights": flat_w,
+                  "flat_map": flat_w.astype(np.float32)[cfa]}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import READOUT_S, SITE
+from .conventions import BAYER_COLOUR, BAYER_SENSITIVITY, READOUT_S, SITE
 from .profiles import sky_plane, star_positions
 
 UNITS = {
@@ -56,6 +56,8 @@ def _truth(s, files, *, seed, signal, dtype) -> dict:
         "saturated": st["peak"] >= s["saturation"], "variable": st["amplitude"] > 0,
         "amplitude": st["amplitude"], "period": st["period"], "phase": st["phase"],
         "signal": st["signal"]}
+    if "bayer" in s:
+        _bayer(s, params, stars, units)
     return {"version": 1, "generator": "reduce.simulations", "units": units, "parameters": params,
             "target": t, "time": s["time"].tolist(), "dflux": s["dflux"].tolist(),
             "frames": {k: v if k in _RAGGED else np.asarray(v).tolist() for k, v in frames.items()},
@@ -111,6 +113,22 @@ def _hostile(s, params, frames, units) -> dict:
                               "parameters.rotation_center, then add frames.dx[i], frames.dy[i] "
                               "(reduce.simulations.truth.positions)")
     return units
+
+
+def _bayer(s, params, stars, units):
+    """Record a colour mosaic (option ``bayer``): pattern, channel weights of sky, flats, stars."""
+    b = s["bayer"]
+    params["bayer"] = {"pattern": b["pattern"], "x_offset": 0, "y_offset": 0,
+                       "sensitivity": list(BAYER_SENSITIVITY), "colour_scale": BAYER_COLOUR,
+                       "sky_colour": b["sky_colour"], "sky_weights": b["sky_weights"].tolist(),
+                       "flat_weights": b["flat_weights"].tolist()}
+    stars["colour"], stars["channel_weights"] = b["colours"], b["star_weights"]
+    units["parameters.bayer"] = ("colour filter array (header BAYERPAT, from the top-left pixel): "
+                                 "a pixel of channel R, G or B records its weight x the mono "
+                                 "signal; weights [R, G, B] = sensitivity x exp(colour_scale x "
+                                 "colour x [1, 0, -1]); stars.flux and frames.sky are those of a "
+                                 "weight-1 pixel; a 2x2 superpixel records (R + 2G + B) / 4 of them")
+    units["stars.channel_weights"] = "each star's [R, G, B] weights (stars.colour: -1 blue to +1 red)"
 
 
 def positions(truth) -> tuple:
