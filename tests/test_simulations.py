@@ -645,10 +645,34 @@ def test_conditions_combine_into_a_smart_telescope_night(tmp_path):
 
 
 def test_doughnut_clouds_and_hits_in_a_ccd_window(tmp_path):
-    truth = simulate_night(tmp_path / "n", seed=1, n_images=6, size=(521, 119), n_stars=4,
-                           psf="doughnut", clouds=1, cosmic_rays=10, n_bias=1, n_darks=1, n_flats=1)
+    """12 px rings in a 521x64 CCD window (the issue's defocused night), with a cloud and hits,
+    from simulate_observation too."""
+    time = 2460385.55 + np.arange(6) * 20 / 86400
+    truth = simulate_observation(time, np.ones(6), tmp_path / "n", seed=1, size=(521, 64),
+                                 n_stars=3, exptime=10.0, psf="doughnut", clouds=1, cosmic_rays=10,
+                                 n_bias=1, n_darks=1, n_flats=1)
     p = truth["parameters"]
     assert p["psf"]["kind"] == "doughnut" and len(p["clouds"]) == 1 and p["cosmic_rays"] == 10
     x, y = positions(truth)
-    assert np.all((y > 8) & (y < 110)) and not any(truth["stars"]["saturated"])
+    assert np.all((y > 12) & (y < 51)) and not any(truth["stars"]["saturated"])
+    d = np.hypot(x[:, None, 0] - x[None, :, 0], y[:, None, 0] - y[None, :, 0])
+    assert np.sort(d, axis=1)[:, 1].min() > 20  # the rings stay apart
     assert 0 < noise_floor(truth, 9.0) < 0.01
+
+
+def test_cli_options_of_the_real_camera_conditions(tmp_path, capsys):
+    from reduce.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", str(tmp_path / "n"), "--n-images", "2", "--size", "128", "--n-stars", "5",
+              "--uncalibrated", "--hot-pixels", "1e-3", "--cosmic-rays", "5", "--psf", "doughnut",
+              "--obstruction", "0.35", "--clouds", "1", "--bayer", "RGGB"])
+    out = capsys.readouterr()
+    assert exc.value.code == 0, out.err
+    assert "Conditions: uncalibrated=True, hot_pixels=0.001, cosmic_rays=5, psf=doughnut" in out.out
+    c = load_truth(tmp_path / "n")["parameters"]["conditions"]
+    assert c == {"uncalibrated": True, "hot_pixels": 1e-3, "cosmic_rays": 5, "psf": "doughnut",
+                 "obstruction": 0.35, "clouds": 1, "bayer": "RGGB"}
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", str(tmp_path / "x"), "--psf", "doughnut", "--fwhm", "4"])
+    assert exc.value.code == 2 and "--fwhm is the ring's outer diameter" in capsys.readouterr().err

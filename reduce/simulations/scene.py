@@ -93,6 +93,9 @@ def _doughnut(s, seeing, diameter, obstruction):
     surf = doughnut_table(d, obstruction, float(s["seeing"].min()))[1]
     s["psf_peak"] = float(surf.max())  # per unit flux, the sharpest frame's: sets the target flux
     s["peak_box"] = int(math.ceil(d / 2)) + 1  # the ring's brightest pixel is off centre
+    # margins and spacing as for a Moffat whose 1.5 FWHM reach the blurred ring's edge: a ring
+    # 12 px across fits a 64 px high CCD window, neighbours' rings stay apart
+    s["extent_fwhm"] = (d / 2 + 2 * float(s["seeing"].max())) / 2
 
 
 def _clouds(rng, s, n):
