@@ -69,7 +69,8 @@ __all__ = ["simulate"]
                    "long, while the sky rises x1.5-4.")
 @click.option("--bayer", type=click.Choice(["RGGB", "GRBG", "GBRG", "BGGR"]), default=None,
               help="A colour sensor: raw colour-filter-array frames with this pattern (header "
-                   "BAYERPAT); R, G, B respond ~0.6, 1, 0.5, tinted by each star's colour and the sky's.")
+                   "BAYERPAT); R, G, B respond ~0.6, 1, 0.5, tinted by each star's colour and the "
+                   "sky's.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
@@ -127,8 +128,9 @@ def _option_names(message: str) -> str:
     for api, cli in (("uncalibrated=True", "--uncalibrated"), ("calibration=False", "--no-calibration"),
                      ("psf='doughnut'", "--psf doughnut"), ("fwhm is", "--fwhm is")):
         message = message.replace(api, cli)
-    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "hot_pixels", "cosmic_rays", "obstruction", "clouds", "size",
-                 "shift", "exptime", "seed", "fwhm", "jitter", "jump", "rotation", "twilight"):
+    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "hot_pixels",
+                 "cosmic_rays", "obstruction", "clouds", "size", "shift", "exptime", "seed", "fwhm",
+                 "jitter", "jump", "rotation", "twilight"):
         message = message.replace(f"{name}=", f"--{name.replace('_', '-')} ")
         if message.startswith(name):
             message = f"--{name.replace('_', '-')}" + message[len(name):]

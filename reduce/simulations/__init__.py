@@ -11,13 +11,15 @@ centres on integers (numpy / photutils / sep); ``time`` is JD UTC at mid-exposur
 headers' ``DATE-OBS`` and ``JD`` mark the exposure *start*; star fluxes are total electrons per
 exposure at airmass 1 in clear sky, before the flat response; ``sky`` is ADU per pixel at the
 target without the flat response. Not simulated: scintillation, colour-dependent extinction
-(cosmic rays, hot pixels, doughnut stars, clouds and a colour mosaic are options, off by default). Photon noise is drawn exactly (Poisson) below 100 e- and with its Gaussian limit
-(same mean and variance) above, which is 3x faster and indistinguishable at those levels.
+(cosmic rays, hot pixels, doughnut stars, clouds, a colour mosaic and uncalibrated lights are
+options, off by default). Photon noise is drawn exactly (Poisson) below 100 e- and with its
+Gaussian limit (same mean and variance) above, which is 3x faster and indistinguishable at
+those levels.
 
 Layout: this module holds the entry points; :mod:`.conventions` (site, camera, times),
 :mod:`.profiles` (PSF, signals, flat, sky), :mod:`.scene` and :mod:`.stars` (the night's random
 design), :mod:`.render` (frames and headers), :mod:`.truth`, :mod:`.floor` (noise floor) and
-:mod:`.options` (option checks, destination folder).
+:mod:`.options` (option checks, destination folder), :mod:`.defects` (cosmic-ray hits).
 """
 from __future__ import annotations
 
@@ -27,11 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import atomic_write_text
-from .conventions import (BAYER_PATTERNS, DTYPES, MIN_SIZE, NIGHT_START, READOUT_S, SIGNALS, SITE,  # noqa: F401 (public names)
+from .conventions import (DTYPES, MIN_SIZE, NIGHT_START, READOUT_S, SIGNALS, SITE,  # noqa: F401 (public names)
                           _iso_to_jd, jd_to_iso)
 from .floor import noise_floor
 from .options import (_check_int, _check_positive, _check_size, _prepare_destination, _validate,
-                      _validate_camera, _validate_conditions, _validate_psf)
+                      _validate_camera, _validate_conditions, _validate_psf,
+                      _validate_sky_and_colour)
 from .profiles import (doughnut_enclosed, doughnut_profile, enclosed_fraction, illumination,
                        moffat_alpha, sky_plane, target_signal)
 from .render import _calibration_plan, _write_calibration, _write_light
@@ -167,12 +170,7 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
     camera = dict(uncalibrated=uncalibrated, hot_pixels=hot_pixels, cosmic_rays=cosmic_rays)
     _validate_camera(calibration=calibration, **camera)
     _validate_psf(psf=psf, obstruction=obstruction, fwhm=fwhm)
-    _check_int("clouds", clouds, 0)
-    if clouds > 20:
-        raise ValueError(f"clouds must be at most 20 passing clouds (got {clouds})")
-    if bayer is not None and bayer not in BAYER_PATTERNS:
-        raise ValueError(f"bayer must be None (a mono sensor) or one of {', '.join(BAYER_PATTERNS)} "
-                         f"(got {bayer!r})")
+    _validate_sky_and_colour(clouds=clouds, bayer=bayer)
     camera.update(psf=psf, obstruction=obstruction, clouds=clouds, bayer=bayer)
     nx, ny = _check_size(size)
     n_stars = _default_n_stars(min(nx, ny)) if n_stars is None else n_stars

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import DTYPES, MIN_SIZE, PSFS
+from .conventions import BAYER_PATTERNS, DTYPES, MIN_SIZE, PSFS
 from .truth import load_truth
 
 
@@ -121,6 +121,16 @@ def _validate_psf(*, psf, obstruction, fwhm):
     if psf == "doughnut" and fwhm is not None and fwhm < 8:
         raise ValueError(f"with psf='doughnut', fwhm is the ring's outer diameter: at least 8 px "
                          f"for a dark centre through 2.5-3 px seeing (got {fwhm:g})")
+
+
+def _validate_sky_and_colour(*, clouds, bayer):
+    """Clear errors for options ``clouds`` (a number of passing clouds) and ``bayer`` (a pattern)."""
+    _check_int("clouds", clouds, 0)
+    if clouds > 20:
+        raise ValueError(f"clouds must be at most 20 passing clouds (got {clouds})")
+    if bayer is not None and bayer not in BAYER_PATTERNS:
+        raise ValueError(f"bayer must be None (a mono sensor) or one of {', '.join(BAYER_PATTERNS)} "
+                         f"(got {bayer!r})")
 
 
 def _prepare_destination(dest: Path, overwrite: bool) -> Path:
