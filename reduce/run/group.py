@@ -251,7 +251,7 @@ def _rejection_reasons(diff) -> dict:
 
 def _reason(seq, file: str, flags: int, rejected: dict | None = None) -> str:
     """Why a frame was flagged: the Sequence's recorded messages and the differential step's
-    rejection reason (e.g. "sky outlier: 4.2 sigma > 3"), else the flag names."""
+    rejection reason (e.g. "sky outlier: 4.2 sigma from its trend (> 3)"), else the flag names."""
     from ..model.flags import decode_flags
 
     name = Path(file).name
