@@ -25,7 +25,7 @@ __all__ = ["comparison_light", "light_loss_frames", "neighbour_deviation", "ense
 MAX_LIGHT_LOSS = 0.5
 GUARD_SIGMA = 5.0   # robust sigmas from the neighbours: ~2 false alarms in 10^5 white-noise frames
 GUARD_WINDOW = 15   # frames: 7 neighbours on each side fit the local trend
-_MIN_FRAMES = 7
+_MIN_FRAMES = 15
 _SMOOTH = 1.3  # a parabola whose residuals scatter more than this many sigmas misses a feature
 _AGREE = 2.5   # ... and so does one more than this many sigmas from either one-sided line
 
@@ -91,7 +91,7 @@ def neighbour_deviation(y, time=None, window: int = GUARD_WINDOW) -> np.ndarray:
     y = np.asarray(y, float)
     dev = np.full(y.size, np.nan)
     idx = np.flatnonzero(np.isfinite(y))
-    if idx.size < _MIN_FRAMES:
+    if idx.size < max(_MIN_FRAMES, 2 * int(window)):  # too few to know the noise: nothing judged
         dev[idx] = 0.0
         return dev
     x = idx.astype(float)

@@ -129,3 +129,10 @@ def test_neighbour_deviation_follows_smooth_shapes_and_misses_no_spike():
 def test_guard_needs_differential_fluxes():
     with pytest.raises(ValueError, match="differential"):
         night(n=30).outlier_guard()
+
+
+def test_a_night_shorter_than_two_windows_is_not_judged():
+    y = 1 + 0.001 * np.random.default_rng(3).standard_normal(29)
+    y[10] += 0.05
+    assert np.all(neighbour_deviation(y, window=15) == 0)
+    assert neighbour_deviation(np.r_[y, y], window=15)[10] > 5
