@@ -77,9 +77,21 @@ def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     bump = np.zeros(v.size)
     bump[idx[1:-1]] = np.abs(d2)
+    miss = _smooth_miss(y, ok, time, sig)
     with np.errstate(invalid="ignore", divide="ignore"):
-        dev = np.abs(y - level) / sig
+        dev = np.fmin(np.abs(y - level), miss) / sig
         return dev, dev + 1e-3 * bump / sig
+
+
+def _smooth_miss(y, ok, time, sig) -> np.ndarray:
+    """How far each kept frame is from its neighbours' smooth local fits (``guards.neighbour_miss``:
+    a cloud's rounded sky peak a few frames wide is followed, a jump of one frame is not); NaN
+    on nights too short to judge, where the running median alone decides."""
+    from .guards import neighbour_miss
+
+    kept = np.where(ok, y, np.nan)
+    t = None if time is None else np.asarray(time, float)
+    return neighbour_miss(kept, t, sigma=np.broadcast_to(sig, y.shape))[0]
 
 
 def _local_sigma(d2: np.ndarray, n: int, window: int = NOISE_WINDOW) -> np.ndarray:

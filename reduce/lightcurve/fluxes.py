@@ -257,7 +257,8 @@ class Fluxes:
         ``window`` neighbours in time while the ensemble is not (differential Fluxes only).
 
         The neighbours' prediction follows smooth signals (transits, eclipses) and the noise is
-        the local one (see ``guards.neighbour_deviation``); the ensemble's own series is its
+        the local one, or the frame's own error scaled to it where larger (a clouded frame; see
+        ``guards.neighbour_deviation``); the ensemble's own series is its
         weighted comparisons over their weighted median (``guards.ensemble_error``): a frame
         where a comparison jumped is the ensemble's, not the target's. Removed frames get
         ``Flag.OUTLIER_REJECTED`` ("target outlier: 7.3 sigma from its neighbours (> 5)")."""
@@ -267,7 +268,8 @@ class Fluxes:
             raise ValueError(f"sigma={sigma!r}, window={window!r}: sigma > 0 and window >= 5 frames")
         ap = self.aperture
         ens = ensemble_error(self.raw.fluxes[ap], np.asarray(self.meta["weights_all"])[ap])
-        keep, reason = target_outliers(self.flux, ens, self.time, sigma=float(sigma), window=int(window))
+        keep, reason = target_outliers(self.flux, ens, self.time, sigma=float(sigma), window=int(window),
+                                       errors=self.error)
         return self.mask(keep, reason=reason, flag=Flag.OUTLIER_REJECTED) if not keep.all() else self
 
     # ------------------------------------------------------------------ differential photometry

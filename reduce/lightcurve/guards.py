@@ -14,7 +14,7 @@ import numpy as np
 from .clipping import local_noise
 from .stats import nanmedian
 
-__all__ = ["comparison_light", "light_loss_frames", "neighbour_deviation", "ensemble_error",
+__all__ = ["comparison_light", "light_loss_frames", "neighbour_deviation", "neighbour_miss", "ensemble_error",
            "target_outliers", "MAX_LIGHT_LOSS", "GUARD_SIGMA", "GUARD_WINDOW"]
 
 # A frame is set aside when the comparisons lost more than this fraction of their light. An
@@ -22,7 +22,7 @@ __all__ = ["comparison_light", "light_loss_frames", "neighbour_deviation", "ense
 # its variance is below ~2x a clear frame's ((2 + 1/n) x exactly); a source-limited frame reaches
 # 2x at 50 % of the light lost (variance ~ 1/T), a sky-limited one 4x (~ 1/T^2), and so much
 # cloud is patchy across the field, which the ensemble no longer corrects.
-MAX_LIGHT_LOSS = 0.5
+MAX_LIGHT_LOSS = 0.8
 GUARD_SIGMA = 5.0   # robust sigmas from the neighbours: ~2 false alarms in 10^5 white-noise frames
 GUARD_WINDOW = 15   # frames: 7 neighbours on each side fit the local trend
 _MIN_FRAMES = 15
@@ -78,22 +78,37 @@ def ensemble_error(flux, weights) -> np.ndarray:
         return ens / nanmedian(n, axis=0) - 1.0
 
 
-def neighbour_deviation(y, time=None, window: int = GUARD_WINDOW) -> np.ndarray:
-    """|y - its neighbours' prediction| per frame, in robust sigmas of the local frame-to-frame
-    noise (NaN where y is). Where a parabola through the ``window`` // 2 frames on each side fits
-    them (residual RMS <= ``_SMOOTH`` sigmas, and within ``_AGREE`` sigmas of the one-sided lines
-    below), it is the prediction. Where it does not (a sharp
-    feature: a transit's contact, an eclipse's minimum, an ingress of a few frames), the frame
-    is judged by the nearest of: the parabola, one through the two nearest frames on each side (a
-    sharp rounded minimum), a line through the frames before it, one through those after it (both Theil-Sen: one outlier among them moves nothing) and the interval
+def neighbour_deviation(y, time=None, window: int = GUARD_WINDOW, expected=None) -> np.ndarray:
+    """|y - its neighbours' prediction| per frame in robust sigmas of the local frame-to-frame
+    noise (see ``neighbour_miss``), or where larger of the frame's ``expected`` error scaled to
+    that noise (a frame under a cloud is noisier than its clear neighbours); NaN where y is, 0
+    on a series too short to judge."""
+    miss, sigma = neighbour_miss(y, time, window)
+    if expected is not None:
+        sigma = np.fmax(sigma, _scaled(expected, sigma))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = np.where(sigma > 0, miss / sigma, 0.0)
+    return np.where(np.isfinite(np.asarray(y, float)), np.nan_to_num(dev, nan=0.0), np.nan)
+
+
+def neighbour_miss(y, time=None, window: int = GUARD_WINDOW, sigma=None) -> tuple[np.ndarray, np.ndarray]:
+    """(|y - its neighbours' prediction|, the noise it is judged by) per frame; NaN where y is
+    and on a series of fewer than 2 ``window`` frames (its noise cannot be known well enough).
+
+    The noise is ``sigma`` (per frame) or the robust local one (``_noise``). Where a parabola
+    through the ``window`` // 2 frames on each side fits them (residual RMS <= ``_SMOOTH``
+    sigmas, within ``_AGREE`` sigmas of both one-sided lines below), it is the prediction. Where
+    it does not (a sharp feature: a transit's contact, an eclipse's minimum, an ingress of a few
+    frames, a cloud's sky peak), the nearest of: the parabola, one through the two nearest frames
+    on each side (a sharp rounded extremum), a line through the frames before it, one through
+    those after it (both Theil-Sen: one outlier among them moves nothing) and the interval
     between its two neighbours' values (a monotonic change, however steep, is inside it). A jump
     of one frame misses them all."""
     y = np.asarray(y, float)
-    dev = np.full(y.size, np.nan)
+    miss, noise = np.full(y.size, np.nan), np.full(y.size, np.nan)
     idx = np.flatnonzero(np.isfinite(y))
-    if idx.size < max(_MIN_FRAMES, 2 * int(window)):  # too few to know the noise: nothing judged
-        dev[idx] = 0.0
-        return dev
+    if idx.size < max(_MIN_FRAMES, 2 * int(window)):
+        return miss, noise
     x = idx.astype(float)
     if time is not None:
         t = np.asarray(time, float)[idx]
@@ -103,22 +118,22 @@ def neighbour_deviation(y, time=None, window: int = GUARD_WINDOW) -> np.ndarray:
     h = max(int(window) // 2, 3)
     left, right = _neighbours(v, h), _neighbours(v, h, after=True)
     xl, xr = _neighbours(x, h) - x[:, None], _neighbours(x, h, after=True) - x[:, None]
-    sigma = _noise(v, h)
-    quad, rms = _parabola_at0(np.hstack([xl, xr]), np.hstack([left, right]), sigma)
+    sig = _noise(v, h) if sigma is None else np.asarray(sigma, float)[idx]
+    quad, rms = _parabola_at0(np.hstack([xl, xr]), np.hstack([left, right]), sig)
     both = (np.isfinite(left).sum(axis=1) >= 3) & (np.isfinite(right).sum(axis=1) >= 3)
     lines = np.stack([_theil_sen_at0(xl, left), _theil_sen_at0(xr, right)])
     with np.errstate(invalid="ignore"):
-        agree = np.all(np.abs(lines - quad) <= _AGREE * sigma, axis=0)  # a V's tip: they do not
-    smooth = both & (rms <= _SMOOTH * sigma) & agree
+        agree = np.all(np.abs(lines - quad) <= _AGREE * sig, axis=0)  # a V's tip: they do not
+    smooth = both & (rms <= _SMOOTH * sig) & agree
     lo, hi = np.fmin(left[:, -1], right[:, 0]), np.fmax(left[:, -1], right[:, 0])
     between = np.where(both, np.maximum(0.0, np.maximum(lo - v, v - hi)), np.nan)
     # the parabola through the 2 + 2 nearest frames (even steps): 2/3 of the first, -1/6 of the second
     near = (left[:, -1] + right[:, 0]) * 2 / 3 - (left[:, -2] + right[:, 1]) / 6
     sharp = np.vstack([np.abs(lines - v), np.abs(quad - v)[None], np.abs(near - v)[None], between[None]])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        miss = np.where(smooth, np.abs(quad - v), np.nanmin(sharp, axis=0))
-        dev[idx] = np.where(sigma > 0, miss / sigma, 0.0)
-    return dev
+    with np.errstate(invalid="ignore"):
+        miss[idx] = np.where(smooth, np.abs(quad - v), np.nanmin(sharp, axis=0))
+    noise[idx] = sig
+    return miss, noise
 
 
 def _neighbours(v, h: int, after: bool = False) -> np.ndarray:
@@ -177,11 +192,21 @@ def _noise(v, h: int) -> np.ndarray:
     return np.maximum(night, local_noise(d2, 4 * h + 1))
 
 
+def _scaled(expected, sigma) -> np.ndarray:
+    """``expected`` errors scaled so that their median is the median of the robust ``sigma``."""
+    e = np.asarray(expected, float)
+    ok = np.isfinite(e) & (e > 0) & np.isfinite(sigma)
+    if not ok.any():
+        return np.full(e.shape, np.nan)
+    return e * (np.median(sigma[ok]) / np.median(e[ok]))
+
+
 def target_outliers(target, ensemble, time=None, *, sigma: float = GUARD_SIGMA,
-                    window: int = GUARD_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+                    window: int = GUARD_WINDOW, errors=None) -> tuple[np.ndarray, np.ndarray]:
     """(keep, reason): frames whose target ratio is more than ``sigma`` robust sigmas from its
-    neighbours (``neighbour_deviation``) while the ensemble's own error series is not."""
-    dt = neighbour_deviation(target, time, window)
+    neighbours (``neighbour_deviation``, with the ratio's ``errors`` as the expected noise)
+    while the ensemble's own error series is not."""
+    dt = neighbour_deviation(target, time, window, expected=errors)
     de = neighbour_deviation(ensemble, time, window)
     with np.errstate(invalid="ignore"):
         out = (dt > sigma) & ~(de > sigma)

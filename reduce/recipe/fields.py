@@ -23,7 +23,7 @@ Report = Callable[..., None]
 REFERENCE_METHODS = ("first", "middle", "best")
 MISSING_CALIBRATION = ("warn", "fail")
 DEFAULT_SAMPLE = 7
-MAX_LIGHT_LOSS = 0.5  # as reduce.lightcurve.guards (not imported: validating a recipe stays light)
+MAX_LIGHT_LOSS = 0.8  # as reduce.lightcurve.guards (not imported: validating a recipe stays light)
 GUARD = {"sigma": 5.0, "window": 15}
 
 

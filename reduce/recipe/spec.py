@@ -26,7 +26,7 @@ Format (version 1)::
       max_comps: 20                 # autodiff: at most this many (brightest usable) comparisons
       scatter: p2p                  # aperture chosen by the target's p2p | binned | std scatter
       sigma_clip: {sky: 3}          # reject frames whose per-frame quantity jumps from its local trend
-      max_light_loss: 0.5           # reject frames whose comparisons lost > 50 % of their light | off
+      max_light_loss: 0.8           # reject frames whose comparisons lost > 80 % of their light | off
       outlier_guard: {sigma: 5, window: 15}   # reject a target ratio 5 sigma from its 15 neighbours | off
       bin: 0.005                    # bin width of the plotted light curve, days
     missing_calibration: warn       # warn | fail  when a bias/dark/flat type is missing

@@ -45,10 +45,13 @@ def test_comparison_light_is_the_common_transparency():
 
 
 def test_frames_go_only_past_the_stated_light_loss():
-    light = np.array([1.0, 0.9, 0.6, 0.51, 0.49, 0.2, np.nan])
-    keep, reason = light_loss_frames(light, MAX_LIGHT_LOSS)
+    light = np.array([1.0, 0.9, 0.6, 0.51, 0.49, 0.15, np.nan])
+    keep, reason = light_loss_frames(light, 0.5)
     assert keep.tolist() == [True, True, True, True, False, False, True]
     assert reason[4] == "clouds: the comparisons lost 51 % of their light (> 50 %)"
+    keep, reason = light_loss_frames(light, MAX_LIGHT_LOSS)  # default: 80 %
+    assert MAX_LIGHT_LOSS == 0.8 and keep.tolist() == [True] * 5 + [False, True]
+    assert reason[5] == "clouds: the comparisons lost 85 % of their light (> 80 %)"
 
 
 def test_a_passing_cloud_keeps_its_frames_and_the_ensemble_corrects_them():
