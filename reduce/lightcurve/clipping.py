@@ -1,8 +1,9 @@
 """Frames that are outliers in per-frame quantities (sky, FWHM, ...): ``Fluxes.sigma_clipping_data``.
 
 Each series is compared with its local trend (a running median that follows any smooth monotonic
-change) in units of its local frame-to-frame noise (so a sky that wanders while clouds pass is
-judged against its own texture there, not against the clear night's); the worst frame of a
+change, and the neighbours' smooth local fits that follow a rounded peak a few frames wide) in
+units of its local frame-to-frame noise (so a sky that wanders while clouds pass is judged
+against its own texture there, not against the clear night's); the worst frame of a
 neighbourhood goes per pass.
 """
 from __future__ import annotations
@@ -43,7 +44,8 @@ NOISE_WINDOW = 25  # frames over which the local frame-to-frame noise is measure
 
 
 def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
-    """|deviation| of every frame from the local trend of the kept frames, in robust sigmas (NaN
+    """|deviation| of every frame from the local trend of the kept frames (the running median's,
+    or where smaller the neighbours' smooth local fits': ``_smooth_miss``), in robust sigmas (NaN
     for NaN values), and a ranking key (the deviation, ties broken by the second difference: a
     jump sticks out of both its neighbours); None when nothing can be judged (fewer than 7
     usable frames, no noise).

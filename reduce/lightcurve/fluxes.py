@@ -215,9 +215,12 @@ class Fluxes:
         9 per pass, so a frame next to a jump is never blamed for it). The trend is a running median
         of 5 frames (see ``clipping._local_trend``): it follows any smooth monotonic change exactly, however
         steep or curved (a twilight sky falling 80-fold in 30 minutes, seeing drifting with
-        airmass), and ignores a jump of one or two frames, at the ends of the night too. The
-        sigma is the frame-to-frame noise (from second differences, blind to smooth trends), at
-        least 1 % of the value; a positive quantity is compared in relative terms (logarithm),
+        airmass), and ignores a jump of one or two frames, at the ends of the night too; on
+        nights of 30 frames or more a frame the neighbours' smooth local fits follow (a cloud's
+        sky peak a few frames wide: ``guards.neighbour_miss``) is no outlier either. The sigma
+        is the frame-to-frame noise (from second differences, blind to smooth trends), the
+        night's or where larger the local one (a sky wandering under clouds), at least 1 % of the
+        value; a positive quantity is compared in relative terms (logarithm),
         so a bright twilight sky is allowed proportionally larger wiggles. NaN values are not
         outliers (those frames carry their own flags). Removed frames are recorded in
         ``meta['rejected']`` with ``Flag.OUTLIER_REJECTED`` and the reason (see ``mask``).

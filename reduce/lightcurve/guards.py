@@ -17,11 +17,13 @@ from .stats import nanmedian
 __all__ = ["comparison_light", "light_loss_frames", "neighbour_deviation", "neighbour_miss", "ensemble_error",
            "target_outliers", "MAX_LIGHT_LOSS", "GUARD_SIGMA", "GUARD_WINDOW"]
 
-# A frame is set aside when the comparisons lost more than this fraction of their light. An
-# unweighted mean (the binned curve, the p2p scatter, a by-eye fit) gains from a frame only while
-# its variance is below ~2x a clear frame's ((2 + 1/n) x exactly); a source-limited frame reaches
-# 2x at 50 % of the light lost (variance ~ 1/T), a sky-limited one 4x (~ 1/T^2), and so much
-# cloud is patchy across the field, which the ensemble no longer corrects.
+# A frame is set aside when the comparisons lost more than this fraction of their light. Its
+# variance grows as 1/T (source-limited) to 1/T^2 (sky-limited; a cloud brightens the sky too):
+# past 80 % lost it weighs less than 1/5 of a clear frame in a weighted fit (1/25 sky-limited),
+# the faintest comparisons fall below detection, and so thick a cloud is patchy across the
+# field, which no ensemble corrects. Below that the frames still help a weighted fit (an
+# unweighted mean gains from a frame only while its variance is < (2 + 1/n)x a clear frame's:
+# 50 % lost, source-limited, is the stricter choice for binned curves).
 MAX_LIGHT_LOSS = 0.8
 GUARD_SIGMA = 5.0   # robust sigmas from the neighbours: ~2 false alarms in 10^5 white-noise frames
 GUARD_WINDOW = 15   # frames: 7 neighbours on each side fit the local trend
