@@ -271,12 +271,11 @@ def _print_report(console, report):
             console.print(Text(safe_text(f"  wrote {path}")), soft_wrap=True)
         unmeasured = getattr(g.plan, "unmeasured", [])
         names = {Path(str(u[0])).name for u in unmeasured}
-        reasons = {}
-        for file, _, reason in g.flagged:
-            if Path(str(file)).name not in names:
-                reasons[reason] = reasons.get(reason, 0) + 1
-        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            console.print(Text(safe_text(f"  {n} frame(s) flagged: {reason}"), style="yellow"), soft_wrap=True)
+        from ..model.reasons import group_reasons
+
+        for kind in group_reasons([f for f in g.flagged if Path(str(f[0])).name not in names]):
+            console.print(Text(safe_text(f"  {kind['frames']} frame(s) flagged: {kind['reason']}"), style="yellow"),
+                          soft_wrap=True)
         for path, reason, *_ in unmeasured:
             console.print(Text(safe_text(f"  not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}"),
                                style="yellow"), soft_wrap=True)

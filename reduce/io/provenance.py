@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..model.reasons import group_reasons
 from .atomic import atomic_write_text
 
 __all__ = ["provenance_record", "write_provenance", "file_checksum", "package_versions",
@@ -133,7 +134,8 @@ def provenance_record(*, recipe_spec, config_source, inputs, calibration, refere
     reference : the reference frame (path or description).
     aperture, comparisons, weights : the chosen aperture (radius, px; index), comparison star
         indices and their weights.
-    flagged : ``(file, flags, reason)`` for every flagged frame.
+    flagged : ``(file, flags, reason)`` for every flagged frame (also grouped by reason kind,
+        with counts and ranges: ``flagged_by_reason``).
     warnings : ``{code, message, frames}`` for every header or time problem of the group (time
         keywords that disagree, overlapping exposures, values set aside, airmass computed...).
     target : how the target was placed, e.g. ``{"given": {"x", "y", "frame"}, "mapped": [x, y],
@@ -162,6 +164,7 @@ def provenance_record(*, recipe_spec, config_source, inputs, calibration, refere
         "comparisons": to_plain(comparisons),
         "weights": to_plain(weights),
         "flagged": _flagged(flagged, root),
+        "flagged_by_reason": group_reasons(flagged or ()),
         "warnings": to_plain(list(warnings or [])),
         "extra": to_plain(extra or {}),
     }

@@ -1,7 +1,10 @@
 """Frames that are outliers in per-frame quantities (sky, FWHM, ...): ``Fluxes.sigma_clipping_data``.
 
 Each series is compared with its local trend (a running median that follows any smooth monotonic
-change) in units of its frame-to-frame noise; the worst frame of a neighbourhood goes per pass.
+change, and the neighbours' smooth local fits that follow a rounded peak a few frames wide) in
+units of its local frame-to-frame noise (so a sky that wanders while clouds pass is judged
+against its own texture there, not against the clear night's); the worst frame of a
+neighbourhood goes per pass.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ def outlier_frames(series: dict, time, *, iterations: int = 5) -> tuple[np.ndarr
             # shifts the running median of its neighbours by one step, not their values
             out = new_keep & (dev > n_sigma) & _local_max(rank, keep)
             for i in np.flatnonzero(out):
-                reason[i] = f"{name} outlier: {dev[i]:.1f} sigma > {n_sigma:g}"
+                reason[i] = f"{name} outlier: {dev[i]:.1f} sigma from its trend (> {n_sigma:g})"
             new_keep &= ~out
         if np.array_equal(new_keep, keep):
             break
@@ -37,17 +40,20 @@ def outlier_frames(series: dict, time, *, iterations: int = 5) -> tuple[np.ndarr
 
 
 RELATIVE_SIGMA_FLOOR = 0.01
+NOISE_WINDOW = 25  # frames over which the local frame-to-frame noise is measured
 
 
 def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
-    """|deviation| of every frame from the local trend of the kept frames, in robust sigmas (NaN
+    """|deviation| of every frame from the local trend of the kept frames (the running median's,
+    or where smaller the neighbours' smooth local fits': ``_smooth_miss``), in robust sigmas (NaN
     for NaN values), and a ranking key (the deviation, ties broken by the second difference: a
     jump sticks out of both its neighbours); None when nothing can be judged (fewer than 7
     usable frames, no noise).
 
     A series positive on every kept frame is taken in logarithm (relative deviations); the sigma
-    is the point-to-point noise from second differences, at least 1 % of the value (a nearly
-    noiseless quantity must still change by a meaningful amount to be an outlier).
+    is the point-to-point noise from second differences, the night's or, where larger, the local
+    one (``_local_sigma``: a sky wandering under passing clouds), and at least 1 % of the value (a
+    nearly noiseless quantity must still change by a meaningful amount to be an outlier).
     """
     from astropy.stats import mad_std  # here: it imports astropy.units (~0.5 s), not needed to import Fluxes
 
@@ -64,7 +70,8 @@ def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
         x = np.asarray(time, float)[idx]
     trend = _local_trend(y[idx], x)
     d2 = y[idx][:-2] - 2 * y[idx][1:-1] + y[idx][2:]  # white noise: sqrt(6) sigma; a smooth trend: ~0
-    sigma = mad_std(d2) / np.sqrt(6)
+    sigma = np.maximum(mad_std(d2) / np.sqrt(6), _local_sigma(d2, idx.size))
+    sigma = np.interp(np.arange(v.size), idx, sigma)
     level = np.interp(np.arange(v.size), idx, trend)
     floor = np.log1p(RELATIVE_SIGMA_FLOOR) if relative else RELATIVE_SIGMA_FLOOR * np.abs(level)
     sig = np.maximum(sigma, floor)
@@ -72,9 +79,45 @@ def _jumps(v, keep, time=None) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     bump = np.zeros(v.size)
     bump[idx[1:-1]] = np.abs(d2)
+    miss = _smooth_miss(y, ok, time, sig)
     with np.errstate(invalid="ignore", divide="ignore"):
-        dev = np.abs(y - level) / sig
+        dev = np.fmin(np.abs(y - level), miss) / sig
         return dev, dev + 1e-3 * bump / sig
+
+
+def _smooth_miss(y, ok, time, sig) -> np.ndarray:
+    """How far each kept frame is from its neighbours' smooth local fits (``guards.neighbour_miss``:
+    a cloud's rounded sky peak a few frames wide is followed, a jump of one frame is not); NaN
+    on nights too short to judge, where the running median alone decides."""
+    from .guards import neighbour_miss
+
+    kept = np.where(ok, y, np.nan)
+    t = None if time is None else np.asarray(time, float)
+    return neighbour_miss(kept, t, sigma=np.broadcast_to(sig, y.shape))[0]
+
+
+def _local_sigma(d2: np.ndarray, n: int, window: int = NOISE_WINDOW) -> np.ndarray:
+    """Per frame, the largest within ``window`` // 4 frames of ``local_noise`` over ``window``
+    frames: the noise of a stretch (a cloud's sky texture) reaches to its edges."""
+    if d2.size < window:
+        return np.zeros(n)
+    local = local_noise(d2, window)
+    q = window // 4
+    return np.max(np.lib.stride_tricks.sliding_window_view(np.pad(local, q, mode="edge"), 2 * q + 1), axis=1)
+
+
+def local_noise(d2: np.ndarray, window: int) -> np.ndarray:
+    """Per frame (2 more than ``d2``, the series' second differences), the robust sigma of the
+    series from the second differences within ``window`` frames around it, leaving out the three
+    the frame itself is in (its own jump is not its noise)."""
+    half = window // 2
+    a = np.pad(np.asarray(d2, float), 1 + half, constant_values=np.nan)  # a[half + j]: centred on j
+    w = np.lib.stride_tricks.sliding_window_view(a, 2 * half + 1)
+    w = np.delete(w, [half - 1, half, half + 1], axis=1)
+    # the MAD about the window's median: a curved trend's second differences are its curvature,
+    # not noise; white noise's second differences have a sigma of sqrt(6) sigma
+    mad = np.nanmedian(np.abs(w - np.nanmedian(w, axis=1)[:, None]), axis=1)
+    return 1.4826 * mad / np.sqrt(6)
 
 
 def _local_max(dev: np.ndarray, keep: np.ndarray) -> np.ndarray:

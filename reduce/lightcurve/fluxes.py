@@ -15,6 +15,8 @@ from ..model.flags import Flag
 from .aperture_choice import best_aperture, unmeasured_frames
 from .binning import bin_edges, binned
 from .clipping import outlier_frames
+from .guards import (GUARD_SIGMA, GUARD_WINDOW, comparison_light, ensemble_error, light_loss_frames,
+                     target_outliers)
 from .ensemble import differential, select_comparisons, usable_frames, weights_broeg
 from .stats import nanmedian
 
@@ -213,9 +215,12 @@ class Fluxes:
         9 per pass, so a frame next to a jump is never blamed for it). The trend is a running median
         of 5 frames (see ``clipping._local_trend``): it follows any smooth monotonic change exactly, however
         steep or curved (a twilight sky falling 80-fold in 30 minutes, seeing drifting with
-        airmass), and ignores a jump of one or two frames, at the ends of the night too. The
-        sigma is the frame-to-frame noise (from second differences, blind to smooth trends), at
-        least 1 % of the value; a positive quantity is compared in relative terms (logarithm),
+        airmass), and ignores a jump of one or two frames, at the ends of the night too; on
+        nights of 30 frames or more a frame the neighbours' smooth local fits follow (a cloud's
+        sky peak a few frames wide: ``guards.neighbour_miss``) is no outlier either. The sigma
+        is the frame-to-frame noise (from second differences, blind to smooth trends), the
+        night's or where larger the local one (a sky wandering under clouds), at least 1 % of the
+        value; a positive quantity is compared in relative terms (logarithm),
         so a bright twilight sky is allowed proportionally larger wiggles. NaN values are not
         outliers (those frames carry their own flags). Removed frames are recorded in
         ``meta['rejected']`` with ``Flag.OUTLIER_REJECTED`` and the reason (see ``mask``).
@@ -232,6 +237,43 @@ class Fluxes:
             series[name] = (np.asarray(values, float), float(n_sigma))
         keep, reason = outlier_frames(series, self.time, iterations=iterations)
         return self.mask(keep, reason=reason, flag=Flag.OUTLIER_REJECTED)
+
+    def set_aside_clouds(self, max_loss: float) -> "Fluxes":
+        """Remove frames whose comparisons lost more than ``max_loss`` (0-1) of their light.
+
+        A transparency loss is what the ensemble corrects: a clouded frame is kept, with its
+        larger error, unless the light of the comparisons (the median over the 20 brightest other
+        stars, never saturated, of their flux relative to the night's median, in the middle
+        aperture; see ``guards.comparison_light``) fell below ``1 - max_loss``. Removed frames are
+        recorded in ``meta['rejected']`` with ``Flag.OUTLIER_REJECTED`` ("clouds: ...")."""
+        if not 0 < float(max_loss) < 1:
+            raise ValueError(f"max_loss={max_loss!r}: a fraction of the light, between 0 and 1")
+        light = comparison_light(self.fluxes[self.shape[0] // 2], self.target,
+                                 saturated=self.data.get("saturated"))
+        if light is None:
+            return self
+        keep, reason = light_loss_frames(light, float(max_loss))
+        return self.mask(keep, reason=reason, flag=Flag.OUTLIER_REJECTED) if not keep.all() else self
+
+    def outlier_guard(self, *, sigma: float = GUARD_SIGMA, window: int = GUARD_WINDOW) -> "Fluxes":
+        """Remove frames whose target ratio is more than ``sigma`` robust sigmas from its
+        ``window`` neighbours in time while the ensemble is not (differential Fluxes only).
+
+        The neighbours' prediction follows smooth signals (transits, eclipses) and the noise is
+        the local one, or the frame's own error scaled to it where larger (a clouded frame; see
+        ``guards.neighbour_deviation``); the ensemble's own series is its
+        weighted comparisons over their weighted median (``guards.ensemble_error``): a frame
+        where a comparison jumped is the ensemble's, not the target's. Removed frames get
+        ``Flag.OUTLIER_REJECTED`` ("target outlier: 7.3 sigma from its neighbours (> 5)")."""
+        if "weights_all" not in self.meta:
+            raise ValueError("outlier_guard needs differential Fluxes (after autodiff or diff)")
+        if not float(sigma) > 0 or int(window) < 5:
+            raise ValueError(f"sigma={sigma!r}, window={window!r}: sigma > 0 and window >= 5 frames")
+        ap = self.aperture
+        ens = ensemble_error(self.raw.fluxes[ap], np.asarray(self.meta["weights_all"])[ap])
+        keep, reason = target_outliers(self.flux, ens, self.time, sigma=float(sigma), window=int(window),
+                                       errors=self.error)
+        return self.mask(keep, reason=reason, flag=Flag.OUTLIER_REJECTED) if not keep.all() else self
 
     # ------------------------------------------------------------------ differential photometry
     def _frames(self):

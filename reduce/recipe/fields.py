@@ -23,6 +23,8 @@ Report = Callable[..., None]
 REFERENCE_METHODS = ("first", "middle", "best")
 MISSING_CALIBRATION = ("warn", "fail")
 DEFAULT_SAMPLE = 7
+MAX_LIGHT_LOSS = 0.8  # as reduce.lightcurve.guards (not imported: validating a recipe stays light)
+GUARD = {"sigma": 5.0, "window": 15}
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,12 @@ class DifferentialSpec:
     ``exclude``; comparisons noisier than ``reject`` x the noise model dropped) and the aperture
     minimising the target's ``scatter`` (p2p | binned | std). ``diff``: explicit ``comps`` with
     optional ``weights`` and ``aperture`` index. Frames whose per-frame quantity is an outlier
-    (``sigma_clip``: name -> sigma, e.g. ``{sky: 3}``) are rejected first; ``bin`` is the bin width
-    in days for plots (and for ``scatter: binned``). None means the Fluxes default.
+    (``sigma_clip``: name -> sigma, e.g. ``{sky: 3}``) are rejected first, then frames whose
+    comparisons lost more than ``max_light_loss`` of their light (clouds; None: never); after the
+    ensemble, ``outlier_guard`` ``{sigma, window}`` sets aside a frame whose target ratio is
+    ``sigma`` robust sigmas from its ``window`` neighbours while the ensemble is not (None: off,
+    e.g. for flare stars). ``bin`` is the bin width in days for plots (and for ``scatter:
+    binned``). None means the Fluxes default.
     """
 
     method: str = "autodiff"
@@ -70,6 +76,8 @@ class DifferentialSpec:
     scatter: str = "p2p"
     sigma_clip: dict = field(default_factory=dict)
     bin: float | None = None
+    max_light_loss: float | None = MAX_LIGHT_LOSS
+    outlier_guard: dict | None = field(default_factory=lambda: dict(GUARD))
 
     def to_plain(self) -> dict:
         d = {"method": self.method}
@@ -77,7 +85,9 @@ class DifferentialSpec:
             v = getattr(self, name)
             if v is not None and v != ():
                 d[name] = list(v) if isinstance(v, tuple) else v
-        d.update(scatter=self.scatter, sigma_clip=dict(self.sigma_clip), bin=self.bin)
+        d.update(scatter=self.scatter, sigma_clip=dict(self.sigma_clip), bin=self.bin,
+                 max_light_loss="off" if self.max_light_loss is None else self.max_light_loss,
+                 outlier_guard="off" if self.outlier_guard is None else dict(self.outlier_guard))
         return d
 
     def fluxes_kwargs(self) -> dict:
@@ -194,7 +204,7 @@ def _indices(value, path, name: str, report: Report):
 
 
 _DIFF_KEYS = ("method", "comps", "weights", "aperture", "exclude", "max_comps", "reject", "scatter",
-              "sigma_clip", "bin")
+              "sigma_clip", "max_light_loss", "outlier_guard", "bin")
 _ONLY = {"comps": "diff", "weights": "diff", "aperture": "diff", "exclude": "autodiff",
          "max_comps": "autodiff", "reject": "autodiff"}
 SCATTER = ("p2p", "binned", "std")
@@ -202,7 +212,7 @@ SCATTER = ("p2p", "binned", "std")
 
 def parse_differential(value, report: Report, path=("differential",)) -> DifferentialSpec:
     """``{method: autodiff | diff, comps, weights, aperture, exclude, max_comps, reject, scatter,
-    sigma_clip, bin}`` (see :class:`DifferentialSpec`)."""
+    sigma_clip, max_light_loss, outlier_guard, bin}`` (see :class:`DifferentialSpec`)."""
     if value is None:
         return DifferentialSpec()
     if not isinstance(value, dict):
@@ -238,6 +248,8 @@ def parse_differential(value, report: Report, path=("differential",)) -> Differe
         scatter = "p2p"
     out["scatter"] = scatter
     out["sigma_clip"] = _sigma_clip(value.get("sigma_clip"), path, report)
+    out["max_light_loss"] = _light_loss(value.get("max_light_loss", MAX_LIGHT_LOSS), path, report)
+    out["outlier_guard"] = _guard(value.get("outlier_guard", GUARD), path + ("outlier_guard",), report)
     out["bin"] = _bin(value.get("bin"), path, report)
     if scatter == "binned" and out["bin"] is None:
         report(path + ("scatter",), "scatter: binned needs a bin width", "add e.g. bin: 0.005")
@@ -277,6 +289,48 @@ def _sigma_clip(value, path, report: Report) -> dict:
             report(path + ("sigma_clip", k), f"sigma_clip {k!r}: expected a positive number, got {v!r}")
         else:
             out[k] = float(v)
+    return out
+
+
+def _is_off(value) -> bool:
+    """``off``/``false``/``none`` (YAML reads a bare off as false)."""
+    return value is False or value is None or (isinstance(value, str) and value.strip().lower() in
+                                               ("off", "false", "none", "no"))
+
+
+def _light_loss(value, path, report: Report):
+    """``max_light_loss``: a fraction of the comparisons' light in (0, 1), or off."""
+    if _is_off(value):
+        return None
+    if isinstance(value, bool) or not finite(value) or not 0 < value < 1:
+        report(path + ("max_light_loss",), f"max_light_loss must be a fraction between 0 and 1 (or off), "
+               f"got {value!r}", "e.g. 0.5: frames whose comparisons lost more than half their light")
+        return MAX_LIGHT_LOSS
+    return float(value)
+
+
+def _guard(value, path, report: Report):
+    """``outlier_guard``: ``{sigma: > 0, window: integer >= 5 frames}``, or off."""
+    if _is_off(value):
+        return None
+    hint = "e.g. outlier_guard: {sigma: 5, window: 15}, or off (flare stars)"
+    if value is True:
+        return dict(GUARD)
+    if not isinstance(value, dict):
+        report(path, f"outlier_guard must be a mapping or off, got {value!r}", hint)
+        return dict(GUARD)
+    _check_keys(value, tuple(GUARD), path, report)
+    out = dict(GUARD)
+    sigma = value.get("sigma", GUARD["sigma"])
+    if isinstance(sigma, bool) or not finite(sigma) or sigma <= 0:
+        report(path + ("sigma",), f"outlier_guard sigma must be a positive number, got {sigma!r}", hint)
+    else:
+        out["sigma"] = float(sigma)
+    window = value.get("window", GUARD["window"])
+    if not _is_int(window) or window < 5:
+        report(path + ("window",), f"outlier_guard window must be an integer >= 5 (frames), got {window!r}", hint)
+    else:
+        out["window"] = int(window)
     return out
 
 

@@ -25,7 +25,9 @@ Format (version 1)::
       exclude: [4]                  # autodiff: never use these stars as comparisons
       max_comps: 20                 # autodiff: at most this many (brightest usable) comparisons
       scatter: p2p                  # aperture chosen by the target's p2p | binned | std scatter
-      sigma_clip: {sky: 3}          # reject frames whose per-frame quantity is an outlier
+      sigma_clip: {sky: 3}          # reject frames whose per-frame quantity jumps from its local trend
+      max_light_loss: 0.8           # reject frames whose comparisons lost > 80 % of their light | off
+      outlier_guard: {sigma: 5, window: 15}   # reject a target ratio 5 sigma from its 15 neighbours | off
       bin: 0.005                    # bin width of the plotted light curve, days
     missing_calibration: warn       # warn | fail  when a bias/dark/flat type is missing
     outputs: {csv: true, ecsv: true, fits: true, plot: true, provenance: true,
@@ -152,6 +154,11 @@ class RecipeSpec:
         diff += f", aperture by {d.scatter} scatter" if d.aperture is None else f", aperture #{d.aperture}"
         if d.sigma_clip:
             diff += ", clip " + ", ".join(f"{k}>{v:g}sigma" for k, v in d.sigma_clip.items())
+        if d.max_light_loss is not None:
+            diff += f", clouds >{100 * d.max_light_loss:g}% light lost"
+        if d.outlier_guard is not None:
+            g = d.outlier_guard
+            diff += f", outlier guard {g['sigma']:g}sigma/{g['window']} frames"
         if d.bin:
             diff += f", bin {d.bin:g} d"
         outs = ", ".join(k for k, v in self.outputs.to_plain().items() if v) or "nothing"

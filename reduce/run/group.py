@@ -17,6 +17,7 @@ import numpy as np
 
 from ..model.errors import ClusterUnavailable, ReduceError
 from ..model.flags import Flag
+from ..model.reasons import group_reasons
 from .outputs import discard_figures, submit_figures, write_outputs
 from .reference import choose_reference, fill_pointing, psf_like_reference, quick_detection
 from .plan import GroupPlan
@@ -172,9 +173,11 @@ def _finish(ctx: GroupContext) -> None:
     result.aperture = float(diff.aperture_radius)
     result.comparisons = [int(c) for c in diff.comparisons]
     result.scatter = p2p_of_table(table)
-    clipped = [f for f, v, _ in result.flagged if v & int(Flag.OUTLIER_REJECTED)]
+    clipped = [f for f in result.flagged if f[1] & int(Flag.OUTLIER_REJECTED)]
     if clipped:
-        log.info("%s: %d frame(s) set aside by the differential step (outliers)", ctx.plan.name, len(clipped))
+        log.info("%s: %d frame(s) set aside by the differential step:", ctx.plan.name, len(clipped))
+        for kind in group_reasons(clipped):
+            log.info("%s:   %d frame(s): %s", ctx.plan.name, kind["frames"], kind["reason"])
     result.outputs = write_outputs(ctx)
 
 
@@ -251,7 +254,7 @@ def _rejection_reasons(diff) -> dict:
 
 def _reason(seq, file: str, flags: int, rejected: dict | None = None) -> str:
     """Why a frame was flagged: the Sequence's recorded messages and the differential step's
-    rejection reason (e.g. "sky outlier: 4.2 sigma > 3"), else the flag names."""
+    rejection reason (e.g. "sky outlier: 4.2 sigma from its trend (> 3)"), else the flag names."""
     from ..model.flags import decode_flags
 
     name = Path(file).name

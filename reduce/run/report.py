@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
+from ..model.reasons import group_reasons
 
 if TYPE_CHECKING:
     from .plan import GroupPlan
@@ -44,6 +45,7 @@ class GroupResult:
             "message": self.message, "frames": self.n_frames,
             "frames_used": self.n_frames - len(self.flagged),
             "flagged": [{"file": f, "flag": int(v), "reason": r} for f, v, r in self.flagged],
+            "flagged_by_reason": group_reasons(self.flagged),
             "unmeasured": [{"file": Path(str(u[0])).name, "reason": u[1]}
                            for u in getattr(self.plan, "unmeasured", ())],
             "outputs": [str(p) for p in self.outputs], "reference": self.reference,

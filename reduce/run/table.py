@@ -38,6 +38,9 @@ def differential(raw, spec):
     dspec = spec.differential
     if dspec.sigma_clip:
         good = good.sigma_clipping_data(**dspec.sigma_clip)
+    if dspec.max_light_loss is not None:
+        good = _enough(good.set_aside_clouds(dspec.max_light_loss), "their comparisons lost more than "
+                       f"{100 * dspec.max_light_loss:g} % of their light (recipe differential: max_light_loss)")
     try:
         kwargs = dspec.fluxes_kwargs()  # max_comps, reject, exclude, scatter (and dt) of the recipe
         if dspec.method == "diff":
@@ -46,7 +49,16 @@ def differential(raw, spec):
             diff = good.autodiff(**kwargs)
     except ValueError as e:
         raise ReduceError(f"differential photometry failed: {e}")
+    if dspec.outlier_guard is not None:
+        diff = diff.outlier_guard(**dspec.outlier_guard)
     return diff
+
+
+def _enough(fluxes, why: str):
+    """``fluxes`` when at least 2 frames are left, else a ReduceError saying why they went."""
+    if len(fluxes) < 2:
+        raise ReduceError(f"only {len(fluxes)} frame(s) left: the others were set aside because {why}")
+    return fluxes
 
 
 def note_snapshot(diff, plan, warnings) -> None:

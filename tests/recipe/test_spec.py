@@ -281,3 +281,29 @@ def test_pixel_target_on_a_named_frame_in_a_recipe():
         "r.yaml:1: target frame must be a file name, got 7 (the name of a light frame, or its path "
         "relative to the night folder)"]
     assert "did you mean 'frame'" in errors_of("target: {x: 4, y: 5, fram: a.fits}\n")[0]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("differential: {max_light_loss: 1.2}\n", "max_light_loss must be a fraction between 0 and 1"),
+    ("differential: {max_light_loss: yes}\n", "max_light_loss must be a fraction"),
+    ("differential: {outlier_guard: 5}\n", "outlier_guard must be a mapping or off"),
+    ("differential: {outlier_guard: {sigma: -1}}\n", "outlier_guard sigma must be a positive number"),
+    ("differential: {outlier_guard: {window: 3}}\n", "outlier_guard window must be an integer >= 5"),
+    ("differential: {outlier_guard: {sigmas: 5}}\n", "unknown key 'sigmas'"),
+])
+def test_cloud_and_guard_options_are_validated(text, fragment):
+    messages = errors_of(text)
+    assert any(fragment in m and m.startswith("r.yaml:1:") for m in messages), messages
+
+
+def test_cloud_and_guard_defaults_and_off():
+    d = load("photometry: [Scale]\n").differential
+    assert d.max_light_loss == 0.8 and d.outlier_guard == {"sigma": 5.0, "window": 15}
+    off = load("photometry: [Scale]\ndifferential: {max_light_loss: off, outlier_guard: off}\n").differential
+    assert off.max_light_loss is None and off.outlier_guard is None
+    assert off.to_plain()["outlier_guard"] == "off" and off.to_plain()["max_light_loss"] == "off"
+    mine = load("photometry: [Scale]\ndifferential: {max_light_loss: 0.5, outlier_guard: {sigma: 7}}\n")
+    assert mine.differential.max_light_loss == 0.5
+    assert mine.differential.outlier_guard == {"sigma": 7.0, "window": 15}
+    again = load("photometry: [Scale]\n" + yaml.safe_dump({"differential": off.to_plain()})).differential
+    assert again.max_light_loss is None and again.outlier_guard is None  # the resolved recipe round-trips
