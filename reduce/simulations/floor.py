@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .profiles import enclosed_fraction, illumination, sky_plane
+from .profiles import doughnut_enclosed, enclosed_fraction, illumination, sky_plane
 from .truth import load_truth, positions
 
 
@@ -16,7 +16,9 @@ def noise_floor(truth, radius_px: float, *, comparisons=None, annulus_px: float 
     that is neither variable nor saturated), i.e. the inverse-variance weighted best ensemble.
     floor = sqrt(mean over frames of sigma_T^2 + sigma_ens^2). With ``annulus_px`` (number of
     background pixels) the sky-estimate noise npix^2 * sigma_px^2 / annulus_px is added too.
-    Master-frame noise, scintillation and centroid errors are not included. Issue 4 requires a
+    Master-frame noise, scintillation and centroid errors are not included, nor are hot pixels
+    (``parameters.hot_pixels``) and cosmic-ray hits (``frames.cosmic_rays``), which a reduction
+    is expected to mask. Issue 4 requires a
     pipeline's residual RMS to be within 1.10x this floor. ``truth``: dict or truth.json path.
     """
     if not isinstance(truth, dict):
@@ -26,7 +28,7 @@ def noise_floor(truth, radius_px: float, *, comparisons=None, annulus_px: float 
         raise ValueError(f"radius_px must be > 0 (got {radius_px})")
     x, y = positions(truth)
     t = int(truth["target"])
-    frac = enclosed_fraction(radius_px, np.asarray(fr["fwhm"]), p["psf_beta"])
+    frac = _enclosed(p, fr, radius_px)
     atm = np.asarray(fr["transparency"]) * np.asarray(fr["extinction"])
     flux = np.asarray(st["flux"])[:, None] * np.asarray(st["signal"]) * atm * frac
     plane = sky_plane(x, y, p["size"], p["sky_gradient"])
@@ -46,3 +48,13 @@ def noise_floor(truth, radius_px: float, *, comparisons=None, annulus_px: float 
         raise ValueError("comparisons must name at least one star other than the target")
     ens = 1.0 / np.sum(1.0 / rel[comparisons], axis=0)
     return float(np.sqrt(np.mean(rel[t] + ens)))
+
+
+def _enclosed(params, frames, radius_px):
+    """Each frame's fraction of a star's flux inside ``radius_px``: the Moffat's (analytic) or,
+    for ``psf='doughnut'`` nights, the blurred annulus's (numerical)."""
+    psf = params.get("psf", {"kind": "moffat"})
+    if psf["kind"] == "doughnut":
+        return np.array([doughnut_enclosed(radius_px, psf["diameter"], psf["obstruction"], s)
+                         for s in frames["seeing"]])
+    return enclosed_fraction(radius_px, np.asarray(frames["fwhm"]), params["psf_beta"])

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from .conventions import READOUT_S, SITE, _iso_to_jd, jd_to_iso
-from .profiles import moffat_alpha, star_positions
+from .defects import add_cosmic_rays
+from .profiles import doughnut_table, moffat_alpha, star_positions
 
 _SAMPLED_FWHM = 2.5  # px: narrower stars are integrated over each pixel (see _integrated_stamp)
 _IMAGETYP = {"bias": "Bias Frame", "dark": "Dark Frame", "flat": "Flat Field", "light": "Light Frame"}
@@ -60,6 +61,26 @@ def _integrated_stamp(x0, x1, y0, y1, x, y, peak, alpha, beta, k=7):
     return fine.reshape(y1 - y0, k, x1 - x0, k).mean(axis=(1, 3))
 
 
+def _add_doughnut(model, resp, x, y, flux, table, seeing, k=5):
+    """Add a defocused star of ``flux`` e- at (x, y) from its radial ``table``
+    (:func:`.profiles.doughnut_table`) through the flat response; sampled at pixel centres
+    when the seeing blur is resolved (FWHM >= 2.5 px), else averaged over k x k sub-pixels."""
+    r, surf, _ = table
+    half = r[-1]
+    ny, nx = model.shape
+    x0, x1 = max(int(x - half), 0), min(int(x + half) + 2, nx)
+    y0, y1 = max(int(y - half), 0), min(int(y + half) + 2, ny)
+    if x0 >= x1 or y0 >= y1:
+        return
+    off = np.zeros(1) if seeing >= _SAMPLED_FWHM else (np.arange(k) + 0.5) / k - 0.5
+    m = len(off)
+    yy = (np.arange(y0, y1)[:, None] + off[None, :]).ravel() - y
+    xx = (np.arange(x0, x1)[:, None] + off[None, :]).ravel() - x
+    fine = np.interp(np.hypot(yy[:, None], xx[None, :]), r, surf, right=0.0)
+    stamp = flux * fine.reshape(y1 - y0, m, x1 - x0, m).mean(axis=(1, 3))
+    model[y0:y1, x0:x1] += (stamp * resp[y0:y1, x0:x1]).astype(np.float32)
+
+
 def _light_model(s, i):
     """Noiseless electrons of light frame ``i`` (sky, dark, stars); records star peaks."""
     st = s["stars"]
@@ -73,12 +94,17 @@ def _light_model(s, i):
     else:
         xs, ys = st["x"] + s["dx"][i], st["y"] + s["dy"][i]
     fluxes = st["flux"] * st["signal"][:, i] * s["transparency"][i] * s["extinction"][i]
-    for x, y, f in zip(xs, ys, fluxes):
-        _add_star(model, s["resp"], x, y, f, alpha, s["beta"])
-    nx, ny = s["nx"], s["ny"]
+    if "psf_peak" in s:
+        table = doughnut_table(s["psf"]["diameter"], s["psf"]["obstruction"], s["seeing"][i])
+        for x, y, f in zip(xs, ys, fluxes):
+            _add_doughnut(model, s["resp"], x, y, f, table, s["seeing"][i])
+    else:
+        for x, y, f in zip(xs, ys, fluxes):
+            _add_star(model, s["resp"], x, y, f, alpha, s["beta"])
+    nx, ny, h = s["nx"], s["ny"], s.get("peak_box", 1)
     for k, (x, y) in enumerate(zip(xs, ys)):
         ix, iy = int(round(x)), int(round(y))
-        sl = (slice(max(iy - 1, 0), min(iy + 2, ny)), slice(max(ix - 1, 0), min(ix + 2, nx)))
+        sl = (slice(max(iy - h, 0), min(iy + h + 1, ny)), slice(max(ix - h, 0), min(ix + h + 1, nx)))
         if model[sl].size:
             peak = float(np.max(model[sl] / s["gain"] + s["bias_map"][sl]))
             st["peak"][k] = max(st["peak"][k], peak)
@@ -94,6 +120,9 @@ def _to_adu(s, electrons, rng):
 def _write_light(s, i, dest, dtype, rng):
     """Render, write and name light frame ``i``."""
     adu = _to_adu(s, _photons(rng, _light_model(s, i)), rng)
+    cr = s["cosmic_rays"]
+    if cr:
+        cr["light"][i] = add_cosmic_rays(adu, cr["light_rng"], cr["per_light"], s["saturation"])
     start = s["time"][i] - s["exptime"] / 2 / 86400.0
     header = _header(s, "light", start, s["exptime"], airmass=s["airmass"][i])
     name = f"light/{s['object']}_{s['filter']}_{i + 1:04d}.fits"
@@ -124,10 +153,20 @@ def _write_calibration(s, item, dest, dtype, rng):
         lam = lam + s["resp"] * np.float32(s["flat"]["level_adu"] * s["gain"])
     electrons = _photons(rng, lam) if kind != "bias" else np.zeros_like(lam)
     adu = _to_adu(s, electrons, rng)
+    n_hits = _calibration_hits(s, texp)
+    if n_hits:
+        add_cosmic_rays(adu, s["cosmic_rays"]["calibration_rng"], n_hits, s["saturation"])
     tag = {"bias": "bias", "dark": f"dark_{texp:g}s", "flat": f"flat_{s['filter']}"}[kind]
     name = f"calibration/{tag}_{item['index'] + 1:03d}.fits"
     _write_fits(dest / name, adu, _header(s, kind, item["start"], texp), dtype, s["saturation"])
     return name
+
+
+def _calibration_hits(s, texp):
+    """Cosmic-ray hits on a calibration frame of ``texp`` s: the lights' rate per second,
+    rounded up (a dark as long as a light gets as many hits; a bias none)."""
+    cr = s["cosmic_rays"]
+    return math.ceil(cr["per_light"] * texp / s["exptime"] - 1e-9) if cr and texp > 0 else 0
 
 
 def _header(s, kind, start_jd, exptime, airmass=None):

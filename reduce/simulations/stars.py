@@ -122,6 +122,8 @@ def _variables(rng, n_comp, n_bright, n_total):
 def _target_flux(s):
     """Total e- of the target so that its noiseless peak stays near 55 % of saturation."""
     norm = (s["beta"] - 1) / (np.pi * moffat_alpha(float(s["fwhm"].min()), s["beta"]) ** 2)
+    if "psf_peak" in s:  # a doughnut's ring: its own peak per unit flux
+        norm = s["psf_peak"]
     gain = s["gain"]
     background = (s["bias_level"] + 15.0 + 1.3 * float(s["sky_center"].max())
                   + s["dark_current"] * s["exptime"] / gain)

@@ -27,6 +27,9 @@ UNITS = {
 }
 
 
+_RAGGED = ("cosmic_rays",)  # per-frame lists of unequal lengths, already JSON-ready
+
+
 def _truth(s, files, *, seed, signal, dtype) -> dict:
     """The JSON-ready truth: parameters, per-frame and per-star arrays, file names."""
     st, t = s["stars"], s["stars"]["target"]
@@ -55,7 +58,7 @@ def _truth(s, files, *, seed, signal, dtype) -> dict:
         "signal": st["signal"]}
     return {"version": 1, "generator": "reduce.simulations", "units": units, "parameters": params,
             "target": t, "time": s["time"].tolist(), "dflux": s["dflux"].tolist(),
-            "frames": {k: np.asarray(v).tolist() for k, v in frames.items()},
+            "frames": {k: v if k in _RAGGED else np.asarray(v).tolist() for k, v in frames.items()},
             "stars": {k: np.asarray(v).tolist() for k, v in stars.items()},
             "calibration": {k: files[k] for k in ("bias", "dark", "flat")}}
 
@@ -71,6 +74,35 @@ def _hostile(s, params, frames, units) -> dict:
         params["dead_columns"] = s["dead_columns"]
     if s["saturated_neighbour"]:
         params["saturated_neighbour"] = s["saturated_neighbour"]
+    if s["conditions"].get("uncalibrated"):
+        params["uncalibrated"] = True
+        units["parameters.uncalibrated"] = ("lights carry the camera signature (bias_level and its "
+                                            "structure, dark_current, hot_pixels, vignetting only: no "
+                                            "PRNU or dust) and no calibration frame is written")
+    if s["cosmic_rays"]:
+        params["cosmic_rays"] = s["cosmic_rays"]["per_light"]
+        frames["cosmic_rays"] = s["cosmic_rays"]["light"]
+        units["frames.cosmic_rays"] = ("each light frame's cosmic-ray hits, one list of [x, y] "
+                                       "pixels per hit (deposits up to 2x saturation, clipped "
+                                       "there); darks and flats get parameters.cosmic_rays x their "
+                                       "exposure / the lights', rounded up, bias frames none")
+    if "psf" in s:
+        params["psf"] = s["psf"]
+        frames["seeing"] = s["seeing"]
+        units["frames.fwhm"] = ("outer diameter (px) of a doughnut star's ring (parameters.psf: an "
+                                "annulus with a central obstruction of psf.obstruction x the "
+                                "diameter, blurred by Gaussian seeing; parameters.psf_beta unused)")
+        units["frames.seeing"] = "FWHM (px) of the Gaussian seeing that blurs the doughnut"
+    if "clouds" in s:
+        params["clouds"] = s["clouds"]["clouds"]
+        frames["cloud_transparency"] = s["clouds"]["cloud_transparency"]
+        frames["cloud_sky"] = s["clouds"]["cloud_sky"]
+        units["parameters.clouds"] = ("passing clouds: time (JD UTC of the deepest point), "
+                                      "duration_min (edge to edge, cos^2 in time), transparency "
+                                      "(x clear at the deepest point), sky_factor (x the sky there)")
+        units["frames.cloud_transparency"] = ("the clouds' share of frames.transparency (which "
+                                              "includes it); frames.cloud_sky: their factor on "
+                                              "frames.sky (which includes it)")
     if np.any(s["rotation"]):
         frames["rotation"] = s["rotation"]
         params["rotation_center"] = s["rotation_center"]
