@@ -16,30 +16,32 @@ __all__ = ["merge_ring_fragments", "ring_groups"]
 
 OBJ_MERGED = 1  # sep's flag of a source split off by deblending
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, 48, endpoint=False)
-RIM_MIN = 0.12     # the circle's darkest point / its median: a ring stays lit all the way round
+_CROSS = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+RIM_MIN = 0.3      # the circle's darkest point / its median: a ring stays lit all the way round
+RIM_SNR = 5.0      # ... and that darkest point stands this many background sigmas above the sky
 HOLE_MAX = 0.7     # the centre / the circle's median: a ring is darker inside
 
 
 def _groups(xy: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Connected-component label of each point, linking pairs closer than 2.5 x their summed sizes."""
+    """Connected-component label (its smallest member) of each point, linking pairs closer than
+    2.5 x their summed sizes (label propagation over the links, vectorised)."""
     label = np.arange(len(xy))
     pairs = Neighbors(xy).query_pairs(5.0 * float(size.max()))
     if len(pairs) == 0:
         return label
     i, j = pairs[:, 0], pairs[:, 1]
     keep = np.hypot(*(xy[i] - xy[j]).T) < 2.5 * (size[i] + size[j])
-    for a, b in pairs[keep]:  # union-find over the few links between fragments
-        ra, rb = _root(label, a), _root(label, b)
-        if ra != rb:
-            label[max(ra, rb)] = min(ra, rb)
-    return np.array([_root(label, k) for k in range(len(label))])
-
-
-def _root(label, k):
-    while label[k] != k:
-        label[k] = label[label[k]]
-        k = label[k]
-    return k
+    i, j = i[keep], j[keep]
+    while len(i):
+        low = np.minimum(label[i], label[j])
+        new = label.copy()
+        np.minimum.at(new, i, low)
+        np.minimum.at(new, j, low)
+        new = new[new]  # jump to the label's own label
+        if np.array_equal(new, label):
+            break
+        label = new
+    return label
 
 
 def _sample(sub: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -52,31 +54,32 @@ def _sample(sub: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def ring_groups(sub: np.ndarray, xy: np.ndarray, flux: np.ndarray, size: np.ndarray) -> list[np.ndarray]:
+def ring_groups(sub: np.ndarray, xy: np.ndarray, flux: np.ndarray, size: np.ndarray,
+                rms: float = 0.0) -> list[np.ndarray]:
     """Index arrays of the groups of points (deblended fragments) that are one ring in ``sub``
-    (background-subtracted pixels): lit all round a circle through them, dark at its centre."""
+    (background-subtracted pixels of noise ``rms``): lit all round a circle through them, at
+    ``RIM_SNR`` sigmas at least, and dark at its centre."""
     if len(xy) < 2:
         return []
     label = _groups(xy, size)
-    out = []
-    for g in np.unique(label):
-        idx = np.flatnonzero(label == g)
-        if len(idx) < 2:
-            continue
-        w = np.clip(flux[idx], 1e-12, None)
-        c = (xy[idx] * w[:, None]).sum(axis=0) / w.sum()
-        radius = float(np.median(np.hypot(*(xy[idx] - c).T)))
-        if radius < 1.5:
-            continue
-        rim = _sample(sub, c[0] + radius * np.cos(_ANGLES), c[1] + radius * np.sin(_ANGLES))
-        if not np.isfinite(rim).all():
-            continue
-        level = float(np.median(rim))
-        centre = float(np.nanmean(_sample(sub, c[0] + np.array([0.0, 1, -1, 0, 0]),
-                                          c[1] + np.array([0.0, 0, 0, 1, -1]))))
-        if level > 0 and rim.min() > RIM_MIN * level and centre < HOLE_MAX * level:
-            out.append(idx)
-    return out
+    roots, inverse, count = np.unique(label, return_inverse=True, return_counts=True)
+    if not (count >= 2).any():
+        return []
+    w = np.clip(flux, 1e-12, None)
+    total = np.bincount(inverse, w)
+    c = np.column_stack([np.bincount(inverse, w * xy[:, 0]), np.bincount(inverse, w * xy[:, 1])]) / total[:, None]
+    radius = np.bincount(inverse, np.hypot(*(xy - c[inverse]).T)) / count
+    cand = np.flatnonzero((count >= 2) & (radius >= 1.5))
+    if not len(cand):
+        return []
+    cx, cy, r = c[cand, 0, None], c[cand, 1, None], radius[cand, None]
+    rim = _sample(sub, cx + r * np.cos(_ANGLES), cy + r * np.sin(_ANGLES))
+    centre = _sample(sub, cx + _CROSS[:, 0], cy + _CROSS[:, 1]).mean(axis=1)
+    with np.errstate(invalid="ignore"):
+        level = np.median(rim, axis=1)
+        low = rim.min(axis=1)
+        ring = (level > 0) & (low > RIM_MIN * level) & (low > RIM_SNR * rms) & (centre < HOLE_MAX * level)
+    return [np.flatnonzero(inverse == g) for g in cand[ring]]
 
 
 def _ring_centre(sub, c, radius, iterations=3):
@@ -94,8 +97,9 @@ def _ring_centre(sub, c, radius, iterations=3):
     return c
 
 
-def merge_ring_fragments(objects: np.ndarray, sub: np.ndarray) -> np.ndarray:
-    """sep ``objects`` with each ring split by deblending (see :func:`ring_groups`) merged into one
+def merge_ring_fragments(objects: np.ndarray, sub: np.ndarray, rms: float = 0.0) -> np.ndarray:
+    """sep ``objects`` with each ring split by deblending (see :func:`ring_groups`; ``rms`` the
+    background noise of ``sub``) merged into one
     source at its centre of mass: fluxes summed, peak the brightest fragment's, size the ring's
     radius. Returns ``objects`` itself when nothing was merged."""
     merged = np.flatnonzero((objects["flag"] & OBJ_MERGED) != 0)
@@ -103,7 +107,7 @@ def merge_ring_fragments(objects: np.ndarray, sub: np.ndarray) -> np.ndarray:
         return objects
     xy = np.column_stack([objects["x"][merged], objects["y"][merged]]).astype(float)
     size = np.sqrt(np.abs(objects["a"][merged] * objects["b"][merged])).astype(float)
-    groups = ring_groups(sub, xy, objects["flux"][merged].astype(float), size)
+    groups = ring_groups(sub, xy, objects["flux"][merged].astype(float), size, rms)
     if not groups:
         return objects
     drop, rows = [], []

@@ -210,7 +210,7 @@ class PointSourceDetection(Block):
             sub[mask] = 0.0
         objects = self._objects(sub, rms, mask)
         if len(objects):
-            objects = merge_ring_fragments(objects, sub)  # a doughnut split by deblending is one star
+            objects = merge_ring_fragments(objects, sub, rms)  # a doughnut split by deblending is one star
         image.bkg, image.bkg_rms = bkg, rms
         if len(objects) == 0:
             raise NoSources(f"no source above {self.threshold:g} sigma")
