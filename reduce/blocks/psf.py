@@ -3,9 +3,9 @@
 ``Moffat2D`` reports the Moffat FWHM ``2 alpha sqrt(2^(1/beta) - 1)``, not the Gaussian formula
 (prose's Moffat2D over-reports by ~2.3x). The fitted FWHM scales apertures downstream.
 
-``MedianEPSF`` also reads the ePSF's shape (:func:`reduce.algorithms.psf_shape.psf_shape`) into
-``image.computed['psf_shape']``. On a doughnut or flat-topped night (the reference's shape, set by
-the runner as the fit blocks' ``shape``) no analytic profile is fitted: the FWHM is the ePSF's
+The fit blocks first read the ePSF's shape (:func:`reduce.algorithms.psf_shape.psf_shape`, into
+``image.computed['psf_shape']``). On a doughnut or flat-topped night (the reference's shape, set by
+the runner as their ``shape``) no analytic profile is fitted: the FWHM is the ePSF's
 equivalent width ``2 r_half`` (a Gaussian's FWHM), so the apertures enclose the ring.
 """
 from __future__ import annotations
@@ -111,7 +111,6 @@ class MedianEPSF(Block):
             image.epsf = median_epsf(cutouts[: self.max_sources]).astype(np.float32)
         except ValueError as exc:
             raise NoSources(f"empirical PSF: {exc}") from None
-        image.computed["psf_shape"] = psf_shape(image.epsf)
 
 
 class _PSFFit(Block):
@@ -141,9 +140,12 @@ class _PSFFit(Block):
         return type(self)._fit(stamp)
 
     def _kind(self, image) -> str:
-        """The shape to measure: the reference's when set, else the frame's own ePSF's."""
-        own = image.computed.get("psf_shape") or {}
-        return self.shape or own.get("kind", "peaked")
+        """The shape to measure: the reference's when set, else the frame's own ePSF's (read
+        into ``image.computed['psf_shape']``; a peaked night's frames skip it)."""
+        if self.shape is not None:
+            return self.shape
+        image.computed["psf_shape"] = psf_shape(image.epsf)
+        return image.computed["psf_shape"]["kind"]
 
     def run(self, image) -> None:
         if image.epsf is None:

@@ -44,3 +44,12 @@ def test_equivalent_fwhm_is_a_gaussians_fwhm_and_the_ring_lies_inside_it():
     assert ring["r_outer"] > 6.0
     assert half_light_radius(doughnut_stamp(25, diameter=12.0, obstruction=0.0, blur=0.0)) == \
         pytest.approx(6.0 / np.sqrt(2), abs=0.2)
+
+
+def test_a_star_blended_with_a_brighter_neighbour_is_not_a_doughnut():
+    # its centre of light falls between the two, where the profile dips: the rim is lit on one side only
+    y, x = np.mgrid[0:21, 0:21]
+    epsf = np.exp(-((x - 10) ** 2 + (y - 10) ** 2) / 5) + 1.2 * np.exp(-((x - 19.5) ** 2 + (y - 2.5) ** 2) / 4)
+    shape = psf_shape(epsf + 0.03)
+    assert shape["dip"] > 0.2 and shape["round"] < 0.2
+    assert shape["kind"] == "peaked"
