@@ -100,7 +100,9 @@ class CentroidQuadratic(_CentroidBlock):
 
     ``fit_box=None`` picks ~0.8 FWHM (odd, >= 3): on simulated Gaussian stars the photutils
     default of 5 px is biased by ~0.1 px when FWHM < 4 px. ``limit`` (px) is the runaway guard
-    (default max(2, FWHM)); ``target`` the star whose runaway flags the frame.
+    (default max(2, FWHM); on aligned frames the frame's own tolerance, see the module);
+    ``target`` the star whose runaway flags a frame without a transform. Doughnut and
+    flat-topped stars (``image.computed['psf_kind']``) get a centre of mass instead.
     """
 
     def __init__(self, *, cutout: int = 21, limit: float | None = None, target: int = 0,

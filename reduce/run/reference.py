@@ -134,9 +134,10 @@ def psf_shape_of_reference(blocks, ref) -> str:
         if isinstance(block, _PSFFit):
             block.shape = kind
     if kind != "peaked":
-        log.info("the stars are %s-shaped (reference ePSF: central dip %.0f %%, plateau %.2f, rim at %.1f px, "
-                 "half the light within %.1f px): centre-of-mass centroids, apertures in units of its "
-                 "equivalent FWHM %.1f px", kind, 100 * shape["dip"], shape["plateau"], shape["r_peak"],
+        what = {"doughnut": "doughnuts (defocused, dark in the middle)", "flat": "flat-topped (defocused)"}[kind]
+        log.info("the stars are %s: reference ePSF with a central dip of %.0f %%, plateau %.2f, brightest at "
+                 "%.1f px, half the light within %.1f px; centre-of-mass centroids, apertures in units of its "
+                 "equivalent FWHM %.1f px", what, 100 * shape["dip"], shape["plateau"], shape["r_peak"],
                  shape["r_half"], shape["fwhm_eq"])
     else:
         log.info("the stars are peaked (reference ePSF: FWHM %.2f px)", float(ref.fwhm))
