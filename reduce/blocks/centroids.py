@@ -1,18 +1,27 @@
 """Centroid refinement blocks with a runaway guard.
 
 Each block moves ``image.sources`` to a centroid measured around the predicted position (e.g. the
-reference position mapped by AlignReferenceSources). When the new position is NaN or more than
-``limit`` px away (a faint star, a cosmic ray or a brighter neighbour in the box), the predicted
-position is kept and the star is marked in ``image.computed['centroid_ran_away']``; the frame
-is flagged CENTROID_RAN_AWAY only when that star is the ``target``. Sources outside the frame keep
+reference position mapped by AlignReferenceSources). On an aligned frame (``image.transform`` set)
+with at least 5 centroids, a star's own centroid is kept only within 5 robust sigmas of the
+frame's stars' residuals from their predictions (:mod:`reduce.algorithms.centroid_guard`); any
+other star is put at its prediction corrected by the stars' common offset, and marked in
+``image.computed['centroid_ran_away']`` (the tolerance in ``['centroid_tolerance']``). The frame is
+never flagged for it: only a frame without a transform (the block used on its own) is flagged
+CENTROID_RAN_AWAY, when its ``target`` moved more than ``limit`` (default max(2 px, the FWHM)), the
+rule also used with fewer than 5 stars or an explicit ``limit``. Sources outside the frame keep
 their predicted position without being marked. Pixels without data (``Image.mask``:
 unilluminated, e.g. dead columns) are left out of every centroid.
+
+On a doughnut or flat-topped night (``image.computed['psf_kind']``, from the reference's ePSF)
+``CentroidQuadratic`` measures the centre of mass of a box enclosing the ring instead of fitting
+its brightest spot.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..algorithms import centroids as _c
+from ..algorithms.centroid_guard import guard
 from ..core.block import Block
 from ..model.flags import Flag
 from ..model.image import PixelFlag
@@ -68,12 +77,17 @@ class _CentroidBlock(Block):
             mask = image.bad_pixels(PixelFlag.UNILLUMINATED)
             new[inside] = self._centroid(image.data, xy[inside], image, mask)
         moved = np.hypot(*(new - xy).T)
-        ran = inside & ~(moved <= self._limit(image))
+        aligned = getattr(image, "transform", None) is not None
+        rejected, tol = None, float("nan")
+        if aligned and self.limit is None:
+            new, rejected, tol = guard(xy, new, inside)
+        ran = inside & ~(moved <= self._limit(image)) if rejected is None else rejected
         out = sources.copy()
-        out.coords = np.where(ran[:, None], xy, new)
+        out.coords = np.where(ran[:, None], xy, new) if rejected is None else new
         image.sources = out
         image.computed["centroid_ran_away"] = ran
-        if self.target < len(ran) and ran[self.target]:
+        image.computed["centroid_tolerance"] = tol
+        if not aligned and self.target < len(ran) and ran[self.target]:
             why = "no centroid" if not np.isfinite(moved[self.target]) else f"moved {moved[self.target]:.1f} px"
             image.flag(Flag.CENTROID_RAN_AWAY, f"target centroid {why}; predicted position kept", self.name)
 
@@ -86,7 +100,9 @@ class CentroidQuadratic(_CentroidBlock):
 
     ``fit_box=None`` picks ~0.8 FWHM (odd, >= 3): on simulated Gaussian stars the photutils
     default of 5 px is biased by ~0.1 px when FWHM < 4 px. ``limit`` (px) is the runaway guard
-    (default max(2, FWHM)); ``target`` the star whose runaway flags the frame.
+    (default max(2, FWHM); on aligned frames the frame's own tolerance, see the module);
+    ``target`` the star whose runaway flags a frame without a transform. Doughnut and
+    flat-topped stars (``image.computed['psf_kind']``) get a centre of mass instead.
     """
 
     def __init__(self, *, cutout: int = 21, limit: float | None = None, target: int = 0,
@@ -99,11 +115,23 @@ class CentroidQuadratic(_CentroidBlock):
         self.fit_box = fit_box
 
     def _centroid(self, data, xy, image, mask):
+        if image.computed.get("psf_kind") in ("doughnut", "flat"):
+            return _c.centroid_com(data, xy, _ring_box(image), mask=mask)
         fit = self.fit_box or min(_c.quadratic_fit_box(image.fwhm), self.cutout)
         # the peak is sought only where the guard would accept it (+1 px for the pixel grid): a
         # brighter star farther away in the box, its wings or its saturated core, is never taken
         return _c.centroid_quadratic(data, xy, self.cutout, fit, mask=mask, search=self._limit(image) + 1.0,
                                      saturated=image.bad_pixels(PixelFlag.SATURATED))
+
+
+def _ring_box(image) -> int:
+    """Odd box (px) for a ring's centre of mass: 3x the radius holding 97 % of the ePSF's light,
+    so about a third of the box is the star and the box median is the sky."""
+    shape = image.computed.get("psf_shape") or {}
+    r = shape.get("r_outer")
+    if r is None or not np.isfinite(r) or r <= 0:
+        r = float(image.fwhm or 5.0)
+    return int(2 * np.ceil(1.5 * r) + 1)
 
 
 class CentroidCOM(_CentroidBlock):

@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 
+from ..algorithms.rings import merge_ring_fragments
 from ..algorithms.stats import median, sorted_median
 from ..core.block import Block
 from ..model.errors import NoSources
@@ -142,7 +143,8 @@ class PointSourceDetection(Block):
     ``image.bkg`` and ``image.bkg_rms`` (ADU). Raises NoSources when nothing is found.
     Masked pixels without data (``Image.mask``: unilluminated, non-finite) are left out of the
     background and the detection; a source is ``saturated`` when a raw-saturated pixel lies in
-    the 3x3 box of its peak.
+    the 3x3 box of its peak. A defocused (doughnut) star split by the deblending into its bright
+    spots is merged back into one source (:func:`reduce.algorithms.rings.merge_ring_fragments`).
 
     ``quick_threshold`` (an attribute, not a parameter: the runner sets it for the frames of a
     dense field, whose stars to measure come from the reference) detects above that threshold
@@ -207,6 +209,8 @@ class PointSourceDetection(Block):
         if mask is not None:
             sub[mask] = 0.0
         objects = self._objects(sub, rms, mask)
+        if len(objects):
+            objects = merge_ring_fragments(objects, sub, rms)  # a doughnut split by deblending is one star
         image.bkg, image.bkg_rms = bkg, rms
         if len(objects) == 0:
             raise NoSources(f"no source above {self.threshold:g} sigma")

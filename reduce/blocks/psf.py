@@ -2,12 +2,18 @@
 
 ``Moffat2D`` reports the Moffat FWHM ``2 alpha sqrt(2^(1/beta) - 1)``, not the Gaussian formula
 (prose's Moffat2D over-reports by ~2.3x). The fitted FWHM scales apertures downstream.
+
+The fit blocks first read the ePSF's shape (:func:`reduce.algorithms.psf_shape.psf_shape`, into
+``image.computed['psf_shape']``). On a doughnut or flat-topped night (the reference's shape, set by
+the runner as their ``shape``) no analytic profile is fitted: the FWHM is the ePSF's
+equivalent width ``2 r_half`` (a Gaussian's FWHM), so the apertures enclose the ring.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..algorithms.neighbors import Neighbors
+from ..algorithms.psf_shape import psf_shape
 from ..algorithms.psf import (GAUSSIAN_FWHM, _moments, extract_stamps, fit_gaussian, fit_moffat,
                               median_epsf)
 from ..core.block import Block
@@ -119,6 +125,9 @@ class _PSFFit(Block):
         if crop <= 0:
             raise ValueError("crop must be a positive multiple of the FWHM")
         self.crop = float(crop)
+        # the reference's ePSF shape (set by the runner, not a recipe parameter): every frame of
+        # a doughnut night is measured as one, whatever the noise makes of its own ePSF
+        self.shape: str | None = None
 
     def _stamp(self, epsf: np.ndarray) -> tuple[np.ndarray, int]:
         """The central part of the ePSF: half-width ``crop`` x a half-light-radius FWHM guess."""
@@ -130,9 +139,21 @@ class _PSFFit(Block):
     def _fit_stamp(self, stamp: np.ndarray) -> dict:
         return type(self)._fit(stamp)
 
+    def _kind(self, image) -> str:
+        """The shape to measure: the reference's when set, else the frame's own ePSF's (read
+        into ``image.computed['psf_shape']``; a peaked night's frames skip it)."""
+        if self.shape is not None:
+            return self.shape
+        image.computed["psf_shape"] = psf_shape(image.epsf)
+        return image.computed["psf_shape"]["kind"]
+
     def run(self, image) -> None:
         if image.epsf is None:
             raise NoSources("no empirical PSF to fit")
+        kind = self._kind(image)
+        image.computed["psf_kind"] = kind
+        if kind != "peaked":
+            return _equivalent_width(image, kind)
         stamp, offset = self._stamp(np.asarray(image.epsf, dtype=float))
         params = self._fit_stamp(stamp)
         fwhm = params["fwhm"]
@@ -146,6 +167,19 @@ class _PSFFit(Block):
         image.ellipticity = float(params["ellipticity"])
         image.theta = float(params["theta"])
         image.psf_params = params
+
+
+def _equivalent_width(image, kind: str) -> None:
+    """A doughnut or flat-topped ePSF: its equivalent FWHM (2 r_half) and shape, no fit."""
+    shape = image.computed.get("psf_shape") or psf_shape(image.epsf)
+    image.computed["psf_shape"] = shape
+    fwhm = shape["fwhm_eq"]
+    if not np.isfinite(fwhm) or fwhm <= 0:
+        raise PSFFailed(f"the {kind} PSF has no half-light radius (fwhm={fwhm:g})")
+    image.fwhm = float(fwhm)
+    image.ellipticity, image.theta = 0.0, 0.0
+    image.psf_params = {"model": kind, "fwhm": float(fwhm), "success": True,
+                        **{k: v for k, v in shape.items() if k != "kind"}}
 
 
 class Moffat2D(_PSFFit):

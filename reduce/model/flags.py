@@ -32,7 +32,8 @@ FLAG_DESCRIPTIONS = {
     Flag.ALIGNMENT_FAILED: "no method (asterisms, voted translation, one star, cross-correlation) placed the frame",
     Flag.TARGET_SATURATED: "a raw pixel of the target reached the saturation level",
     Flag.TARGET_NEAR_EDGE: "the target's chosen aperture leaves the frame (or the target does)",
-    Flag.CENTROID_RAN_AWAY: "a centroid moved too far; the predicted position was kept",
+    Flag.CENTROID_RAN_AWAY: (
+        "the target centroid moved too far on a frame without a transform; the predicted position was kept"),
     Flag.OUTLIER_REJECTED: "rejected as an outlier by sigma clipping",
     Flag.UNEXPECTED: "an unexpected error (see the log)",
     Flag.TARGET_MASKED: "the target's chosen aperture overlaps masked pixels (dead columns, NaN)",

@@ -19,7 +19,7 @@ from ..model.errors import ClusterUnavailable, ReduceError
 from ..model.flags import Flag
 from ..model.reasons import group_reasons
 from .outputs import discard_figures, submit_figures, write_outputs
-from .reference import choose_reference, fill_pointing, psf_like_reference, quick_detection
+from .reference import choose_reference, fill_pointing, psf_like_reference, psf_shape_of_reference, quick_detection
 from .plan import GroupPlan
 from .report import GroupResult
 from .table import differential, errors_without_gain, full_table, note_snapshot, p2p_of_table
@@ -105,6 +105,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     fill_pointing(ref, plan.group)
     quick_detection(pre, ref)
     psf_like_reference(pre, ref)
+    psf_shape_of_reference(pre, ref)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)
     target = select_target(ref, spec.target, frames=getattr(plan, "night_lights", None) or plan.frames,
                            night=plan.night, pre=pre, phot=phot, loader=loader)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..model.errors import ReduceError
 
-__all__ = ["choose_reference", "quick_detection", "psf_like_reference", "fill_pointing"]
+__all__ = ["choose_reference", "quick_detection", "psf_like_reference", "psf_shape_of_reference", "fill_pointing"]
 
 log = logging.getLogger("reduce.run")
 
@@ -120,6 +120,28 @@ def psf_like_reference(blocks, ref) -> None:
     for block in blocks:
         if isinstance(block, Moffat2D):
             block.like = dict(params)
+
+
+def psf_shape_of_reference(blocks, ref) -> str:
+    """Every frame is measured with the reference ePSF's shape (peaked, doughnut or flat, see
+    :mod:`reduce.algorithms.psf_shape`), logged once: a doughnut or flat top gets no Moffat fit
+    (its FWHM is the ePSF's equivalent width) and centre-of-mass centroids."""
+    from ..blocks.psf import _PSFFit
+
+    shape = ref.computed.get("psf_shape") or {}
+    kind = shape.get("kind", "peaked")
+    for block in blocks:
+        if isinstance(block, _PSFFit):
+            block.shape = kind
+    if kind != "peaked":
+        what = {"doughnut": "doughnuts (defocused, dark in the middle)", "flat": "flat-topped (defocused)"}[kind]
+        log.info("the stars are %s: reference ePSF with a central dip of %.0f %%, plateau %.2f, brightest at "
+                 "%.1f px, half the light within %.1f px; centre-of-mass centroids, apertures in units of its "
+                 "equivalent FWHM %.1f px", what, 100 * shape["dip"], shape["plateau"], shape["r_peak"],
+                 shape["r_half"], shape["fwhm_eq"])
+    else:
+        log.info("the stars are peaked (reference ePSF: FWHM %.2f px)", float(ref.fwhm))
+    return kind
 
 
 def fill_pointing(ref, group) -> None:
