@@ -122,6 +122,7 @@ def full_table(raw, diff, ref, group=None, warnings=None):
     for name in ("fwhm", "sky", "dx", "dy", "x", "y"):
         v = raw.get(name)
         cols[name] = np.full(n, np.nan) if v is None else np.asarray(v, float)
+    _file_pixels(cols, ref)
     cols["flag"] = flags
     cols["file"] = [Path(str(f)).name for f in raw.files]
     meta = {"target": int(raw.target), "aperture": int(diff.aperture),
@@ -131,6 +132,17 @@ def full_table(raw, diff, ref, group=None, warnings=None):
     if ra is not None:
         meta.update({"target_ra": float(ra), "target_dec": float(dec)})
     return lightcurve_table(cols, meta)
+
+
+def _file_pixels(cols: dict, ref) -> None:
+    """The table's positions in the file's 0-based pixels and its widths and shifts in file pixels,
+    whatever grid the frames were measured on (trimmed, or 2x2 superpixels of a colour sensor)."""
+    from ..blocks.bayer import grid_scale, grid_to_file
+
+    cols["x"], cols["y"] = grid_to_file(ref, cols["x"], cols["y"])
+    scale = grid_scale(ref)
+    for name in ("fwhm", "dx", "dy"):
+        cols[name] = cols[name] * scale
 
 
 def _missing_geometry(ra, site, warnings) -> None:
@@ -218,8 +230,8 @@ def stars_radec(ref, n: int):
     if ref.wcs is None:
         return None
     try:
-        x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
-        xy = np.asarray(ref.sources.coords[:n], float)
+        x0, _, y0, _ = (0, None, 0, None) if ref.computed.get("cfa") else ref.computed.get("trim", (0, None, 0, None))
+        xy = np.asarray(ref.sources.coords[:n], float)  # BayerBin moved the WCS to its grid
         c = ref.wcs.pixel_to_world(xy[:, 0] + x0, xy[:, 1] + y0)
         return np.column_stack([c.ra.deg, c.dec.deg])
     except Exception as e:  # a broken WCS leaves RA/Dec out, never the product

@@ -1,0 +1,121 @@
+"""Colour-filter-array (Bayer) frames: the pattern from a header, 2x2 superpixels and channels.
+
+A one-shot colour camera puts a 2x2 pattern of red, green and blue filters over its pixels
+(``RGGB``: red at the first pixel, green at the next one of the first row and the first of the
+second, blue at the last). The pattern is read as the first two rows of pixels *as stored in the
+file* (``data[0, 0:2]`` then ``data[1, 0:2]``), the ASCOM/MaxIm convention of ``BAYERPAT``, moved
+by ``XBAYROFF``/``YBAYROFF`` when the header has them. Any 2x2 window holds one pixel of each
+phase, so a superpixel (their sum) is the same whatever the phase; a single channel needs it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["PATTERNS", "CHANNELS", "MODES", "normalise_pattern", "shift_pattern", "pattern_from_header",
+           "channel_offsets", "bin_superpixels", "bin_mask", "lattice_fractions"]
+
+PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+CHANNELS = ("R", "G", "B")
+MODES = ("superpixel", *CHANNELS)
+
+#: header keywords that name the pattern, in the order they are tried (FILTER only when it is one)
+PATTERN_KEYWORDS = ("BAYERPAT", "COLORTYP", "CFA-PAT", "CFAPAT", "BAYER", "FILTER")
+
+
+def normalise_pattern(value) -> str | None:
+    """``'RGGB'`` from a header or config value (``'rggb'``, ``' R G G B '``), None when it is not
+    one of the four Bayer patterns."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = "".join(str(value).split()).upper()
+    return text if text in PATTERNS else None
+
+
+def shift_pattern(pattern: str, dx: int, dy: int) -> str:
+    """The pattern seen from pixel (dx, dy) of ``pattern``'s grid (offsets modulo 2)."""
+    dx, dy = int(dx) % 2, int(dy) % 2
+    rows = [pattern[0:2], pattern[2:4]]
+    rows = rows[dy:] + rows[:dy]
+    return "".join(r[dx:] + r[:dx] for r in rows)
+
+
+def _offset(header, key: str) -> int:
+    """An integer Bayer offset keyword, 0 when absent or unusable."""
+    try:
+        v = header.get(key)
+        return int(v) if v is not None and float(v) == int(v) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def pattern_from_header(header) -> tuple[str, str] | None:
+    """(pattern at file pixel (0, 0), keyword it came from) or None for a monochrome frame."""
+    if header is None:
+        return None
+    for key in PATTERN_KEYWORDS:
+        try:
+            value = header.get(key)
+        except Exception:  # an unusual header object
+            value = None
+        pattern = normalise_pattern(value)
+        if pattern is not None:
+            return shift_pattern(pattern, _offset(header, "XBAYROFF"), _offset(header, "YBAYROFF")), key
+    return None
+
+
+def channel_offsets(pattern: str, channel: str) -> list[tuple[int, int]]:
+    """(dx, dy) inside a 2x2 cell of the pixels of ``channel`` (two for G)."""
+    return [(i % 2, i // 2) for i, c in enumerate(pattern) if c == channel]
+
+
+def _cells(shape, x0: int, y0: int) -> tuple[slice, slice, int, int]:
+    """Rows, columns and size (ny, nx) of the whole 2x2 cells starting at pixel (x0, y0)."""
+    h, w = shape
+    ny, nx = (h - y0) // 2, (w - x0) // 2
+    return slice(y0, y0 + 2 * ny), slice(x0, x0 + 2 * nx), ny, nx
+
+
+def bin_superpixels(data: np.ndarray, x0: int, y0: int, offsets=None) -> np.ndarray:
+    """Sum of each 2x2 cell starting at (x0, y0) (float32); only the ``offsets`` pixels of the
+    cell when given (a channel)."""
+    rows, cols, ny, nx = _cells(data.shape, x0, y0)
+    cells = np.asarray(data[rows, cols], np.float32).reshape(ny, 2, nx, 2)
+    if offsets is None:
+        return cells.sum(axis=(1, 3), dtype=np.float32)
+    out = np.zeros((ny, nx), np.float32)
+    for dx, dy in offsets:
+        out += cells[:, dy, :, dx]
+    return out
+
+
+def bin_mask(mask: np.ndarray | None, shape, x0: int, y0: int, offsets=None) -> np.ndarray | None:
+    """OR of each cell's ``PixelFlag`` bits (of its ``offsets`` pixels when given): a superpixel
+    is saturated when any raw pixel in it is."""
+    if mask is None:
+        return None
+    rows, cols, ny, nx = _cells(shape, x0, y0)
+    cells = mask[rows, cols].reshape(ny, 2, nx, 2)
+    if offsets is None:
+        return np.bitwise_or.reduce(np.bitwise_or.reduce(cells, axis=3), axis=1)
+    out = np.zeros((ny, nx), mask.dtype)
+    for dx, dy in offsets:
+        out |= cells[:, dy, :, dx]
+    return out
+
+
+def lattice_fractions(data: np.ndarray, xy: np.ndarray, sky: float, half: int = 3) -> np.ndarray:
+    """(n, 4) share of each star's light (box of 2*half px, sky removed) on the four 2x2
+    sub-lattices (x even/odd, y even/odd, in ``data``'s pixels): ~1/4 each on a monochrome
+    sensor, far from it on a colour one. NaN rows for stars too close to an edge."""
+    h, w = data.shape
+    out = np.full((len(xy), 4), np.nan)
+    for k, (x, y) in enumerate(np.asarray(xy, float)):
+        i0, j0 = int(round(y)) - half, int(round(x)) - half
+        if i0 < 0 or j0 < 0 or i0 + 2 * half > h or j0 + 2 * half > w:
+            continue
+        box = np.asarray(data[i0:i0 + 2 * half, j0:j0 + 2 * half], float) - sky
+        parts = np.array([box[(i0 + dy) % 2::2, (j0 + dx) % 2::2].sum() for dy in (0, 1) for dx in (0, 1)])
+        total = parts.sum()
+        if np.isfinite(total) and total > 0:
+            out[k] = parts / total
+    return out

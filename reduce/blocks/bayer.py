@@ -1,0 +1,161 @@
+"""The BayerBin block: measure a colour (CFA) frame on 2x2 superpixels, or on one colour channel.
+
+A one-shot colour sensor's raw frame is a checkerboard of red, green and blue pixels: a star is
+measured there as a mono image with a FWHM and centroid that follow the pattern, not the light.
+After calibration on the raw mosaic (bias, dark and flat are per pixel, so they apply unchanged)
+and Trim, this block sums each 2x2 cell of the pattern (``channel: superpixel``, the default) or
+keeps one channel (``R``, ``B``, or ``G``: the sum of both greens). The cells start on the
+pattern's phase in the file's pixels, also when Trim cut an odd number of rows or columns. The
+mask follows: a superpixel is saturated (or unusable) when any of its pixels is. Frames whose
+header names no pattern (``BAYERPAT``, ``COLORTYP``, a ``FILTER`` such as ``'RGGB'``) and whose
+instrument configuration sets no ``bayer:`` pass through unchanged, so the runner puts this
+block after Trim in every chain (see :func:`reduce.run.group`).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..algorithms import bayer as cfa
+from ..core.block import Block
+
+__all__ = ["BayerBin", "cfa_settings", "grid_to_file", "file_to_grid"]
+
+log = logging.getLogger("reduce")
+
+
+class BayerBin(Block):
+    """Bin a colour (Bayer) frame into 2x2 superpixels, or keep one channel (R, G or B).
+
+    Parameters
+    ----------
+    channel : str, optional
+        ``superpixel`` (sum of the 4 pixels of each cell), ``R``, ``G`` (sum of the 2 greens) or
+        ``B``; None takes the instrument configuration's ``bayer_channel``, else ``superpixel``.
+    pattern : str, optional
+        The pattern at the file's first pixel (``RGGB``, ``BGGR``, ``GRBG``, ``GBRG``), for frames
+        whose header does not say it; None reads the configuration's ``bayer``, else the header.
+
+    Sets ``image.computed['cfa']`` (pattern, where it came from, channel, first cell) and scales
+    the read noise to the pixels summed; the WCS, when present, follows the new grid.
+    """
+
+    requires = ("data",)
+    provides = ("data",)
+    modifies_data = True
+
+    def __init__(self, *, channel: str | None = None, pattern: str | None = None):
+        if channel is not None and _mode(channel) is None:
+            raise ValueError(f"channel must be one of {', '.join(cfa.MODES)}, got {channel!r}")
+        if pattern is not None and cfa.normalise_pattern(pattern) is None:
+            raise ValueError(f"pattern must be one of {', '.join(cfa.PATTERNS)}, got {pattern!r}")
+        self.channel = None if channel is None else _mode(channel)
+        self.pattern = cfa.normalise_pattern(pattern) if pattern is not None else None
+
+    def run(self, image) -> None:
+        found = cfa_settings(image, self.pattern, self.channel)
+        if found is None:
+            return
+        pattern, source, mode = found
+        image.ensure_mask()
+        x0, _, y0, _ = image.computed.get("trim", (0, None, 0, None))
+        px, py = int(x0) % 2, int(y0) % 2  # cells start on even file pixels: the pattern's phase
+        offsets = None if mode == "superpixel" else cfa.channel_offsets(pattern, mode)
+        shape = image.data.shape
+        image.data = cfa.bin_superpixels(image.data, px, py, offsets)
+        image.set_mask(cfa.bin_mask(image.mask, shape, px, py, offsets))
+        n = 4 if offsets is None else len(offsets)
+        if image.read_noise is not None:
+            image.read_noise = float(image.read_noise) * float(np.sqrt(n))
+        image.computed["cfa"] = {"pattern": pattern, "source": source, "mode": mode, "bin": 2,
+                                 "pixels": n, "start": [int(x0) + px, int(y0) + py]}
+        _move_sources(image, px, py)
+        _bin_wcs(image, px, py)
+
+
+def _mode(value) -> str | None:
+    """'superpixel', 'R', 'G' or 'B' from a recipe or config value (any case), else None."""
+    text = str(value).strip()
+    if text.lower() == "superpixel":
+        return "superpixel"
+    return text.upper() if text.upper() in cfa.CHANNELS else None
+
+
+def cfa_settings(image, pattern: str | None = None, channel: str | None = None):
+    """(pattern at file pixel (0, 0), where it came from, mode) for a colour frame, else None.
+
+    The pattern: ``pattern``, else the instrument configuration's ``bayer`` (``none`` forces a
+    monochrome reduction), else the header. The mode: ``channel``, else the configuration's
+    ``bayer_channel``, else ``superpixel``.
+    """
+    inst = getattr(image, "instrument", None)
+    configured = getattr(inst, "bayer", None)
+    if pattern is not None:
+        found = (pattern, "recipe")
+    elif configured is not None:
+        if str(configured).lower() == "none":
+            return None
+        found = (configured, "config bayer")
+    else:
+        found = cfa.pattern_from_header(image.header)
+    if found is None:
+        return None
+    mode = channel or _mode(getattr(inst, "bayer_channel", None) or "superpixel") or "superpixel"
+    return found[0], found[1], mode
+
+
+def _move_sources(image, px: int, py: int) -> None:
+    """Sources already found (a chain that detects before binning) move to the new grid."""
+    if image.sources is None or not len(image.sources):
+        return
+    xy = (image.sources.coords - [px + 0.5, py + 0.5]) / 2.0
+    image.sources.coords = xy
+
+
+def _bin_wcs(image, px: int, py: int) -> None:
+    """The WCS of the superpixel grid (astropy slices with a step of 2), or none when it cannot be."""
+    if image.wcs is None:
+        return
+    h, w = image.data.shape
+    try:
+        image.wcs = image.wcs.slice((slice(py, py + 2 * h, 2), slice(px, px + 2 * w, 2)))
+    except Exception as exc:  # a WCS that cannot be sliced is dropped, not kept wrong
+        log.warning("BayerBin: WCS dropped (%s)", exc)
+        image.wcs = None
+
+
+def grid_to_file(image, x, y):
+    """File pixels (0-based) of positions on the grid ``image`` is measured on (after Trim and
+    BayerBin: a superpixel's position is the centre of its 2x2 cell)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    info = image.computed.get("cfa")
+    if info:
+        sx, sy = info["start"]
+        return 2.0 * x + sx + 0.5, 2.0 * y + sy + 0.5
+    x0, _, y0, _ = image.computed.get("trim", (0, None, 0, None))
+    return x + x0, y + y0
+
+
+def file_to_grid(image, x, y):
+    """Positions on the measured grid of file pixels (x, y) (the inverse of :func:`grid_to_file`)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    info = image.computed.get("cfa")
+    if info:
+        sx, sy = info["start"]
+        return (x - sx - 0.5) / 2.0, (y - sy - 0.5) / 2.0
+    x0, _, y0, _ = image.computed.get("trim", (0, None, 0, None))
+    return x - x0, y - y0
+
+
+def grid_scale(image) -> float:
+    """File pixels per pixel of the measured grid (2 on superpixels, else 1)."""
+    return 2.0 if image.computed.get("cfa") else 1.0
+
+
+def cfa_keywords(image) -> dict:
+    """The product's FITS keywords for a colour frame (BAYERPAT, CFAMODE, CFABIN); {} for mono."""
+    info = image.computed.get("cfa")
+    if not info:
+        return {}
+    return {"BAYERPAT": info["pattern"], "CFAMODE": info["mode"], "CFABIN": int(info["bin"])}
