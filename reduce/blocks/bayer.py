@@ -20,7 +20,8 @@ import numpy as np
 from ..algorithms import bayer as cfa
 from ..core.block import Block
 
-__all__ = ["BayerBin", "cfa_settings", "grid_to_file", "file_to_grid"]
+__all__ = ["BayerBin", "cfa_settings", "grid_to_file", "file_to_grid", "wcs_to_grid", "grid_to_wcs",
+           "grid_scale", "cfa_keywords"]
 
 log = logging.getLogger("reduce")
 
@@ -38,7 +39,8 @@ class BayerBin(Block):
         whose header does not say it; None reads the configuration's ``bayer``, else the header.
 
     Sets ``image.computed['cfa']`` (pattern, where it came from, channel, first cell) and scales
-    the read noise to the pixels summed; the WCS, when present, follows the new grid.
+    the read noise to the pixels summed. The WCS is left on the file's (trimmed) pixels (astropy
+    cannot resample a CD matrix or SIP terms): :func:`wcs_to_grid` and :func:`grid_to_wcs` convert.
     """
 
     requires = ("data",)
@@ -70,8 +72,7 @@ class BayerBin(Block):
             image.read_noise = float(image.read_noise) * float(np.sqrt(n))
         image.computed["cfa"] = {"pattern": pattern, "source": source, "mode": mode, "bin": 2,
                                  "pixels": n, "start": [int(x0) + px, int(y0) + py]}
-        _move_sources(image, px, py)
-        _bin_wcs(image, px, py)
+        _move_sources(image, px, py)  # the WCS stays on the file's (trimmed) pixels: see wcs_to_grid
 
 
 def _mode(value) -> str | None:
@@ -113,18 +114,6 @@ def _move_sources(image, px: int, py: int) -> None:
     image.sources.coords = xy
 
 
-def _bin_wcs(image, px: int, py: int) -> None:
-    """The WCS of the superpixel grid (astropy slices with a step of 2), or none when it cannot be."""
-    if image.wcs is None:
-        return
-    h, w = image.data.shape
-    try:
-        image.wcs = image.wcs.slice((slice(py, py + 2 * h, 2), slice(px, px + 2 * w, 2)))
-    except Exception as exc:  # a WCS that cannot be sliced is dropped, not kept wrong
-        log.warning("BayerBin: WCS dropped (%s)", exc)
-        image.wcs = None
-
-
 def grid_to_file(image, x, y):
     """File pixels (0-based) of positions on the grid ``image`` is measured on (after Trim and
     BayerBin: a superpixel's position is the centre of its 2x2 cell)."""
@@ -146,6 +135,20 @@ def file_to_grid(image, x, y):
         return (x - sx - 0.5) / 2.0, (y - sy - 0.5) / 2.0
     x0, _, y0, _ = image.computed.get("trim", (0, None, 0, None))
     return x - x0, y - y0
+
+
+def wcs_to_grid(image, x, y):
+    """Measured-grid positions of pixel positions of ``image.wcs`` (the trimmed file pixels: Trim
+    moves the WCS, BayerBin does not)."""
+    x0, _, y0, _ = image.computed.get("trim", (0, None, 0, None))
+    return file_to_grid(image, np.asarray(x, float) + x0, np.asarray(y, float) + y0)
+
+
+def grid_to_wcs(image, x, y):
+    """Pixel positions for ``image.wcs`` of measured-grid positions (see :func:`wcs_to_grid`)."""
+    x0, _, y0, _ = image.computed.get("trim", (0, None, 0, None))
+    fx, fy = grid_to_file(image, x, y)
+    return fx - x0, fy - y0
 
 
 def grid_scale(image) -> float:

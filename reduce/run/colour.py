@@ -52,20 +52,25 @@ def note_colour(ref, name: str, warnings: list) -> None:
                  "calibration on the raw mosaic; positions are given in file pixels", name,
                  info["pattern"], info["source"], what)
         return
-    ratio = mosaic_evidence(ref)
-    if ratio is not None and ratio > MOSAIC_RATIO:
+    if getattr(ref.instrument, "bayer", None) == "none":
+        return  # the configuration says monochrome
+    found = mosaic_evidence(ref)
+    if found is not None and found[0] > MOSAIC_RATIO:
+        ratio, guess = found
         w = {"code": "looks_like_colour_sensor", "frames": 0, "message":
              f"the stars put {ratio:.2f}x more light on one of the four 2x2 pixel sub-lattices than on "
              "another (a monochrome sensor gives ~1): these frames look like a raw colour (Bayer) "
-             "mosaic without a BAYERPAT keyword; if so, set `bayer: RGGB` (the camera's pattern) for "
-             "this instrument in the config to measure them on 2x2 superpixels"}
+             "mosaic without a BAYERPAT keyword; if so, set `bayer:` to the camera's pattern for this "
+             f"instrument in the config (the greens sit as in {guess}) to measure them on 2x2 "
+             "superpixels, or `bayer: none` to keep measuring them as monochrome"}
         log.warning("%s: %s", name, w["message"])
         warnings.append(w)
 
 
-def mosaic_evidence(ref) -> float | None:
-    """Median over the reference's bright stars of their light on the brightest 2x2 sub-lattice
-    over that on the faintest (None with too few stars)."""
+def mosaic_evidence(ref) -> tuple[float, str] | None:
+    """(median over the reference's bright stars of their light on the brightest 2x2 sub-lattice
+    over that on the faintest, the patterns whose greens sit on the brighter diagonal), or None
+    with too few stars."""
     from ..algorithms.bayer import lattice_fractions
 
     s = ref.sources
@@ -79,4 +84,7 @@ def mosaic_evidence(ref) -> float | None:
     if len(f) < MOSAIC_MIN_STARS:
         return None
     mean = np.median(f, axis=0)  # the pattern is the same for every star: average first
-    return float(mean.max() / mean.min())
+    x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
+    diagonal = mean[0] + mean[3] > mean[1] + mean[2]  # greens at (0, 0) and (1, 1) of the grid
+    diagonal ^= bool((int(x0) + int(y0)) % 2)          # ... of the file
+    return float(mean.max() / mean.min()), ("GRBG or GBRG" if diagonal else "RGGB or BGGR")

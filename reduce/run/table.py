@@ -230,9 +230,10 @@ def stars_radec(ref, n: int):
     if ref.wcs is None:
         return None
     try:
-        x0, _, y0, _ = (0, None, 0, None) if ref.computed.get("cfa") else ref.computed.get("trim", (0, None, 0, None))
-        xy = np.asarray(ref.sources.coords[:n], float)  # BayerBin moved the WCS to its grid
-        c = ref.wcs.pixel_to_world(xy[:, 0] + x0, xy[:, 1] + y0)
+        from ..blocks.bayer import grid_to_wcs
+
+        xy = np.asarray(ref.sources.coords[:n], float)
+        c = ref.wcs.pixel_to_world(*grid_to_wcs(ref, xy[:, 0], xy[:, 1]))  # Trim sliced the WCS
         return np.column_stack([c.ra.deg, c.dec.deg])
     except Exception as e:  # a broken WCS leaves RA/Dec out, never the product
         log.debug("star RA/Dec not computed: %s", e)

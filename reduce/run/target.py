@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..blocks.bayer import file_to_grid, grid_scale, grid_to_file
+from ..blocks.bayer import file_to_grid, grid_scale, grid_to_file, wcs_to_grid
 from ..model.errors import ReduceError
 
 __all__ = ["select_target", "resolve_target", "place_pixel_target", "target_frame", "trim_origin",
@@ -222,10 +222,8 @@ def _sky_to_pixel(ref, ra, dec):
     from astropy.coordinates import SkyCoord
 
     x, y = ref.wcs.world_to_pixel(SkyCoord(ra * u.deg, dec * u.deg))
-    if ref.computed.get("cfa"):  # BayerBin moved the WCS to the superpixel grid
-        return float(x), float(y)
-    x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
-    return float(x) - x0, float(y) - y0
+    gx, gy = wcs_to_grid(ref, x, y)  # the WCS is on the trimmed file pixels (Trim slices it)
+    return float(gx), float(gy)
 
 
 def _source_near(ref, x, y, what: str) -> int:

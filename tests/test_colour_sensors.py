@@ -1,0 +1,280 @@
+"""Issue 18 item 6: colour (CFA, Bayer) sensors are measured on 2x2 superpixels by default, or on
+one channel when asked; positions stay in the file's pixels; the products and the AAVSO export
+say what was measured.
+
+The mosaic nights are simulated nights whose light frames are multiplied by a 2x2 channel
+response (R 0.8, G 1, B 0.7: the sky and stars as a colour sensor records them) and carry
+``BAYERPAT``; the score is that of ``tests/test_hostile_nights.py`` with the aperture radius in
+file pixels (the noise floor is the simulator's, for the unmultiplied night: the channel weights
+cost ~1 % of it).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from reduce.algorithms import bayer as cfa
+from reduce.blocks import BayerBin, Trim
+from reduce.blocks.bayer import file_to_grid, grid_to_file
+from reduce.model.image import Image, PixelFlag
+from reduce.simulations import noise_floor, simulate_night
+from reduce.simulations.truth import positions
+from tests.cli.test_run import DEFAULT, outputs, run_cli
+from tests.test_hostile_nights import _frame_index, annulus_pixels, measured_frames
+
+PANOPTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "panoptes_kic8462852"
+RESPONSE = {"R": 0.8, "G": 1.0, "B": 0.7}
+
+
+def mosaic_night(dest: Path, pattern="GRBG", keyword=True, **options) -> dict:
+    """A simulated night (no calibration frames) recorded through a 2x2 colour-filter pattern."""
+    truth = simulate_night(dest, signal="sine", calibration=False, **options)
+    for name in truth["frames"]["file"]:
+        with fits.open(dest / name, mode="update") as hdul:
+            data = hdul[0].data.astype(float)
+            for i, c in enumerate(pattern):
+                data[i // 2::2, i % 2::2] *= RESPONSE[c]
+            hdul[0].data = np.round(data).astype(hdul[0].data.dtype)
+            if keyword:
+                hdul[0].header["BAYERPAT"] = pattern
+    return truth
+
+
+def score(out: Path, truth: dict) -> dict:
+    """Frames measured and residual RMS / noise floor (radius in file pixels: CFABIN x measured)."""
+    files = outputs(out)
+    table = Table.read(files[".csv"])
+    prov = json.loads(files[".json"].read_text())
+    header = fits.getheader(files[".fits"])
+    flux = np.asarray(table["flux"], float)
+    ok = (np.asarray(table["flag"]) == 0) & np.isfinite(flux)
+    index = _frame_index(table, truth)
+    resid = flux[ok] / np.asarray(truth["dflux"])[index[ok]]
+    resid /= np.median(resid)
+    radius = prov["aperture"]["radius_px"] * header.get("CFABIN", 1)
+    fwhm = float(np.nanmedian(np.asarray(table["fwhm"], float)))
+    floor = noise_floor(measured_frames(truth, index[ok]), radius,
+                        annulus_px=annulus_pixels(truth, fwhm))
+    return {"table": table, "prov": prov, "header": header, "measured": int(ok.sum()),
+            "ratio": float(np.std(resid)) / floor, "index": index, "fwhm": fwhm}
+
+
+# ---- the pattern, from headers ----
+
+@pytest.mark.parametrize("cards, expected", [
+    ({"BAYERPAT": "GRBG"}, ("GRBG", "BAYERPAT")),
+    ({"COLORTYP": "rggb"}, ("RGGB", "COLORTYP")),
+    ({"FILTER": "RGGB    "}, ("RGGB", "FILTER")),
+    ({"BAYERPAT": "RGGB", "XBAYROFF": 1}, ("GRBG", "BAYERPAT")),
+    ({"BAYERPAT": "RGGB", "YBAYROFF": 1}, ("GBRG", "BAYERPAT")),
+    ({"FILTER": "V"}, None),
+    ({}, None),
+])
+def test_pattern_from_header(cards, expected):
+    assert cfa.pattern_from_header(fits.Header(cards)) == expected
+
+
+def test_panoptes_dslr_frames_are_recognised_as_rggb_and_binned():
+    if not PANOPTES.is_dir():
+        pytest.skip(f"{PANOPTES} is absent (the shared real frames)")
+    from reduce.io.fitsimage import FITSImage
+
+    for name in ("unsolved.fits", "solved.fits.fz"):
+        image = FITSImage(PANOPTES / name)
+        raw = image.data.astype(np.float64).copy()
+        BayerBin().run(image)
+        info = image.computed["cfa"]
+        assert (info["pattern"], info["source"], info["mode"]) == ("RGGB", "FILTER", "superpixel")
+        assert image.data.shape == (350, 350)
+        assert image.data.sum(dtype=np.float64) == pytest.approx(raw.sum(), rel=1e-6)
+
+
+def test_panoptes_wcs_maps_superpixels_after_an_odd_trim():
+    if not PANOPTES.is_dir():
+        pytest.skip(f"{PANOPTES} is absent (the shared real frames)")
+    import warnings
+
+    from reduce.blocks.bayer import grid_to_wcs, wcs_to_grid
+    from reduce.io.fitsimage import FITSImage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image = FITSImage(PANOPTES / "solved.fits.fz")
+        file_wcs = image.wcs
+        Trim(margin=3).run(image)
+        BayerBin().run(image)
+        fx, fy = grid_to_file(image, 10.0, 20.0)
+        assert (fx, fy) == (24.5, 44.5)  # cells start at file pixel 4: the pattern's phase
+        sky = file_wcs.pixel_to_world(fx, fy)
+        assert sky.separation(image.wcs.pixel_to_world(*grid_to_wcs(image, 10.0, 20.0))).arcsec < 1e-6
+        gx, gy = wcs_to_grid(image, *image.wcs.world_to_pixel(sky))
+    assert (gx, gy) == (pytest.approx(10.0, abs=1e-5), pytest.approx(20.0, abs=1e-5))
+
+
+# ---- the block ----
+
+def _frame(pattern="RGGB", shape=(8, 10)):
+    data = np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape)
+    return Image(data=data.copy(), header=fits.Header({"BAYERPAT": pattern}), read_noise=5.0), data
+
+
+def test_superpixel_is_the_sum_of_each_cell_and_saturation_follows():
+    image, raw = _frame()
+    mask = np.zeros(raw.shape, np.uint8)
+    mask[3, 5] = PixelFlag.SATURATED  # one raw pixel of the cell (x 4-5, y 2-3)
+    image.set_mask(mask)
+    BayerBin().run(image)
+    assert image.data.shape == (4, 5)
+    assert image.data[1, 2] == raw[2:4, 4:6].sum()
+    sat = image.bad_pixels(PixelFlag.SATURATED)
+    assert sat[1, 2] and sat.sum() == 1
+    assert image.read_noise == pytest.approx(10.0)  # 4 pixels' read noise
+
+
+def test_green_channel_sums_both_greens_and_red_keeps_one_pixel():
+    image, raw = _frame("GRBG")
+    BayerBin(channel="G").run(image)
+    assert image.data[0, 0] == raw[0, 0] + raw[1, 1]
+    image, raw = _frame("GRBG")
+    BayerBin(channel="r").run(image)
+    assert image.data[1, 1] == raw[2, 3] and image.computed["cfa"]["mode"] == "R"
+
+
+def test_odd_trim_keeps_the_patterns_phase():
+    image, raw = _frame("RGGB")
+    Trim(margin=1).run(image)  # trimmed pixel 0 is file pixel 1: a green of the first row
+    BayerBin(channel="R").run(image)
+    assert image.computed["cfa"]["start"] == [2, 2]
+    assert image.data[0, 0] == raw[2, 2]  # a red pixel, not the green at file pixel (1, 1)
+    assert tuple(grid_to_file(image, 0, 0)) == (2.5, 2.5)
+    assert tuple(file_to_grid(image, 2.5, 2.5)) == (0.0, 0.0)
+
+
+def test_monochrome_frames_pass_through_unchanged():
+    image = Image(data=np.ones((6, 6), np.float32), header=fits.Header({"FILTER": "V"}))
+    before = image.data
+    BayerBin().run(image)
+    assert image.data is before and "cfa" not in image.computed
+
+
+def test_config_bayer_keys(tmp_path):
+    from reduce.config import load_config
+    from reduce.model.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text("default:\n  bayer: rggb\n  bayer_channel: g\n")
+    inst = load_config(path).default
+    assert (inst.bayer, inst.bayer_channel) == ("RGGB", "G")
+    image = Image(data=np.ones((4, 4), np.float32), header=fits.Header(), instrument=inst)
+    BayerBin().run(image)
+    assert image.computed["cfa"]["source"] == "config bayer" and image.data.shape == (2, 2)
+    path.write_text("default:\n  bayer: none\n")
+    image = Image(data=np.ones((4, 4), np.float32), header=fits.Header({"BAYERPAT": "RGGB"}),
+                  instrument=load_config(path).default)
+    BayerBin().run(image)
+    assert image.data.shape == (4, 4)
+    path.write_text("default:\n  bayer: RGBG\n")
+    with pytest.raises(ConfigError, match="RGGB"):
+        load_config(path)
+
+
+def test_aavso_band_of_colour_frames():
+    from reduce.lightcurve.exports import cfa_band
+    from reduce.model.errors import ReduceError
+
+    image, _ = _frame()
+    assert cfa_band(image) is None  # not binned yet: nothing says colour
+    BayerBin(channel="G").run(image)
+    assert cfa_band(image) == "TG"
+    image, _ = _frame()
+    BayerBin().run(image)
+    with pytest.raises(ReduceError, match="bayer_channel: G"):
+        cfa_band(image)
+
+
+# ---- whole nights ----
+
+@pytest.fixture(scope="module")
+def smart_telescope_night(tmp_path_factory):
+    """A colour smart-telescope night: GRBG mosaic, FWHM ~2 raw px, a 30 px alt-az jump."""
+    dest = tmp_path_factory.mktemp("cfa") / "night"
+    return dest, mosaic_night(dest, n_images=40, size=300, fwhm=2.0, jump=30.0, seed=3)
+
+
+def test_colour_night_reduces_by_default_on_superpixels_at_the_floor(smart_telescope_night, tmp_path):
+    night, truth = smart_telescope_night
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night, "-o", out, "-q") == 0
+    s = score(out, truth)
+    n = truth["parameters"]["n_images"]
+    detail = f"{s['measured']}/{n} measured, {s['ratio']:.3f} x floor, flagged {s['prov'].get('flagged')}"
+    assert s["measured"] >= 0.99 * n, detail
+    assert s["ratio"] <= 1.10, detail
+    assert not np.any(np.asarray(s["table"]["flag"]) & 32), detail  # no CENTROID_RAN_AWAY
+    h = s["header"]
+    assert (h["BAYERPAT"], h["CFAMODE"], h["CFABIN"]) == ("GRBG", "superpixel", 2)
+    assert s["prov"]["extra"]["colour_sensor"]["pattern"] == "GRBG"
+    # positions in the file's pixels: the table's x, y follow the truth within a raw pixel
+    x, y = positions(truth)
+    t = truth["target"]
+    dx = np.asarray(s["table"]["x"], float) - x[t, s["index"]]
+    dy = np.asarray(s["table"]["y"], float) - y[t, s["index"]]
+    assert np.nanmax(np.abs(dx)) < 1.0 and np.nanmax(np.abs(dy)) < 1.0
+    assert 1.5 < s["fwhm"] < 3.0  # in raw pixels, as the simulator drew them
+
+
+def test_pixel_target_on_a_colour_night_is_in_file_pixels(smart_telescope_night, tmp_path):
+    night, truth = smart_telescope_night
+    x, y = positions(truth)
+    star = int(np.argsort(truth["stars"]["flux"])[-3])  # not the default target
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night, "-o", out, "-q", "--target",
+                   f"{x[star, 0]:.1f},{y[star, 0]:.1f}") in (0, 3)
+    files = outputs(out)
+    prov = json.loads(files[".json"].read_text())
+    assert prov["target"]["snapped"] is not None
+    table = Table.read(files[".csv"])
+    index = _frame_index(table, truth)
+    assert np.nanmedian(np.hypot(np.asarray(table["x"]) - x[star, index],
+                                 np.asarray(table["y"]) - y[star, index])) < 0.5
+
+
+def test_green_channel_from_the_config_and_its_aavso_band(smart_telescope_night, tmp_path):
+    night, truth = smart_telescope_night
+    config = tmp_path / "c.yaml"
+    config.write_text("default:\n  bayer_channel: G\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(Path(DEFAULT).read_text().replace(
+        "outputs: {csv: true", "outputs: {aavso: {obscode: XYZ}, csv: true"))
+    out = tmp_path / "out"
+    assert run_cli("run", recipe, night, "-o", out, "-q", "--config", config) == 0
+    files = outputs(out)
+    assert fits.getheader(files[".fits"])["CFAMODE"] == "G"
+    lines = (out / (files[".csv"].stem + "_aavso.txt")).read_text().splitlines()
+    assert lines[-1].split(",")[4] == "TG"
+
+
+def test_superpixels_refuse_an_aavso_band(smart_telescope_night, tmp_path):
+    night, _ = smart_telescope_night
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(Path(DEFAULT).read_text().replace(
+        "outputs: {csv: true", "outputs: {aavso: {obscode: XYZ}, csv: true"))
+    summary = tmp_path / "s.json"
+    assert run_cli("run", recipe, night, "-o", tmp_path / "out", "-q", "--summary-json", summary) != 0
+    assert "bayer_channel: G" in summary.read_text()
+
+
+def test_a_mosaic_without_keyword_is_warned_about(tmp_path):
+    night = tmp_path / "night"
+    truth = mosaic_night(night, pattern="RGGB", keyword=False, n_images=3, size=200, n_stars=25,
+                         fwhm=2.5, seed=5)
+    summary = tmp_path / "s.json"
+    run_cli("run", DEFAULT, night, "-o", tmp_path / "out", "-q", "--summary-json", summary)
+    text = summary.read_text()
+    assert "looks_like_colour_sensor" in text and "RGGB or BGGR" in text and "bayer:" in text
+    assert truth["parameters"]["n_images"] == 3
