@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["PATTERNS", "CHANNELS", "MODES", "normalise_pattern", "shift_pattern", "pattern_from_header",
-           "channel_offsets", "bin_superpixels", "bin_mask", "lattice_fractions"]
+           "channel_offsets", "bin_superpixels", "bin_mask", "lattice_fractions", "channel_balance",
+           "cell_weights"]
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 CHANNELS = ("R", "G", "B")
@@ -75,11 +76,14 @@ def _cells(shape, x0: int, y0: int) -> tuple[slice, slice, int, int]:
     return slice(y0, y0 + 2 * ny), slice(x0, x0 + 2 * nx), ny, nx
 
 
-def bin_superpixels(data: np.ndarray, x0: int, y0: int, offsets=None) -> np.ndarray:
+def bin_superpixels(data: np.ndarray, x0: int, y0: int, offsets=None, weights=None) -> np.ndarray:
     """Sum of each 2x2 cell starting at (x0, y0) (float32); only the ``offsets`` pixels of the
-    cell when given (a channel)."""
+    cell when given (a channel); each pixel times ``weights[dy, dx]`` (2x2) when given."""
     rows, cols, ny, nx = _cells(data.shape, x0, y0)
     cells = np.asarray(data[rows, cols], np.float32).reshape(ny, 2, nx, 2)
+    if offsets is None and weights is not None:
+        w = np.asarray(weights, np.float32).reshape(1, 2, 1, 2)
+        return (cells * w).sum(axis=(1, 3), dtype=np.float32)
     if offsets is None:
         return cells.sum(axis=(1, 3), dtype=np.float32)
     out = np.zeros((ny, nx), np.float32)
@@ -119,3 +123,79 @@ def lattice_fractions(data: np.ndarray, xy: np.ndarray, sky: float, half: int = 
         if np.isfinite(total) and total > 0:
             out[k] = parts / total
     return out
+
+
+def cell_weights(pattern: str, balance: dict) -> np.ndarray:
+    """2x2 weights [dy, dx] of a cell of ``pattern`` from per-channel ``balance`` (R, G, B)."""
+    return np.array([[balance[pattern[0]], balance[pattern[1]]], [balance[pattern[2]], balance[pattern[3]]]], float)
+
+
+def channel_balance(data: np.ndarray, xy, pattern: str, x0: int, y0: int, half: int = 4,
+                    min_stars: int = 5) -> dict | None:
+    """{'R': .., 'G': 1, 'B': ..}: the factors that give red and blue pixels the response of the
+    green ones to the stars at ``xy`` (in ``data``'s pixels, whose cells of ``pattern`` start at
+    (x0, y0)); None with fewer than ``min_stars`` usable stars.
+
+    An undersampled star puts more or less than a quarter of its light on each sub-lattice of
+    the 2x2 cells depending on where it falls, but for a separable PSF the fractions obey
+    f00 f11 = f01 f10 whatever the position: log(L_R L_B / (L_G L_G')) of the light each
+    sub-lattice receives is log(r_R r_B / r_G^2) for every star, and log(L_R / L_B) is
+    log(r_R / r_B) on average over positions. Their medians over the stars give r_R and r_B
+    (each star's sky taken per sub-lattice around it).
+    """
+    k = pattern.index("R")
+    rx, ry = x0 + k % 2, y0 + k // 2  # a red pixel
+    a, b, phase = [], [], []
+    for x, y in np.asarray(xy, float):
+        light = _cell_light(data, x, y, pattern, x0, y0, half)
+        if light is None:
+            continue
+        a.append(np.log(light["R"] * light["B"] / (light["G"][0] * light["G"][1])))
+        b.append(np.log(light["R"] / light["B"]))
+        phase.append((np.cos(np.pi * (x - rx)), np.cos(np.pi * (y - ry))))
+    if len(a) < min_stars:
+        return None
+    A, B = float(np.median(a)), _phase_free(np.asarray(b), np.asarray(phase))
+    return {"R": float(np.exp(-(A + B) / 2)), "G": 1.0, "B": float(np.exp(-(A - B) / 2))}
+
+
+def _phase_free(b: np.ndarray, phase: np.ndarray) -> float:
+    """log(r_R / r_B) from each star's log(L_R / L_B): the intercept of a fit on the cosines of
+    its distances to a red column and row (a star on a red pixel puts more light there), robust
+    to one outlier in ten; the median with fewer than 8 stars."""
+    if len(b) < 8:
+        return float(np.median(b))
+    design = np.column_stack([np.ones(len(b)), phase])
+    keep = np.ones(len(b), bool)
+    for _ in range(2):  # fit, drop what lies beyond 3 robust sigmas, fit again
+        coef = np.linalg.lstsq(design[keep], b[keep], rcond=None)[0]
+        resid = b - design @ coef
+        mad = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        keep = np.abs(resid) <= max(3 * mad, 1e-6)
+        if keep.sum() < 8:
+            return float(np.median(b))
+    return float(np.linalg.lstsq(design[keep], b[keep], rcond=None)[0][0])
+
+
+def _cell_light(data, x, y, pattern: str, x0: int, y0: int, half: int) -> dict | None:
+    """Sky-subtracted light of a star on each sub-lattice of a 2x2-pixel box around (x, y)
+    ({'R': .., 'G': [.., ..], 'B': ..}); None near an edge or when one is not positive."""
+    h, w = data.shape
+    i0, j0 = int(round(y)) - half, int(round(x)) - half
+    if i0 - 4 < 0 or j0 - 4 < 0 or i0 + 2 * half + 4 > h or j0 + 2 * half + 4 > w:
+        return None
+    big = np.asarray(data[i0 - 4:i0 + 2 * half + 4, j0 - 4:j0 + 2 * half + 4], float)
+    ring = np.ones(big.shape, bool)  # the sky: 4 px around the star's box
+    ring[4:4 + 2 * half, 4:4 + 2 * half] = False
+    light = {"G": []}
+    for k, c in enumerate(pattern):
+        sl = (slice((y0 + k // 2 - (i0 - 4)) % 2, None, 2), slice((x0 + k % 2 - (j0 - 4)) % 2, None, 2))
+        sub, sky = big[sl], ring[sl]
+        total = float((sub[~sky] - np.median(sub[sky])).sum())
+        if not np.isfinite(total) or total <= 0:
+            return None
+        if c == "G":
+            light["G"].append(total)
+        else:
+            light[c] = total
+    return light

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["with_bayer_block", "note_colour", "cfa_record", "mosaic_evidence"]
+__all__ = ["with_bayer_block", "note_colour", "cfa_record", "mosaic_evidence", "balance_colour"]
 
 log = logging.getLogger("reduce.run")
 
@@ -33,6 +33,39 @@ def with_bayer_block(blocks: list, n_calibration: int) -> list:
     return [*blocks[:n_calibration], BayerBin(), *blocks[n_calibration:]]
 
 
+def balance_colour(blocks: list, ref, loader):
+    """The reference measured again with the BayerBin of ``blocks`` weighing each channel so its
+    pixels carry the green pixels' share of a star's light (:func:`channel_balance` on the
+    reference's calibrated mosaic); ``ref`` itself when that does not apply or cannot be measured."""
+    from ..algorithms.bayer import channel_balance
+    from ..blocks.bayer import BayerBin, grid_to_file
+    from ..core.sequence import run_frame
+    from .reference import _prepare
+
+    info = ref.computed.get("cfa")
+    block = next((b for b in blocks if isinstance(b, BayerBin)), None)
+    if not info or info["mode"] != "superpixel" or block is None or not block.auto_balance:
+        return ref
+    mosaic = run_frame(blocks[:blocks.index(block)], ref.path, loader)
+    if mosaic.flags or mosaic.data is None:
+        return ref
+    s = ref.sources
+    keep = np.flatnonzero(~np.asarray(s.saturated, bool))[:50]
+    x0, _, y0, _ = mosaic.computed.get("trim", (0, None, 0, None))
+    fx, fy = grid_to_file(ref, s.x[keep], s.y[keep])
+    sx, sy = info["start"]
+    balance = channel_balance(mosaic.data, np.column_stack([fx - x0, fy - y0]), info["pattern"],
+                              sx - x0, sy - y0)
+    if balance is None or not all(np.isfinite(v) and 0.2 < v < 5 for v in balance.values()):
+        return ref
+    block.balance = balance
+    again = _prepare(blocks, ref.path, loader)
+    if again is None:
+        block.balance = None
+        return ref
+    return again
+
+
 def cfa_record(ref) -> dict | None:
     """What the provenance says about a colour frame (pattern, keyword, mode, grid), or None."""
     info = ref.computed.get("cfa")
@@ -48,6 +81,10 @@ def note_colour(ref, name: str, warnings: list) -> None:
     if info:
         what = ("2x2 superpixels (the sum of R, G, G and B)" if info["mode"] == "superpixel"
                 else f"the {info['mode']} channel" + (" (both greens summed)" if info["mode"] == "G" else ""))
+        if info.get("balance"):
+            b = info["balance"]
+            what += (f", red pixels x{b['R']:.3f} and blue x{b['B']:.3f} so each carries a green "
+                     "pixel's share of a star's light (measured on the reference's stars)")
         log.info("%s: colour sensor (pattern %s at file pixel 0,0, from %s): measured on %s, after "
                  "calibration on the raw mosaic; positions are given in file pixels", name,
                  info["pattern"], info["source"], what)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..model.errors import ClusterUnavailable, ReduceError
 from ..model.flags import Flag
-from .colour import note_colour, with_bayer_block
+from .colour import balance_colour, note_colour, with_bayer_block
 from .outputs import discard_figures, submit_figures, write_outputs
 from .reference import choose_reference, fill_pointing, psf_like_reference, quick_detection
 from .plan import GroupPlan
@@ -101,6 +101,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
     pre = with_bayer_block(build_blocks(spec, REFERENCE_SECTIONS, **runtime), len(spec.sections["calibration"]))
     _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
+    ref = balance_colour(pre, ref, loader)
     result.reference = ref.path
     note_colour(ref, plan.name, result.warnings)
     fill_pointing(ref, plan.group)
