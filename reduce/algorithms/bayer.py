@@ -131,7 +131,7 @@ def cell_weights(pattern: str, balance: dict) -> np.ndarray:
 
 
 def channel_balance(data: np.ndarray, xy, pattern: str, x0: int, y0: int, half: int = 4,
-                    min_stars: int = 5) -> dict | None:
+                    min_stars: int = 5, gain: float = 1.0) -> dict | None:
     """{'R': .., 'G': 1, 'B': ..}: the factors that give red and blue pixels the response of the
     green ones to the stars at ``xy`` (in ``data``'s pixels, whose cells of ``pattern`` start at
     (x0, y0)); None with fewer than ``min_stars`` usable stars.
@@ -140,46 +140,75 @@ def channel_balance(data: np.ndarray, xy, pattern: str, x0: int, y0: int, half: 
     the 2x2 cells depending on where it falls, but for a separable PSF the fractions obey
     f00 f11 = f01 f10 whatever the position: log(L_R L_B / (L_G L_G')) of the light each
     sub-lattice receives is log(r_R r_B / r_G^2) for every star, and log(L_R / L_B) is
-    log(r_R / r_B) on average over positions. Their medians over the stars give r_R and r_B
-    (each star's sky taken per sub-lattice around it).
+    log(r_R / r_B) plus the share of the star's light on red columns and rows, which the two
+    greens' ratio measures free of colour (fitted on the cosines of the distances to a red
+    column and row). Medians over the stars give r_R and r_B (each star's sky taken per
+    sub-lattice around it). That fit says how much the light moves between sub-lattices: ``modulation`` is the relative RMS, over
+    positions, of a plain sum of the cell that this causes, ``noise`` a star's relative noise
+    (median over the stars, in a box of ``2 half`` px, ``gain`` e-/ADU).
     """
     k = pattern.index("R")
     rx, ry = x0 + k % 2, y0 + k // 2  # a red pixel
-    a, b, phase = [], [], []
+    greens = [i for i, c in enumerate(pattern) if c == "G"]
+    beside = 0 if greens[0] // 2 == k // 2 else 1  # the green in the red pixel's row
+    a, b, g, phase, noise = [], [], [], [], []
     for x, y in np.asarray(xy, float):
         light = _cell_light(data, x, y, pattern, x0, y0, half)
         if light is None:
             continue
         a.append(np.log(light["R"] * light["B"] / (light["G"][0] * light["G"][1])))
         b.append(np.log(light["R"] / light["B"]))
+        g.append(np.log(light["G"][beside] / light["G"][1 - beside]))
         phase.append((np.cos(np.pi * (x - rx)), np.cos(np.pi * (y - ry))))
+        total = light["R"] + light["B"] + sum(light["G"])
+        noise.append(np.sqrt(4 * half * half * light["sky_var"] + total / gain) / total)
     if len(a) < min_stars:
         return None
-    A, B = float(np.median(a)), _phase_free(np.asarray(b), np.asarray(phase))
-    return {"R": float(np.exp(-(A + B) / 2)), "G": 1.0, "B": float(np.exp(-(A - B) / 2))}
+    A, phase = float(np.median(a)), np.asarray(phase)
+    # the greens differ only by where the star falls: log(G beside / G below) = -u + v, where
+    # log(L_R / L_B) = log(r_R / r_B) + u + v (u, v: the column and row shares, ~ cosines)
+    _, (gx, gy) = _robust_fit(np.asarray(g), phase)
+    slopes = (-gx, gy)
+    B = float(np.median(np.asarray(b) - phase @ np.asarray(slopes)))
+    r_red, r_blue = np.exp((A + B) / 2), np.exp((A - B) / 2)
+    return {"R": float(1 / r_red), "G": 1.0, "B": float(1 / r_blue),
+            "modulation": _modulation(r_red, r_blue, slopes), "noise": float(np.median(noise))}
 
 
-def _phase_free(b: np.ndarray, phase: np.ndarray) -> float:
-    """log(r_R / r_B) from each star's log(L_R / L_B): the intercept of a fit on the cosines of
-    its distances to a red column and row (a star on a red pixel puts more light there), robust
-    to one outlier in ten; the median with fewer than 8 stars."""
-    if len(b) < 8:
-        return float(np.median(b))
-    design = np.column_stack([np.ones(len(b)), phase])
-    keep = np.ones(len(b), bool)
-    for _ in range(2):  # fit, drop what lies beyond 3 robust sigmas, fit again
-        coef = np.linalg.lstsq(design[keep], b[keep], rcond=None)[0]
-        resid = b - design @ coef
+def _modulation(r_red: float, r_blue: float, slopes) -> float:
+    """Relative RMS over positions in the cell of the plain sum R + G + G' + B of a star whose
+    light on the red sub-lattice columns (rows) is 1/2 + e cos(pi dx), e = slope / 4 (log(L_R /
+    L_B) ~ 4 e cos + ...), with responses r_red, r_blue relative to green."""
+    ex, ey = (abs(float(v)) / 4 for v in slopes)
+    t = (np.arange(16) + 0.5) / 16
+    cx, cy = np.meshgrid(np.cos(np.pi * t), np.cos(np.pi * t))
+    p, q = 0.5 + ex * cx, 0.5 + ey * cy
+    total = r_red * p * q + (1 - p) * q + p * (1 - q) + r_blue * (1 - p) * (1 - q)
+    return float(np.std(total) / np.mean(total))
+
+
+def _robust_fit(values: np.ndarray, phase: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """(intercept, slopes) of ``values`` fitted on the two phase cosines, refitted without what
+    lies beyond 3 robust sigmas; the median and no slope with fewer than 8 stars."""
+    if len(values) < 8:
+        return float(np.median(values)), (0.0, 0.0)
+    design = np.column_stack([np.ones(len(values)), phase])
+    keep = np.ones(len(values), bool)
+    for _ in range(2):
+        coef = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        resid = values - design @ coef
         mad = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
         keep = np.abs(resid) <= max(3 * mad, 1e-6)
         if keep.sum() < 8:
-            return float(np.median(b))
-    return float(np.linalg.lstsq(design[keep], b[keep], rcond=None)[0][0])
+            return float(np.median(values)), (0.0, 0.0)
+    coef = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+    return float(coef[0]), (float(coef[1]), float(coef[2]))
 
 
 def _cell_light(data, x, y, pattern: str, x0: int, y0: int, half: int) -> dict | None:
     """Sky-subtracted light of a star on each sub-lattice of a 2x2-pixel box around (x, y)
-    ({'R': .., 'G': [.., ..], 'B': ..}); None near an edge or when one is not positive."""
+    ({'R': .., 'G': [.., ..], 'B': .., 'sky_var': mean sky variance per pixel}); None near an
+    edge or when one is not positive."""
     h, w = data.shape
     i0, j0 = int(round(y)) - half, int(round(x)) - half
     if i0 - 4 < 0 or j0 - 4 < 0 or i0 + 2 * half + 4 > h or j0 + 2 * half + 4 > w:
@@ -187,10 +216,11 @@ def _cell_light(data, x, y, pattern: str, x0: int, y0: int, half: int) -> dict |
     big = np.asarray(data[i0 - 4:i0 + 2 * half + 4, j0 - 4:j0 + 2 * half + 4], float)
     ring = np.ones(big.shape, bool)  # the sky: 4 px around the star's box
     ring[4:4 + 2 * half, 4:4 + 2 * half] = False
-    light = {"G": []}
+    light = {"G": [], "sky_var": 0.0}
     for k, c in enumerate(pattern):
         sl = (slice((y0 + k // 2 - (i0 - 4)) % 2, None, 2), slice((x0 + k % 2 - (j0 - 4)) % 2, None, 2))
         sub, sky = big[sl], ring[sl]
+        light["sky_var"] += float(np.var(sub[sky])) / 4
         total = float((sub[~sky] - np.median(sub[sky])).sum())
         if not np.isfinite(total) or total <= 0:
             return None
@@ -199,3 +229,17 @@ def _cell_light(data, x, y, pattern: str, x0: int, y0: int, half: int) -> dict |
         else:
             light[c] = total
     return light
+
+
+def equalise_cells(flat: np.ndarray) -> np.ndarray:
+    """``flat`` with each of its four 2x2 sub-lattices (file pixels: even/odd x and y) divided by
+    its own median: a colour sensor's master flat then corrects pixel to pixel and vignetting
+    without giving red and blue pixels the green ones' level (which amplifies their noise)."""
+    out = np.array(flat, np.float32, copy=True)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            cell = out[dy::2, dx::2]
+            lit = cell[np.isfinite(cell) & (cell > 0)]
+            if lit.size:
+                cell /= np.float32(np.median(lit))
+    return out

@@ -22,6 +22,11 @@ log = logging.getLogger("reduce.run")
 MOSAIC_RATIO = 1.35
 MOSAIC_MIN_STARS = 8
 
+#: superpixels reweigh red and blue pixels (BayerBin's balance) when the stars' flux moves with
+#: their place in the 2x2 cell by more than this fraction of their noise: above it the movement
+#: costs more than the ~4 % of signal-to-noise that reweighting costs (0.3^2 = 9 % in variance)
+BALANCE_WHEN = 0.3
+
 
 def with_bayer_block(blocks: list, n_calibration: int) -> list:
     """``blocks`` (the reference chain) with a BayerBin after the calibration section's blocks
@@ -54,9 +59,18 @@ def balance_colour(blocks: list, ref, loader):
     x0, _, y0, _ = mosaic.computed.get("trim", (0, None, 0, None))
     fx, fy = grid_to_file(ref, s.x[keep], s.y[keep])
     sx, sy = info["start"]
-    balance = channel_balance(mosaic.data, np.column_stack([fx - x0, fy - y0]), info["pattern"],
-                              sx - x0, sy - y0)
-    if balance is None or not all(np.isfinite(v) and 0.2 < v < 5 for v in balance.values()):
+    gain = ref.gain if ref.gain is not None and np.isfinite(ref.gain) and ref.gain > 0 else 1.0
+    found = channel_balance(mosaic.data, np.column_stack([fx - x0, fy - y0]), info["pattern"],
+                            sx - x0, sy - y0, gain=float(gain))
+    if found is None:
+        return ref
+    balance = {c: found[c] for c in "RGB"}
+    if not all(np.isfinite(v) and 0.2 < v < 5 for v in balance.values()):
+        return ref
+    if not found["modulation"] > BALANCE_WHEN * found["noise"]:
+        log.info("colour sensor: the stars are sampled well enough for a plain superpixel sum (their "
+                 "flux moves by %.2f %% with their place in the 2x2 cell, %.2f %% noise): red and "
+                 "blue pixels are not reweighted", 100 * found["modulation"], 100 * found["noise"])
         return ref
     block.balance = balance
     again = _prepare(blocks, ref.path, loader)
@@ -84,7 +98,7 @@ def note_colour(ref, name: str, warnings: list) -> None:
         if info.get("balance"):
             b = info["balance"]
             what += (f", red pixels x{b['R']:.3f} and blue x{b['B']:.3f} so each carries a green "
-                     "pixel's share of a star's light (measured on the reference's stars)")
+                     "pixel's share of a star's light (undersampled stars; measured on the reference's stars)")
         log.info("%s: colour sensor (pattern %s at file pixel 0,0, from %s): measured on %s, after "
                  "calibration on the raw mosaic; positions are given in file pixels", name,
                  info["pattern"], info["source"], what)
