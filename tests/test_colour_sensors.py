@@ -2,11 +2,11 @@
 one channel when asked; positions stay in the file's pixels; the products and the AAVSO export
 say what was measured.
 
-The mosaic nights are simulated nights whose light frames are multiplied by a 2x2 channel
-response (R 0.8, G 1, B 0.7: the sky and stars as a colour sensor records them) and carry
-``BAYERPAT``; the score is that of ``tests/test_hostile_nights.py`` with the aperture radius in
-file pixels (the noise floor is the simulator's, for the unmultiplied night: the channel weights
-cost ~1 % of it).
+The smart-telescope night is the simulator's (``bayer='GRBG'``: R 0.6, G 1, B 0.5 tinted by each
+star's colour, a reddish sky, white flats), scored as ``tests/test_hostile_nights.py`` scores its
+nights, against ``noise_floor(..., superpixel=2)``. The undersampled night of uniform colour is a
+simulated night whose light frames are multiplied by a 2x2 channel response (R 0.8, G 1, B 0.7)
+and carry ``BAYERPAT`` (its floor is the unmultiplied night's: the weights cost ~1 % of it).
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def mosaic_night(dest: Path, pattern="GRBG", keyword=True, **options) -> dict:
 
 
 def score(out: Path, truth: dict) -> dict:
-    """Frames measured and residual RMS / noise floor (radius in file pixels: CFABIN x measured)."""
+    """Frames measured and residual RMS / noise floor (on superpixels when the simulator made a
+    mosaic, else at the radius in file pixels: CFABIN x measured)."""
     files = outputs(out)
     table = Table.read(files[".csv"])
     prov = json.loads(files[".json"].read_text())
@@ -56,10 +57,14 @@ def score(out: Path, truth: dict) -> dict:
     index = _frame_index(table, truth)
     resid = flux[ok] / np.asarray(truth["dflux"])[index[ok]]
     resid /= np.median(resid)
-    radius = prov["aperture"]["radius_px"] * header.get("CFABIN", 1)
+    k = int(header.get("CFABIN", 1))
     fwhm = float(np.nanmedian(np.asarray(table["fwhm"], float)))
-    floor = noise_floor(measured_frames(truth, index[ok]), radius,
-                        annulus_px=annulus_pixels(truth, fwhm))
+    annulus = annulus_pixels(truth, fwhm)  # raw pixels, the table's FWHM being in file pixels
+    kept = measured_frames(truth, index[ok])
+    if "bayer" in truth["parameters"]:
+        floor = noise_floor(kept, prov["aperture"]["radius_px"], annulus_px=annulus / k ** 2, superpixel=k)
+    else:
+        floor = noise_floor(kept, prov["aperture"]["radius_px"] * k, annulus_px=annulus)
     return {"table": table, "prov": prov, "header": header, "measured": int(ok.sum()),
             "ratio": float(np.std(resid)) / floor, "index": index, "fwhm": fwhm}
 
@@ -225,9 +230,10 @@ def test_aavso_band_of_colour_frames():
 
 @pytest.fixture(scope="module")
 def smart_telescope_night(tmp_path_factory):
-    """A colour smart-telescope night: GRBG mosaic, FWHM ~2 raw px, a 30 px alt-az jump."""
+    """A colour smart-telescope night: GRBG mosaic, 10 s, FWHM ~2 raw px, a 30 px alt-az jump."""
     dest = tmp_path_factory.mktemp("cfa") / "night"
-    return dest, mosaic_night(dest, n_images=40, size=300, fwhm=2.0, jump=30.0, seed=3)
+    return dest, simulate_night(dest, n_images=40, size=300, fwhm=2.0, jump=30.0, seed=3, bayer="GRBG",
+                                exptime=10.0, signal="sine")
 
 
 def test_colour_night_reduces_by_default_on_superpixels_at_the_floor(smart_telescope_night, tmp_path):
@@ -250,6 +256,20 @@ def test_colour_night_reduces_by_default_on_superpixels_at_the_floor(smart_teles
     dy = np.asarray(s["table"]["y"], float) - y[t, s["index"]]
     assert np.nanmax(np.abs(dx)) < 1.0 and np.nanmax(np.abs(dy)) < 1.0
     assert 1.5 < s["fwhm"] < 3.0  # in raw pixels, as the simulator drew them
+
+
+def test_undersampled_colour_night_without_flats_is_balanced_to_its_floor(tmp_path):
+    """FWHM 1.5 raw px, no calibration frames: a star's plain superpixel sum would change with
+    the colour pixel it falls on (1.70x the floor); the red and blue pixels are weighed to the
+    green ones' response, measured on the reference's stars."""
+    night, out = tmp_path / "night", tmp_path / "out"
+    truth = mosaic_night(night, n_images=50, size=300, fwhm=1.5, jump=30.0, seed=11)
+    assert run_cli("run", DEFAULT, night, "-o", out, "-q") == 0
+    s = score(out, truth)
+    balance = s["prov"]["extra"]["colour_sensor"]["balance"]
+    assert balance["R"] == pytest.approx(1 / RESPONSE["R"], rel=0.05)
+    assert balance["B"] == pytest.approx(1 / RESPONSE["B"], rel=0.05)
+    assert s["measured"] == 50 and s["ratio"] <= 1.10, f"{s['ratio']:.3f} x floor"
 
 
 def test_pixel_target_on_a_colour_night_is_in_file_pixels(smart_telescope_night, tmp_path):

@@ -40,9 +40,8 @@ class BayerBin(Block):
     balance : bool
         Superpixels: let the runner weigh the red and blue pixels so that each channel's pixels
         carry the green pixels' share of a star's light (measured on the reference's stars, the
-        same factors for every frame). Without it, an undersampled star's superpixel flux
-        depends on which colour pixel it falls on (up to ~10 % with 0.7-0.8 R/B responses and a
-        1.5 px FWHM) and changes as it drifts; a flat field equalises the channels already.
+        same factors for every frame) when the stars are undersampled enough that their plain
+        sum depends on which colour pixel they fall on (see :mod:`reduce.run.colour`).
 
     Sets ``image.computed['cfa']`` (pattern, where it came from, channel, first cell) and scales
     the read noise to the pixels summed. The WCS is left on the file's (trimmed) pixels (astropy
