@@ -184,6 +184,28 @@ def test_channel_balance_recovers_the_responses_of_undersampled_stars():
     assert balance["B"] == pytest.approx(1 / 0.5, rel=0.03)
 
 
+def test_colour_flats_are_normalised_per_colour():
+    """A master flat of white light through GRBG (R 0.6, B 0.5) with 10 % vignetting keeps the
+    vignetting but not the colours: each sub-lattice has median 1."""
+    from reduce.blocks import Calibration
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    vignetting = 1 - 0.1 * ((xx - 32) ** 2 + (yy - 32) ** 2) / 32 ** 2
+    response = np.ones((64, 64))
+    for k, c in enumerate("GRBG"):
+        response[k // 2::2, k % 2::2] = {"R": 0.6, "G": 1.0, "B": 0.5}[c]
+    header = fits.Header({"BAYERPAT": "GRBG", "EXPTIME": 1.0})
+    flats = [Image(data=(20000 * vignetting * response).astype(np.float32), header=header, exposure=1.0)
+             for _ in range(3)]
+    cal = Calibration(flats=flats)
+    cal.build()
+    for dy in (0, 1):
+        for dx in (0, 1):
+            cell = cal.master_flat[dy::2, dx::2]
+            assert np.median(cell) == pytest.approx(1.0, abs=1e-6)
+    assert cal.master_flat[32, 32] / cal.master_flat[0, 0] == pytest.approx(1 / 0.8, rel=0.01)
+
+
 def test_monochrome_frames_pass_through_unchanged():
     image = Image(data=np.ones((6, 6), np.float32), header=fits.Header({"FILTER": "V"}))
     before = image.data

@@ -38,7 +38,7 @@ def with_bayer_block(blocks: list, n_calibration: int) -> list:
     return [*blocks[:n_calibration], BayerBin(), *blocks[n_calibration:]]
 
 
-def balance_colour(blocks: list, ref, loader):
+def balance_colour(blocks: list, ref, loader, name: str = ""):
     """The reference measured again with the BayerBin of ``blocks`` weighing each channel so its
     pixels carry the green pixels' share of a star's light (:func:`channel_balance` on the
     reference's calibrated mosaic); ``ref`` itself when that does not apply or cannot be measured."""
@@ -68,9 +68,9 @@ def balance_colour(blocks: list, ref, loader):
     if not all(np.isfinite(v) and 0.2 < v < 5 for v in balance.values()):
         return ref
     if not found["modulation"] > BALANCE_WHEN * found["noise"]:
-        log.info("colour sensor: the stars are sampled well enough for a plain superpixel sum (their "
-                 "flux moves by %.2f %% with their place in the 2x2 cell, %.2f %% noise): red and "
-                 "blue pixels are not reweighted", 100 * found["modulation"], 100 * found["noise"])
+        log.info("%s: colour sensor: the stars are sampled well enough for a plain superpixel sum "
+                 "(their flux moves by %.2f %% with their place in the 2x2 cell, %.2f %% noise): red "
+                 "and blue pixels are not reweighted", name, 100 * found["modulation"], 100 * found["noise"])
         return ref
     block.balance = balance
     again = _prepare(blocks, ref.path, loader)

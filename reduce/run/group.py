@@ -101,7 +101,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
     pre = with_bayer_block(build_blocks(spec, REFERENCE_SECTIONS, **runtime), len(spec.sections["calibration"]))
     _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
-    ref = balance_colour(pre, ref, loader)
+    ref = balance_colour(pre, ref, loader, plan.name)
     result.reference = ref.path
     note_colour(ref, plan.name, result.warnings)
     fill_pointing(ref, plan.group)
