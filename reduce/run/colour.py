@@ -39,22 +39,38 @@ def with_bayer_block(blocks: list, n_calibration: int) -> list:
 
 
 def balance_colour(blocks: list, ref, loader, name: str = ""):
-    """The reference measured again with the BayerBin of ``blocks`` weighing each channel so its
-    pixels carry the green pixels' share of a star's light (:func:`channel_balance` on the
-    reference's calibrated mosaic); ``ref`` itself when that does not apply or cannot be measured."""
-    from ..algorithms.bayer import channel_balance
-    from ..blocks.bayer import BayerBin, grid_to_file
-    from ..core.sequence import run_frame
+    """The reference measured again with the BayerBin of ``blocks`` weighing red and blue pixels
+    to the green ones' response to starlight, when its stars are undersampled enough to need it
+    (:func:`~reduce.algorithms.bayer.channel_balance` on its calibrated mosaic); else ``ref``."""
+    from ..blocks.bayer import BayerBin
     from .reference import _prepare
 
     info = ref.computed.get("cfa")
     block = next((b for b in blocks if isinstance(b, BayerBin)), None)
     if not info or info["mode"] != "superpixel" or block is None or not block.auto_balance:
         return ref
-    mosaic = run_frame(blocks[:blocks.index(block)], ref.path, loader)
-    if mosaic.flags or mosaic.data is None:
+    found = _measure_balance(blocks[:blocks.index(block)], ref, loader)
+    if found is None or not _needs_balance(found, name):
         return ref
-    s = ref.sources
+    block.balance = {c: found[c] for c in "RGB"}
+    again = _prepare(blocks, ref.path, loader)
+    if again is None:
+        block.balance = None
+        return ref
+    return again
+
+
+def _measure_balance(before: list, ref, loader) -> dict | None:
+    """:func:`channel_balance` of the reference's unsaturated stars on its mosaic as calibrated by
+    the ``before`` blocks (those ahead of BayerBin); None when it cannot be measured."""
+    from ..algorithms.bayer import channel_balance
+    from ..blocks.bayer import grid_to_file
+    from ..core.sequence import run_frame
+
+    mosaic = run_frame(before, ref.path, loader)
+    if mosaic.flags or mosaic.data is None:
+        return None
+    s, info = ref.sources, ref.computed["cfa"]
     keep = np.flatnonzero(~np.asarray(s.saturated, bool))[:50]
     x0, _, y0, _ = mosaic.computed.get("trim", (0, None, 0, None))
     fx, fy = grid_to_file(ref, s.x[keep], s.y[keep])
@@ -62,22 +78,20 @@ def balance_colour(blocks: list, ref, loader, name: str = ""):
     gain = ref.gain if ref.gain is not None and np.isfinite(ref.gain) and ref.gain > 0 else 1.0
     found = channel_balance(mosaic.data, np.column_stack([fx - x0, fy - y0]), info["pattern"],
                             sx - x0, sy - y0, gain=float(gain))
-    if found is None:
-        return ref
-    balance = {c: found[c] for c in "RGB"}
-    if not all(np.isfinite(v) and 0.2 < v < 5 for v in balance.values()):
-        return ref
-    if not found["modulation"] > BALANCE_WHEN * found["noise"]:
-        log.info("%s: colour sensor: the stars are sampled well enough for a plain superpixel sum "
-                 "(their flux moves by %.2f %% with their place in the 2x2 cell, %.2f %% noise): red "
-                 "and blue pixels are not reweighted", name, 100 * found["modulation"], 100 * found["noise"])
-        return ref
-    block.balance = balance
-    again = _prepare(blocks, ref.path, loader)
-    if again is None:
-        block.balance = None
-        return ref
-    return again
+    if found is None or not all(np.isfinite(found[c]) and 0.2 < found[c] < 5 for c in "RGB"):
+        return None
+    return found
+
+
+def _needs_balance(found: dict, name: str) -> bool:
+    """Whether the stars' flux moves with their place in the cell by more than ``BALANCE_WHEN``
+    of their noise (logged either way)."""
+    if found["modulation"] > BALANCE_WHEN * found["noise"]:
+        return True
+    log.info("%s: colour sensor: the stars are sampled well enough for a plain superpixel sum "
+             "(their flux moves by %.2f %% with their place in the 2x2 cell, %.2f %% noise): red "
+             "and blue pixels are not reweighted", name, 100 * found["modulation"], 100 * found["noise"])
+    return False
 
 
 def cfa_record(ref) -> dict | None:
