@@ -294,6 +294,38 @@ def test_undersampled_colour_night_without_flats_is_balanced_to_its_floor(tmp_pa
     assert s["measured"] == 50 and s["ratio"] <= 1.10, f"{s['ratio']:.3f} x floor"
 
 
+def test_stars_of_every_colour_are_corrected_for_their_place_in_the_cell(tmp_path):
+    """The simulator's stars have their own colours (R and B responses spread by +-25 %): at 2 px
+    FWHM without flats, each star's superpixel sum moves with its place in the 2x2 cell by its own
+    amount (1.12x the floor uncorrected); CFAPhaseCorrection brings it to the floor."""
+    night, out = tmp_path / "night", tmp_path / "out"
+    truth = simulate_night(night, n_images=40, size=300, fwhm=2.0, jump=30.0, seed=5, bayer="GRBG",
+                           exptime=10.0, calibration=False, signal="sine")
+    assert run_cli("run", DEFAULT, night, "-o", out, "-q") == 0
+    s = score(out, truth)
+    assert s["measured"] == 40 and s["ratio"] <= 1.10, f"{s['ratio']:.3f} x floor"
+
+
+def test_phase_modulation_and_the_greens_split():
+    """The predicted factor is 1 on average over the cell, follows a red star's red pixels, and
+    the greens' ratio gives the split back whatever the stars' colours."""
+    red = (1, 0)  # GRBG: red at x odd, y even
+    t = (np.arange(8) + 0.5) / 4
+    gx, gy = (v.ravel() for v in np.meshgrid(t, t))
+    colours = np.tile([[1.6, 0.5]], (gx.size, 1))
+    m = cfa.phase_modulation(gx, gy, colours, (1.0, 1.0, 1.0), (0.05, 0.05), red)
+    assert np.mean(m) == pytest.approx(1.0, abs=1e-9)
+    on_red = cfa.phase_modulation([1.0], [0.0], colours[:1], (1.0, 1.0, 1.0), (0.05, 0.05), red)[0]
+    assert on_red > 1.0
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(0, 50, 40), rng.uniform(0, 50, 40)
+    p = 0.5 + 0.04 * np.cos(np.pi * (x - red[0]))
+    q = 0.5 + 0.03 * np.cos(np.pi * (y - red[1]))
+    beside, below = (1 - p) * q * 1e4, p * (1 - q) * 1e4
+    assert cfa.green_slopes(beside, below, x, y, red) == (pytest.approx(0.04, abs=0.004),
+                                                          pytest.approx(0.03, abs=0.004))
+
+
 def test_pixel_target_on_a_colour_night_is_in_file_pixels(smart_telescope_night, tmp_path):
     night, truth = smart_telescope_night
     x, y = positions(truth)

@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = ["PATTERNS", "CHANNELS", "MODES", "normalise_pattern", "shift_pattern", "pattern_from_header",
            "channel_offsets", "bin_superpixels", "bin_mask", "lattice_fractions", "channel_balance",
-           "cell_weights"]
+           "cell_weights", "phase_modulation", "green_slopes", "red_weights"]
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 CHANNELS = ("R", "G", "B")
@@ -151,17 +151,18 @@ def channel_balance(data: np.ndarray, xy, pattern: str, x0: int, y0: int, half: 
     rx, ry = x0 + k % 2, y0 + k // 2  # a red pixel
     greens = [i for i, c in enumerate(pattern) if c == "G"]
     beside = 0 if greens[0] // 2 == k // 2 else 1  # the green in the red pixel's row
-    a, b, g, phase, noise = [], [], [], [], []
-    for x, y in np.asarray(xy, float):
+    a, b, g, phase, noise, used = [], [], [], [], [], []
+    for i, (x, y) in enumerate(np.asarray(xy, float)):
         light = _cell_light(data, x, y, pattern, x0, y0, half)
         if light is None:
             continue
+        used.append(i)
         a.append(np.log(light["R"] * light["B"] / (light["G"][0] * light["G"][1])))
         b.append(np.log(light["R"] / light["B"]))
         g.append(np.log(light["G"][beside] / light["G"][1 - beside]))
         phase.append((np.cos(np.pi * (x - rx)), np.cos(np.pi * (y - ry))))
         total = light["R"] + light["B"] + sum(light["G"])
-        noise.append(np.sqrt(4 * half * half * light["sky_var"] + total / gain) / total)
+        noise.append(np.sqrt(4 * half * half * light["sky_var"] + total / gain) / total)  # brightest first
     if len(a) < min_stars:
         return None
     A, phase = float(np.median(a)), np.asarray(phase)
@@ -169,9 +170,13 @@ def channel_balance(data: np.ndarray, xy, pattern: str, x0: int, y0: int, half: 
     # log(L_R / L_B) = log(r_R / r_B) + u + v (u, v: the column and row shares, ~ cosines)
     _, (gx, gy) = _robust_fit(np.asarray(g), phase)
     slopes = (-gx, gy)
-    B = float(np.median(np.asarray(b) - phase @ np.asarray(slopes)))
+    own = np.asarray(b) - phase @ np.asarray(slopes)  # each star's log(r_R / r_B)
+    B = float(np.median(own))
     r_red, r_blue = np.exp((A + B) / 2), np.exp((A - B) / 2)
-    return {"R": float(1 / r_red), "G": 1.0, "B": float(1 / r_blue),
+    colours = np.full((len(xy), 2), np.nan)  # each star's (r_R, r_B), relative to green
+    colours[used] = np.column_stack([np.exp((np.asarray(a) + own) / 2), np.exp((np.asarray(a) - own) / 2)])
+    return {"R": float(1 / r_red), "G": 1.0, "B": float(1 / r_blue), "colours": colours,
+            "eps": (abs(slopes[0]) / 4, abs(slopes[1]) / 4), "red": (rx, ry),
             "modulation": _modulation(r_red, r_blue, slopes), "noise": float(np.median(noise))}
 
 
@@ -243,3 +248,40 @@ def equalise_cells(flat: np.ndarray) -> np.ndarray:
             if lit.size:
                 cell /= np.float32(np.median(lit))
     return out
+
+
+def red_weights(pattern: str, mode: str, balance: dict | None) -> tuple[float, float, float]:
+    """(w_R, w_G, w_B): what each colour's pixels count for in the measured values (a superpixel,
+    with the balance when there is one, or one channel)."""
+    if mode == "superpixel":
+        b = balance or {"R": 1.0, "G": 1.0, "B": 1.0}
+        return float(b["R"]), float(b["G"]), float(b["B"])
+    return tuple(1.0 if c == mode else 0.0 for c in "RGB")
+
+
+def phase_modulation(x, y, colours, weights, eps, red) -> np.ndarray:
+    """Each star's measured flux over its mean over positions in the 2x2 cell, at file pixels
+    (x, y): light 1/2 + e cos(pi (x - red_x)) on the red pixels' columns (the same for rows)
+    recorded with each colour's response ``colours`` (n, 2: r_R, r_B relative to green) times
+    its ``weights`` (w_R, w_G, w_B)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    p = 0.5 + eps[0] * np.cos(np.pi * (x - red[0]))
+    q = 0.5 + eps[1] * np.cos(np.pi * (y - red[1]))
+    wr, wg, wb = weights
+    rr, rb = np.asarray(colours, float)[:, 0] * wr, np.asarray(colours, float)[:, 1] * wb
+    total = rr * p * q + wg * ((1 - p) * q + p * (1 - q)) + rb * (1 - p) * (1 - q)
+    return total / ((rr + 2 * wg + rb) / 4)
+
+
+def green_slopes(beside: np.ndarray, below: np.ndarray, x, y, red) -> tuple[float, float] | None:
+    """(e_x, e_y) of a frame from its stars' light on the green pixel beside a red one and the
+    one below it: log(beside / below) = -4 e_x cos(pi (x - red_x)) + 4 e_y cos(pi (y - red_y)),
+    whatever the stars' colours; None with fewer than 8 usable stars."""
+    ok = np.isfinite(beside) & np.isfinite(below) & (beside > 0) & (below > 0)
+    if ok.sum() < 8:
+        return None
+    g = np.log(beside[ok] / below[ok])
+    phase = np.column_stack([np.cos(np.pi * (np.asarray(x, float)[ok] - red[0])),
+                             np.cos(np.pi * (np.asarray(y, float)[ok] - red[1]))])
+    _, (sx, sy) = _robust_fit(g, phase)
+    return max(-sx, 0.0) / 4, max(sy, 0.0) / 4

@@ -12,7 +12,8 @@ import logging
 
 import numpy as np
 
-__all__ = ["with_bayer_block", "note_colour", "cfa_record", "mosaic_evidence", "balance_colour"]
+__all__ = ["with_bayer_block", "note_colour", "cfa_record", "mosaic_evidence", "balance_colour",
+           "with_phase_correction"]
 
 log = logging.getLogger("reduce.run")
 
@@ -60,9 +61,49 @@ def balance_colour(blocks: list, ref, loader, name: str = ""):
     return again
 
 
-def _measure_balance(before: list, ref, loader) -> dict | None:
-    """:func:`channel_balance` of the reference's unsaturated stars on its mosaic as calibrated by
-    the ``before`` blocks (those ahead of BayerBin); None when it cannot be measured."""
+def with_phase_correction(phot: list, blocks: list, ref, loader, name: str = "") -> list:
+    """``phot`` with a CFAPhaseCorrection at its end, given each measured star's colour on the
+    reference's mosaic, when the reference is a colour frame (else ``phot`` as it is)."""
+    from ..algorithms.bayer import red_weights
+    from ..blocks.bayer import BayerBin, CFAPhaseCorrection
+
+    info = ref.computed.get("cfa")
+    block = next((b for b in blocks if isinstance(b, BayerBin)), None)
+    if not info or block is None or any(isinstance(b, CFAPhaseCorrection) for b in phot):
+        return phot
+    found = _measure_balance(blocks[:blocks.index(block)], ref, loader, every_star=True)
+    if found is None:
+        return phot
+    colours = np.asarray(found["colours"], float)
+    bad = ~np.all(np.isfinite(colours) & (colours > 0.05) & (colours < 20), axis=1)
+    colours[bad] = np.nanmedian(colours[~bad], axis=0) if (~bad).any() else 1.0
+    corr = CFAPhaseCorrection()
+    k = info["pattern"].index("R")
+    corr.colours, corr.red = colours, (info["start"][0] + k % 2, info["start"][1] + k // 2)
+    corr.weights = red_weights(info["pattern"], info["mode"], block.balance)
+    corr.eps = found["eps"]
+    moves = _phase_rms(corr)
+    log.info("%s: colour sensor: each star's flux is corrected for its place in the 2x2 cell and its "
+             "colour (it moves by %.2f %% (median), %.2f %% noise)", name, 100 * moves, 100 * found["noise"])
+    return [*phot, corr]
+
+
+def _phase_rms(corr) -> float:
+    """Median over the stars of the relative RMS of their flux over places in the 2x2 cell, as
+    :class:`CFAPhaseCorrection` predicts it with the reference's split of the light."""
+    from ..algorithms.bayer import phase_modulation
+
+    t = (np.arange(8) + 0.5) / 4  # two cells' worth of positions, in file pixels
+    gx, gy = (v.ravel() + r for v, r in zip(np.meshgrid(t, t), corr.red))
+    rms = [np.std(phase_modulation(gx, gy, np.repeat(c[None], gx.size, 0), corr.weights, corr.eps, corr.red))
+           for c in corr.colours]
+    return float(np.median(rms))
+
+
+def _measure_balance(before: list, ref, loader, every_star: bool = False) -> dict | None:
+    """:func:`channel_balance` of the reference's unsaturated stars (``every_star``: of all its
+    measured stars, for their colours) on its mosaic as calibrated by the ``before`` blocks (those
+    ahead of BayerBin); None when it cannot be measured."""
     from ..algorithms.bayer import channel_balance
     from ..blocks.bayer import grid_to_file
     from ..core.sequence import run_frame
@@ -71,7 +112,7 @@ def _measure_balance(before: list, ref, loader) -> dict | None:
     if mosaic.flags or mosaic.data is None:
         return None
     s, info = ref.sources, ref.computed["cfa"]
-    keep = np.flatnonzero(~np.asarray(s.saturated, bool))[:50]
+    keep = np.arange(len(s)) if every_star else np.flatnonzero(~np.asarray(s.saturated, bool))[:50]
     x0, _, y0, _ = mosaic.computed.get("trim", (0, None, 0, None))
     fx, fy = grid_to_file(ref, s.x[keep], s.y[keep])
     sx, sy = info["start"]

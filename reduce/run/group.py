@@ -17,7 +17,7 @@ import numpy as np
 
 from ..model.errors import ClusterUnavailable, ReduceError
 from ..model.flags import Flag
-from .colour import balance_colour, note_colour, with_bayer_block
+from .colour import balance_colour, note_colour, with_bayer_block, with_phase_correction
 from .outputs import discard_figures, submit_figures, write_outputs
 from .reference import choose_reference, fill_pointing, psf_like_reference, quick_detection
 from .plan import GroupPlan
@@ -111,6 +111,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     target = select_target(ref, spec.target, frames=getattr(plan, "night_lights", None) or plan.frames,
                            night=plan.night, pre=pre, phot=phot, loader=loader)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)  # on the measured stars only
+    phot = with_phase_correction(phot, pre, ref, loader, plan.name)
     ctx.ref, ctx.target = ref, target
     _measure(ctx, pre, phot, loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     ctx.diff = differential(ctx.raw, spec)
