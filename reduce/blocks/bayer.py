@@ -120,7 +120,7 @@ class CFAPhaseCorrection(Block):
         self.eps: tuple | None = None
 
     def run(self, image) -> None:
-        greens = image.computed.get("cfa_greens")
+        greens = image.computed.pop("cfa_greens", None)  # not carried further (memory)
         ap = image.aperture
         if self.colours is None or greens is None or ap is None or image.sources is None \
                 or len(image.sources) != len(self.colours):

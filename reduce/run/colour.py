@@ -69,7 +69,8 @@ def with_phase_correction(phot: list, blocks: list, ref, loader, name: str = "")
 
     info = ref.computed.get("cfa")
     block = next((b for b in blocks if isinstance(b, BayerBin)), None)
-    if not info or block is None or any(isinstance(b, CFAPhaseCorrection) for b in phot):
+    placed = next((b for b in phot if isinstance(b, CFAPhaseCorrection)), None)  # by the recipe
+    if not info or block is None:
         return phot
     found = _measure_balance(blocks[:blocks.index(block)], ref, loader, every_star=True)
     if found is None:
@@ -77,7 +78,7 @@ def with_phase_correction(phot: list, blocks: list, ref, loader, name: str = "")
     colours = np.asarray(found["colours"], float)
     bad = ~np.all(np.isfinite(colours) & (colours > 0.05) & (colours < 20), axis=1)
     colours[bad] = np.nanmedian(colours[~bad], axis=0) if (~bad).any() else 1.0
-    corr = CFAPhaseCorrection()
+    corr = placed or CFAPhaseCorrection()
     k = info["pattern"].index("R")
     corr.colours, corr.red = colours, (info["start"][0] + k % 2, info["start"][1] + k // 2)
     corr.weights = red_weights(info["pattern"], info["mode"], block.balance)
@@ -85,7 +86,7 @@ def with_phase_correction(phot: list, blocks: list, ref, loader, name: str = "")
     moves = _phase_rms(corr)
     log.info("%s: colour sensor: each star's flux is corrected for its place in the 2x2 cell and its "
              "colour (it moves by %.2f %% (median), %.2f %% noise)", name, 100 * moves, 100 * found["noise"])
-    return [*phot, corr]
+    return phot if placed is not None else [*phot, corr]
 
 
 def _phase_rms(corr) -> float:
