@@ -70,6 +70,10 @@ class Instrument:
     ``time_keyword`` names the header keyword the time comes from (default: DATE-OBS, with
     TIME-OBS/UT when it holds only a date, else JD, else MJD-OBS).
     Sections (``overscan``, ``trim``) use FITS 1-based ``[x1:x2,y1:y2]`` syntax.
+    ``bayer`` names the colour-filter pattern at the file's first pixel (``RGGB``, ``BGGR``,
+    ``GRBG``, ``GBRG``) of a colour camera whose headers do not (``none``: measure as monochrome
+    even when a header names one); ``bayer_channel`` says what is measured on colour frames:
+    ``superpixel`` (default, the sum of each 2x2 cell), ``R``, ``G`` (both greens) or ``B``.
     """
 
     name: str = "default"
@@ -90,6 +94,8 @@ class Instrument:
     time_reference: str = "start"
     timezone_offset_hours: float | None = None
     time_keyword: str | None = None
+    bayer: str | None = None
+    bayer_channel: str | None = None
 
     def keys(self, role: str) -> tuple[str, ...]:
         """Header keywords to try, in order, for ``role`` (e.g. ``'exptime'``)."""
@@ -259,6 +265,8 @@ def _instrument_from_dict(name: str, spec: dict, where: str) -> Instrument:
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError(f"{loc}: expected a header keyword such as JD, MJD-OBS or DATE-OBS")
             kwargs[k] = None if value is None else value.strip().upper()
+        elif k in ("bayer", "bayer_channel"):
+            kwargs[k] = _bayer_value(k, value, loc)
         elif k == "time_reference":
             if value not in ("start", "mid"):
                 raise ConfigError(f"{loc}: must be 'start' or 'mid'")
@@ -269,6 +277,27 @@ def _instrument_from_dict(name: str, spec: dict, where: str) -> Instrument:
     if inst.longitude is not None and inst.longitude_positive_west:
         inst = replace(inst, longitude=-inst.longitude, longitude_positive_west=False)
     return inst
+
+
+def _bayer_value(key: str, value: Any, loc: str) -> str | None:
+    """A checked ``bayer`` (pattern or 'none') or ``bayer_channel`` (superpixel, R, G, B) value."""
+    from .algorithms.bayer import CHANNELS, PATTERNS, normalise_pattern
+
+    if value is None:
+        return None
+    text = str(value).strip()
+    if key == "bayer":
+        if value is False or text.lower() in ("none", "mono", "false"):
+            return "none"
+        pattern = normalise_pattern(text)
+        if pattern is None:
+            raise ConfigError(f"{loc}: expected one of {', '.join(PATTERNS)} or none, got {value!r}")
+        return pattern
+    if text.lower() == "superpixel":
+        return "superpixel"
+    if text.upper() not in CHANNELS:
+        raise ConfigError(f"{loc}: expected superpixel, R, G or B, got {value!r}")
+    return text.upper()
 
 
 def load_config(path: str | os.PathLike | None = None, *, use_default_location: bool = True) -> Config:

@@ -112,6 +112,7 @@ class Calibration(Block):
         self._inv_flat: np.ndarray | None = None
         self._dark_cache: tuple | None = None
         self._static: tuple | None = None  # (masters' identity, mask of the masters' bad pixels)
+        self._flat_cfa: str | None = None  # the flats' colour pattern ('' for mono), from the first
         self._built = False
         self._used: dict[str, list[str]] = {"bias": [], "darks": [], "flats": []}
         self._overscan_used: set[str] = set()
@@ -162,6 +163,12 @@ class Calibration(Block):
                 log.warning("Calibration: the master flat has no illuminated pixel; flat-fielding skipped")
                 return
             flat = flat / np.median(flat[lit])
+            if self._flat_cfa:  # a colour sensor: each colour to its own level (see equalise_cells)
+                from ..algorithms.bayer import equalise_cells
+
+                flat = equalise_cells(flat)
+                log.info("Calibration: colour-sensor flats (%s): each of the 2x2 sub-lattices of the master "
+                         "flat is normalised to its own median", self._flat_cfa)
             with np.errstate(invalid="ignore"):
                 dead = ~(flat >= self.min_flat)  # NaN included
             flat[dead] = np.nan
@@ -307,6 +314,11 @@ class Calibration(Block):
         return data / np.float32(t), None
 
     def _prep_flat(self, image, scale):
+        if self._flat_cfa is None:
+            from .bayer import cfa_settings
+
+            found = cfa_settings(image)
+            self._flat_cfa = f"{found[0]} from {found[1]}" if found else ""
         data = self._raw(image, record=True)
         if self.master_bias is not None:
             data = data - self.master_bias

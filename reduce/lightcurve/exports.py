@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-__all__ = ["aavso_text", "exotic_text", "aavso_filter", "AAVSO_FIELDS", "AAVSO_PARAMETERS",
+__all__ = ["aavso_text", "exotic_text", "aavso_filter", "cfa_band", "CFA_BANDS", "AAVSO_FIELDS", "AAVSO_PARAMETERS",
            "AAVSO_FILTERS", "EXOTIC_COLUMNS"]
 
 AAVSO_PARAMETERS = ("TYPE", "OBSCODE", "SOFTWARE", "DELIM", "DATE", "OBSTYPE")
@@ -42,6 +42,34 @@ def aavso_filter(name) -> str | None:
     """The AAVSO code of a header filter name (``V`` -> ``V``, ``g'`` -> ``SG``), or None."""
     key = str(name or "").strip().lower().replace("-", "").replace("_", "")
     return AAVSO_FILTERS.get(key)
+
+
+#: AAVSO band of one channel of a colour (Bayer) sensor: "TB/TG/TR: Blue/Green/Red filter from the
+#: RGB set (Tri-Color)", AAVSO's band list (https://www.aavso.org/data/ql/bandhelp.shtml); "If
+#: you're using a DSLR or one-shot color CMOS (OSC) camera, photometric measurements are reported
+#: as TG, TB, and TR" (AAVSO forum, https://aavso.org/node/88621). AAVSO names no band for the sum
+#: of the four pixels (a superpixel): it is not "CV" either (unfiltered with a V zero point is a
+#: clear filter on a monochrome sensor), so that export stops and asks for a channel.
+CFA_BANDS = {"R": "TR", "G": "TG", "B": "TB"}
+
+
+def cfa_band(image) -> str | None:
+    """The AAVSO band of frames measured on one colour channel (TR, TG, TB); None for a mono frame.
+
+    Raises ReduceError for superpixels, whose band AAVSO does not define."""
+    info = getattr(image, "computed", {}).get("cfa")
+    if not info:
+        return None
+    if info["mode"] in CFA_BANDS:
+        return CFA_BANDS[info["mode"]]
+    from ..model.errors import ReduceError
+
+    raise ReduceError(
+        f"AAVSO export: these colour-sensor frames ({info['pattern']}) were measured on 2x2 superpixels "
+        "(R+G+G+B), a band AAVSO does not define; AAVSO takes one channel of a colour camera as TG, TB "
+        "or TR: measure the green channel with `bayer_channel: G` in the config (or `- BayerBin: "
+        "{channel: G}` after Trim in the recipe) to report TG, or name the band yourself with "
+        "outputs: {aavso: {obscode: ..., filter: ...}}")
 
 
 def _good(table, columns) -> np.ndarray:

@@ -129,7 +129,8 @@ def stars_table(x, y, *, ra=None, dec=None, median_flux=None, comparisons=(), we
     units = {"x": "pix", "y": "pix", "ra": "deg", "dec": "deg", "median_flux": "adu"}
     descriptions = {
         "star": "star index (axis of FLUXES, ERRORS and WEIGHTS)",
-        "x": "x on the reference frame (0-based pixels)", "y": "y on the reference frame (0-based pixels)",
+        "x": "x on the reference frame (0-based pixels of the file)",
+        "y": "y on the reference frame (0-based pixels of the file)",
         "ra": "right ascension (ICRS) from the reference WCS", "dec": "declination (ICRS) from the reference WCS",
         "median_flux": "median raw flux in the chosen aperture", "comparison": "used as a comparison star",
         "weight": "comparison weight in the chosen aperture (sum 1)"}

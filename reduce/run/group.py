@@ -18,6 +18,7 @@ import numpy as np
 from ..model.errors import ClusterUnavailable, ReduceError
 from ..model.flags import Flag
 from ..model.reasons import group_reasons
+from .colour import balance_colour, note_colour, with_bayer_block, with_phase_correction
 from .outputs import discard_figures, submit_figures, write_outputs
 from .reference import choose_reference, fill_pointing, psf_like_reference, psf_shape_of_reference, quick_detection
 from .plan import GroupPlan
@@ -99,9 +100,11 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     _group_warnings(plan, result)
     _check_calibration(plan, spec)
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
-    pre = build_blocks(spec, REFERENCE_SECTIONS, **runtime)
+    pre = with_bayer_block(build_blocks(spec, REFERENCE_SECTIONS, **runtime), len(spec.sections["calibration"]))
     _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
+    ref = balance_colour(pre, ref, loader, plan.name)
     result.reference = ref.path
+    note_colour(ref, plan.name, result.warnings)
     fill_pointing(ref, plan.group)
     quick_detection(pre, ref)
     psf_like_reference(pre, ref)
@@ -110,6 +113,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     target = select_target(ref, spec.target, frames=getattr(plan, "night_lights", None) or plan.frames,
                            night=plan.night, pre=pre, phot=phot, loader=loader)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)  # on the measured stars only
+    phot = with_phase_correction(phot, pre, ref, loader, plan.name)
     ctx.ref, ctx.target = ref, target
     _measure(ctx, pre, phot, loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     ctx.diff = differential(ctx.raw, spec)

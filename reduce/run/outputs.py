@@ -10,7 +10,8 @@ import numpy as np
 
 from ..model.errors import ReduceError
 from .table import site_of, stars_radec
-from .target import relative_path, trim_origin
+from ..blocks.bayer import cfa_keywords, grid_to_file
+from .target import relative_path
 
 __all__ = ["start_figure_helper", "submit_figures", "discard_figures", "write_outputs"]
 
@@ -117,7 +118,8 @@ def _write_staged(ctx) -> list:
     a = diff.aperture
     exports = _exports(ctx)  # built first: a bad export setting writes nothing
     if outs.csv or outs.ecsv or outs.fits:
-        extra = product_extras(raw, diff, stars_xy=ref.sources.coords[:raw.shape[1]],
+        xy = np.column_stack(grid_to_file(ref, *ref.sources.coords[:raw.shape[1]].T))  # file pixels
+        extra = product_extras(raw, diff, stars_xy=xy,
                                stars_radec=stars_radec(ref, raw.shape[1]))
         written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, ecsv=outs.ecsv,
                                     fits=outs.fits,
@@ -142,7 +144,7 @@ def _write_staged(ctx) -> list:
                    "unmeasured": [{"file": relative_path(u[0], plan.night), "reason": u[1]}
                                   for u in plan.unmeasured],
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
-                   "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq)})
+                   "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref)})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
         written[plot_at:plot_at] = collect(figures)
@@ -155,11 +157,18 @@ def _target_record(ref, target) -> dict:
     record = dict(ref.computed.get("target", {}))
     if isinstance(record.get("given"), dict) and "frame" in record["given"]:  # recorded night-relative
         record["given"] = {**record["given"], "frame": Path(str(record["given"]["frame"]))}
-    x0, _, y0, _ = trim_origin(ref)
-    record.update(index=int(target), reference_xy=[float(ref.sources.x[target]) + x0,
-                                                   float(ref.sources.y[target]) + y0],
+    fx, fy = grid_to_file(ref, ref.sources.x[target], ref.sources.y[target])
+    record.update(index=int(target), reference_xy=[float(fx), float(fy)],
                   detected=int(target) not in ref.computed.get("added_sources", ()))
     return record
+
+
+def _colour(ref) -> dict:
+    """{'colour_sensor': pattern, keyword, mode, grid} for frames measured by BayerBin."""
+    from .colour import cfa_record
+
+    record = cfa_record(ref)
+    return {"colour_sensor": record} if record else {}
 
 
 def _alignment_methods(seq) -> dict:
@@ -173,13 +182,13 @@ def _alignment_methods(seq) -> dict:
 def _exports(ctx) -> list:
     """(suffix, text) of the AAVSO and EXOTIC exports the recipe asks for (``outputs:``)."""
     from .. import __version__
-    from ..lightcurve.exports import aavso_filter, aavso_text, exotic_text
+    from ..lightcurve.exports import aavso_filter, aavso_text, cfa_band, exotic_text
 
     table, diff = ctx.table, ctx.diff
     outs, group, out = ctx.spec.outputs, ctx.plan.group, []
     if outs.aavso is not None:
         a = outs.aavso
-        code = a.filter or aavso_filter(group.filter)
+        code = a.filter or cfa_band(ctx.ref) or aavso_filter(group.filter)
         if code is None:
             raise ReduceError(f"AAVSO export: the filter {group.filter!r} has no AAVSO code; name it "
                               "in the recipe, e.g. outputs: {aavso: {obscode: ..., filter: CV}}")
@@ -209,7 +218,7 @@ def _product_header(ctx) -> dict:
              "FILTER": group.filter or None, "OBSGEO-B": lat, "OBSGEO-L": lon,
              "OBSGEO-H": elev if lat is not None else None,
              "RECIPE": Path(str(spec.path)).name, "RECIPVER": int(spec.version),
-             "RECIPSHA": spec.sha256[:16], "NFRAMES": len(table)}
+             "RECIPSHA": spec.sha256[:16], "NFRAMES": len(table), **cfa_keywords(ref)}
     if lat is not None and elev is None:
         known["OBSGEO-H"] = 0.0
     meta = dict(diff.meta)

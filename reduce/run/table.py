@@ -134,6 +134,7 @@ def full_table(raw, diff, ref, group=None, warnings=None):
     for name in ("fwhm", "sky", "dx", "dy", "x", "y"):
         v = raw.get(name)
         cols[name] = np.full(n, np.nan) if v is None else np.asarray(v, float)
+    _file_pixels(cols, ref)
     cols["flag"] = flags
     cols["file"] = [Path(str(f)).name for f in raw.files]
     meta = {"target": int(raw.target), "aperture": int(diff.aperture),
@@ -143,6 +144,17 @@ def full_table(raw, diff, ref, group=None, warnings=None):
     if ra is not None:
         meta.update({"target_ra": float(ra), "target_dec": float(dec)})
     return lightcurve_table(cols, meta)
+
+
+def _file_pixels(cols: dict, ref) -> None:
+    """The table's positions in the file's 0-based pixels and its widths and shifts in file pixels,
+    whatever grid the frames were measured on (trimmed, or 2x2 superpixels of a colour sensor)."""
+    from ..blocks.bayer import grid_scale, grid_to_file
+
+    cols["x"], cols["y"] = grid_to_file(ref, cols["x"], cols["y"])
+    scale = grid_scale(ref)
+    for name in ("fwhm", "dx", "dy"):
+        cols[name] = cols[name] * scale
 
 
 def _missing_geometry(ra, site, warnings) -> None:
@@ -230,9 +242,10 @@ def stars_radec(ref, n: int):
     if ref.wcs is None:
         return None
     try:
-        x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
+        from ..blocks.bayer import grid_to_wcs
+
         xy = np.asarray(ref.sources.coords[:n], float)
-        c = ref.wcs.pixel_to_world(xy[:, 0] + x0, xy[:, 1] + y0)
+        c = ref.wcs.pixel_to_world(*grid_to_wcs(ref, xy[:, 0], xy[:, 1]))  # Trim sliced the WCS
         return np.column_stack([c.ra.deg, c.dec.deg])
     except Exception as e:  # a broken WCS leaves RA/Dec out, never the product
         log.debug("star RA/Dec not computed: %s", e)

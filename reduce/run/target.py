@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..blocks.bayer import file_to_grid, grid_scale, grid_to_file, wcs_to_grid
 from ..model.errors import ReduceError
 
 __all__ = ["select_target", "resolve_target", "place_pixel_target", "target_frame", "trim_origin",
@@ -68,8 +69,7 @@ def resolve_target(ref, target_spec, *, mapped=None) -> int:
         return _source_near(ref, x, y, f"RA {target_spec.ra:.5f} Dec {target_spec.dec:+.5f}")
     if kind == "pixel":
         if mapped is None:
-            x0, _, y0, _ = trim_origin(ref)
-            mapped = (target_spec.x - x0, target_spec.y - y0)
+            mapped = tuple(float(v) for v in file_to_grid(ref, target_spec.x, target_spec.y))
             ref.computed["target"] = {"given": {"x": target_spec.x, "y": target_spec.y, "frame": ref.path},
                                       "mapped_by": "identity (the reference)"}
         where = ref.computed.get("target", {}).get("given", {}).get("frame")
@@ -109,8 +109,8 @@ def place_pixel_target(ref, target_spec, *, frames=(), night=None, pre=(), align
                         "the position was read on with --target X,Y@FILE)", path.name, "; ".join(problems),
                         frame.name)
         ref.computed["target"] = record
-        rx0, _, ry0, _ = trim_origin(ref)
-        log.info("target: %s -> (%.1f, %.1f) on the reference %s (%s)", label, xy[0] + rx0, xy[1] + ry0,
+        fx, fy = grid_to_file(ref, *xy)
+        log.info("target: %s -> (%.1f, %.1f) on the reference %s (%s)", label, fx, fy,
                  Path(str(ref.path)).name, how["mapped_by"])
         return xy
     refname = Path(str(ref.path)).name
@@ -153,17 +153,17 @@ def _map_to_reference(ref, frame, x, y, pre, align, loader) -> tuple:
     from ..algorithms.asterism import apply_transform
     from ..core.sequence import run_frame
 
-    rx0, _, ry0, _ = trim_origin(ref)
     if _same_file(frame, ref.path):
-        return (x - rx0, y - ry0), {"mapped_by": "identity (the reference frame itself)"}
+        return tuple(float(v) for v in file_to_grid(ref, x, y)), {"mapped_by": "identity (the reference frame itself)"}
     image = run_frame(pre, frame, loader)
     if image.flags or image.sources is None or not len(image.sources):
         raise _Unplaced("; ".join(m for _, _, m in image.issues) or "no stars detected")
-    x0, _, y0, _ = trim_origin(image)
+    gx, gy = (float(v) for v in file_to_grid(image, x, y))
     h, w = image.data.shape
-    if not (x0 - 0.5 <= x < x0 + w - 0.5 and y0 - 0.5 <= y < y0 + h - 0.5):
+    if not (-0.5 <= gx < w - 0.5 and -0.5 <= gy < h - 0.5):
+        (x0, x1), (y0, y1) = (grid_to_file(image, [-0.5, w - 0.5], [-0.5, h - 0.5]))
         raise ReduceError(f"target pixel ({x:g}, {y:g}) is outside {Path(str(frame)).name} "
-                          f"(x {x0}..{x0 + w - 1}, y {y0}..{y0 + h - 1})")
+                          f"(x {x0 + 0.5:g}..{x1 - 0.5:g}, y {y0 + 0.5:g}..{y1 - 0.5:g})")
     for block in align:
         block.setup(None)
         try:
@@ -171,9 +171,10 @@ def _map_to_reference(ref, frame, x, y, pre, align, loader) -> tuple:
         except Exception as e:
             raise _Unplaced(f"not aligned on the reference: {e}") from None
     t = np.linalg.inv(np.asarray(image.transform, float))
-    mx, my = apply_transform(t, [[x - x0, y - y0]])[0]
+    mx, my = apply_transform(t, [[gx, gy]])[0]
     info = image.computed.get("alignment") or {}
-    how = {"mapped_by": f"alignment ({align[-1].name})", "mapped": [float(mx) + rx0, float(my) + ry0],
+    how = {"mapped_by": f"alignment ({align[-1].name})",
+           "mapped": [float(v) for v in grid_to_file(ref, mx, my)],
            "alignment": {k: info[k] for k in ("matched", "rms", "method") if k in info}}
     return (float(mx), float(my)), how
 
@@ -221,8 +222,8 @@ def _sky_to_pixel(ref, ra, dec):
     from astropy.coordinates import SkyCoord
 
     x, y = ref.wcs.world_to_pixel(SkyCoord(ra * u.deg, dec * u.deg))
-    x0, _, y0, _ = ref.computed.get("trim", (0, None, 0, None))
-    return float(x) - x0, float(y) - y0
+    gx, gy = wcs_to_grid(ref, x, y)  # the WCS is on the trimmed file pixels (Trim slices it)
+    return float(gx), float(gy)
 
 
 def _source_near(ref, x, y, what: str) -> int:
@@ -231,25 +232,27 @@ def _source_near(ref, x, y, what: str) -> int:
     from ..model.image import Sources
 
     h, w = ref.data.shape
-    x0, _, y0, _ = trim_origin(ref)
+    fx, fy = (float(v) for v in grid_to_file(ref, x, y))
     record = ref.computed.setdefault("target", {})
-    record["mapped"] = [float(x) + x0, float(y) + y0]
+    record["mapped"] = [fx, fy]
     if not (0 <= x < w and 0 <= y < h):
-        raise ReduceError(f"target {what} falls at ({x + x0:.1f}, {y + y0:.1f}) on the reference "
+        raise ReduceError(f"target {what} falls at ({fx:.1f}, {fy:.1f}) on the reference "
                           f"{Path(str(ref.path)).name}, outside it ({w}x{h} px)")
     s = ref.sources
     d = np.hypot(s.x - x, s.y - y)
     radius = max(3.0, 1.5 * float(ref.fwhm or 3.0))
-    record["snap_radius_px"] = radius
+    scale = grid_scale(ref)  # the log and the record speak file pixels
+    record["snap_radius_px"] = radius * scale
     if len(d) and d.min() <= radius:
         i = int(np.argmin(d))
-        record.update(snapped=[float(s.x[i]) + x0, float(s.y[i]) + y0], snap_distance_px=float(d[i]), index=i)
+        sx, sy = (float(v) for v in grid_to_file(ref, s.x[i], s.y[i]))
+        record.update(snapped=[sx, sy], snap_distance_px=float(d[i]) * scale, index=i)
         log.info("target: %s snapped to star #%d at (%.1f, %.1f) on the reference, %.1f px away", what, i,
-                 s.x[i] + x0, s.y[i] + y0, d[i])
+                 sx, sy, d[i] * scale)
         return i
     log.warning("no star detected within %.1f px of (%.1f, %.1f) on the reference (target %s): "
                 "measuring that position as given; check the position (reference figure) or "
-                "give the frame it was read on (--target X,Y@FILE)", radius, x + x0, y + y0, what)
+                "give the frame it was read on (--target X,Y@FILE)", radius * scale, fx, fy, what)
     record.update(snapped=None, index=len(s))
     kw = {}
     for name in ("flux", "peak", "a", "b", "theta"):
