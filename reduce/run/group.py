@@ -18,6 +18,7 @@ import numpy as np
 from ..model.errors import ClusterUnavailable, ReduceError
 from ..model.flags import Flag
 from .outputs import discard_figures, submit_figures, write_outputs
+from .hotpixels import night_hot_pixels
 from .reference import choose_reference, fill_pointing, psf_like_reference, quick_detection
 from .plan import GroupPlan
 from .report import GroupResult
@@ -90,7 +91,7 @@ def _loader(config):
 
 def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     """Masters, reference, target, every frame, light curve, outputs."""
-    from ..recipe import REFERENCE_SECTIONS, build_blocks
+    from ..recipe import build_blocks
 
     plan, spec, result = ctx.plan, ctx.spec, ctx.result
     loader = _loader(ctx.config)
@@ -98,7 +99,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     _group_warnings(plan, result)
     _check_calibration(plan, spec)
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
-    pre = build_blocks(spec, REFERENCE_SECTIONS, **runtime)
+    pre = _reference_chain(plan, spec, runtime, result)
     _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
     result.reference = ref.path
     fill_pointing(ref, plan.group)
@@ -126,6 +127,17 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
             raise
     finally:
         ctx.staged.discard()  # empty after a commit; after a failure, the previous outputs stay
+
+
+def _reference_chain(plan, spec, runtime, result) -> list:
+    """The calibration, detection and PSF blocks, with the night's hot pixels repaired right
+    after calibration (:func:`~reduce.run.hotpixels.night_hot_pixels`)."""
+    from ..recipe import REFERENCE_SECTIONS, build_blocks
+
+    cal = build_blocks(spec, "calibration", **runtime)
+    repair = night_hot_pixels(plan, cal, runtime["loader"], result.warnings)
+    rest = build_blocks(spec, [s for s in REFERENCE_SECTIONS if s != "calibration"], **runtime)
+    return [*cal, *([repair] if repair is not None else []), *rest]
 
 
 def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, executor) -> None:
