@@ -50,7 +50,9 @@ class RepairHotPixels(Block):
         if image.mask is None:
             return
         flat = image.mask.reshape(-1)
-        flat[self._pixels] &= np.uint8(~PixelFlag.SATURATED & 0xFF)
         lost = self._pixels[~np.isfinite(image.data.reshape(-1)[self._pixels])]
+        if not flat[self._pixels].any() and not lost.size:
+            return  # nothing to change (the common case): no pass over the whole mask
+        flat[self._pixels] &= np.uint8(~PixelFlag.SATURATED & 0xFF)
         flat[lost] |= np.uint8(PixelFlag.NONFINITE)
         image.set_mask(image.mask)
