@@ -60,3 +60,30 @@ def test_uncalibrated_night_with_hot_pixels_reduces_by_default(tmp_path, seed):
     warning = next(w for w in json.loads(next(out.glob("*.json")).read_text())["warnings"]
                    if w["code"] == "hot_pixels")
     assert 0.8 * n_hot <= warning["pixels"] <= n_hot and "dark" in warning["message"]
+
+
+def test_the_warning_needs_many_hot_pixels_and_suggests_darks_only_without_them(caplog):
+    from types import SimpleNamespace
+
+    from reduce.run.hotpixels import MANY, _report
+
+    size = 1_000_000
+    for darks, n, expect in (([], int(MANY * size) - 1, None), ([], 5000, "take dark frames"),
+                             (["d.fits"], 5000, "darks do not remove them")):
+        plan = SimpleNamespace(name="g", calibration=SimpleNamespace(darks=darks))
+        warnings = []
+        _report(plan, n, size, 7, warnings)
+        if expect is None:
+            assert warnings == []
+        else:
+            assert warnings[0]["code"] == "hot_pixels" and warnings[0]["pixels"] == n
+            assert expect in warnings[0]["message"]
+
+
+def test_no_map_from_fewer_than_three_frames(tmp_path):
+    from types import SimpleNamespace
+
+    from reduce.run.hotpixels import night_hot_pixels
+
+    plan = SimpleNamespace(name="g", frames=["a.fits", "b.fits"], calibration=SimpleNamespace(darks=[]))
+    assert night_hot_pixels(plan, [], loader=None) is None
