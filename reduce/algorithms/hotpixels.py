@@ -37,13 +37,14 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
     Candidates are sharp in the median of the frames; each must be sharp in most frames too
     (:func:`_voted`), since where stars drift slowly the median can stitch pieces of different
     frames' stars into a sharp-looking pixel. Each pass repairs what the previous found, so a
-    pixel beside a hot one on both axes (an L, a 2x2 cluster) is judged on its own next."""
+    pixel beside a hot one on both axes (an L, a 2x2 cluster) is judged on its own next.
+    A float32 ``stack`` is repaired in place (no copy of a large stack)."""
     from ..blocks.detection import global_background
 
-    stack = np.array(stack, dtype=np.float32)
+    stack = np.asarray(stack, dtype=np.float32)
     if stack.ndim != 3 or len(stack) < 3:
         raise ValueError("hot pixels are found in a stack of 3 or more frames")
-    med = np.median(stack, axis=0)
+    med = _median(stack)
     bkg, med_rms = global_background(med)
     hot = np.zeros(med.shape, bool)
     if not (np.isfinite(bkg) and np.isfinite(med_rms) and med_rms > 0):
@@ -62,6 +63,17 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
         for frame in stack:
             repair(frame, *weights)
     return hot
+
+
+def _median(stack: np.ndarray, band: int = 1 << 20) -> np.ndarray:
+    """The median over frames of ``stack``, in row bands of about ``band`` pixels (np.median
+    copies what it sorts: a band, not the whole stack)."""
+    _, ny, nx = stack.shape
+    out = np.empty((ny, nx), np.float32)
+    rows = max(1, band // nx)
+    for r0 in range(0, ny, rows):
+        out[r0:r0 + rows] = np.median(stack[:, r0:r0 + rows], axis=0)
+    return out
 
 
 def _voted(stack, levels, med, index) -> np.ndarray:

@@ -51,25 +51,32 @@ def sharp(peak, least, rms: float, *, min_ratio: float = MIN_RATIO, k: float = K
 
 
 def sharp_map(data: np.ndarray, bkg: float, rms: float, *, min_excess: float,
-              min_ratio: float = MIN_RATIO, k: float = K_SIGMA) -> np.ndarray:
+              min_ratio: float = MIN_RATIO, k: float = K_SIGMA, band: int = 1 << 20) -> np.ndarray:
     """Boolean map of the pixels of ``data`` that are sharp (:func:`sharp`, about the level
     ``bkg``) and stand ``min_excess`` (ADU) above their least axis mean: a frame's (or a median
-    of frames') hot pixels. Edge rows and columns are never flagged."""
+    of frames') hot pixels. Edge rows and columns are never flagged. Computed in bands of about
+    ``band`` pixels, so a 26-megapixel frame needs no frame-sized temporaries."""
     d = np.asarray(data, dtype=np.float32)
     out = np.zeros(d.shape, bool)
-    if d.shape[0] < 3 or d.shape[1] < 3:
+    ny, nx = d.shape
+    if ny < 3 or nx < 3:
         return out
+    rows = max(1, band // nx)
+    for r0 in range(1, ny - 1, rows):
+        r1 = min(r0 + rows, ny - 1)
+        y, x = _candidates(d[r0 - 1:r1 + 1], min_excess)
+        if y.size:
+            v, m = axis_neighbours(d, x, y + r0)
+            keep = sharp(v - bkg, m - bkg, rms, min_ratio=min_ratio, k=k)
+            out[y[keep] + r0, x[keep]] = True
+    return out
+
+
+def _candidates(d: np.ndarray, min_excess: float) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) in the inner part of the band ``d`` (its first and last rows are context) of the
+    pixels above their least axis mean by ``min_excess``: few on a star field."""
     c = d[1:-1, 1:-1]
-    # candidates first: a pixel above its least axis mean by min_excess (few on a star field)
     m = np.minimum(0.5 * (d[1:-1, :-2] + d[1:-1, 2:]), 0.5 * (d[:-2, 1:-1] + d[2:, 1:-1]))
     with np.errstate(invalid="ignore"):
-        cand = np.flatnonzero(c - m > min_excess)
-    if cand.size == 0:
-        return out
-    peak = c.ravel()[cand] - bkg
-    least = m.ravel()[cand] - bkg
-    keep = cand[sharp(peak, least, rms, min_ratio=min_ratio, k=k)]
-    inner = out[1:-1, 1:-1]
-    iy, ix = np.unravel_index(keep, c.shape)
-    inner[iy, ix] = True
-    return out
+        y, x = np.nonzero(c - m > min_excess)
+    return y, x + 1

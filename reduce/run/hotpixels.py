@@ -19,6 +19,8 @@ log = logging.getLogger("reduce.run")
 
 #: frames sampled (spread evenly over the group) to find the hot pixels in their median
 SAMPLE = 7
+#: most bytes the sampled frames may hold (float32): a 26-megapixel camera gets 3 frames
+STACK_BYTES = 256 * 2 ** 20
 #: a night has "many" hot pixels above this fraction of its pixels (1 in 10,000)
 MANY = 1e-4
 
@@ -42,8 +44,9 @@ def night_hot_pixels(plan, cal_blocks, loader, warnings: list | None = None):
 
 
 def _sample(frames, cal_blocks, loader, n: int = SAMPLE):
-    """(stack, rms): up to ``n`` calibrated frames spread over ``frames``, of their most common
-    shape, and their median background noise; (None, None) with fewer than 3 usable."""
+    """(stack, rms): up to ``n`` calibrated frames spread over ``frames`` (fewer, down to 3, when
+    they would hold more than ``STACK_BYTES``), of their most common shape, and their median
+    background noise; (None, None) with fewer than 3 usable."""
     from ..blocks.detection import global_background
     from ..core.sequence import run_frame
 
@@ -51,12 +54,15 @@ def _sample(frames, cal_blocks, loader, n: int = SAMPLE):
         return None, None
     for block in cal_blocks:
         block.setup(None)
+    first = _calibrated(run_frame(cal_blocks, frames[0], loader))
+    if first is not None:
+        n = min(n, max(3, int(STACK_BYTES // (4 * first.size))))
     picks = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), n)).round().astype(int))
-    images = []
-    for i in picks:
-        image = run_frame(cal_blocks, frames[i], loader)
-        if not image.flags and image.data is not None and image.data.ndim == 2:
-            images.append(np.asarray(image.data, dtype=np.float32))
+    images = [] if first is None else [first]
+    for i in picks[1:]:
+        data = _calibrated(run_frame(cal_blocks, frames[i], loader))
+        if data is not None:
+            images.append(data)
     if not images:
         return None, None
     shape = Counter(a.shape for a in images).most_common(1)[0][0]
@@ -67,6 +73,13 @@ def _sample(frames, cal_blocks, loader, n: int = SAMPLE):
     if not np.isfinite(rms) or rms <= 0:
         return None, None
     return np.stack(images), rms
+
+
+def _calibrated(image):
+    """The image's pixels as float32, or None when the chain rejected it."""
+    if image.flags or image.data is None or image.data.ndim != 2:
+        return None
+    return np.asarray(image.data, dtype=np.float32)
 
 
 def _report(plan, n: int, size: int, frames: int, warnings) -> None:

@@ -79,3 +79,10 @@ def test_repair_skips_bad_neighbours_and_gives_nan_without_any():
     assert out[3, 3] == pytest.approx(10.0) and out[3, 4] == pytest.approx(10.0)
     hot[2:5, 2:5] = True                                 # the centre's neighbours are all hot
     assert np.isnan(repair(data, *repair_weights(hot))[3, 3])
+
+
+def test_median_in_bands_is_the_median():
+    from reduce.algorithms.hotpixels import _median
+
+    stack = np.random.default_rng(2).normal(0, 1, (5, 37, 23)).astype(np.float32)
+    assert np.array_equal(_median(stack, band=50), np.median(stack, axis=0))

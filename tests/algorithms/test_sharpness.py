@@ -83,3 +83,11 @@ def test_sharp_map_flags_hot_pixels_and_no_star_pixel():
     edge = np.zeros(shape, bool)
     edge[1:-1, 1:-1] = True
     assert np.array_equal(found, hot & edge)
+
+
+def test_sharp_map_in_bands_is_the_same_map():
+    rng = np.random.default_rng(0)
+    data = rng.normal(100, RMS, (97, 131))
+    data.flat[rng.choice(data.size, 60, replace=False)] += rng.uniform(300, 5e4, 60)
+    whole = sharp_map(data, 100, RMS, min_excess=5 * RMS)
+    assert whole.sum() > 40 and np.array_equal(whole, sharp_map(data, 100, RMS, min_excess=5 * RMS, band=200))
