@@ -87,3 +87,21 @@ def test_no_map_from_fewer_than_three_frames(tmp_path):
 
     plan = SimpleNamespace(name="g", frames=["a.fits", "b.fits"], calibration=SimpleNamespace(darks=[]))
     assert night_hot_pixels(plan, [], loader=None) is None
+
+
+def test_a_colour_mosaic_is_not_taken_for_hot_pixels(tmp_path, monkeypatch):
+    """The red pixels of a raw colour frame on a reddish sky are each brighter than their four
+    green neighbours: a pattern over a quarter of the frame, which is left alone."""
+    from types import SimpleNamespace
+
+    import reduce.run.hotpixels as hp
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(5):
+        f = rng.normal(300.0, 5.0, (60, 60))
+        f[0::2, 1::2] += 200.0                          # R of a GRBG mosaic
+        frames.append(f.astype(np.float32))
+    monkeypatch.setattr(hp, "_sample", lambda *a, **k: (np.stack(frames), 5.0))
+    plan = SimpleNamespace(name="g", frames=list("abcde"), calibration=SimpleNamespace(darks=[]))
+    assert hp.night_hot_pixels(plan, [], loader=None) is None

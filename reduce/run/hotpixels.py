@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-__all__ = ["night_hot_pixels", "SAMPLE", "MANY"]
+__all__ = ["night_hot_pixels", "SAMPLE", "MANY", "MOST"]
 
 log = logging.getLogger("reduce.run")
 
@@ -21,6 +21,9 @@ log = logging.getLogger("reduce.run")
 SAMPLE = 7
 #: most bytes the sampled frames may hold (float32): a 26-megapixel camera gets 3 frames
 STACK_BYTES = 256 * 2 ** 20
+#: above this fraction of the pixels the "hot pixels" are a pattern (e.g. the red and blue
+#: pixels of a colour sensor's raw mosaic on a coloured sky), not defects: nothing is repaired
+MOST = 0.05
 #: a night has "many" hot pixels above this fraction of its pixels (1 in 10,000)
 MANY = 1e-4
 
@@ -38,6 +41,11 @@ def night_hot_pixels(plan, cal_blocks, loader, warnings: list | None = None):
     n = int(hot.sum())
     if n == 0:
         log.info("%s: no hot pixel in the median of %d frames", plan.name, len(stack))
+        return None
+    if n > MOST * hot.size:
+        log.warning("%s: %d pixels (%.0f %% of the frame) look sharper than any star in the median of "
+                    "%d frames: a pattern, not hot pixels (a colour sensor's mosaic?); none repaired",
+                    plan.name, n, 100.0 * n / hot.size, len(stack))
         return None
     _report(plan, n, hot.size, len(stack), warnings)
     return RepairHotPixels(hot)
