@@ -32,7 +32,8 @@ __all__ = ["simulate"]
               help="Pixel type: uint16 like a camera (BZERO 32768) or float32.")
 @click.option("--fwhm", type=float, default=None, metavar="PX",
               help="Median seeing FWHM in pixels, e.g. 10 (defocused) or 1.5 (undersampled: stars "
-                   "integrated over each pixel) [default: 3.5-4.2 at random].")
+                   "integrated over each pixel) [default: 3.5-4.2 at random]. With --psf doughnut: "
+                   "the ring's outer diameter, at least 8 [default: 12].")
 @click.option("--jitter", type=float, default=0.3, show_default=True, metavar="PX",
               help="RMS pointing jitter per axis, in pixels, frame to frame.")
 @click.option("--jump", type=float, default=0.0, show_default=True, metavar="PX",
@@ -46,11 +47,36 @@ __all__ = ["simulate"]
               help="N unilluminated columns at both ends of the frame (bias level even in flats).")
 @click.option("--saturated-neighbour", type=float, default=0.0, show_default=True, metavar="PX",
               help="Put a saturated star (3x the target's flux) PX pixels from the target.")
+@click.option("--uncalibrated", is_flag=True,
+              help="An uncalibrated camera: lights keep their signature (bias pedestal of 300-1000 "
+                   "ADU with structure, dark current, hot pixels, smooth vignetting) but no bias, "
+                   "dark or flat frame is written.")
+@click.option("--hot-pixels", type=float, default=0.0, show_default=True, metavar="FRACTION",
+              help="This fraction of the pixels is hot (e.g. 1e-3), each with a dark signal of 50 ADU "
+                   "to saturation per light exposure (log-uniform), in lights and darks; 0: the "
+                   "camera's own few warm pixels.")
+@click.option("--cosmic-rays", type=int, default=0, show_default=True, metavar="N",
+              help="N cosmic-ray hits per light frame (single pixels and short tracks, up to the "
+                   "saturation level); darks and flats get as many per second of exposure.")
+@click.option("--psf", type=click.Choice(["moffat", "doughnut"]), default="moffat", show_default=True,
+              help="Star shape: a Moffat, or a defocused 'doughnut' (the image of an obstructed "
+                   "pupil, a ring of diameter --fwhm with a dark centre, blurred by 2.5-3 px seeing).")
+@click.option("--obstruction", type=float, default=0.4, show_default=True, metavar="FRACTION",
+              help="With --psf doughnut: the central obstruction's fraction of the pupil diameter "
+                   "(0.2-0.6).")
+@click.option("--clouds", type=int, default=0, show_default=True, metavar="N",
+              help="N passing clouds: smooth dips of the transparency to 0.3-0.8 of clear, 10-25 min "
+                   "long, while the sky rises x1.5-4.")
+@click.option("--bayer", type=click.Choice(["RGGB", "GRBG", "GBRG", "BGGR"]), default=None,
+              help="A colour sensor: raw colour-filter-array frames with this pattern (header "
+                   "BAYERPAT); R, G, B respond ~0.6, 1, 0.5, tinted by each star's colour and the "
+                   "sky's.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_calibration, dtype,
-             fwhm, jitter, jump, rotation, twilight, dead_columns, saturated_neighbour, force, quiet):
+             fwhm, jitter, jump, rotation, twilight, dead_columns, saturated_neighbour, uncalibrated,
+             hot_pixels, cosmic_rays, psf, obstruction, clouds, bayer, force, quiet):
     """Write a realistic synthetic night with known truth into DEST.
 
     \b
@@ -73,7 +99,10 @@ def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_cal
                                dtype=dtype, exptime=exptime, overwrite=force, show_progress=not quiet,
                                fwhm=fwhm, jitter=jitter, jump=jump, rotation=rotation,
                                twilight=twilight, dead_columns=dead_columns,
-                               saturated_neighbour=saturated_neighbour)
+                               saturated_neighbour=saturated_neighbour,
+                               uncalibrated=uncalibrated, hot_pixels=hot_pixels,
+                               cosmic_rays=cosmic_rays, psf=psf, obstruction=obstruction,
+                               clouds=clouds, bayer=bayer)
     except (ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None
     except OSError as e:
@@ -96,8 +125,12 @@ def _parse_size(text: str):
 
 def _option_names(message: str) -> str:
     """Turn the API's parameter names in an error message into the CLI's option names."""
-    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "size", "shift",
-                 "exptime", "seed", "fwhm", "jitter", "jump", "rotation", "twilight"):
+    for api, cli in (("uncalibrated=True", "--uncalibrated"), ("calibration=False", "--no-calibration"),
+                     ("psf='doughnut'", "--psf doughnut"), ("fwhm is", "--fwhm is")):
+        message = message.replace(api, cli)
+    for name in ("n_images", "n_stars", "dead_columns", "saturated_neighbour", "hot_pixels",
+                 "cosmic_rays", "obstruction", "clouds", "size", "shift", "exptime", "seed", "fwhm",
+                 "jitter", "jump", "rotation", "twilight"):
         message = message.replace(f"{name}=", f"--{name.replace('_', '-')} ")
         if message.startswith(name):
             message = f"--{name.replace('_', '-')}" + message[len(name):]
@@ -118,4 +151,6 @@ def _summary(dest: Path, truth: dict, elapsed: float) -> None:
                    f"frames to {dest / 'calibration'}")
     click.echo(f"Target: star {t} at x={truth['stars']['x'][t]:.1f}, y={truth['stars']['y'][t]:.1f} "
                f"(frame 0); {p['n_stars']} stars, {n_var} variable, {n_sat} saturated")
+    if p.get("conditions"):
+        click.echo("Conditions: " + ", ".join(f"{k}={v}" for k, v in p["conditions"].items()))
     click.echo(f"Truth: {dest / 'truth.json'}  ({elapsed:.1f} s)")

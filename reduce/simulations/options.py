@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import DTYPES, MIN_SIZE
+from .conventions import BAYER_PATTERNS, DTYPES, MIN_SIZE, PSFS
 from .truth import load_truth
 
 
@@ -85,6 +85,52 @@ def _validate_conditions(*, size, fwhm, jitter, jump, rotation, twilight, dead_c
                          f"(at most {(nx - 1) // 4} at each end)")
     if 0 < saturated_neighbour < 3:
         raise ValueError(f"saturated_neighbour must be 0 (none) or at least 3 px (got {saturated_neighbour:g})")
+
+
+def _check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False (got {value!r})")
+
+
+def _validate_camera(*, calibration, uncalibrated, hot_pixels, cosmic_rays):
+    """Clear errors for issue 18's camera conditions (uncalibrated lights, hot pixels, hits)."""
+    _check_flag("uncalibrated", uncalibrated)
+    if uncalibrated and not calibration:
+        raise ValueError("uncalibrated=True keeps the camera signature (bias, dark, hot pixels) in "
+                         "the lights and writes no calibration frames; calibration=False removes "
+                         "the signature too: pass one or the other")
+    if isinstance(hot_pixels, bool) or not isinstance(hot_pixels, (int, float, np.number)) or \
+            not math.isfinite(hot_pixels) or not 0 <= hot_pixels <= 0.01:
+        raise ValueError(f"hot_pixels must be the fraction of hot pixels, from 0 (the camera's "
+                         f"own few) to 0.01 (got {hot_pixels!r}); e.g. 1e-3")
+    _check_int("cosmic_rays", cosmic_rays, 0)
+    if cosmic_rays > 10000:
+        raise ValueError(f"cosmic_rays must be at most 10000 hits per light frame (got {cosmic_rays})")
+
+
+def _validate_psf(*, psf, obstruction, fwhm):
+    """Clear errors for option ``psf`` ('moffat' or 'doughnut') and its ``obstruction``."""
+    if psf not in PSFS:
+        raise ValueError(f"psf must be one of {', '.join(PSFS)} (got {psf!r})")
+    if isinstance(obstruction, bool) or not isinstance(obstruction, (int, float, np.number)) or \
+            not 0.2 <= obstruction <= 0.6:
+        raise ValueError(f"obstruction must be the central obstruction's fraction of the pupil "
+                         f"diameter, 0.2 to 0.6 (got {obstruction!r})")
+    if psf == "moffat" and obstruction != 0.4:
+        raise ValueError("obstruction applies to psf='doughnut' only")
+    if psf == "doughnut" and fwhm is not None and fwhm < 8:
+        raise ValueError(f"with psf='doughnut', fwhm is the ring's outer diameter: at least 8 px "
+                         f"for a dark centre through 2.5-3 px seeing (got {fwhm:g})")
+
+
+def _validate_sky_and_colour(*, clouds, bayer):
+    """Clear errors for options ``clouds`` (a number of passing clouds) and ``bayer`` (a pattern)."""
+    _check_int("clouds", clouds, 0)
+    if clouds > 20:
+        raise ValueError(f"clouds must be at most 20 passing clouds (got {clouds})")
+    if bayer is not None and bayer not in BAYER_PATTERNS:
+        raise ValueError(f"bayer must be None (a mono sensor) or one of {', '.join(BAYER_PATTERNS)} "
+                         f"(got {bayer!r})")
 
 
 def _prepare_destination(dest: Path, overwrite: bool) -> Path:

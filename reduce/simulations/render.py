@@ -11,7 +11,8 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from .conventions import READOUT_S, SITE, _iso_to_jd, jd_to_iso
-from .profiles import moffat_alpha, star_positions
+from .defects import add_cosmic_rays
+from .profiles import doughnut_table, moffat_alpha, star_positions
 
 _SAMPLED_FWHM = 2.5  # px: narrower stars are integrated over each pixel (see _integrated_stamp)
 _IMAGETYP = {"bias": "Bias Frame", "dark": "Dark Frame", "flat": "Flat Field", "light": "Light Frame"}
@@ -27,7 +28,7 @@ def _photons(rng, lam):
     return out
 
 
-def _add_star(model, resp, x, y, flux, alpha, beta):
+def _add_star(model, resp, x, y, flux, alpha, beta, colour=None):
     """Add a Moffat star of ``flux`` e- at (x, y) through the flat response, on a stamp whose
     half-size reaches ~1 e-/px (between 4 and 15 FWHM): only the stamp is computed."""
     peak = flux * (beta - 1) / (np.pi * alpha * alpha)
@@ -45,7 +46,16 @@ def _add_star(model, resp, x, y, flux, alpha, beta):
     else:
         r2 = (np.arange(y0, y1) - y)[:, None] ** 2 + (np.arange(x0, x1) - x)[None, :] ** 2
         stamp = peak * (1.0 + r2 / (alpha * alpha)) ** (-beta)
-    model[y0:y1, x0:x1] += (stamp * resp[y0:y1, x0:x1]).astype(np.float32)
+    model[y0:y1, x0:x1] += (stamp * _through(resp, colour, y0, y1, x0, x1)).astype(np.float32)
+
+
+def _through(resp, colour, y0, y1, x0, x1):
+    """The response on a stamp: the flat's, times the star's channel weights on a colour
+    mosaic (``colour`` = (channel map, weights per channel), or None for a mono sensor)."""
+    if colour is None:
+        return resp[y0:y1, x0:x1]
+    cfa, weights = colour
+    return resp[y0:y1, x0:x1] * weights[cfa[y0:y1, x0:x1]]
 
 
 def _integrated_stamp(x0, x1, y0, y1, x, y, peak, alpha, beta, k=7):
@@ -58,6 +68,34 @@ def _integrated_stamp(x0, x1, y0, y1, x, y, peak, alpha, beta, k=7):
     r2 = yy[:, None] ** 2 + xx[None, :] ** 2
     fine = peak * (1.0 + r2 / (alpha * alpha)) ** (-beta)
     return fine.reshape(y1 - y0, k, x1 - x0, k).mean(axis=(1, 3))
+
+
+def _add_doughnut(model, resp, x, y, flux, table, seeing, colour=None, k=5):
+    """Add a defocused star of ``flux`` e- at (x, y) from its radial ``table``
+    (:func:`.profiles.doughnut_table`) through the flat response; sampled at pixel centres
+    when the seeing blur is resolved (FWHM >= 2.5 px), else averaged over k x k sub-pixels."""
+    r, surf, _ = table
+    half = r[-1]
+    ny, nx = model.shape
+    x0, x1 = max(int(x - half), 0), min(int(x + half) + 2, nx)
+    y0, y1 = max(int(y - half), 0), min(int(y + half) + 2, ny)
+    if x0 >= x1 or y0 >= y1:
+        return
+    off = np.zeros(1) if seeing >= _SAMPLED_FWHM else (np.arange(k) + 0.5) / k - 0.5
+    m = len(off)
+    yy = (np.arange(y0, y1)[:, None] + off[None, :]).ravel() - y
+    xx = (np.arange(x0, x1)[:, None] + off[None, :]).ravel() - x
+    fine = np.interp(np.hypot(yy[:, None], xx[None, :]), r, surf, right=0.0)
+    stamp = flux * fine.reshape(y1 - y0, m, x1 - x0, m).mean(axis=(1, 3))
+    model[y0:y1, x0:x1] += (stamp * _through(resp, colour, y0, y1, x0, x1)).astype(np.float32)
+
+
+def _star_colours(s):
+    """Each star's (channel map, channel weights) on a colour mosaic; Nones on a mono sensor."""
+    if "bayer" not in s:
+        return [None] * len(s["stars"]["x"])
+    cfa = s["bayer"]["cfa"]
+    return [(cfa, w) for w in s["bayer"]["star_weights"].astype(np.float32)]
 
 
 def _light_model(s, i):
@@ -73,12 +111,18 @@ def _light_model(s, i):
     else:
         xs, ys = st["x"] + s["dx"][i], st["y"] + s["dy"][i]
     fluxes = st["flux"] * st["signal"][:, i] * s["transparency"][i] * s["extinction"][i]
-    for x, y, f in zip(xs, ys, fluxes):
-        _add_star(model, s["resp"], x, y, f, alpha, s["beta"])
-    nx, ny = s["nx"], s["ny"]
+    colours = _star_colours(s)
+    if "psf_peak" in s:
+        table = doughnut_table(s["psf"]["diameter"], s["psf"]["obstruction"], s["seeing"][i])
+        for x, y, f, c in zip(xs, ys, fluxes, colours):
+            _add_doughnut(model, s["resp"], x, y, f, table, s["seeing"][i], c)
+    else:
+        for x, y, f, c in zip(xs, ys, fluxes, colours):
+            _add_star(model, s["resp"], x, y, f, alpha, s["beta"], c)
+    nx, ny, h = s["nx"], s["ny"], s.get("peak_box", 1)
     for k, (x, y) in enumerate(zip(xs, ys)):
         ix, iy = int(round(x)), int(round(y))
-        sl = (slice(max(iy - 1, 0), min(iy + 2, ny)), slice(max(ix - 1, 0), min(ix + 2, nx)))
+        sl = (slice(max(iy - h, 0), min(iy + h + 1, ny)), slice(max(ix - h, 0), min(ix + h + 1, nx)))
         if model[sl].size:
             peak = float(np.max(model[sl] / s["gain"] + s["bias_map"][sl]))
             st["peak"][k] = max(st["peak"][k], peak)
@@ -94,6 +138,9 @@ def _to_adu(s, electrons, rng):
 def _write_light(s, i, dest, dtype, rng):
     """Render, write and name light frame ``i``."""
     adu = _to_adu(s, _photons(rng, _light_model(s, i)), rng)
+    cr = s["cosmic_rays"]
+    if cr:
+        cr["light"][i] = add_cosmic_rays(adu, cr["light_rng"], cr["per_light"], s["saturation"])
     start = s["time"][i] - s["exptime"] / 2 / 86400.0
     header = _header(s, "light", start, s["exptime"], airmass=s["airmass"][i])
     name = f"light/{s['object']}_{s['filter']}_{i + 1:04d}.fits"
@@ -121,13 +168,24 @@ def _write_calibration(s, item, dest, dtype, rng):
     kind, texp = item["kind"], item["exptime"]
     lam = s["dark_rate"] * np.float32(texp)
     if kind == "flat":
-        lam = lam + s["resp"] * np.float32(s["flat"]["level_adu"] * s["gain"])
+        resp = s["resp"] if "bayer" not in s else s["resp"] * s["bayer"]["flat_map"]  # white
+        lam = lam + resp * np.float32(s["flat"]["level_adu"] * s["gain"])  # light through a mosaic
     electrons = _photons(rng, lam) if kind != "bias" else np.zeros_like(lam)
     adu = _to_adu(s, electrons, rng)
+    n_hits = _calibration_hits(s, texp)
+    if n_hits:
+        add_cosmic_rays(adu, s["cosmic_rays"]["calibration_rng"], n_hits, s["saturation"])
     tag = {"bias": "bias", "dark": f"dark_{texp:g}s", "flat": f"flat_{s['filter']}"}[kind]
     name = f"calibration/{tag}_{item['index'] + 1:03d}.fits"
     _write_fits(dest / name, adu, _header(s, kind, item["start"], texp), dtype, s["saturation"])
     return name
+
+
+def _calibration_hits(s, texp):
+    """Cosmic-ray hits on a calibration frame of ``texp`` s: the lights' rate per second,
+    rounded up (a dark as long as a light gets as many hits; a bias none)."""
+    cr = s["cosmic_rays"]
+    return math.ceil(cr["per_light"] * texp / s["exptime"] - 1e-9) if cr and texp > 0 else 0
 
 
 def _header(s, kind, start_jd, exptime, airmass=None):
@@ -158,6 +216,10 @@ def _header(s, kind, start_jd, exptime, airmass=None):
     h["SITELAT"] = (SITE["latitude"], "[deg] site latitude, north positive")
     h["SITELONG"] = (SITE["longitude"], "[deg] site longitude, east positive")
     h["SITEELEV"] = (SITE["elevation"], "[m] site elevation")
+    if "bayer" in s:  # as N.I.N.A. and ASCOM drivers write them
+        h["BAYERPAT"] = (s["bayer"]["pattern"], "colour filter array, from the top-left pixel")
+        h["XBAYROFF"] = (0, "x offset of the Bayer pattern")
+        h["YBAYROFF"] = (0, "y offset of the Bayer pattern")
     h["BUNIT"] = ("adu", "pixel unit")
     h["ORIGIN"] = ("reduce simulate", "synthetic frame with known truth")
     return h

@@ -39,7 +39,8 @@ def _default_n_stars(size):
 
 def _stars(rng, s, n_stars, n_saturated=0) -> dict:
     """Positions (frame 0), fluxes (e-) and variability; sorted by decreasing flux."""
-    nx, ny, fmax = s["nx"], s["ny"], float(s["fwhm"].max())
+    nx, ny = s["nx"], s["ny"]
+    fmax = s.get("extent_fwhm", float(s["fwhm"].max()))  # the star's width for margins and spacing
     size = min(nx, ny)
     lo, hi = _bounds(s, math.ceil(3 * fmax) + 3)
     centre = np.array([(nx - 1) / 2.0, (ny - 1) / 2.0]) - np.array([s["dx"].mean(), s["dy"].mean()])
@@ -122,6 +123,8 @@ def _variables(rng, n_comp, n_bright, n_total):
 def _target_flux(s):
     """Total e- of the target so that its noiseless peak stays near 55 % of saturation."""
     norm = (s["beta"] - 1) / (np.pi * moffat_alpha(float(s["fwhm"].min()), s["beta"]) ** 2)
+    if "psf_peak" in s:  # a doughnut's ring: its own peak per unit flux
+        norm = s["psf_peak"]
     gain = s["gain"]
     background = (s["bias_level"] + 15.0 + 1.3 * float(s["sky_center"].max())
                   + s["dark_current"] * s["exptime"] / gain)

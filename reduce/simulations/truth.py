@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import READOUT_S, SITE
+from .conventions import BAYER_COLOUR, BAYER_SENSITIVITY, READOUT_S, SITE
 from .profiles import sky_plane, star_positions
 
 UNITS = {
@@ -25,6 +25,9 @@ UNITS = {
     "parameters.dark_current": "e-/s/px (hot pixels: [x, y, e-/s])",
     "parameters.saturation": "ADU; frames are clipped there",
 }
+
+
+_RAGGED = ("cosmic_rays",)  # per-frame lists of unequal lengths, already JSON-ready
 
 
 def _truth(s, files, *, seed, signal, dtype) -> dict:
@@ -53,9 +56,11 @@ def _truth(s, files, *, seed, signal, dtype) -> dict:
         "saturated": st["peak"] >= s["saturation"], "variable": st["amplitude"] > 0,
         "amplitude": st["amplitude"], "period": st["period"], "phase": st["phase"],
         "signal": st["signal"]}
+    if "bayer" in s:
+        _bayer(s, params, stars, units)
     return {"version": 1, "generator": "reduce.simulations", "units": units, "parameters": params,
             "target": t, "time": s["time"].tolist(), "dflux": s["dflux"].tolist(),
-            "frames": {k: np.asarray(v).tolist() for k, v in frames.items()},
+            "frames": {k: v if k in _RAGGED else np.asarray(v).tolist() for k, v in frames.items()},
             "stars": {k: np.asarray(v).tolist() for k, v in stars.items()},
             "calibration": {k: files[k] for k in ("bias", "dark", "flat")}}
 
@@ -71,6 +76,35 @@ def _hostile(s, params, frames, units) -> dict:
         params["dead_columns"] = s["dead_columns"]
     if s["saturated_neighbour"]:
         params["saturated_neighbour"] = s["saturated_neighbour"]
+    if s["conditions"].get("uncalibrated"):
+        params["uncalibrated"] = True
+        units["parameters.uncalibrated"] = ("lights carry the camera signature (bias_level and its "
+                                            "structure, dark_current, hot_pixels, vignetting only: no "
+                                            "PRNU or dust) and no calibration frame is written")
+    if s["cosmic_rays"]:
+        params["cosmic_rays"] = s["cosmic_rays"]["per_light"]
+        frames["cosmic_rays"] = s["cosmic_rays"]["light"]
+        units["frames.cosmic_rays"] = ("each light frame's cosmic-ray hits, one list of [x, y] "
+                                       "pixels per hit (deposits up to 2x saturation, clipped "
+                                       "there); darks and flats get parameters.cosmic_rays x their "
+                                       "exposure / the lights', rounded up, bias frames none")
+    if "psf" in s:
+        params["psf"] = s["psf"]
+        frames["seeing"] = s["seeing"]
+        units["frames.fwhm"] = ("outer diameter (px) of a doughnut star's ring (parameters.psf: an "
+                                "annulus with a central obstruction of psf.obstruction x the "
+                                "diameter, blurred by Gaussian seeing; parameters.psf_beta unused)")
+        units["frames.seeing"] = "FWHM (px) of the Gaussian seeing that blurs the doughnut"
+    if "clouds" in s:
+        params["clouds"] = s["clouds"]["clouds"]
+        frames["cloud_transparency"] = s["clouds"]["cloud_transparency"]
+        frames["cloud_sky"] = s["clouds"]["cloud_sky"]
+        units["parameters.clouds"] = ("passing clouds: time (JD UTC of the deepest point), "
+                                      "duration_min (edge to edge, cos^2 in time), transparency "
+                                      "(x clear at the deepest point), sky_factor (x the sky there)")
+        units["frames.cloud_transparency"] = ("the clouds' share of frames.transparency (which "
+                                              "includes it); frames.cloud_sky: their factor on "
+                                              "frames.sky (which includes it)")
     if np.any(s["rotation"]):
         frames["rotation"] = s["rotation"]
         params["rotation_center"] = s["rotation_center"]
@@ -79,6 +113,22 @@ def _hostile(s, params, frames, units) -> dict:
                               "parameters.rotation_center, then add frames.dx[i], frames.dy[i] "
                               "(reduce.simulations.truth.positions)")
     return units
+
+
+def _bayer(s, params, stars, units):
+    """Record a colour mosaic (option ``bayer``): pattern, channel weights of sky, flats, stars."""
+    b = s["bayer"]
+    params["bayer"] = {"pattern": b["pattern"], "x_offset": 0, "y_offset": 0,
+                       "sensitivity": list(BAYER_SENSITIVITY), "colour_scale": BAYER_COLOUR,
+                       "sky_colour": b["sky_colour"], "sky_weights": b["sky_weights"].tolist(),
+                       "flat_weights": b["flat_weights"].tolist()}
+    stars["colour"], stars["channel_weights"] = b["colours"], b["star_weights"]
+    units["parameters.bayer"] = ("colour filter array (header BAYERPAT, from the top-left pixel): "
+                                 "a pixel of channel R, G or B records its weight x the mono "
+                                 "signal; weights [R, G, B] = sensitivity x exp(colour_scale x "
+                                 "colour x [1, 0, -1]); stars.flux and frames.sky are those of a "
+                                 "weight-1 pixel; a 2x2 superpixel records (R + 2G + B) / 4 of them")
+    units["stars.channel_weights"] = "each star's [R, G, B] weights (stars.colour: -1 blue to +1 red)"
 
 
 def positions(truth) -> tuple:
