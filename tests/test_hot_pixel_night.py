@@ -1,10 +1,11 @@
 """Issue 18 item 1: an uncalibrated CCD night full of hot pixels reduces by default.
 
-Without darks, 1 pixel in 1,000 is hot (100 ADU to beyond the 65,535 ceiling, the same pixels
-on every frame, with their shot noise). Before, the reference PSF came out at ~0.5 px from hot
-pixels taken for stars, the alignment measured no shift and 35 of 40 frames were flagged. Now
-the night's hot pixels are found, repaired, counted in the summary's warnings, and the night is
-scored as the hostile nights are (``tests/test_hostile_nights.py``).
+The simulator's uncalibrated night (bias pedestal with structure, dark current, vignetting, no
+calibration frame) with 1 pixel in 1,000 hot (50 ADU to saturation, the same pixels on every
+frame). Before, such a night's reference PSF came out at ~0.5 px from hot pixels taken for
+stars, the alignment measured no shift and 35 of 40 frames were flagged NO_PSF. Now the night's
+hot pixels are found, repaired, counted in the summary's warnings, and the night is scored as the
+hostile nights are (``tests/test_hostile_nights.py``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from astropy.table import Table
 
 from reduce.simulations import simulate_night
@@ -21,27 +21,12 @@ from reduce.simulations.truth import positions
 from tests.test_hostile_nights import MAX_RATIO, MIN_MEASURED, reduce_and_score
 
 
-def add_hot_pixels(night: Path, truth: dict, fraction: float, seed: int = 0) -> int:
-    """Add the same ``fraction`` of hot pixels (log-uniform 100 ADU to 1.1x the ceiling, with
-    shot noise, clipped) to every light of ``night``; return how many."""
-    rng = np.random.default_rng(seed)
-    files = [night / f for f in truth["frames"]["file"]]
-    shape = fits.getdata(files[0]).shape
-    n = int(fraction * shape[0] * shape[1])
-    level = np.zeros(shape)
-    level.flat[rng.choice(level.size, n, replace=False)] = np.exp(rng.uniform(np.log(100), np.log(7.2e4), n))
-    for f in files:
-        with fits.open(f, mode="update") as hdul:
-            data = hdul[0].data.astype(float) + rng.poisson(level)
-            hdul[0].data = np.clip(np.rint(data), 0, 65535).astype(hdul[0].data.dtype)
-    return n
-
-
-@pytest.mark.parametrize("seed", [1])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_uncalibrated_night_with_hot_pixels_reduces_by_default(tmp_path, seed):
     night, out = tmp_path / "night", tmp_path / "out"
-    truth = simulate_night(night, n_images=40, size=300, signal="sine", calibration=False, seed=seed)
-    n_hot = add_hot_pixels(night, truth, 1e-3, seed)
+    truth = simulate_night(night, n_images=40, size=300, signal="sine", uncalibrated=True,
+                           hot_pixels=1e-3, seed=seed)
+    n_hot = len(truth["parameters"]["hot_pixels"])
     score = reduce_and_score(night, out, truth)
     detail = f"{score['measured']}/{score['n']} measured, {score['ratio']:.3f} x floor, flagged {score['flagged']}"
     assert score["measured"] >= MIN_MEASURED * score["n"], detail
@@ -53,13 +38,14 @@ def test_uncalibrated_night_with_hot_pixels_reduces_by_default(tmp_path, seed):
     t = truth["target"]
     names = {Path(f).name: i for i, f in enumerate(truth["frames"]["file"])}
     i = np.array([names[str(f)] for f in table["file"]])
-    assert np.ptp(x[t, i]) + np.ptp(y[t, i]) > 3
+    assert np.ptp(x[t, i]) + np.ptp(y[t, i]) > 2
     err = np.hypot(np.asarray(table["x"], float) - x[t, i], np.asarray(table["y"], float) - y[t, i])
     assert np.nanmax(err) < 0.5
-    # the summary says how many hot pixels there were, and that darks would remove them
+    # the summary says how many hot pixels there were, and that darks would remove them (a few
+    # of the faintest, 50 ADU, or on the frame's edge are not found)
     warning = next(w for w in json.loads(next(out.glob("*.json")).read_text())["warnings"]
                    if w["code"] == "hot_pixels")
-    assert 0.8 * n_hot <= warning["pixels"] <= n_hot and "dark" in warning["message"]
+    assert 0.85 * n_hot <= warning["pixels"] <= 1.1 * n_hot and "dark" in warning["message"]
 
 
 def test_the_warning_needs_many_hot_pixels_and_suggests_darks_only_without_them(caplog):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sharpness import MIN_RATIO, axis_neighbours, sharp_map
+from .sharpness import axis_neighbours, sharp, sharp_above_ring, sharp_map
 
 __all__ = ["find_hot_pixels", "repair_weights", "repair", "MIN_SIGMA"]
 
@@ -30,7 +30,7 @@ _DIAGONALS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
 def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIGMA,
-                    passes: int = 3) -> np.ndarray:
+                    passes: int = 6) -> np.ndarray:
     """Boolean map of the hot pixels of ``stack`` (frames, ny, nx), same-shaped calibrated frames
     spread over a night (3 or more), ``rms`` their single-frame background noise (ADU).
 
@@ -49,8 +49,8 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
     hot = np.zeros(med.shape, bool)
     if not (np.isfinite(bkg) and np.isfinite(med_rms) and med_rms > 0):
         return hot
-    levels = [global_background(frame)[0] for frame in stack]
     excess = max(min_sigma * float(rms), 6.0 * med_rms)
+    levels = [global_background(frame)[0] for frame in stack]
     for _ in range(passes):
         cand = sharp_map(med, bkg, med_rms, min_excess=excess, k=MAP_K) & ~hot
         new = np.zeros_like(hot)
@@ -58,7 +58,7 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
         if not new.any():
             break
         hot |= new
-        weights = repair_weights(new, hot & ~new)
+        weights = repair_weights(hot)  # all found so far, anew: none is repaired from another
         med = repair(med, *weights)
         for frame in stack:
             repair(frame, *weights)
@@ -78,7 +78,8 @@ def _median(stack: np.ndarray, band: int = 1 << 20) -> np.ndarray:
 
 def _voted(stack, levels, med, index) -> np.ndarray:
     """The flat ``index`` of the candidates that, in more than half the frames, stand above their
-    least axis mean by half their excess in the median and are sharp (:data:`MIN_RATIO`)."""
+    least axis mean by half their excess in the median and are sharp above the frame's
+    background ``levels`` or above their ring (as :func:`sharp_map`, with no noise margin)."""
     if index.size == 0:
         return index
     y, x = np.unravel_index(index, med.shape)
@@ -87,7 +88,7 @@ def _voted(stack, levels, med, index) -> np.ndarray:
     votes = np.zeros(index.size, int)
     for frame, b in zip(stack, levels):
         v, m = axis_neighbours(frame, x, y)
-        votes += (v - m > half) & (m - b < MIN_RATIO * (v - b))
+        votes += (v - m > half) & (sharp(v - b, m - b, 0.0) | sharp_above_ring(frame, x, y, 0.0))
     return index[votes > len(stack) // 2]
 
 
