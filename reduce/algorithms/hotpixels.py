@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sharpness import axis_neighbours, sharp, sharp_above_ring, sharp_map
+from .sharpness import axis_neighbours, sharp, sharp_above_ring, sharp_at, sharp_map
 
 __all__ = ["find_hot_pixels", "repair_weights", "repair", "MIN_SIGMA"]
 
@@ -51,10 +51,10 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
         return hot
     excess = max(min_sigma * float(rms), 6.0 * med_rms)
     levels = [global_background(frame)[0] for frame in stack]
+    cand = np.flatnonzero(sharp_map(med, bkg, med_rms, min_excess=excess, k=MAP_K))
     for _ in range(passes):
-        cand = sharp_map(med, bkg, med_rms, min_excess=excess, k=MAP_K) & ~hot
         new = np.zeros_like(hot)
-        new.flat[_voted(stack, levels, med, np.flatnonzero(cand))] = True
+        new.flat[_voted(stack, levels, med, cand)] = True
         if not new.any():
             break
         hot |= new
@@ -62,7 +62,21 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
         med = repair(med, *weights)
         for frame in stack:
             repair(frame, *weights)
+        cand = _around(new, hot, med, bkg, med_rms, excess)
     return hot
+
+
+def _around(new, hot, med, bkg, rms, excess) -> np.ndarray:
+    """Flat indices of the candidates within 2 px of the pixels ``new`` just repaired (the only
+    ones whose neighbours or ring changed), not yet ``hot``: the next pass looks only there."""
+    ny, nx = med.shape
+    y, x = np.nonzero(new)
+    ys = np.clip((y[:, None] + np.repeat(np.arange(-2, 3), 5)[None]).ravel(), 1, ny - 2)
+    xs = np.clip((x[:, None] + np.tile(np.arange(-2, 3), 5)[None]).ravel(), 1, nx - 2)
+    index = np.unique(ys * nx + xs)
+    index = index[~hot.ravel()[index]]
+    y, x = np.unravel_index(index, med.shape)
+    return index[sharp_at(med, x, y, bkg, rms, min_excess=excess, k=MAP_K)]
 
 
 def _median(stack: np.ndarray, band: int = 1 << 20) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_RATIO", "axis_neighbours", "ring_level", "sharp", "sharp_map"]
+__all__ = ["MIN_RATIO", "axis_neighbours", "ring_level", "sharp", "sharp_above_ring", "sharp_at", "sharp_map"]
 
 #: the least axis ratio a star may have (a pixel-integrated Gaussian of FWHM ~1.05 px, or a star
 #: that narrow across: elongated real stars reach 0.26 at FWHM ~2 px)
@@ -100,11 +100,18 @@ def sharp_map(data: np.ndarray, bkg: float, rms: float, *, min_excess: float,
         y, x = _candidates(d[r0 - 1:r1 + 1], min_excess)
         if y.size:
             y = y + r0
-            v, m = axis_neighbours(d, x, y)
-            keep = sharp(v - bkg, m - bkg, rms, min_ratio=min_ratio, k=k)
-            keep |= sharp_above_ring(d, x, y, rms, min_ratio=min_ratio, k=k)
+            keep = sharp_at(d, x, y, bkg, rms, min_ratio=min_ratio, k=k)
             out[y[keep], x[keep]] = True
     return out
+
+
+def sharp_at(data, x, y, bkg: float, rms: float, *, min_excess: float = 0.0,
+             min_ratio: float = MIN_RATIO, k: float = K_SIGMA) -> np.ndarray:
+    """:func:`sharp_map`'s test at the integer pixels ``x``, ``y`` only (e.g. around pixels
+    just repaired), ``min_excess`` included."""
+    v, m = axis_neighbours(data, x, y)
+    keep = (v - m > min_excess) & sharp(v - bkg, m - bkg, rms, min_ratio=min_ratio, k=k)
+    return keep | ((v - m > min_excess) & sharp_above_ring(data, x, y, rms, min_ratio=min_ratio, k=k))
 
 
 def _candidates(d: np.ndarray, min_excess: float) -> tuple[np.ndarray, np.ndarray]:
