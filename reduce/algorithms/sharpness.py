@@ -11,8 +11,10 @@ a thin track (their other axis is dark), which a plain neighbour mean would let 
 A feature is *sharp* when ``s`` is below :data:`MIN_RATIO` (0.15) by more than ``k`` noise
 sigmas. That keeps every star down to FWHM ~1.05 px however faint (a FWHM 1.5 px star sits above
 the cut by ``0.22 peak``; on the real, undersampled HAT-P-32 frames, FWHM ~2 px, the least ``s``
-of a star 100 sigma up is 0.26), and rejects hot pixels from ~15 sigma up (every one from ~25 sigma); fainter ones are left to the night's hot-pixel map
-(:mod:`reduce.algorithms.hotpixels`).
+of a star 100 sigma up is 0.26), and rejects hot pixels from ~15 sigma up (every one from
+~25 sigma); fainter ones are left to the night's hot-pixel map (:mod:`reduce.algorithms.hotpixels`),
+which also measures ``s`` above the ring 2 px around a local maximum (:func:`sharp_above_ring`),
+so that a hot pixel on a bright star's wing is seen.
 """
 from __future__ import annotations
 
