@@ -6,6 +6,7 @@ import logging
 import numpy as np
 
 from ..algorithms.rings import merge_ring_fragments
+from ..algorithms.sharpness import axis_neighbours, sharp
 from ..algorithms.stats import median, sorted_median
 from ..core.block import Block
 from ..model.errors import NoSources
@@ -112,6 +113,17 @@ def _saturated(image, xpeak, ypeak) -> np.ndarray:
     return ((box & np.uint8(PixelFlag.SATURATED)) != 0).any(axis=(1, 2))
 
 
+def _round_enough(objects, sub, rms, image):
+    """The objects whose peak is not sharper than a star allows (:mod:`reduce.algorithms.sharpness`:
+    hot pixels, cosmic-ray hits); how many were left out is ``image.computed['sharp_sources']``."""
+    if len(objects) == 0:
+        return objects
+    peak, least = axis_neighbours(sub, objects["xpeak"], objects["ypeak"])
+    spike = sharp(peak, least, rms)
+    image.computed["sharp_sources"] = int(spike.sum())
+    return objects[~spike] if spike.any() else objects
+
+
 class PointSourceDetection(Block):
     """Detect stars with sep on the background-subtracted frame.
 
@@ -142,7 +154,9 @@ class PointSourceDetection(Block):
     Sets ``image.sources`` (brightest first, with ``saturated`` and ``edge`` flags),
     ``image.bkg`` and ``image.bkg_rms`` (ADU). Raises NoSources when nothing is found.
     Masked pixels without data (``Image.mask``: unilluminated, non-finite) are left out of the
-    background and the detection; a source is ``saturated`` when a raw-saturated pixel lies in
+    background and the detection. A source whose brightest pixel is sharper than any star
+    (hot pixel, cosmic-ray hit: :mod:`reduce.algorithms.sharpness`) is left out, and counted in
+    ``image.computed['sharp_sources']``; a source is ``saturated`` when a raw-saturated pixel lies in
     the 3x3 box of its peak. A defocused (doughnut) star split by the deblending into its bright
     spots is merged back into one source (:func:`reduce.algorithms.rings.merge_ring_fragments`).
 
@@ -209,9 +223,10 @@ class PointSourceDetection(Block):
         if mask is not None:
             sub[mask] = 0.0
         objects = self._objects(sub, rms, mask)
+        image.bkg, image.bkg_rms = bkg, rms
+        objects = _round_enough(objects, sub, rms, image)  # hot pixels and hits first: never part of a ring
         if len(objects):
             objects = merge_ring_fragments(objects, sub, rms)  # a doughnut split by deblending is one star
-        image.bkg, image.bkg_rms = bkg, rms
         if len(objects) == 0:
             raise NoSources(f"no source above {self.threshold:g} sigma")
         objects = objects[np.argsort(-objects["flux"], kind="stable")]

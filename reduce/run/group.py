@@ -20,6 +20,7 @@ from ..model.flags import Flag
 from ..model.reasons import group_reasons
 from .colour import balance_colour, note_colour, with_bayer_block, with_phase_correction
 from .outputs import discard_figures, submit_figures, write_outputs
+from .hotpixels import night_hot_pixels
 from .reference import choose_reference, fill_pointing, psf_like_reference, psf_shape_of_reference, quick_detection
 from .plan import GroupPlan
 from .report import GroupResult
@@ -92,7 +93,7 @@ def _loader(config):
 
 def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     """Masters, reference, target, every frame, light curve, outputs."""
-    from ..recipe import REFERENCE_SECTIONS, build_blocks
+    from ..recipe import build_blocks
 
     plan, spec, result = ctx.plan, ctx.spec, ctx.result
     loader = _loader(ctx.config)
@@ -100,7 +101,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     _group_warnings(plan, result)
     _check_calibration(plan, spec)
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
-    pre = with_bayer_block(build_blocks(spec, REFERENCE_SECTIONS, **runtime), len(spec.sections["calibration"]))
+    pre = _reference_chain(plan, spec, runtime, result)
     _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
     ref = balance_colour(pre, ref, loader, plan.name)
     result.reference = ref.path
@@ -132,6 +133,19 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
             raise
     finally:
         ctx.staged.discard()  # empty after a commit; after a failure, the previous outputs stay
+
+
+def _reference_chain(plan, spec, runtime, result) -> list:
+    """The calibration blocks, a colour sensor's 2x2 binning (a no-op on mono frames), the night's
+    hot pixels repaired (:func:`~reduce.run.hotpixels.night_hot_pixels`, found on the binned
+    frames), then the detection and PSF blocks."""
+    from ..recipe import REFERENCE_SECTIONS, build_blocks
+
+    cal = build_blocks(spec, "calibration", **runtime)
+    cal = with_bayer_block(cal, len(cal))
+    repair = night_hot_pixels(plan, cal, runtime["loader"], result.warnings)
+    rest = build_blocks(spec, [s for s in REFERENCE_SECTIONS if s != "calibration"], **runtime)
+    return [*cal, *([repair] if repair is not None else []), *rest]
 
 
 def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, executor) -> None:

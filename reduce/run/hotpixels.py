@@ -1,0 +1,106 @@
+"""The group's hot pixels: found once in a few calibrated frames spread over the night, repaired
+on every frame by a :class:`~reduce.blocks.hotpixels.RepairHotPixels` block after calibration.
+
+With darks most hot pixels are subtracted and few are left; without them (or with darks of
+another temperature) a CCD can have thousands, which detection would take for stars. The log
+says how many were found, and warns (with the count in the summary's warnings) when they are
+many, suggesting darks when the night has none.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import numpy as np
+
+__all__ = ["night_hot_pixels", "SAMPLE", "MANY", "MOST"]
+
+log = logging.getLogger("reduce.run")
+
+#: frames sampled (spread evenly over the group) to find the hot pixels in their median
+SAMPLE = 7
+#: most bytes the sampled frames may hold (float32): a 26-megapixel camera gets 3 frames
+STACK_BYTES = 256 * 2 ** 20
+#: above this fraction of the pixels the "hot pixels" are a pattern (e.g. the red and blue
+#: pixels of a colour sensor's raw mosaic on a coloured sky), not defects: nothing is repaired
+MOST = 0.05
+#: a night has "many" hot pixels above this fraction of its pixels (1 in 10,000)
+MANY = 1e-4
+
+
+def night_hot_pixels(plan, cal_blocks, loader, warnings: list | None = None):
+    """A RepairHotPixels block for the group's hot pixels (found in the median of ``SAMPLE``
+    frames run through ``cal_blocks``), or None when there is none or too few frames (< 3)."""
+    from ..algorithms.hotpixels import find_hot_pixels
+    from ..blocks.hotpixels import RepairHotPixels
+
+    stack, rms = _sample(plan.frames, cal_blocks, loader)
+    if stack is None:
+        return None
+    hot = find_hot_pixels(stack, rms)
+    n = int(hot.sum())
+    if n == 0:
+        log.info("%s: no hot pixel in the median of %d frames", plan.name, len(stack))
+        return None
+    if n > MOST * hot.size:
+        log.warning("%s: %d pixels (%.0f %% of the frame) look sharper than any star in the median of "
+                    "%d frames: a pattern, not hot pixels (a colour sensor's mosaic?); none repaired",
+                    plan.name, n, 100.0 * n / hot.size, len(stack))
+        return None
+    _report(plan, n, hot.size, len(stack), warnings)
+    return RepairHotPixels(hot)
+
+
+def _sample(frames, cal_blocks, loader, n: int = SAMPLE):
+    """(stack, rms): up to ``n`` calibrated frames spread over ``frames`` (fewer, down to 3, when
+    they would hold more than ``STACK_BYTES``), of their most common shape, and their median
+    background noise; (None, None) with fewer than 3 usable."""
+    from ..blocks.detection import global_background
+    from ..core.sequence import run_frame
+
+    if len(frames) < 3:
+        return None, None
+    for block in cal_blocks:
+        block.setup(None)
+    first = _calibrated(run_frame(cal_blocks, frames[0], loader))
+    if first is not None:
+        n = min(n, max(3, int(STACK_BYTES // (4 * first.size))))
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), n)).round().astype(int))
+    images = [] if first is None else [first]
+    for i in picks[1:]:
+        data = _calibrated(run_frame(cal_blocks, frames[i], loader))
+        if data is not None:
+            images.append(data)
+    if not images:
+        return None, None
+    shape = Counter(a.shape for a in images).most_common(1)[0][0]
+    images = [a for a in images if a.shape == shape]
+    if len(images) < 3:
+        return None, None
+    rms = float(np.nanmedian([global_background(a)[1] for a in images]))
+    if not np.isfinite(rms) or rms <= 0:
+        return None, None
+    return np.stack(images), rms
+
+
+def _calibrated(image):
+    """The image's pixels as float32, or None when the chain rejected it."""
+    if image.flags or image.data is None or image.data.ndim != 2:
+        return None
+    return np.asarray(image.data, dtype=np.float32)
+
+
+def _report(plan, n: int, size: int, frames: int, warnings) -> None:
+    """Log the count; a warning (kept in ``warnings``) when it is above ``MANY`` of the pixels."""
+    darks = bool(getattr(plan.calibration, "darks", None))
+    what = (f"{n} hot pixel(s) ({100.0 * n / size:.3g} % of the frame), sharper than any star in the "
+            f"median of {frames} frames: repaired from their neighbours on every frame")
+    if n < MANY * size:
+        log.info("%s: %s", plan.name, what)
+        return
+    hint = ("; take dark frames (same exposure and temperature) to subtract them" if not darks
+            else "; the darks do not remove them (another temperature or exposure?)")
+    message = what + hint
+    log.warning("%s: %s", plan.name, message)
+    if warnings is not None:
+        warnings.append({"code": "hot_pixels", "pixels": n, "darks": darks, "message": message})
