@@ -88,6 +88,6 @@ def test_a_colour_mosaic_is_not_taken_for_hot_pixels(tmp_path, monkeypatch):
         f = rng.normal(300.0, 5.0, (60, 60))
         f[0::2, 1::2] += 200.0                          # R of a GRBG mosaic
         frames.append(f.astype(np.float32))
-    monkeypatch.setattr(hp, "_sample", lambda *a, **k: (np.stack(frames), 5.0))
+    monkeypatch.setattr(hp, "_sample", lambda *a, **k: (np.stack(frames), 5.0, 1))
     plan = SimpleNamespace(name="g", frames=list("abcde"), calibration=SimpleNamespace(darks=[]))
     assert hp.night_hot_pixels(plan, [], loader=None) is None

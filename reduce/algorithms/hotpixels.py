@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sharpness import axis_neighbours, sharp, sharp_above_ring, sharp_at, sharp_map
+from .sharpness import MIN_RATIO, axis_neighbours, sharp, sharp_above_ring, sharp_at, sharp_map
 
 __all__ = ["find_hot_pixels", "repair_weights", "repair", "MIN_SIGMA"]
 
@@ -30,7 +30,7 @@ _DIAGONALS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
 def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIGMA,
-                    passes: int = 6) -> np.ndarray:
+                    passes: int = 6, min_ratio: float = MIN_RATIO) -> np.ndarray:
     """Boolean map of the hot pixels of ``stack`` (frames, ny, nx), same-shaped calibrated frames
     spread over a night (3 or more), ``rms`` their single-frame background noise (ADU).
 
@@ -38,7 +38,8 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
     (:func:`_voted`), since where stars drift slowly the median can stitch pieces of different
     frames' stars into a sharp-looking pixel. Each pass repairs what the previous found, so a
     pixel beside a hot one on both axes (an L, a 2x2 cluster) is judged on its own next.
-    A float32 ``stack`` is repaired in place (no copy of a large stack)."""
+    A float32 ``stack`` is repaired in place (no copy of a large stack). ``min_ratio``: the least
+    axis ratio of a star on these pixels (:func:`~reduce.algorithms.sharpness.star_min_ratio`)."""
     from ..blocks.detection import global_background
 
     stack = np.asarray(stack, dtype=np.float32)
@@ -51,10 +52,10 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
         return hot
     excess = max(min_sigma * float(rms), 6.0 * med_rms)
     levels = [global_background(frame)[0] for frame in stack]
-    cand = np.flatnonzero(sharp_map(med, bkg, med_rms, min_excess=excess, k=MAP_K))
+    cand = np.flatnonzero(sharp_map(med, bkg, med_rms, min_excess=excess, k=MAP_K, min_ratio=min_ratio))
     for _ in range(passes):
         new = np.zeros_like(hot)
-        new.flat[_voted(stack, levels, med, cand)] = True
+        new.flat[_voted(stack, levels, med, cand, min_ratio)] = True
         if not new.any():
             break
         hot |= new
@@ -62,11 +63,11 @@ def find_hot_pixels(stack: np.ndarray, rms: float, *, min_sigma: float = MIN_SIG
         med = repair(med, *weights)
         for frame in stack:
             repair(frame, *weights)
-        cand = _around(new, hot, med, bkg, med_rms, excess)
+        cand = _around(new, hot, med, bkg, med_rms, excess, min_ratio)
     return hot
 
 
-def _around(new, hot, med, bkg, rms, excess) -> np.ndarray:
+def _around(new, hot, med, bkg, rms, excess, min_ratio=MIN_RATIO) -> np.ndarray:
     """Flat indices of the candidates within 2 px of the pixels ``new`` just repaired (the only
     ones whose neighbours or ring changed), not yet ``hot``: the next pass looks only there."""
     ny, nx = med.shape
@@ -76,7 +77,7 @@ def _around(new, hot, med, bkg, rms, excess) -> np.ndarray:
     index = np.unique(ys * nx + xs)
     index = index[~hot.ravel()[index]]
     y, x = np.unravel_index(index, med.shape)
-    return index[sharp_at(med, x, y, bkg, rms, min_excess=excess, k=MAP_K)]
+    return index[sharp_at(med, x, y, bkg, rms, min_excess=excess, k=MAP_K, min_ratio=min_ratio)]
 
 
 def _median(stack: np.ndarray, band: int = 1 << 20) -> np.ndarray:
@@ -90,7 +91,7 @@ def _median(stack: np.ndarray, band: int = 1 << 20) -> np.ndarray:
     return out
 
 
-def _voted(stack, levels, med, index) -> np.ndarray:
+def _voted(stack, levels, med, index, min_ratio=MIN_RATIO) -> np.ndarray:
     """The flat ``index`` of the candidates that, in more than half the frames, stand above their
     least axis mean by half their excess in the median and are sharp above the frame's
     background ``levels`` or above their ring (as :func:`sharp_map`, with no noise margin)."""
@@ -102,7 +103,8 @@ def _voted(stack, levels, med, index) -> np.ndarray:
     votes = np.zeros(index.size, int)
     for frame, b in zip(stack, levels):
         v, m = axis_neighbours(frame, x, y)
-        votes += (v - m > half) & (sharp(v - b, m - b, 0.0) | sharp_above_ring(frame, x, y, 0.0))
+        votes += (v - m > half) & (sharp(v - b, m - b, 0.0, min_ratio=min_ratio)
+                                   | sharp_above_ring(frame, x, y, 0.0, min_ratio=min_ratio))
     return index[votes > len(stack) // 2]
 
 

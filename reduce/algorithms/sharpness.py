@@ -20,13 +20,20 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_RATIO", "axis_neighbours", "ring_level", "sharp", "sharp_above_ring", "sharp_at", "sharp_map"]
+__all__ = ["MIN_RATIO", "star_min_ratio", "axis_neighbours", "ring_level", "sharp", "sharp_above_ring", "sharp_at", "sharp_map"]
 
 #: the least axis ratio a star may have (a pixel-integrated Gaussian of FWHM ~1.05 px, or a star
 #: that narrow across: elongated real stars reach 0.26 at FWHM ~2 px)
 MIN_RATIO = 0.15
 #: noise sigmas below MIN_RATIO before a feature counts as sharp
 K_SIGMA = 3.0
+
+
+def star_min_ratio(binning: int = 1) -> float:
+    """The least axis ratio of a star on pixels ``binning`` raw pixels wide: MIN_RATIO on raw
+    pixels, MIN_RATIO / binning**2 on a colour sensor's 2x2 superpixels, where a star of 1.5 raw
+    px is 0.75 px across (its ``s`` down to ~0.07), while a hot raw pixel still has ``s ~ 0``."""
+    return MIN_RATIO / max(int(binning), 1) ** 2
 
 
 def axis_neighbours(data: np.ndarray, x, y) -> tuple[np.ndarray, np.ndarray]:

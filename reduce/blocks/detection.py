@@ -6,7 +6,7 @@ import logging
 import numpy as np
 
 from ..algorithms.rings import merge_ring_fragments
-from ..algorithms.sharpness import axis_neighbours, sharp
+from ..algorithms.sharpness import axis_neighbours, sharp, star_min_ratio
 from ..algorithms.stats import median, sorted_median
 from ..core.block import Block
 from ..model.errors import NoSources
@@ -119,7 +119,7 @@ def _round_enough(objects, sub, rms, image):
     if len(objects) == 0:
         return objects
     peak, least = axis_neighbours(sub, objects["xpeak"], objects["ypeak"])
-    spike = sharp(peak, least, rms)
+    spike = sharp(peak, least, rms, min_ratio=star_min_ratio(image.computed.get("cfa", {}).get("bin", 1)))
     image.computed["sharp_sources"] = int(spike.sum())
     return objects[~spike] if spike.any() else objects
 

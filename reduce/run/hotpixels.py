@@ -32,12 +32,13 @@ def night_hot_pixels(plan, cal_blocks, loader, warnings: list | None = None):
     """A RepairHotPixels block for the group's hot pixels (found in the median of ``SAMPLE``
     frames run through ``cal_blocks``), or None when there is none or too few frames (< 3)."""
     from ..algorithms.hotpixels import find_hot_pixels
+    from ..algorithms.sharpness import star_min_ratio
     from ..blocks.hotpixels import RepairHotPixels
 
-    stack, rms = _sample(plan.frames, cal_blocks, loader)
+    stack, rms, binning = _sample(plan.frames, cal_blocks, loader)
     if stack is None:
         return None
-    hot = find_hot_pixels(stack, rms)
+    hot = find_hot_pixels(stack, rms, min_ratio=star_min_ratio(binning))
     n = int(hot.sum())
     if n == 0:
         log.info("%s: no hot pixel in the median of %d frames", plan.name, len(stack))
@@ -52,17 +53,20 @@ def night_hot_pixels(plan, cal_blocks, loader, warnings: list | None = None):
 
 
 def _sample(frames, cal_blocks, loader, n: int = SAMPLE):
-    """(stack, rms): up to ``n`` calibrated frames spread over ``frames`` (fewer, down to 3, when
-    they would hold more than ``STACK_BYTES``), of their most common shape, and their median
-    background noise; (None, None) with fewer than 3 usable."""
+    """(stack, rms, binning): up to ``n`` calibrated frames spread over ``frames`` (fewer, down to
+    3, when they would hold more than ``STACK_BYTES``), of their most common shape, their median
+    background noise and their pixels' width in raw pixels (2 on a colour sensor's superpixels);
+    (None, None, 1) with fewer than 3 usable."""
     from ..blocks.detection import global_background
     from ..core.sequence import run_frame
 
     if len(frames) < 3:
-        return None, None
+        return None, None, 1
     for block in cal_blocks:
         block.setup(None)
-    first = _calibrated(run_frame(cal_blocks, frames[0], loader))
+    image = run_frame(cal_blocks, frames[0], loader)
+    binning = int(image.computed.get("cfa", {}).get("bin", 1)) if image.computed else 1
+    first = _calibrated(image)
     if first is not None:
         n = min(n, max(3, int(STACK_BYTES // (4 * first.size))))
     picks = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), n)).round().astype(int))
@@ -72,15 +76,15 @@ def _sample(frames, cal_blocks, loader, n: int = SAMPLE):
         if data is not None:
             images.append(data)
     if not images:
-        return None, None
+        return None, None, 1
     shape = Counter(a.shape for a in images).most_common(1)[0][0]
     images = [a for a in images if a.shape == shape]
     if len(images) < 3:
-        return None, None
+        return None, None, 1
     rms = float(np.nanmedian([global_background(a)[1] for a in images]))
     if not np.isfinite(rms) or rms <= 0:
-        return None, None
-    return np.stack(images), rms
+        return None, None, 1
+    return np.stack(images), rms, binning
 
 
 def _calibrated(image):
