@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circular_sums
+from ..algorithms.apertures import COSMIC, EDGE, MASKED, SATURATED, annulus_stats, circular_sums
 from ..algorithms.centroids import cutouts
 from ..core.block import Block
 from ..model.flags import Flag
@@ -145,7 +145,7 @@ class AnnulusBackground(Block):
         # pixels without data are left out; a saturated core is left to the clipping (the
         # brightest values), which spares gathering the mask on frames with saturated stars only
         image.ensure_mask()
-        mask = image.mask if image.mask_bits & PixelFlag.no_data() else None
+        mask = image.mask if image.mask_bits & (PixelFlag.no_data() | PixelFlag.COSMIC) else None
         med, std, npix = annulus_stats(_float(image.data), xy, inner, outer, self.sigma, mask=mask)
         few = npix < self.min_pixels
         if few.any():
@@ -258,6 +258,9 @@ class GetFluxes(Block):
             image.flag(Flag.TARGET_NEAR_EDGE, f"{smallest} leaves the frame", self.name)
         elif flags[0] & MASKED:
             image.flag(Flag.TARGET_MASKED, f"{smallest} overlaps masked pixels (unilluminated or NaN)",
+                       self.name)
+        elif flags[0] & COSMIC:
+            image.flag(Flag.COSMIC_RAY, f"{smallest} overlaps a cosmic-ray hit that could not be repaired",
                        self.name)
         elif not saturated:
             image.flag(Flag.TARGET_SATURATED, f"{smallest} overlaps saturated pixels", self.name)
