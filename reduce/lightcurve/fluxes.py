@@ -264,19 +264,30 @@ class Fluxes:
         if not frames.any():
             raise ValueError("the target has no finite positive flux in any frame")
         sat = self.meta.get("saturation") if saturation is None else saturation
+        excused = self._hit_frames()
         comps = select_comparisons(
             self.fluxes, target=self.target, frames=frames, peak=self.data.get("peak"),
             saturation=None if sat is None else float(sat), saturated=self.data.get("saturated"),
-            max_comps=int(max_comps), exclude=exclude)
+            max_comps=int(max_comps), exclude=exclude, excused=excused)
         if not comps.any():
             raise ValueError("no usable comparison star (all saturated, non-finite or excluded)")
         weights, info = weights_broeg(self.fluxes, self.errors, comps=comps, frames=frames,
-                                      iterations=int(iterations), reject=reject)
+                                      iterations=int(iterations), reject=reject, excused=excused)
         rejected = [int(i) for i in np.flatnonzero(info["rejected"].any(axis=0))]
         return self._differential(weights, frames, method=method, dt=dt,
                                   extra={"method": "broeg2005", "iterations": info["iterations"],
                                          "rejected_comparisons": rejected,
                                          "comparison_scatter": info["sigma"]})
+
+    def _hit_frames(self):
+        """(n_apertures, n_stars, n_frames) True where an unrepaired cosmic-ray hit left the
+        aperture unmeasured (``data['aperture_flags']`` COSMIC bit); None without the flags."""
+        from ..algorithms.apertures import COSMIC
+
+        bits = self.data.get("aperture_flags")
+        if bits is None or np.shape(bits) != self.fluxes.shape:
+            return None
+        return (np.asarray(bits) & COSMIC) != 0
 
     def diff(self, comps, weights=None, aperture: int | None = None, *, method: str = "p2p",
              dt: float | None = None) -> "Fluxes":
