@@ -98,7 +98,7 @@ def _candidates(stack: np.ndarray, level: float, curvature: float) -> np.ndarray
 
 def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, noise: float,
               fwhm: float, gain: float = 1.0, sigma: float = 5.0, grow_sigma: float = 2.5,
-              margin: float = 1.5) -> np.ndarray:
+              margin: float = 1.5, iterations: int = 3) -> np.ndarray:
     """Sorted flat indices of the hit pixels within ``radius`` px (a square) of the positions.
 
     ``sky`` and ``noise`` are the frame's sky level and its per-pixel noise (ADU), ``gain`` in
@@ -122,10 +122,18 @@ def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, no
     hits = flat[_sharp(data, flat, sky, noise, gain, limit, sigma)]
     if len(hits) == 0:
         return empty
-    near = np.setdiff1d(_interior(np.unique(hits[:, None] + (_RING[:, 0] * nx + _RING[:, 1])), (ny, nx)),
-                        hits, assume_unique=True)
-    grown = near[_sharp(data, near, sky, noise, gain, limit, grow_sigma)]
-    return np.union1d(hits, grown)
+    # grown to their neighbours on a copy with the hits found so far repaired, so the rest of a
+    # thick track (4 lit pixels in a 3x3 box) stands out in turn (L.A.Cosmic's iterations)
+    work = np.array(data, dtype=np.float32)
+    for _ in range(iterations):
+        near = np.setdiff1d(_interior(np.unique(hits[:, None] + (_RING[:, 0] * nx + _RING[:, 1])), (ny, nx)),
+                            hits, assume_unique=True)
+        repair_hits(work, hits)
+        grown = near[_sharp(work, near, sky, noise, gain, limit, grow_sigma)]
+        if len(grown) == 0:
+            break
+        hits = np.union1d(hits, grown)
+    return hits
 
 
 def repair_hits(data: np.ndarray, hits: np.ndarray) -> np.ndarray:

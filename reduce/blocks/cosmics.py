@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..algorithms.centroids import cutouts
 from ..algorithms.cosmics import core_hits, find_hits, repair_hits
 from ..core.block import Block
 from ..model.image import PixelFlag
 
-__all__ = ["CosmicRays"]
+__all__ = ["CosmicRays", "reference_without_hits"]
 
 
 class CosmicRays(Block):
@@ -81,3 +82,42 @@ def _mark(image, hits: np.ndarray, bad: np.ndarray) -> None:
     flat[hits] &= np.uint8(~PixelFlag.SATURATED & 0xFF)
     flat[hits[bad]] |= np.uint8(PixelFlag.COSMIC)
     image.set_mask(mask)
+
+
+def reference_without_hits(image, *, sigma: float = 5.0) -> int:
+    """Drop the reference's sources that are cosmic-ray hits (hits hold most of the light of
+    their 3x3 box above the local sky), and clear ``saturated`` where every saturated pixel of a
+    source's 5x5 box is a hit; returns the number dropped. The stars measured all night come from
+    this list: a hit must neither stand in for a star nor bar one from the comparisons."""
+    src, fwhm = image.sources, float(image.fwhm or np.nan)
+    if src is None or len(src) == 0 or not np.isfinite(fwhm):
+        return 0
+    sky, noise = _sky(image)
+    hits = find_hits(image.data, src.coords, max(2.0, fwhm), sky=sky, noise=noise, fwhm=fwhm,
+                     gain=float(image.gain or 1.0), sigma=sigma)
+    if len(hits) == 0:
+        return 0
+    hit_map = np.zeros(image.shape, np.uint8)
+    hit_map.ravel()[hits] = 1
+    near = np.flatnonzero(cutouts(hit_map, src.coords, 3, dtype=np.uint8, fill=0)[0].any(axis=(1, 2)))
+    repaired = np.array(image.data, dtype=np.float32)
+    repair_hits(repaired, hits)
+    keep = np.ones(len(src), bool)
+    if len(near):
+        before = cutouts(np.asarray(image.data, np.float32), src.coords[near], 5, dtype=np.float32)[0]
+        after = cutouts(repaired, src.coords[near], 5, dtype=np.float32)[0]
+        ring = np.ones((5, 5), bool)
+        ring[1:4, 1:4] = False
+        local = np.nanmedian(after[:, ring], axis=1)
+        light = np.nansum(after[:, 1:4, 1:4], axis=(1, 2)) - 9 * local
+        hit = np.nansum(before[:, 1:4, 1:4] - after[:, 1:4, 1:4], axis=(1, 2))
+        keep[near[hit > light]] = False
+    sat = src.saturated.copy()
+    if sat.any() and image.mask is not None:
+        which = np.flatnonzero(sat)
+        m = cutouts(image.mask, src.coords[which], 5, dtype=np.uint8, fill=0)[0]
+        h = cutouts(hit_map, src.coords[which], 5, dtype=np.uint8, fill=0)[0]
+        sat[which] = (((m & np.uint8(PixelFlag.SATURATED)) != 0) & (h == 0)).any(axis=(1, 2))
+    src.saturated = sat
+    image.sources = src[np.flatnonzero(keep)]
+    return int((~keep).sum())

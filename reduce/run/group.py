@@ -100,6 +100,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
     pre = build_blocks(spec, REFERENCE_SECTIONS, **runtime)
     _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
+    _reference_hits(ref, spec)
     result.reference = ref.path
     fill_pointing(ref, plan.group)
     quick_detection(pre, ref)
@@ -126,6 +127,16 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
             raise
     finally:
         ctx.staged.discard()  # empty after a commit; after a failure, the previous outputs stay
+
+
+def _reference_hits(ref, spec) -> None:
+    """With CosmicRays in the recipe, the reference's sources that are hits are dropped."""
+    from ..blocks.cosmics import reference_without_hits
+
+    if any(b.name == "CosmicRays" for b in spec.blocks("photometry")):
+        n = reference_without_hits(ref)
+        if n:
+            log.info("%d sources of the reference are cosmic-ray hits: not measured", n)
 
 
 def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, executor) -> None:
