@@ -112,9 +112,12 @@ def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, no
     ny, nx = data.shape
     size = 2 * int(np.ceil(radius)) + 3  # one more pixel each side: the Laplacian's neighbours
     stack, x0, y0 = cutouts(data, xy, size, dtype=np.float32)
-    n, i, j = np.nonzero(_candidates(stack, sky + sigma * noise, 2.0 * sigma * noise))
-    if len(n) == 0:
+    inner = size - 2
+    k = np.flatnonzero(_candidates(stack, sky + sigma * noise, 2.0 * sigma * noise))
+    if len(k) == 0:
         return empty
+    n, ij = np.divmod(k, inner * inner)
+    i, j = np.divmod(ij, inner)
     flat = np.unique((y0[n] + i + 1) * nx + (x0[n] + j + 1))
     flat = _interior(flat, (ny, nx))
     gain = gain if np.isfinite(gain) and gain > 0 else 1.0
@@ -125,20 +128,24 @@ def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, no
     # grown to their neighbours on a copy with the hits found so far repaired, so the rest of a
     # thick track (4 lit pixels in a 3x3 box) stands out in turn (L.A.Cosmic's iterations)
     work = np.array(data, dtype=np.float32)
+    is_hit = np.zeros(ny * nx, bool)
+    is_hit[hits] = True
+    new = hits
     for _ in range(iterations):
-        near = np.setdiff1d(_interior(np.unique(hits[:, None] + (_RING[:, 0] * nx + _RING[:, 1])), (ny, nx)),
-                            hits, assume_unique=True)
-        repair_hits(work, hits)
-        grown = near[_sharp(work, near, sky, noise, gain, limit, grow_sigma)]
-        if len(grown) == 0:
+        repair_hits(work, new, is_hit)
+        near = _interior(np.unique(new[:, None] + (_RING[:, 0] * nx + _RING[:, 1])), (ny, nx))
+        near = near[~is_hit[near]]
+        new = near[_sharp(work, near, sky, noise, gain, limit, grow_sigma)]
+        if len(new) == 0:
             break
-        hits = np.union1d(hits, grown)
-    return hits
+        is_hit[new] = True
+    return np.flatnonzero(is_hit)
 
 
-def repair_hits(data: np.ndarray, hits: np.ndarray) -> np.ndarray:
+def repair_hits(data: np.ndarray, hits: np.ndarray, is_hit: np.ndarray | None = None) -> np.ndarray:
     """Replace each hit pixel in ``data`` (in place) by the median of its non-hit 8 neighbours
-    (left as is when all 8 are hits); return the values put there (NaN where left)."""
+    (left as is when all 8 are hits); return the values put there (NaN where left).
+    ``is_hit``: the flat boolean map of every hit (default: ``hits`` alone)."""
     value = np.full(len(hits), np.nan)
     if len(hits) == 0:
         return value
@@ -147,10 +154,14 @@ def repair_hits(data: np.ndarray, hits: np.ndarray) -> np.ndarray:
     yy = np.clip(y[:, None] + _RING[:, 0], 0, ny - 1)
     xx = np.clip(x[:, None] + _RING[:, 1], 0, nx - 1)
     nb = data[yy, xx].astype(np.float64)
-    nb[np.isin(yy * nx + xx, hits)] = np.nan
-    some = np.isfinite(nb).any(axis=1)
-    if some.any():
-        value[some] = np.nanmedian(nb[some], axis=1)
+    idx = yy * nx + xx
+    nb[is_hit[idx] if is_hit is not None else np.isin(idx, hits)] = np.nan
+    nb.sort(axis=1)  # NaN last
+    count = np.isfinite(nb).sum(axis=1)
+    some = np.flatnonzero(count > 0)
+    if len(some):
+        c = count[some]
+        value[some] = 0.5 * (nb[some, (c - 1) // 2] + nb[some, c // 2])
         data[y[some], x[some]] = np.rint(value[some]) if data.dtype.kind in "iu" else value[some]
     return value
 
