@@ -10,8 +10,8 @@ An undersampled star (FWHM ~2 px) is thus never a hit, while a single pixel, a t
 wide, or a hit on a star's wing is. Hits are grown once to their 8 neighbours at a lower
 threshold (their faint ends), as L.A.Cosmic does.
 
-Only cut-outs around the given positions are searched (vectorised over stars: one threshold pass,
-then the 3x3 medians of the few candidate pixels), so the cost does not grow with the frame.
+Only the pixels near the given positions are searched (a map of 8x8 blocks; one threshold pass
+over the frame, then the Laplacian and the 3x3 order statistic of the few candidates only).
 Hits are repaired with the median of their non-hit 8 neighbours, except in a star's core, where
 the profile's curvature makes that median wrong: those are left to the caller to mask.
 """
@@ -22,7 +22,6 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import erf
 
-from .centroids import cutouts
 
 __all__ = ["sharpness_limit", "find_hits", "repair_hits", "core_hits"]
 
@@ -83,17 +82,43 @@ def _interior(flat: np.ndarray, shape) -> np.ndarray:
     return flat[(y > 0) & (y < ny - 1) & (x > 0) & (x < nx - 1)]
 
 
-def _candidates(stack: np.ndarray, level: float, curvature: float) -> np.ndarray:
-    """Inner pixels (n, s - 2, s - 2) of the cut-outs above ``level`` whose Laplacian (4 p minus
-    the 4 neighbours) exceeds ``curvature``: star cores and hits, not the smooth wings (cheap)."""
-    c = stack[:, 1:-1, 1:-1]
-    lap = 4.0 * c
-    lap -= stack[:, :-2, 1:-1]
-    lap -= stack[:, 2:, 1:-1]
-    lap -= stack[:, 1:-1, :-2]
-    lap -= stack[:, 1:-1, 2:]
+_BLOCK = 8  # px: the region searched is kept as a map of 8x8 blocks near the positions
+
+
+def _region(xy: np.ndarray, radius: float, shape) -> np.ndarray:
+    """(ny / 8, nx / 8) bool map of the 8x8 pixel blocks that meet a square of half-side
+    ``radius`` around any position."""
+    ny, nx = shape
+    by, bx = -(-ny // _BLOCK), -(-nx // _BLOCK)
+    lo = np.floor((xy - radius) / _BLOCK).astype(np.int64)
+    hi = np.floor((xy + radius) / _BLOCK).astype(np.int64)
+    grid = np.zeros((by + 1, bx + 1), np.int32)  # 2-D difference array of the squares
+    x0, y0 = np.clip(lo[:, 0], 0, bx), np.clip(lo[:, 1], 0, by)
+    x1, y1 = np.clip(hi[:, 0] + 1, 0, bx), np.clip(hi[:, 1] + 1, 0, by)
+    ok = (x1 > x0) & (y1 > y0)
+    for gy, gx, v in ((y0, x0, 1), (y0, x1, -1), (y1, x0, -1), (y1, x1, 1)):
+        np.add.at(grid, (gy[ok], gx[ok]), v)
+    return grid.cumsum(axis=0).cumsum(axis=1)[:by, :bx] > 0
+
+
+def _candidates(data: np.ndarray, xy: np.ndarray, radius: float, level: float, curvature: float
+                ) -> np.ndarray:
+    """Flat indices of the interior pixels near the positions above ``level`` whose Laplacian
+    (4 p minus the 4 neighbours) exceeds ``curvature``: star cores and hits, not smooth wings."""
+    ny, nx = data.shape
+    flat = np.ascontiguousarray(data).ravel()
     with np.errstate(invalid="ignore"):
-        return (lap > curvature) & (c > level)
+        k = np.flatnonzero(flat > level)
+    y, x = np.divmod(k, nx)
+    keep = _region(xy, radius, (ny, nx))[y // _BLOCK, x // _BLOCK]
+    keep &= (y > 0) & (y < ny - 1) & (x > 0) & (x < nx - 1)
+    k = k[keep]
+    lap = 4.0 * flat.take(k)
+    lap -= flat.take(k - 1)
+    lap -= flat.take(k + 1)
+    lap -= flat.take(k - nx)
+    lap -= flat.take(k + nx)
+    return k[lap > curvature]
 
 
 def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, noise: float,
@@ -110,16 +135,9 @@ def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, no
     if len(xy) == 0 or not (np.isfinite(sky) and np.isfinite(noise) and noise > 0):
         return empty
     ny, nx = data.shape
-    size = 2 * int(np.ceil(radius)) + 3  # one more pixel each side: the Laplacian's neighbours
-    stack, x0, y0 = cutouts(data, xy, size, dtype=np.float32)
-    inner = size - 2
-    k = np.flatnonzero(_candidates(stack, sky + sigma * noise, 2.0 * sigma * noise))
-    if len(k) == 0:
+    flat = _candidates(data, xy, radius, sky + sigma * noise, 2.0 * sigma * noise)
+    if len(flat) == 0:
         return empty
-    n, ij = np.divmod(k, inner * inner)
-    i, j = np.divmod(ij, inner)
-    flat = np.unique((y0[n] + i + 1) * nx + (x0[n] + j + 1))
-    flat = _interior(flat, (ny, nx))
     gain = gain if np.isfinite(gain) and gain > 0 else 1.0
     limit = sharpness_limit(fwhm, margin)
     hits = flat[_sharp(data, flat, sky, noise, gain, limit, sigma)]
