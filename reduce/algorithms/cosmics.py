@@ -64,10 +64,16 @@ def _neighbours(data: np.ndarray, flat: np.ndarray, offsets: np.ndarray) -> np.n
     return np.ascontiguousarray(data).ravel().take(flat[:, None] + (offsets[:, 0] * nx + offsets[:, 1]))
 
 
-def _sharp(data, flat, sky, noise, gain, limit, sigma) -> np.ndarray:
-    """True where the pixel stands above its 3x3 median by ``sigma`` noise sigmas and by more
-    than ``limit`` times that median's height above the sky."""
+def _sharp(data, flat, sky, noise, gain, limit, sigma, patch=None) -> np.ndarray:
+    """True where the pixel stands above the 6th value of its 3x3 box by ``sigma`` noise sigmas
+    and by more than ``limit`` times that value's height above the sky. ``patch``: (flat boolean
+    map of the hits, their sorted flat indices, their repaired values) read instead of ``data``."""
     v = _neighbours(data, flat, _OFFSETS).astype(np.float64)
+    if patch is not None:
+        is_hit, idx, val = patch
+        at = flat[:, None] + (_OFFSETS[:, 0] * data.shape[1] + _OFFSETS[:, 1])
+        on = is_hit[at]
+        v[on] = val[np.searchsorted(idx, at[on])]
     p = v[:, 4].copy()
     v.partition(_RANK, axis=1)
     m3 = v[:, _RANK]
@@ -143,27 +149,37 @@ def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, no
     hits = flat[_sharp(data, flat, sky, noise, gain, limit, sigma)]
     if len(hits) == 0:
         return empty
-    # grown to their neighbours on a copy with the hits found so far repaired, so the rest of a
+    # grown to their neighbours, seen with the hits found so far repaired, so the rest of a
     # thick track (4 lit pixels in a 3x3 box) stands out in turn (L.A.Cosmic's iterations)
-    work = np.array(data, dtype=np.float32)
     is_hit = np.zeros(ny * nx, bool)
     is_hit[hits] = True
     new = hits
     for _ in range(iterations):
-        repair_hits(work, new, is_hit)
         near = _interior(np.unique(new[:, None] + (_RING[:, 0] * nx + _RING[:, 1])), (ny, nx))
         near = near[~is_hit[near]]
-        new = near[_sharp(work, near, sky, noise, gain, limit, grow_sigma)]
+        value = _repaired(data, hits, is_hit)
+        value = np.where(np.isnan(value), data.ravel().take(hits), value)
+        new = near[_sharp(data, near, sky, noise, gain, limit, grow_sigma, (is_hit, hits, value))]
         if len(new) == 0:
             break
         is_hit[new] = True
-    return np.flatnonzero(is_hit)
+        hits = np.union1d(hits, new)
+    return hits
 
 
-def repair_hits(data: np.ndarray, hits: np.ndarray, is_hit: np.ndarray | None = None) -> np.ndarray:
+def repair_hits(data: np.ndarray, hits: np.ndarray) -> np.ndarray:
     """Replace each hit pixel in ``data`` (in place) by the median of its non-hit 8 neighbours
-    (left as is when all 8 are hits); return the values put there (NaN where left).
-    ``is_hit``: the flat boolean map of every hit (default: ``hits`` alone)."""
+    (left as is when all 8 are hits); return the values put there (NaN where left)."""
+    value = _repaired(data, hits)
+    some = np.isfinite(value)
+    y, x = np.divmod(hits[some], data.shape[1])
+    data[y, x] = np.rint(value[some]) if data.dtype.kind in "iu" else value[some]
+    return value
+
+
+def _repaired(data: np.ndarray, hits: np.ndarray, is_hit: np.ndarray | None = None) -> np.ndarray:
+    """The median of each hit pixel's non-hit 8 neighbours (NaN when all are hits). ``is_hit``:
+    the flat boolean map of every hit (default: ``hits`` alone)."""
     value = np.full(len(hits), np.nan)
     if len(hits) == 0:
         return value
@@ -180,7 +196,6 @@ def repair_hits(data: np.ndarray, hits: np.ndarray, is_hit: np.ndarray | None = 
     if len(some):
         c = count[some]
         value[some] = 0.5 * (nb[some, (c - 1) // 2] + nb[some, c // 2])
-        data[y[some], x[some]] = np.rint(value[some]) if data.dtype.kind in "iu" else value[some]
     return value
 
 
