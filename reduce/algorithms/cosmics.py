@@ -2,16 +2,19 @@
 
 L.A.Cosmic (van Dokkum 2001) finds hits with a Laplacian (a pixel far above its neighbours) and
 tells them from stars with the fine structure (a 3x3 median keeps a star, but not a feature one
-pixel wide). Here both are one test on the 3x3 median ``m3`` of each pixel: a hit stands above
-``m3`` by more than ``sigma`` noise sigmas *and* by more than ``limit`` times ``m3``'s own height
-above the sky, where ``limit`` is the largest such ratio any pixel of a star of the frame's FWHM
-reaches (pixel-integrated Gaussian, worst sub-pixel centring, times a margin; :func:`sharpness_limit`).
-An undersampled star (FWHM ~2 px) is thus never a hit, while a single pixel, a track one pixel
-wide, or a hit on a star's wing is. Hits are grown once to their 8 neighbours at a lower
-threshold (their faint ends), as L.A.Cosmic does.
+pixel wide). Here candidates are pixels above the sky with a positive Laplacian (star cores and
+hits, not smooth wings), and the test is one order statistic ``m``, the 6th of the 9 values of
+the pixel's 3x3 box (dark under a hit of at most 3 lit pixels, bright inside a star): a hit stands
+above ``m`` by more than ``sigma`` noise sigmas *plus* ``limit`` times ``m``'s height above the
+sky, ``limit`` being the largest such ratio a pixel of a star of the frame's FWHM reaches
+(:func:`sharpness_limit`). An undersampled star (FWHM ~2 px) is thus not a hit, while a single
+pixel, a track one pixel wide, or a hit on a star's wing is; a hit on a star's peak is found only
+when it is sharper than the star (about 1.5x its peak). Hits are grown to their 8 neighbours at
+a lower threshold, seen with the hits found so far repaired (faint ends, thick tracks), as
+L.A.Cosmic iterates.
 
 Only the pixels near the given positions are searched (a map of 8x8 blocks; one threshold pass
-over the frame, then the Laplacian and the 3x3 order statistic of the few candidates only).
+over the frame, then the Laplacian and the order statistic of the few candidates only).
 Hits are repaired with the median of their non-hit 8 neighbours, except in a star's core, where
 the profile's curvature makes that median wrong: those are left to the caller to mask.
 """
@@ -22,7 +25,6 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import erf
 
-
 __all__ = ["sharpness_limit", "find_hits", "repair_hits", "core_hits"]
 
 _OFFSETS = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])  # 3x3, centre at index 4
@@ -32,22 +34,20 @@ _RANK = 5  # the 6th of the 9 values of a 3x3 box: dark when at most 3 of them a
 
 @lru_cache(maxsize=64)
 def _star_ratio(fwhm: float) -> float:
-    """Largest ``(p - m3) / m3`` over the pixels of a pixel-integrated Gaussian star (sky 0)."""
+    """Largest ``(p - m) / m`` (``m`` the 6th value of the 3x3 box) over the pixels of a
+    pixel-integrated Gaussian star (sky 0), for the worst sub-pixel centring."""
     s = fwhm / 2.3548 * np.sqrt(2.0)
     edges = np.arange(-6.5, 7.5)
-    worst = 0.0
-    for c in np.linspace(0.0, 0.5, 6):
-        for cy in np.linspace(0.0, 0.5, 6):
-            px = np.diff(erf((edges - c) / s))
-            py = np.diff(erf((edges - cy) / s))
-            img = np.outer(py, px)
-            img /= img.max()
-            win = np.lib.stride_tricks.sliding_window_view(img, (3, 3)).reshape(-1, 9)
-            m3 = np.sort(win, axis=1)[:, _RANK]
-            p = win[:, 4]
-            ok = p > 1e-3
-            worst = max(worst, float(np.max((p[ok] - m3[ok]) / m3[ok])))
-    return worst
+    c = np.linspace(0.0, 0.5, 6)
+    prof = np.diff(erf((edges[None, :] - c[:, None]) / s), axis=1)            # (centring, pixel)
+    img = prof[:, None, :, None] * prof[None, :, None, :]                     # (cy, cx, y, x)
+    img = img.reshape(-1, *img.shape[2:])
+    img /= img.max(axis=(1, 2), keepdims=True)
+    win = np.lib.stride_tricks.sliding_window_view(img, (3, 3), axis=(1, 2)).reshape(-1, 9)
+    m = np.sort(win, axis=1)[:, _RANK]
+    p = win[:, 4]
+    ok = p > 1e-3
+    return float(np.max((p[ok] - m[ok]) / m[ok]))
 
 
 def sharpness_limit(fwhm: float, margin: float = 1.5, core: float = 0.75) -> float:

@@ -15,7 +15,7 @@ class CosmicRays(Block):
     """Cosmic-ray hits within ``radius`` FWHM of every star (their apertures and sky annuli).
 
     A hit is a pixel sharper than the frame's PSF allows (:mod:`reduce.algorithms.cosmics`:
-    ``sigma`` noise sigmas and the star-shape limit above its 3x3 median). Hits are repaired
+    ``sigma`` noise sigmas plus the star-shape limit above the 6th value of its 3x3 box). Hits are repaired
     with the median of their non-hit neighbours, except those within ``core`` FWHM of a star
     where it holds light above the noise (the median is wrong on a star's peak): those are
     masked (``PixelFlag.COSMIC``), so an aperture over them is NaN (a comparison then leaves
@@ -72,16 +72,25 @@ def _sky(image) -> tuple[float, float]:
 
 
 def _mark(image, hits: np.ndarray, bad: np.ndarray) -> None:
-    """Hit pixels lose the SATURATED bit; the unrepaired ones get COSMIC."""
+    """Hit pixels lose the SATURATED bit; the unrepaired ones get COSMIC (the frame's own mask,
+    changed in place; none is made when no bit changes)."""
     image.ensure_mask()
     mask = image.mask
-    if mask is None and not bad.any():
-        return
-    mask = np.zeros(image.shape, np.uint8) if mask is None else mask.copy()
+    if mask is None:
+        if not bad.any():
+            return
+        mask = np.zeros(image.shape, np.uint8)
     flat = mask.reshape(-1)
-    flat[hits] &= np.uint8(~PixelFlag.SATURATED & 0xFF)
-    flat[hits[bad]] |= np.uint8(PixelFlag.COSMIC)
-    image.set_mask(mask)
+    sat = np.uint8(PixelFlag.SATURATED)
+    cleared = (flat[hits] & sat).any()
+    if cleared:
+        flat[hits] &= ~sat
+    if bad.any():
+        flat[hits[bad]] |= np.uint8(PixelFlag.COSMIC)
+    if cleared or mask is not image.mask:
+        image.set_mask(mask)
+    elif bad.any():
+        image.mask_bits = int(image.mask_bits or 0) | int(PixelFlag.COSMIC)
 
 
 def reference_without_hits(image, *, sigma: float = 5.0) -> int:

@@ -55,7 +55,7 @@ class AperturePhotometry(Block):
     Sets ``image.aperture = {'radii': (n_radii,) px, 'fluxes': (n_sources, n_radii) raw sums (ADU),
     'areas': (n_sources, n_radii) areas (px^2), 'peak': (n_sources,) brightest pixel in a 5x5 box
     (ADU), 'flags': (n_sources, n_radii) uint8 bits (``reduce.algorithms.apertures`` EDGE, MASKED,
-    SATURATED), 'edge': flags & EDGE, 'saturated': (n_sources,) a raw-saturated pixel in the 5x5
+    SATURATED, COSMIC: an unrepaired cosmic-ray hit), 'edge': flags & EDGE, 'saturated': (n_sources,) a raw-saturated pixel in the 5x5
     box}``. Flagged apertures and sources with NaN positions get NaN sums and areas.
     """
 
@@ -183,8 +183,8 @@ class GetFluxes(Block):
     are not sky-subtracted.
 
     Flags the frame TARGET_SATURATED when a raw-saturated pixel is at the target, and, when no
-    aperture of the target could be measured, TARGET_NEAR_EDGE (the smallest leaves the frame) or
-    TARGET_MASKED (it overlaps masked pixels). Which aperture counts is decided later, by the
+    aperture of the target could be measured, TARGET_NEAR_EDGE (the smallest leaves the frame),
+    TARGET_MASKED (it overlaps masked pixels) or COSMIC_RAY (an unrepaired cosmic-ray hit). Which aperture counts is decided later, by the
     differential photometry (``Fluxes.autodiff``), which flags the frames where the chosen one is NaN.
     """
 

@@ -245,7 +245,9 @@ class Fluxes:
         Comparison candidates are the ``max_comps`` brightest stars that are not the target, not in
         ``exclude``, never saturated (``data['saturated']``, from the raw pixels, in any frame;
         without it ``data['peak'] >= saturation``, default ``meta['saturation']``) and finite in
-        every usable frame. They are weighted, per aperture,
+        every usable frame but those where an unrepaired cosmic-ray hit left them unmeasured
+        (``data['aperture_flags']`` COSMIC: they leave that frame's ensemble only, the weights
+        renormalised over the others). They are weighted, per aperture,
         by the inverse variance of their light curve against the weighted ensemble of the others,
         iterated (at most ``iterations`` times); comparisons noisier than ``reject`` x the fitted
         noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
