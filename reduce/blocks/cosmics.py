@@ -12,7 +12,10 @@ __all__ = ["CosmicRays", "reference_without_hits"]
 
 
 class CosmicRays(Block):
-    """Cosmic-ray hits within ``radius`` FWHM of every star (their apertures and sky annuli).
+    """Cosmic-ray hits within ``radius`` FWHM of every star: the default 4.5 covers the apertures
+    (4 FWHM in the default recipe) and the 5x5 box read for saturation; the sky annuli leave
+    hits out by their 3-sigma clipping (``radius: 8`` searches them too, ~0.8 ms more per
+    650x500 frame, the same HAT-P-32 light curve).
 
     A hit is a pixel sharper than the frame's PSF allows (:mod:`reduce.algorithms.cosmics`:
     ``sigma`` noise sigmas plus the star-shape limit above the 6th value of its 3x3 box). Hits are repaired
@@ -27,7 +30,7 @@ class CosmicRays(Block):
     requires = ("sources", "fwhm")
     modifies_data = True
 
-    def __init__(self, *, radius: float = 8.0, core: float = 1.5, sigma: float = 5.0):
+    def __init__(self, *, radius: float = 4.5, core: float = 1.5, sigma: float = 5.0):
         if not (np.isfinite(radius) and radius > 0 and np.isfinite(core) and core >= 0):
             raise ValueError(f"radius must be > 0 and core >= 0 (FWHM units), got {radius!r}, {core!r}")
         if not sigma > 0:
@@ -46,14 +49,14 @@ class CosmicRays(Block):
                          gain=float(image.gain or 1.0), sigma=self.sigma)
         if len(hits) == 0:
             return
-        before = data.ravel().take(hits).astype(np.float64)
+        hy, hx = np.divmod(hits, data.shape[1])
+        before = data[hy, hx].astype(np.float64)
         value = repair_hits(data, hits)
         # in a star's core, where the repair stands on the star's light, the median is wrong
         lit = np.isnan(value) | (value - sky > self.sigma * noise)
         bad = lit & core_hits(hits, data.shape, xy, self.core * fwhm)
         if bad.any():
-            y, x = np.divmod(hits[bad], data.shape[1])
-            data[y, x] = before[bad].astype(data.dtype)
+            data[hy[bad], hx[bad]] = before[bad].astype(data.dtype)
         _mark(image, hits, bad)
         image.computed["cosmics"] = {"hits": int(len(hits)), "repaired": int((~bad).sum()),
                                      "masked": int(bad.sum())}
