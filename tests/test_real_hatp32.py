@@ -94,3 +94,44 @@ def test_real_hatp32_night_reduces_by_default_and_recovers_the_transit(real_data
     assert m["measured"] >= MIN_MEASURED, detail + f"; flagged: {str(prov.get('flagged'))[:500]}"
     assert abs(m["rp"] - RP_EXPECTED) <= RP_TOLERANCE, detail
     assert abs(m["dt_min"]) <= TC_TOLERANCE_MIN, detail
+
+
+HITS_PER_FRAME, HITS_SEED, CEILING = 60, 18, 4095
+RP_HITS_TOLERANCE, TC_HITS_TOLERANCE_MIN, SCATTER_HITS_RATIO = 0.004, 2.0, 1.10
+
+
+def night_with_cosmic_rays(night: Path, dest: Path, n: int = HITS_PER_FRAME, seed: int = HITS_SEED) -> Path:
+    """The night's frames rewritten into ``dest`` with ``n`` seeded hits each (same header and dtype)."""
+    from astropy.io import fits
+
+    from reduce.simulations.defects import add_cosmic_rays
+
+    dest.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for path in sorted(p for p in night.iterdir() if p.is_file()):
+        with fits.open(path) as hdul:
+            header, data = hdul[0].header.copy(), hdul[0].data.copy()
+        add_cosmic_rays(data, rng, n, CEILING)
+        fits.writeto(dest / path.name, data, header)
+    return dest
+
+
+def test_real_hatp32_night_with_cosmic_rays_keeps_the_transit(real_data, tmp_path):
+    night = real_data / NIGHT
+    if not night.is_dir():
+        pytest.skip(f"{night} not available")
+    clean = measure(reduce_real_night(night, tmp_path / "clean")[0])
+    hit_night = night_with_cosmic_rays(night, tmp_path / "hits")
+    tables = reduce_real_night(hit_night, tmp_path / "out")
+    assert len(tables) == 1
+    m = measure(tables[0])
+    detail = (f"with {HITS_PER_FRAME} hits per frame: {m['measured']}/{N_FRAMES} frames, Rp/Rs {m['rp']:.4f} "
+              f"(clean {clean['rp']:.4f}), mid-transit {m['dt_min'] - clean['dt_min']:+.1f} min from the "
+              f"clean night's, scatter {100 * m['scatter']:.3f} % (clean {100 * clean['scatter']:.3f} %)")
+    assert m["measured"] >= MIN_MEASURED, detail
+    assert abs(m["rp"] - clean["rp"]) <= RP_HITS_TOLERANCE, detail
+    assert abs(m["dt_min"] - clean["dt_min"]) <= TC_HITS_TOLERANCE_MIN, detail
+    assert m["scatter"] <= SCATTER_HITS_RATIO * clean["scatter"], detail
+    # a hit is not saturation: comparisons are kept (31 on the clean night, 8 when hits counted)
+    comps = lambda out: len(json.loads(next(out.glob("*.json")).read_text())["comparisons"])  # noqa: E731
+    assert comps(tmp_path / "out") >= 0.8 * comps(tmp_path / "clean"), detail

@@ -18,7 +18,7 @@ so they always agree on which corners are inside.
 
 An aperture is measured only when it lies wholly on good pixels: one leaving the frame, or
 overlapping a masked or non-finite pixel even partly, gives NaN and says why in its flag bits
-(:data:`EDGE`, :data:`MASKED`, :data:`SATURATED`): a partial sum is never returned as a flux. The
+(:data:`EDGE`, :data:`MASKED`, :data:`SATURATED`, :data:`COSMIC`): a partial sum is never returned as a flux. The
 test is the exact one (the circle meets a pixel square when its radius exceeds the distance from
 the centre to the square), done only for stars with such pixels in their stamp.
 
@@ -35,12 +35,14 @@ import numpy as np
 from .centroids import cutouts
 from .stats import sorted_median
 
-__all__ = ["circular_sums", "annulus_stats", "annulus_values", "EDGE", "MASKED", "SATURATED"]
+__all__ = ["circular_sums", "annulus_stats", "annulus_values", "EDGE", "MASKED", "SATURATED", "COSMIC"]
 
 #: Aperture flag bits of :func:`circular_sums`: the circle leaves the frame; it overlaps a pixel
-#: without data (mask UNILLUMINATED/NONFINITE, or non-finite); it overlaps a raw-saturated pixel.
-EDGE, MASKED, SATURATED = 1, 2, 4
-_MASK_SATURATED, _MASK_NO_DATA = 1, 6  # reduce.model.image.PixelFlag bits (kept numeric: no Image here)
+#: without data (mask UNILLUMINATED/NONFINITE, or non-finite); it overlaps a raw-saturated pixel;
+#: it overlaps a cosmic-ray hit that could not be repaired (mask COSMIC).
+EDGE, MASKED, SATURATED, COSMIC = 1, 2, 4, 8
+# reduce.model.image.PixelFlag bits (kept numeric: no Image here)
+_MASK_SATURATED, _MASK_NO_DATA, _MASK_COSMIC = 1, 6, 8
 
 # elements of the (stars x pairs) work arrays per chunk: small arrays stay in cache
 _CHUNK_ELEMENTS = 16_000
@@ -170,7 +172,7 @@ def circular_sums(data: np.ndarray, xy: np.ndarray, radii, mask: np.ndarray | No
     """Exact-overlap sums of ``data`` in circles of every radius around every position.
 
     Returns ``(sums, areas, flags, peak)``: sums and areas ``(n, n_radii)`` (``pi r^2``), ``flags``
-    ``(n, n_radii)`` uint8 bits (:data:`EDGE`, :data:`MASKED`, :data:`SATURATED`; 0 for a clean
+    ``(n, n_radii)`` uint8 bits (:data:`EDGE`, :data:`MASKED`, :data:`SATURATED`, :data:`COSMIC`; 0 for a clean
     aperture) and ``peak`` the brightest finite pixel of the 5x5 box on each position. A flagged
     aperture (or a NaN position, flagged EDGE) has NaN sum and area: nothing partial is summed.
     ``mask`` is an optional ``reduce.model.image.PixelFlag`` map (uint8, shape of ``data``).
@@ -226,8 +228,8 @@ def circular_sums(data: np.ndarray, xy: np.ndarray, radii, mask: np.ndarray | No
 
 
 def _touched(finite, mstack, x0, y0, p, radii, shape) -> np.ndarray:
-    """MASKED / SATURATED bits (k, n_radii) of circles overlapping an in-frame pixel without data
-    (non-finite, or masked) or a saturated pixel: radius > distance from the centre to the pixel
+    """MASKED / SATURATED / COSMIC bits (k, n_radii) of circles overlapping an in-frame pixel
+    without data (non-finite, or masked), a saturated pixel or an unrepaired hit: radius > distance from the centre to the pixel
     square."""
     k, size = finite.shape[0], finite.shape[1]
     ny, nx = shape
@@ -242,7 +244,7 @@ def _touched(finite, mstack, x0, y0, p, radii, shape) -> np.ndarray:
     classes = [(MASKED, no_data)]
     if mstack is not None:
         classes = [(MASKED, no_data | ((mstack & _MASK_NO_DATA) != 0)),
-                   (SATURATED, (mstack & _MASK_SATURATED) != 0)]
+                   (SATURATED, (mstack & _MASK_SATURATED) != 0), (COSMIC, (mstack & _MASK_COSMIC) != 0)]
     for bit, bad in classes:
         if bad.any():
             nearest = np.where(bad, dist, np.inf).min(axis=(1, 2))

@@ -11,5 +11,6 @@ from .bayer import BayerBin, CFAPhaseCorrection  # noqa: E402,F401
 from .detection import PointSourceDetection  # noqa: E402,F401
 from .psf import Cutouts, Gaussian2D, MedianEPSF, Moffat2D  # noqa: E402,F401
 from .alignment import AlignmentMethods, AlignReferenceSources  # noqa: E402,F401
+from .cosmics import CosmicRays  # noqa: E402,F401
 from .centroids import CentroidCOM, CentroidGaussian2D, CentroidQuadratic  # noqa: E402,F401
 from .photometry import AnnulusBackground, AperturePhotometry, GetFluxes  # noqa: E402,F401

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circular_sums
+from ..algorithms.apertures import COSMIC, EDGE, MASKED, SATURATED, annulus_stats, circular_sums
 from ..algorithms.centroids import cutouts
 from ..core.block import Block
 from ..model.flags import Flag
@@ -55,7 +55,7 @@ class AperturePhotometry(Block):
     Sets ``image.aperture = {'radii': (n_radii,) px, 'fluxes': (n_sources, n_radii) raw sums (ADU),
     'areas': (n_sources, n_radii) areas (px^2), 'peak': (n_sources,) brightest pixel in a 5x5 box
     (ADU), 'flags': (n_sources, n_radii) uint8 bits (``reduce.algorithms.apertures`` EDGE, MASKED,
-    SATURATED), 'edge': flags & EDGE, 'saturated': (n_sources,) a raw-saturated pixel in the 5x5
+    SATURATED, COSMIC: an unrepaired cosmic-ray hit), 'edge': flags & EDGE, 'saturated': (n_sources,) a raw-saturated pixel in the 5x5
     box}``. Flagged apertures and sources with NaN positions get NaN sums and areas.
     """
 
@@ -145,7 +145,7 @@ class AnnulusBackground(Block):
         # pixels without data are left out; a saturated core is left to the clipping (the
         # brightest values), which spares gathering the mask on frames with saturated stars only
         image.ensure_mask()
-        mask = image.mask if image.mask_bits & PixelFlag.no_data() else None
+        mask = image.mask if image.mask_bits & (PixelFlag.no_data() | PixelFlag.COSMIC) else None
         med, std, npix = annulus_stats(_float(image.data), xy, inner, outer, self.sigma, mask=mask)
         few = npix < self.min_pixels
         if few.any():
@@ -183,8 +183,8 @@ class GetFluxes(Block):
     are not sky-subtracted.
 
     Flags the frame TARGET_SATURATED when a raw-saturated pixel is at the target, and, when no
-    aperture of the target could be measured, TARGET_NEAR_EDGE (the smallest leaves the frame) or
-    TARGET_MASKED (it overlaps masked pixels). Which aperture counts is decided later, by the
+    aperture of the target could be measured, TARGET_NEAR_EDGE (the smallest leaves the frame),
+    TARGET_MASKED (it overlaps masked pixels) or COSMIC_RAY (an unrepaired cosmic-ray hit). Which aperture counts is decided later, by the
     differential photometry (``Fluxes.autodiff``), which flags the frames where the chosen one is NaN.
     """
 
@@ -258,6 +258,9 @@ class GetFluxes(Block):
             image.flag(Flag.TARGET_NEAR_EDGE, f"{smallest} leaves the frame", self.name)
         elif flags[0] & MASKED:
             image.flag(Flag.TARGET_MASKED, f"{smallest} overlaps masked pixels (unilluminated or NaN)",
+                       self.name)
+        elif flags[0] & COSMIC:
+            image.flag(Flag.COSMIC_RAY, f"{smallest} overlaps a cosmic-ray hit that could not be repaired",
                        self.name)
         elif not saturated:
             image.flag(Flag.TARGET_SATURATED, f"{smallest} overlaps saturated pixels", self.name)

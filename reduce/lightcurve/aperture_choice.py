@@ -93,7 +93,7 @@ def unmeasured_frames(bits, aperture: int, target: int, measured, files, radius:
     """Frame flags (n_frames,) where the target's chosen ``aperture`` was not ``measured``, and
     ``[{'index', 'file', 'reason'}]`` saying why, from the photometry's ``bits`` (``data
     ['aperture_flags']``: apertures x stars x frames; None gives no flags)."""
-    from ..algorithms.apertures import EDGE, MASKED, SATURATED
+    from ..algorithms.apertures import COSMIC, EDGE, MASKED, SATURATED
 
     flags = np.zeros(len(files), np.int64)
     if bits is None or np.ndim(bits) != 3:
@@ -103,7 +103,8 @@ def unmeasured_frames(bits, aperture: int, target: int, measured, files, radius:
     for i in np.flatnonzero(~measured & (b != 0)):
         for bit, flag, why in ((EDGE, Flag.TARGET_NEAR_EDGE, "leaves the frame"),
                                (MASKED, Flag.TARGET_MASKED, "overlaps masked pixels (unilluminated or NaN)"),
-                               (SATURATED, Flag.TARGET_SATURATED, "overlaps saturated pixels")):
+                               (SATURATED, Flag.TARGET_SATURATED, "overlaps saturated pixels"),
+                               (COSMIC, Flag.COSMIC_RAY, "overlaps a cosmic-ray hit that could not be repaired")):
             if b[i] & bit:
                 flags[i] |= int(flag)
                 issues.append({"index": int(i), "file": str(files[i]),

@@ -38,19 +38,24 @@ def usable_frames(flux, target, *, min_fraction=0.5):
 
 
 def select_comparisons(flux, *, target, frames, peak=None, saturation=None, saturated=None,
-                       max_comps=20, exclude=()):
+                       max_comps=20, exclude=(), excused=None):
     """Candidate comparison stars: (n_apertures, n_stars) bool.
 
     A candidate is not the target nor in ``exclude``, never saturated (a ``saturated`` flag,
     (n_stars, n_frames), in any frame; these come from the raw pixels. Without flags, ``peak >=
     SATURATION_FRACTION * saturation`` in any frame, ``peak`` and ``saturation`` in the same ADU),
-    finite and positive in every usable frame of that aperture; of these, the ``max_comps``
-    brightest (median flux in the middle aperture) are kept.
+    finite and positive in every usable frame of that aperture but those ``excused`` (same shape
+    as ``flux``: a cosmic-ray hit left the aperture unmeasured; the star leaves that frame's
+    ensemble only, see :func:`differential`); of these, the ``max_comps`` brightest (median flux
+    in the middle aperture) are kept.
     """
     flux = np.asarray(flux, dtype=float)
     n_ap, n_stars, _ = flux.shape
     ok_frames = frames[:, None, :]
-    valid = np.all(~ok_frames | (np.isfinite(flux) & (flux > 0)), axis=-1)
+    good = np.isfinite(flux) & (flux > 0)
+    if excused is not None:
+        good |= np.asarray(excused, bool) & ~np.isfinite(flux)
+    valid = np.all(~ok_frames | good, axis=-1)
     valid &= frames.any(axis=-1)[:, None]
     bad = np.zeros(n_stars, bool)
     bad[target] = True
@@ -78,18 +83,28 @@ def _normalise(flux, frames):
         return med, np.where(frames[:, None, :], flux, np.nan) / med
 
 
-def _leave_one_out_sigma(n, w, m):
-    """Relative scatter of each star divided by the weighted ensemble of the others: (A, C)."""
-    sw = np.einsum("ac,acf->af", w, n)
-    wsum = w.sum(axis=1)
-    denom = wsum[:, None] - w
+def _leave_one_out_sigma(n, w, m, avail=None):
+    """Relative scatter of each star divided by the weighted ensemble of the others: (A, C).
+
+    ``avail`` (A, C, F): where each star was measured (default everywhere); the ensemble of a
+    frame is renormalised over the stars it has, and a star's scatter uses its own frames."""
+    if avail is None:
+        sw = np.einsum("ac,acf->af", w, n)
+        wsum = w.sum(axis=1)
+        denom = (wsum[:, None] - w)[..., None]
+        mm = np.broadcast_to(m[:, None, :], n.shape)
+    else:
+        wa = w[..., None] * avail
+        sw = np.einsum("acf,acf->af", wa, n)
+        denom = wa.sum(axis=1)[:, None, :] - wa
+        mm = m[:, None, :] & avail & (denom > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ens = (sw[:, None, :] - w[..., None] * n) / denom[..., None]
+        ens = (sw[:, None, :] - w[..., None] * n) / denom
         d = n / ens
-        nm = m.sum(axis=-1)
-        mean = np.einsum("acf,af->ac", np.nan_to_num(d), m) / nm[:, None]
-        r = np.where(m[:, None, :], d / mean[..., None] - 1.0, 0.0)
-        var = np.einsum("acf,acf->ac", r, r) / (nm[:, None] - 1)
+        nm = mm.sum(axis=-1)
+        mean = np.einsum("acf,acf->ac", np.where(mm, np.nan_to_num(d), 0.0), mm) / nm
+        r = np.where(mm, d / mean[..., None] - 1.0, 0.0)
+        var = np.einsum("acf,acf->ac", r, r) / (nm - 1)
     return np.sqrt(var)
 
 
@@ -145,7 +160,8 @@ def _nonneg_lstsq2(design, target):
     return best
 
 
-def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e-4, reject=1.5):
+def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e-4, reject=1.5,
+                  excused=None):
     """Broeg (2005) weights of comparison stars, per aperture.
 
     Parameters
@@ -153,6 +169,9 @@ def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e
     flux, error : (n_apertures, n_stars, n_frames) raw fluxes and errors (errors may be NaN/None).
     comps : (n_apertures, n_stars) bool, candidate comparison stars.
     frames : (n_apertures, n_frames) bool, frames used for the statistics (default: all).
+    excused : (n_apertures, n_stars, n_frames) bool, frames where a comparison may be NaN (a
+        cosmic-ray hit): it leaves that frame's ensemble, which is renormalised over the others.
+        A comparison NaN in any other usable frame gets no weight.
     iterations : maximum number of weight iterations.
     tol : convergence on the largest relative weight change.
     reject : a comparison is dropped when its scatter exceeds ``reject`` times the fitted noise
@@ -184,7 +203,9 @@ def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e
     med, n = _normalise(f, frames)
     n = np.where(frames[:, None, :], n, 1.0)
     finite = np.isfinite(n)
-    active = comps[:, cidx] & np.all(finite, axis=-1)  # a comparison must exist in every frame
+    ok = finite if excused is None else finite | np.asarray(excused, bool)[:, cidx, :]
+    active = comps[:, cidx] & np.all(ok, axis=-1)  # a comparison must exist in every frame
+    avail = None if finite.all() else finite & frames[:, None, :]
     n = np.where(finite, n, 1.0)
     expected = _expected_noise(f, None if error is None else np.asarray(error, float)[:, cidx, :],
                                med, frames)
@@ -195,7 +216,7 @@ def weights_broeg(flux, error=None, *, comps, frames=None, iterations=50, tol=1e
     slack = 1.0 + 3.0 / np.sqrt(max(2.0 * (n_used - 1), 1.0))
     for _round in range(5 if n_used >= 10 else 0):  # < 10 frames: expected-noise weights only
         for used_round in range(1, iterations + 1):
-            sigma = _leave_one_out_sigma(n, w, frames)
+            sigma = _leave_one_out_sigma(n, w, frames, avail)
             new = _inverse_square(sigma, active)
             single = active.sum(axis=1) == 1
             new[single] = active[single].astype(float)
@@ -238,7 +259,9 @@ def differential(flux, error=None, weights=None, *, frames=None, leave_one_out=T
 
     Each star's flux is divided by its median, then by the ensemble ``E = sum(w_k n_k) / sum(w_k)``
     of the normalised comparison fluxes ``n_k`` (for a comparison star itself, the ensemble of the
-    *others* when ``leave_one_out``), and renormalised to a median of 1 over ``frames``. Errors are
+    *others* when ``leave_one_out``), and renormalised to a median of 1 over ``frames``. A
+    comparison NaN on a frame (e.g. a cosmic-ray hit in its aperture) leaves that frame's ensemble
+    only: the sums run over the comparisons measured there (weights renormalised). Errors are
     the quadrature sum of the star's relative error and the ensemble's relative error
     ``sqrt(sum(w_k^2 sigma_k^2)) / sum(w_k)`` (sigma_k the relative error of comparison k).
 
@@ -262,21 +285,21 @@ def differential(flux, error=None, weights=None, *, frames=None, leave_one_out=T
         frames = np.ones((n_ap, n_fr), bool)
     cidx = np.flatnonzero(np.any(w > 0, axis=0))
     wc = w[:, cidx]
-    use = wc[..., None] > 0
+    fc = flux[:, cidx, :]
+    use = (wc[..., None] > 0) & np.isfinite(fc)
     with np.errstate(invalid="ignore", divide="ignore"):
-        fc = flux[:, cidx, :]
         relc = err[:, cidx, :] / fc
         nc = np.where(use, fc / frame_median(fc, frames), 0.0)
         vc = np.where(use, (nc * relc) ** 2, 0.0)
         sw = np.einsum("ac,acf->af", wc, nc)
         sv = np.einsum("ac,acf->af", wc ** 2, vc)
-        wsum = wc.sum(axis=1)[:, None]
+        wsum = np.einsum("ac,acf->af", wc, use)  # per frame: over the comparisons measured there
         ens = (sw / wsum)[:, None, :]
         # a star's own median cancels in the final renormalisation, so only comparisons need it
         d = flux / ens
         d_rel2 = (err / flux) ** 2 + ((sv / wsum ** 2)[:, None, :] / ens ** 2)
         if leave_one_out and cidx.size:
-            denom = (wsum - wc)[..., None]
+            denom = wsum[:, None, :] - wc[..., None] * use
             loo = (sw[:, None, :] - wc[..., None] * nc) / denom
             loo_rel2 = (sv[:, None, :] - wc[..., None] ** 2 * vc) / denom ** 2 / loo ** 2
             d[:, cidx, :] = np.where(use, fc / loo, d[:, cidx, :])

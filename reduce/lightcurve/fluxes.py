@@ -287,7 +287,9 @@ class Fluxes:
         Comparison candidates are the ``max_comps`` brightest stars that are not the target, not in
         ``exclude``, never saturated (``data['saturated']``, from the raw pixels, in any frame;
         without it ``data['peak'] >= saturation``, default ``meta['saturation']``) and finite in
-        every usable frame. They are weighted, per aperture,
+        every usable frame but those where an unrepaired cosmic-ray hit left them unmeasured
+        (``data['aperture_flags']`` COSMIC: they leave that frame's ensemble only, the weights
+        renormalised over the others). They are weighted, per aperture,
         by the inverse variance of their light curve against the weighted ensemble of the others,
         iterated (at most ``iterations`` times); comparisons noisier than ``reject`` x the fitted
         noise model are dropped. The aperture minimising the target's scatter (``method``: "p2p",
@@ -306,19 +308,30 @@ class Fluxes:
         if not frames.any():
             raise ValueError("the target has no finite positive flux in any frame")
         sat = self.meta.get("saturation") if saturation is None else saturation
+        excused = self._hit_frames()
         comps = select_comparisons(
             self.fluxes, target=self.target, frames=frames, peak=self.data.get("peak"),
             saturation=None if sat is None else float(sat), saturated=self.data.get("saturated"),
-            max_comps=int(max_comps), exclude=exclude)
+            max_comps=int(max_comps), exclude=exclude, excused=excused)
         if not comps.any():
             raise ValueError("no usable comparison star (all saturated, non-finite or excluded)")
         weights, info = weights_broeg(self.fluxes, self.errors, comps=comps, frames=frames,
-                                      iterations=int(iterations), reject=reject)
+                                      iterations=int(iterations), reject=reject, excused=excused)
         rejected = [int(i) for i in np.flatnonzero(info["rejected"].any(axis=0))]
         return self._differential(weights, frames, method=method, dt=dt,
                                   extra={"method": "broeg2005", "iterations": info["iterations"],
                                          "rejected_comparisons": rejected,
                                          "comparison_scatter": info["sigma"]})
+
+    def _hit_frames(self):
+        """(n_apertures, n_stars, n_frames) True where an unrepaired cosmic-ray hit left the
+        aperture unmeasured (``data['aperture_flags']`` COSMIC bit); None without the flags."""
+        from ..algorithms.apertures import COSMIC
+
+        bits = self.data.get("aperture_flags")
+        if bits is None or np.shape(bits) != self.fluxes.shape:
+            return None
+        return (np.asarray(bits) & COSMIC) != 0
 
     def diff(self, comps, weights=None, aperture: int | None = None, *, method: str = "p2p",
              dt: float | None = None) -> "Fluxes":

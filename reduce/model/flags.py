@@ -24,6 +24,7 @@ class Flag(IntFlag):
     UNEXPECTED = 128
     TARGET_MASKED = 256
     NO_PSF = 512
+    COSMIC_RAY = 1024
 
 
 FLAG_DESCRIPTIONS = {
@@ -38,6 +39,7 @@ FLAG_DESCRIPTIONS = {
     Flag.UNEXPECTED: "an unexpected error (see the log)",
     Flag.TARGET_MASKED: "the target's chosen aperture overlaps masked pixels (dead columns, NaN)",
     Flag.NO_PSF: "the PSF could not be measured (no FWHM: smeared, doubled or blended star profiles)",
+    Flag.COSMIC_RAY: "a cosmic-ray hit on the target's aperture could not be repaired",
 }
 
 

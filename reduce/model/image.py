@@ -28,6 +28,7 @@ class PixelFlag(IntFlag):
     SATURATED = 1       # the raw value reached the saturation level (clipped light)
     UNILLUMINATED = 2   # the flat sees no light there (dead columns): not flat-fielded
     NONFINITE = 4       # NaN or inf
+    COSMIC = 8          # a cosmic-ray hit that could not be repaired (in a star's core)
 
     @classmethod
     def no_data(cls) -> "PixelFlag":

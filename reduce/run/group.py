@@ -104,6 +104,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     pre = _reference_chain(plan, spec, runtime, result)
     _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
     ref = balance_colour(pre, ref, loader, plan.name)
+    _reference_hits(ref, spec)
     result.reference = ref.path
     note_colour(ref, plan.name, result.warnings)
     fill_pointing(ref, plan.group)
@@ -146,6 +147,16 @@ def _reference_chain(plan, spec, runtime, result) -> list:
     repair = night_hot_pixels(plan, cal, runtime["loader"], result.warnings)
     rest = build_blocks(spec, [s for s in REFERENCE_SECTIONS if s != "calibration"], **runtime)
     return [*cal, *([repair] if repair is not None else []), *rest]
+
+
+def _reference_hits(ref, spec) -> None:
+    """With CosmicRays in the recipe, the reference's sources that are hits are dropped."""
+    from ..blocks.cosmics import reference_without_hits
+
+    if any(b.name == "CosmicRays" for b in spec.blocks("photometry")):
+        n = reference_without_hits(ref)
+        if n:
+            log.info("%d sources of the reference are cosmic-ray hits: not measured", n)
 
 
 def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, executor) -> None:

@@ -332,3 +332,40 @@ def test_one_or_two_frames_take_the_aperture_of_best_signal_to_noise():
     three = np.c_[diff, diff[:, :1]]
     with_errors, by_scatter = best_aperture(three, errors=np.c_[errors, errors[:, :1]]), best_aperture(three)
     assert with_errors[0] == by_scatter[0] and np.array_equal(with_errors[1], by_scatter[1])  # 3 frames: by scatter
+
+
+def test_differential_renormalises_a_frame_missing_a_comparison():
+    rng = np.random.default_rng(4)
+    base = np.array([1e5, 2e5, 1.5e5, 3e5])
+    transp = 1 + 0.05 * np.sin(np.linspace(0, 6, 50))
+    flux = (base[:, None] * transp * (1 + 1e-3 * rng.standard_normal((4, 50))))[None]
+    flux[0, 1, :] *= 1.02  # comparisons at different levels: the ensemble is a weighted mean
+    w = np.array([0.0, 0.5, 0.3, 0.2])
+    full, _ = differential(flux, None, w)
+    hit = flux.copy()
+    hit[0, 2, 20] = np.nan  # comparison 2 hit on frame 20: it leaves that frame's ensemble only
+    d, _ = differential(hit, None, w)
+    assert np.all(np.isfinite(d[0, 0])) and np.isnan(d[0, 2, 20])
+    # every frame: the target over the weighted ensemble of the comparisons measured there
+    n = hit[0] / np.nanmedian(hit[0], axis=-1, keepdims=True)
+    use = np.isfinite(n) & (w[:, None] > 0)
+    ens = np.where(use, w[:, None] * np.nan_to_num(n), 0).sum(axis=0) / (w[:, None] * use).sum(axis=0)
+    expected = hit[0, 0] / ens
+    assert np.allclose(d[0, 0], expected / np.median(expected), rtol=1e-12)
+    assert abs(d[0, 0, 20] / full[0, 0, 20] - 1) < 5e-3  # close to the full ensemble's value
+
+
+def test_a_hit_frame_does_not_drop_a_comparison_for_the_night():
+    fl, _ = synthetic(6, n_frames=200, variables=())
+    frames = usable_frames(fl.fluxes, 0)
+    fl.fluxes[:, 3, 50] = np.nan
+    excused = np.zeros(fl.fluxes.shape, bool)
+    excused[:, 3, 50] = True
+    kw = dict(target=0, frames=frames, max_comps=20, saturated=np.zeros(fl.fluxes.shape[1:], bool))
+    assert not select_comparisons(fl.fluxes, **kw)[:, 3].any()
+    comps = select_comparisons(fl.fluxes, excused=excused, **kw)
+    assert comps[:, 3].all()
+    w, _ = weights_broeg(fl.fluxes, fl.errors, comps=comps, frames=frames, excused=excused)
+    assert np.all(w[:, 3] > 0) and np.allclose(w.sum(axis=1), 1)
+    d, _ = differential(fl.fluxes, fl.errors, w, frames=frames)
+    assert np.isfinite(d[:, 0, 50]).all()

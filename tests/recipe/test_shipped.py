@@ -28,7 +28,8 @@ def test_default_recipe_is_the_classic_chain():
     spec = load_recipe(next(p for p in RECIPES if p.name == "default.yaml"))
     names = [b.name for b in spec.blocks(*BLOCK_SECTIONS)]
     assert names == ["Calibration", "Trim", "PointSourceDetection", "Cutouts", "MedianEPSF", "Moffat2D",
-                     "AlignReferenceSources", "CentroidQuadratic", "AperturePhotometry", "AnnulusBackground"]
+                     "AlignReferenceSources", "CosmicRays", "CentroidQuadratic", "AperturePhotometry",
+                     "AnnulusBackground"]
     (ap,) = [b for b in spec.sections["photometry"] if b.name == "AperturePhotometry"]
     assert len(ap.params["radii"]) == 30 and ap.params["scale"] == "fwhm"
     assert spec.differential.method == "autodiff" and spec.reference.method == "best"
