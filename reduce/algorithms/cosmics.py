@@ -51,11 +51,17 @@ def _star_ratio(fwhm: float) -> float:
     return float(np.max((p[ok] - m[ok]) / m[ok]))
 
 
-def sharpness_limit(fwhm: float, margin: float = 1.5, core: float = 0.75) -> float:
+def sharpness_limit(fwhm: float, margin: float = 1.5, core: float = 0.75, binning: float = 1.0) -> float:
     """The ``limit`` of ``p - m > limit * (m - sky)`` no pixel of a star exceeds, times ``margin``:
     that of a Gaussian of ``core`` x ``fwhm`` px (an undersampled star's core is sharper than the
-    FWHM fitted to it: ~0.75x on HAT-P-32), rounded to 0.05 px, at least 1.2 px."""
-    f = max(round(float(core * fwhm) * 20) / 20, 1.2) if np.isfinite(fwhm) else 1.2
+    FWHM fitted to it: ~0.75x on HAT-P-32), rounded to 0.05 px, at least 1.2 px. On pixels
+    ``binning`` raw pixels wide (a colour sensor's superpixels) the fitted FWHM says little of the
+    core (a 1.5 raw px star is fitted ~1.1 superpixel wide, its core is 0.75), so 1.2 / ``binning``
+    px is used: a hit of one raw pixel still stands alone in its superpixel."""
+    least = 1.2 / max(float(binning), 1.0)
+    if binning > 1 or not np.isfinite(fwhm):
+        return margin * _star_ratio(least)
+    f = max(round(float(core * fwhm) * 20) / 20, least)
     return margin * _star_ratio(f)
 
 
@@ -132,11 +138,12 @@ def _candidates(data: np.ndarray, xy: np.ndarray, radius: float, level: float, c
 
 def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, noise: float,
               fwhm: float, gain: float = 1.0, sigma: float = 5.0, grow_sigma: float = 2.5,
-              margin: float = 1.5, iterations: int = 2) -> np.ndarray:
+              margin: float = 1.5, iterations: int = 2, binning: float = 1.0) -> np.ndarray:
     """Sorted flat indices of the hit pixels within ``radius`` px (a square) of the positions.
 
     ``sky`` and ``noise`` are the frame's sky level and its per-pixel noise (ADU), ``gain`` in
-    e-/ADU (the star's own photon noise), ``fwhm`` the frame's stars' FWHM (px). Flat indices
+    e-/ADU (the star's own photon noise), ``fwhm`` the frame's stars' FWHM (px), ``binning`` the
+    raw pixels per pixel across (:func:`sharpness_limit`). Flat indices
     are ``y * nx + x`` (whether or not ``data`` is contiguous).
     """
     xy = np.asarray(xy, float).reshape(-1, 2)
@@ -150,7 +157,7 @@ def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, no
     if len(flat) == 0:
         return empty
     gain = gain if np.isfinite(gain) and gain > 0 else 1.0
-    limit = sharpness_limit(fwhm, margin)
+    limit = sharpness_limit(fwhm, margin, binning=binning)
     hits = flat[_sharp(data, flat, sky, noise, gain, limit, sigma)]
     if len(hits) == 0:
         return empty

@@ -29,11 +29,11 @@ MIN_RATIO = 0.15
 K_SIGMA = 3.0
 
 
-def star_min_ratio(binning: int = 1) -> float:
+def star_min_ratio(binning: float = 1) -> float:
     """The least axis ratio of a star on pixels ``binning`` raw pixels wide: MIN_RATIO on raw
     pixels, MIN_RATIO / binning**2 on a colour sensor's 2x2 superpixels, where a star of 1.5 raw
     px is 0.75 px across (its ``s`` down to ~0.07), while a hot raw pixel still has ``s ~ 0``."""
-    return MIN_RATIO / max(int(binning), 1) ** 2
+    return MIN_RATIO / max(float(binning), 1.0) ** 2
 
 
 def axis_neighbours(data: np.ndarray, x, y) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ import numpy as np
 from ..algorithms.centroids import cutouts
 from ..algorithms.cosmics import core_hits, find_hits, repair_hits
 from ..core.block import Block
+from .bayer import grid_scale
 from ..model.image import PixelFlag
 
 __all__ = ["CosmicRays", "reference_without_hits"]
@@ -46,7 +47,7 @@ class CosmicRays(Block):
         xy = image.sources.coords
         data = image.data
         hits = find_hits(data, xy, self.radius * fwhm, sky=sky, noise=noise, fwhm=fwhm,
-                         gain=float(image.gain or 1.0), sigma=self.sigma)
+                         gain=float(image.gain or 1.0), sigma=self.sigma, binning=grid_scale(image))
         if len(hits) == 0:
             return
         hy, hx = np.divmod(hits, data.shape[1])
@@ -106,7 +107,7 @@ def reference_without_hits(image, *, sigma: float = 5.0) -> int:
         return 0
     sky, noise = _sky(image)
     hits = find_hits(image.data, src.coords, max(2.0, fwhm), sky=sky, noise=noise, fwhm=fwhm,
-                     gain=float(image.gain or 1.0), sigma=sigma)
+                     gain=float(image.gain or 1.0), sigma=sigma, binning=grid_scale(image))
     if len(hits) == 0:
         return 0
     hit_map = np.zeros(image.shape, np.uint8)

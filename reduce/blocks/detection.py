@@ -119,7 +119,9 @@ def _round_enough(objects, sub, rms, image):
     if len(objects) == 0:
         return objects
     peak, least = axis_neighbours(sub, objects["xpeak"], objects["ypeak"])
-    spike = sharp(peak, least, rms, min_ratio=star_min_ratio(image.computed.get("cfa", {}).get("bin", 1)))
+    from .bayer import grid_scale
+
+    spike = sharp(peak, least, rms, min_ratio=star_min_ratio(grid_scale(image)))
     image.computed["sharp_sources"] = int(spike.sum())
     return objects[~spike] if spike.any() else objects
 

@@ -58,6 +58,7 @@ def _sample(frames, cal_blocks, loader, n: int = SAMPLE):
     background noise and their pixels' width in raw pixels (2 on a colour sensor's superpixels);
     (None, None, 1) with fewer than 3 usable."""
     from ..blocks.detection import global_background
+    from ..blocks.bayer import grid_scale
     from ..core.sequence import run_frame
 
     if len(frames) < 3:
@@ -65,7 +66,7 @@ def _sample(frames, cal_blocks, loader, n: int = SAMPLE):
     for block in cal_blocks:
         block.setup(None)
     image = run_frame(cal_blocks, frames[0], loader)
-    binning = int(image.computed.get("cfa", {}).get("bin", 1)) if image.computed else 1
+    binning = grid_scale(image)
     first = _calibrated(image)
     if first is not None:
         n = min(n, max(3, int(STACK_BYTES // (4 * first.size))))
