@@ -35,12 +35,15 @@ import numpy as np
 from .centroids import cutouts
 from .stats import sorted_median
 
-__all__ = ["circular_sums", "annulus_stats", "annulus_values", "EDGE", "MASKED", "SATURATED"]
+__all__ = ["circular_sums", "annulus_stats", "annulus_values", "source_mask", "EDGE", "MASKED", "SATURATED"]
 
 #: Aperture flag bits of :func:`circular_sums`: the circle leaves the frame; it overlaps a pixel
 #: without data (mask UNILLUMINATED/NONFINITE, or non-finite); it overlaps a raw-saturated pixel.
 EDGE, MASKED, SATURATED = 1, 2, 4
 _MASK_SATURATED, _MASK_NO_DATA = 1, 6  # reduce.model.image.PixelFlag bits (kept numeric: no Image here)
+
+#: the annulus plane is used at a star while its variance there is at most 1 + this times the mean's
+MAX_LEVERAGE = 1.0
 
 # elements of the (stars x pairs) work arrays per chunk: small arrays stay in cache
 _CHUNK_ELEMENTS = 16_000
@@ -267,11 +270,38 @@ def _ring(inner: float, outer: float) -> tuple[np.ndarray, np.ndarray, int]:
     return dy.ravel()[order], dx.ravel()[order], len(certain)
 
 
+@lru_cache(maxsize=8)
+def _mirror(inner: float, outer: float) -> np.ndarray:
+    """For each offset of :func:`_ring`, the index of its point reflection ``(-dy, -dx)``."""
+    dy, dx, _ = _ring(inner, outer)
+    where = {(a, b): i for i, (a, b) in enumerate(zip(dy.tolist(), dx.tolist()))}
+    return np.array([where[(-a, -b)] for a, b in zip(dy.tolist(), dx.tolist())], np.intp)
+
+
+def source_mask(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.ndarray:
+    """A uint8 map, 1 on the pixels whose centres lie within ``radius`` of any position ``xy``."""
+    out = np.zeros(shape, np.uint8)
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if radius <= 0 or len(xy) == 0:
+        return out
+    h = int(np.ceil(radius))
+    dy, dx = (v.ravel() for v in np.mgrid[-h:h + 1, -h:h + 1])
+    ix, iy = np.floor(xy[:, 0:1] + 0.5).astype(np.int64), np.floor(xy[:, 1:2] + 0.5).astype(np.int64)
+    px, py = ix + dx, iy + dy
+    keep = ((px - xy[:, 0:1]) ** 2 + (py - xy[:, 1:2]) ** 2 < radius * radius)
+    keep &= (px >= 0) & (py >= 0) & (px < shape[1]) & (py < shape[0])
+    out[py[keep], px[keep]] = 1
+    return out
+
+
 def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
-                   mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   mask: np.ndarray | None = None, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each star's annulus pixels (centres with ``inner <= r < outer``, finite, in the frame, not
     flagged in ``mask``), gathered straight from the frame as rows padded with +inf, and their
-    counts."""
+    counts. ``symmetric``: a pixel left out for its content (mask, no value, off the frame) also
+    leaves out its point reflection through the star, so the pixels kept still average a sky
+    gradient to its value at the star."""
     ny, nx = data.shape
     dy, dx, n_certain = _ring(float(inner), float(outer))
     ix = np.floor(xy[:, 0] + 0.5).astype(np.int64)
@@ -292,6 +322,9 @@ def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
         vals[near] = np.where(inside, vals[near], np.inf)
     if mask is not None:
         vals[np.ascontiguousarray(mask).ravel().take(index) != 0] = np.inf
+    if symmetric:
+        gone = vals == np.inf
+        vals[gone[:, _mirror(float(inner), float(outer))]] = np.inf
     # pixels near either circle: keep those whose centre is in [inner, outer) for this position
     bx = dx[n_certain:] - (xy[:, 0] - ix)[:, None]
     by = dy[n_certain:] - (xy[:, 1] - iy)[:, None]
@@ -316,11 +349,12 @@ def _segment_sums(flat: np.ndarray, flat2: np.ndarray, starts: np.ndarray, count
 
 
 def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, sigma: float = 3.0,
-                  maxiters: int = 10, mask: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  maxiters: int = 10, mask: np.ndarray | None = None, statistic: str = "median",
+                  symmetric: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sigma-clipped (median, std, npix) of each star's annulus pixels (centres with
     ``inner <= r < outer``, in the frame, finite and not flagged in ``mask``), vectorised over
-    stars; NaN (and 0 pixels) for an empty annulus.
+    stars; NaN (and 0 pixels) for an empty annulus. ``statistic='mean'`` gives the mean of the
+    values kept by the clipping instead of their median; ``symmetric`` see :func:`annulus_values`.
 
     Each star's annulus values are sorted once into one padded row; clipping then only moves the
     [lo, hi) bounds of the kept range (one binary search for all bounds), and the running sums
@@ -343,11 +377,12 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
         return med_out, std_out, n_out
     if data.dtype not in (np.float32, np.float64) or not data.dtype.isnative:
         data = data.astype(np.float64)
-    raw, counts = annulus_values(data, xy[ok], inner, outer, mask)
+    raw, counts = annulus_values(data, xy[ok], inner, outer, mask, symmetric)
     some = counts > 0
     ok, raw, counts = ok[some], raw[some], counts[some]
     if len(ok) == 0:
         return med_out, std_out, n_out
+    ring = raw.copy() if statistic == "plane" else None  # the values in ring order, for the plane
     raw.sort(axis=1)
     width = int(counts.max())
     m = len(ok)
@@ -382,9 +417,49 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
                                np.concatenate([new_lo - lo, hi - new_hi]), m)
         s1, s2 = s1 - d1, s2 - d2
         lo, hi = new_lo, new_hi
-    med_out[ok] = sorted_median(flat, base + lo, base + hi) + med0
+    if statistic == "plane":
+        ring = ring - med0[:, None]  # centred as the sorted values, so the bounds compare exactly
+        kept = (ring >= flat[base + lo][:, None]) & (ring <= flat[base + hi - 1][:, None])
+        centre = _plane_at_star(np.where(kept, ring, 0.0), kept, xy[ok], inner, outer)
+    elif statistic == "mean":
+        centre = s1 / (hi - lo)
+    else:
+        centre = sorted_median(flat, base + lo, base + hi)
+    med_out[ok] = centre + med0
     std_out[ok], n_out[ok] = _std(s1, s2, lo, hi), hi - lo
     return med_out, std_out, n_out
+
+
+@lru_cache(maxsize=8)
+def _plane_basis(inner: float, outer: float) -> np.ndarray:
+    """Columns 1, dx, dy, dx^2, dy^2, dx dy over the offsets of :func:`_ring`."""
+    dy, dx, _ = _ring(inner, outer)
+    dx, dy = dx.astype(float), dy.astype(float)
+    return np.column_stack([np.ones_like(dx), dx, dy, dx * dx, dy * dy, dx * dy])
+
+
+def _plane_at_star(v: np.ndarray, kept: np.ndarray, xy: np.ndarray, inner: float, outer: float) -> np.ndarray:
+    """Each row's least-squares plane through its kept values ``v`` (ring order, 0 where not
+    kept), evaluated at the star: their mean less the gradient times their mean offset from the
+    star (0 for a whole annulus); their mean where no plane fits or where the star lies so far
+    from the kept pixels that the plane there is over (1 + MAX_LEVERAGE) times noisier."""
+    basis = _plane_basis(float(inner), float(outer))
+    k = kept.astype(float) @ basis  # n, sum dx, dy, dx^2, dy^2, dx dy over the kept pixels
+    sv = v @ basis[:, :3]  # sum v, v dx, v dy
+    n = k[:, 0]
+    mu, mw, mv = k[:, 1] / n, k[:, 2] / n, sv[:, 0] / n
+    cuu, cww, cuw = k[:, 3] / n - mu * mu, k[:, 4] / n - mw * mw, k[:, 5] / n - mu * mw
+    cuv, cwv = sv[:, 1] / n - mu * mv, sv[:, 2] / n - mw * mv
+    fx, fy = xy[:, 0] - np.floor(xy[:, 0] + 0.5), xy[:, 1] - np.floor(xy[:, 1] + 0.5)
+    du, dw = fx - mu, fy - mw  # the star seen from the kept pixels' centroid
+    det = cuu * cww - cuw * cuw
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # leverage of the star: the plane's variance there over the mean's, less 1
+        lever = (du * (cww * du - cuw * dw) + dw * (cuu * dw - cuw * du)) / det
+        fit = (det > 1e-6 * cuu * cww) & (lever <= MAX_LEVERAGE)
+        gu = np.where(fit, (cww * cuv - cuw * cwv) / det, 0.0)
+        gw = np.where(fit, (cuu * cwv - cuw * cuv) / det, 0.0)
+    return mv + gu * du + gw * dw
 
 
 def _std(s1, s2, lo, hi):
