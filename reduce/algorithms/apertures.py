@@ -24,7 +24,9 @@ the centre to the square), done only for stars with such pixels in their stamp.
 
 The annulus sky (:func:`annulus_stats`) gathers each star's annulus pixels straight from the frame
 through a precomputed ring of pixel offsets, sorts each star's values once and sigma-clips by
-moving the bounds of the kept range (astropy ``sigma_clip`` semantics, iterated to convergence).
+moving the bounds of the kept range (astropy ``sigma_clip`` semantics, iterated to convergence);
+the sky is the median, the mean or the least-squares plane at the star of the values kept.
+:func:`source_mask` marks discs around sources, e.g. to leave neighbours out of the annuli.
 """
 from __future__ import annotations
 
@@ -270,14 +272,6 @@ def _ring(inner: float, outer: float) -> tuple[np.ndarray, np.ndarray, int]:
     return dy.ravel()[order], dx.ravel()[order], len(certain)
 
 
-@lru_cache(maxsize=8)
-def _mirror(inner: float, outer: float) -> np.ndarray:
-    """For each offset of :func:`_ring`, the index of its point reflection ``(-dy, -dx)``."""
-    dy, dx, _ = _ring(inner, outer)
-    where = {(a, b): i for i, (a, b) in enumerate(zip(dy.tolist(), dx.tolist()))}
-    return np.array([where[(-a, -b)] for a, b in zip(dy.tolist(), dx.tolist())], np.intp)
-
-
 def source_mask(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.ndarray:
     """A uint8 map, 1 on the pixels whose centres lie within ``radius`` of any position ``xy``."""
     out = np.zeros(shape, np.uint8)
@@ -296,12 +290,10 @@ def source_mask(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.nda
 
 
 def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
-                   mask: np.ndarray | None = None, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each star's annulus pixels (centres with ``inner <= r < outer``, finite, in the frame, not
     flagged in ``mask``), gathered straight from the frame as rows padded with +inf, and their
-    counts. ``symmetric``: a pixel left out for its content (mask, no value, off the frame) also
-    leaves out its point reflection through the star, so the pixels kept still average a sky
-    gradient to its value at the star."""
+    counts."""
     ny, nx = data.shape
     dy, dx, n_certain = _ring(float(inner), float(outer))
     ix = np.floor(xy[:, 0] + 0.5).astype(np.int64)
@@ -322,9 +314,6 @@ def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
         vals[near] = np.where(inside, vals[near], np.inf)
     if mask is not None:
         vals[np.ascontiguousarray(mask).ravel().take(index) != 0] = np.inf
-    if symmetric:
-        gone = vals == np.inf
-        vals[gone[:, _mirror(float(inner), float(outer))]] = np.inf
     # pixels near either circle: keep those whose centre is in [inner, outer) for this position
     bx = dx[n_certain:] - (xy[:, 0] - ix)[:, None]
     by = dy[n_certain:] - (xy[:, 1] - iy)[:, None]
@@ -349,12 +338,13 @@ def _segment_sums(flat: np.ndarray, flat2: np.ndarray, starts: np.ndarray, count
 
 
 def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, sigma: float = 3.0,
-                  maxiters: int = 10, mask: np.ndarray | None = None, statistic: str = "median",
-                  symmetric: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  maxiters: int = 10, mask: np.ndarray | None = None, statistic: str = "median"
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sigma-clipped (median, std, npix) of each star's annulus pixels (centres with
     ``inner <= r < outer``, in the frame, finite and not flagged in ``mask``), vectorised over
-    stars; NaN (and 0 pixels) for an empty annulus. ``statistic='mean'`` gives the mean of the
-    values kept by the clipping instead of their median; ``symmetric`` see :func:`annulus_values`.
+    stars; NaN (and 0 pixels) for an empty annulus. ``statistic`` replaces the median of the
+    values kept by the clipping: ``'mean'`` their mean, ``'plane'`` their least-squares plane
+    at the star (:func:`_plane_at_star`).
 
     Each star's annulus values are sorted once into one padded row; clipping then only moves the
     [lo, hi) bounds of the kept range (one binary search for all bounds), and the running sums
@@ -377,7 +367,7 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
         return med_out, std_out, n_out
     if data.dtype not in (np.float32, np.float64) or not data.dtype.isnative:
         data = data.astype(np.float64)
-    raw, counts = annulus_values(data, xy[ok], inner, outer, mask, symmetric)
+    raw, counts = annulus_values(data, xy[ok], inner, outer, mask)
     some = counts > 0
     ok, raw, counts = ok[some], raw[some], counts[some]
     if len(ok) == 0:

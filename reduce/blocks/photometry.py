@@ -7,7 +7,8 @@ per star instead of one pass per radius); they agree with photutils
 ``sum_circle(subpix=0)`` for 30 radii (benchmarks/bench_pipeline.py). An aperture that leaves
 the frame or overlaps a masked pixel (``Image.mask``: raw-saturated, unilluminated, non-finite)
 gives NaN for that star and radius, with the reason in ``image.aperture['flags']``: nothing partial
-is summed. The annulus sky leaves pixels without data and those off the frame out.
+is summed. The annulus sky leaves pixels without data, those off the frame and those near other
+sources out, and fits a plane through the values its sigma clipping keeps.
 """
 from __future__ import annotations
 
