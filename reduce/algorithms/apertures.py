@@ -372,7 +372,7 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
     ok, raw, counts = ok[some], raw[some], counts[some]
     if len(ok) == 0:
         return med_out, std_out, n_out
-    ring = raw.copy() if statistic == "plane" else None  # the values in ring order, for the plane
+    ring = raw.copy() if statistic == "plane" else None  # in ring order, for the plane
     raw.sort(axis=1)
     width = int(counts.max())
     m = len(ok)
@@ -408,9 +408,11 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
         s1, s2 = s1 - d1, s2 - d2
         lo, hi = new_lo, new_hi
     if statistic == "plane":
-        ring = ring - med0[:, None]  # centred as the sorted values, so the bounds compare exactly
-        kept = (ring >= flat[base + lo][:, None]) & (ring <= flat[base + hi - 1][:, None])
-        centre = _plane_at_star(np.where(kept, ring, 0.0), kept, xy[ok], inner, outer)
+        kept = (ring >= (flat[base + lo] + med0).astype(ring.dtype)[:, None])
+        kept &= ring <= (flat[base + hi - 1] + med0).astype(ring.dtype)[:, None]
+        ring -= med0.astype(ring.dtype)[:, None]
+        np.copyto(ring, 0.0, where=~kept)
+        centre = _plane_at_star(ring, kept, xy[ok], inner, outer)
     elif statistic == "mean":
         centre = s1 / (hi - lo)
     else:
