@@ -203,7 +203,7 @@ class GetFluxes(Block):
 
         var = (F g + A (S g + RN^2) + A^2 (sigma_S g)^2) / g^2
 
-    (F flux, A aperture area, S annulus median, sigma_S its standard error, all ADU; gain g in
+    (F flux, A aperture area, S annulus sky, sigma_S its standard error, all ADU; gain g in
     e-/ADU and read noise RN in e- from the image, 1 and 0 when unknown; F and S clipped at 0:
     the sky's photon noise grows the error of every pixel of a bright, e.g. twilight, sky),
     the frame's fwhm, sky, airmass, dx, dy, exposure, flags, file, and per star x, y, peak,
