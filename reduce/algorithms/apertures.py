@@ -24,7 +24,9 @@ the centre to the square), done only for stars with such pixels in their stamp.
 
 The annulus sky (:func:`annulus_stats`) gathers each star's annulus pixels straight from the frame
 through a precomputed ring of pixel offsets, sorts each star's values once and sigma-clips by
-moving the bounds of the kept range (astropy ``sigma_clip`` semantics, iterated to convergence).
+moving the bounds of the kept range (astropy ``sigma_clip`` semantics, iterated to convergence);
+the sky is the median, the mean or the least-squares plane at the star of the values kept.
+:func:`source_mask` marks discs around sources, e.g. to leave neighbours out of the annuli.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ import numpy as np
 from .centroids import cutouts
 from .stats import sorted_median
 
-__all__ = ["circular_sums", "annulus_stats", "annulus_values", "EDGE", "MASKED", "SATURATED", "COSMIC"]
+__all__ = ["circular_sums", "annulus_stats", "annulus_values", "source_mask", "EDGE", "MASKED", "SATURATED",
+           "COSMIC"]
 
 #: Aperture flag bits of :func:`circular_sums`: the circle leaves the frame; it overlaps a pixel
 #: without data (mask UNILLUMINATED/NONFINITE, or non-finite); it overlaps a raw-saturated pixel;
@@ -43,6 +46,9 @@ __all__ = ["circular_sums", "annulus_stats", "annulus_values", "EDGE", "MASKED",
 EDGE, MASKED, SATURATED, COSMIC = 1, 2, 4, 8
 # reduce.model.image.PixelFlag bits (kept numeric: no Image here)
 _MASK_SATURATED, _MASK_NO_DATA, _MASK_COSMIC = 1, 6, 8
+
+#: the annulus plane is used at a star while its variance there is at most 1 + this times the mean's
+MAX_LEVERAGE = 1.0
 
 # elements of the (stars x pairs) work arrays per chunk: small arrays stay in cache
 _CHUNK_ELEMENTS = 16_000
@@ -269,6 +275,23 @@ def _ring(inner: float, outer: float) -> tuple[np.ndarray, np.ndarray, int]:
     return dy.ravel()[order], dx.ravel()[order], len(certain)
 
 
+def source_mask(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.ndarray:
+    """A uint8 map, 1 on the pixels whose centres lie within ``radius`` of any position ``xy``."""
+    out = np.zeros(shape, np.uint8)
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if radius <= 0 or len(xy) == 0:
+        return out
+    h = int(np.ceil(radius))
+    dy, dx = (v.ravel() for v in np.mgrid[-h:h + 1, -h:h + 1])
+    ix, iy = np.floor(xy[:, 0:1] + 0.5).astype(np.int64), np.floor(xy[:, 1:2] + 0.5).astype(np.int64)
+    px, py = ix + dx, iy + dy
+    keep = ((px - xy[:, 0:1]) ** 2 + (py - xy[:, 1:2]) ** 2 < radius * radius)
+    keep &= (px >= 0) & (py >= 0) & (px < shape[1]) & (py < shape[0])
+    out[py[keep], px[keep]] = 1
+    return out
+
+
 def annulus_values(data: np.ndarray, xy: np.ndarray, inner: float, outer: float,
                    mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each star's annulus pixels (centres with ``inner <= r < outer``, finite, in the frame, not
@@ -318,11 +341,13 @@ def _segment_sums(flat: np.ndarray, flat2: np.ndarray, starts: np.ndarray, count
 
 
 def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, sigma: float = 3.0,
-                  maxiters: int = 10, mask: np.ndarray | None = None
+                  maxiters: int = 10, mask: np.ndarray | None = None, statistic: str = "median"
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sigma-clipped (median, std, npix) of each star's annulus pixels (centres with
     ``inner <= r < outer``, in the frame, finite and not flagged in ``mask``), vectorised over
-    stars; NaN (and 0 pixels) for an empty annulus.
+    stars; NaN (and 0 pixels) for an empty annulus. ``statistic`` replaces the median of the
+    values kept by the clipping: ``'mean'`` their mean, ``'plane'`` their least-squares plane
+    at the star (:func:`_plane_at_star`).
 
     Each star's annulus values are sorted once into one padded row; clipping then only moves the
     [lo, hi) bounds of the kept range (one binary search for all bounds), and the running sums
@@ -350,6 +375,7 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
     ok, raw, counts = ok[some], raw[some], counts[some]
     if len(ok) == 0:
         return med_out, std_out, n_out
+    ring = raw.copy() if statistic == "plane" else None  # in ring order, for the plane
     raw.sort(axis=1)
     width = int(counts.max())
     m = len(ok)
@@ -384,9 +410,51 @@ def annulus_stats(data: np.ndarray, xy: np.ndarray, inner: float, outer: float, 
                                np.concatenate([new_lo - lo, hi - new_hi]), m)
         s1, s2 = s1 - d1, s2 - d2
         lo, hi = new_lo, new_hi
-    med_out[ok] = sorted_median(flat, base + lo, base + hi) + med0
+    if statistic == "plane":
+        kept = (ring >= (flat[base + lo] + med0).astype(ring.dtype)[:, None])
+        kept &= ring <= (flat[base + hi - 1] + med0).astype(ring.dtype)[:, None]
+        ring -= med0.astype(ring.dtype)[:, None]
+        np.copyto(ring, 0.0, where=~kept)
+        centre = _plane_at_star(ring, kept, xy[ok], inner, outer)
+    elif statistic == "mean":
+        centre = s1 / (hi - lo)
+    else:
+        centre = sorted_median(flat, base + lo, base + hi)
+    med_out[ok] = centre + med0
     std_out[ok], n_out[ok] = _std(s1, s2, lo, hi), hi - lo
     return med_out, std_out, n_out
+
+
+@lru_cache(maxsize=8)
+def _plane_basis(inner: float, outer: float) -> np.ndarray:
+    """Columns 1, dx, dy, dx^2, dy^2, dx dy over the offsets of :func:`_ring`."""
+    dy, dx, _ = _ring(inner, outer)
+    dx, dy = dx.astype(float), dy.astype(float)
+    return np.column_stack([np.ones_like(dx), dx, dy, dx * dx, dy * dy, dx * dy])
+
+
+def _plane_at_star(v: np.ndarray, kept: np.ndarray, xy: np.ndarray, inner: float, outer: float) -> np.ndarray:
+    """Each row's least-squares plane through its kept values ``v`` (ring order, 0 where not
+    kept), evaluated at the star: their mean less the gradient times their mean offset from the
+    star (0 for a whole annulus); their mean where no plane fits or where the star lies so far
+    from the kept pixels that the plane there is over (1 + MAX_LEVERAGE) times noisier."""
+    basis = _plane_basis(float(inner), float(outer))
+    k = kept.astype(float) @ basis  # n, sum dx, dy, dx^2, dy^2, dx dy over the kept pixels
+    sv = v @ basis[:, :3]  # sum v, v dx, v dy
+    n = k[:, 0]
+    mu, mw, mv = k[:, 1] / n, k[:, 2] / n, sv[:, 0] / n
+    cuu, cww, cuw = k[:, 3] / n - mu * mu, k[:, 4] / n - mw * mw, k[:, 5] / n - mu * mw
+    cuv, cwv = sv[:, 1] / n - mu * mv, sv[:, 2] / n - mw * mv
+    fx, fy = xy[:, 0] - np.floor(xy[:, 0] + 0.5), xy[:, 1] - np.floor(xy[:, 1] + 0.5)
+    du, dw = fx - mu, fy - mw  # the star seen from the kept pixels' centroid
+    det = cuu * cww - cuw * cuw
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # leverage of the star: the plane's variance there over the mean's, less 1
+        lever = (du * (cww * du - cuw * dw) + dw * (cuu * dw - cuw * du)) / det
+        fit = (det > 1e-6 * cuu * cww) & (lever <= MAX_LEVERAGE)
+        gu = np.where(fit, (cww * cuv - cuw * cwv) / det, 0.0)
+        gw = np.where(fit, (cuu * cwv - cuw * cuv) / det, 0.0)
+    return mv + gu * du + gw * dw
 
 
 def _std(s1, s2, lo, hi):

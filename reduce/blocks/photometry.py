@@ -7,7 +7,8 @@ per star instead of one pass per radius); they agree with photutils
 ``sum_circle(subpix=0)`` for 30 radii (benchmarks/bench_pipeline.py). An aperture that leaves
 the frame or overlaps a masked pixel (``Image.mask``: raw-saturated, unilluminated, non-finite)
 gives NaN for that star and radius, with the reason in ``image.aperture['flags']``: nothing partial
-is summed. The annulus sky leaves pixels without data and those off the frame out.
+is summed. The annulus sky leaves pixels without data, those off the frame and those near other
+sources out, and fits a plane through the values its sigma clipping keeps.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..algorithms.apertures import COSMIC, EDGE, MASKED, SATURATED, annulus_stats, circular_sums
+from ..algorithms.apertures import COSMIC, EDGE, MASKED, SATURATED, annulus_stats, circular_sums, source_mask
 from ..algorithms.centroids import cutouts
 from ..core.block import Block
 from ..model.flags import Flag
@@ -107,21 +108,29 @@ def _float(data: np.ndarray) -> np.ndarray:
 
 
 class AnnulusBackground(Block):
-    """Local sky per star: sigma-clipped median of the pixels whose centres lie in an annulus.
+    """Local sky per star from the pixels whose centres lie in an annulus, neighbours left out.
 
-    ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels; ``sigma`` the clipping
-    threshold (iterated to convergence, like astropy ``sigma_clipped_stats``). An annulus cut by
+    ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels. Pixels within
+    ``neighbours`` (same units, at most ``inner``; 0: none) of any other source are left out, then the values are
+    sigma-clipped at ``sigma`` (iterated to convergence, like astropy ``sigma_clipped_stats``) and
+    ``statistic`` gives the sky: ``'plane'`` (default) the least-squares plane through the values
+    kept, at the star (their mean for a whole annulus; a sky gradient across an annulus cut by a
+    neighbour does not bias it), ``'mean'`` their mean, ``'median'`` their median. Why: a
+    neighbour's light left in the annulus biases a clipped estimator by an amount that follows the
+    sky noise, not the star (clouds double the one and cut the other), while light a linear
+    estimator keeps scales with the stars and cancels in the differential ratio. An annulus cut by
     the frame edge or by pixels without data (``Image.mask``: unilluminated, NaN) uses the pixels
-    left; fewer than ``min_pixels`` of them (after clipping) give NaN for that star. Sets
-    ``image.annulus = {'median', 'std', 'error' (std / sqrt(npix)), 'area' (npix kept),
-    'inner', 'outer' (px)}``, each per star (n,).
+    left; a star left with fewer than ``min_pixels`` once neighbours are out keeps them, and with
+    fewer than ``min_pixels`` still gets NaN. Sets ``image.annulus = {'median' (the sky), 'std',
+    'error' (std / sqrt(npix)), 'area' (npix kept), 'inner', 'outer' (px)}``, each per star (n,).
     """
 
     requires = ("sources", "fwhm")
     provides = ("annulus",)
 
     def __init__(self, *, inner: float = 5.0, outer: float = 8.0, scale: Literal["fwhm", "pixels"] = "fwhm",
-                 sigma: float = 3.0, min_pixels: int = 20):
+                 sigma: float = 3.0, min_pixels: int = 20, neighbours: float = 4.0,
+                 statistic: Literal["plane", "mean", "median"] = "plane"):
         if not (np.isfinite(inner) and np.isfinite(outer) and inner >= 0 and outer > 0):
             raise ValueError(f"annulus radii must be finite and non-negative, got inner={inner!r}, outer={outer!r}")
         if not inner < outer:
@@ -131,11 +140,17 @@ class AnnulusBackground(Block):
             raise ValueError(f"sigma must be positive, got {sigma!r}")
         if int(min_pixels) != min_pixels or min_pixels < 1:
             raise ValueError(f"min_pixels must be a positive integer, got {min_pixels!r}")
+        if not (np.isfinite(neighbours) and neighbours >= 0):
+            raise ValueError(f"neighbours must be a finite radius >= 0, got {neighbours!r}")
+        if statistic not in ("plane", "mean", "median"):
+            raise ValueError(f"statistic must be 'plane', 'mean' or 'median', got {statistic!r}")
         self.min_pixels = int(min_pixels)
         self.inner = float(inner)
         self.outer = float(outer)
         self.scale = _check_scale(scale)
         self.sigma = float(sigma)
+        self.neighbours = min(float(neighbours), self.inner)  # a star's own annulus stays whole
+        self.statistic = statistic
         self.requires = ("sources",) if scale == "pixels" else ("sources", "fwhm")
 
     def run(self, image) -> None:
@@ -146,14 +161,30 @@ class AnnulusBackground(Block):
         # brightest values), which spares gathering the mask on frames with saturated stars only
         image.ensure_mask()
         mask = image.mask if image.mask_bits & (PixelFlag.no_data() | PixelFlag.COSMIC) else None
-        med, std, npix = annulus_stats(_float(image.data), xy, inner, outer, self.sigma, mask=mask)
+        data = _float(image.data)
+        med, std, npix = self._sky(data, xy, inner, outer, _with_neighbours(mask, xy, self.neighbours * k, data.shape))
         few = npix < self.min_pixels
+        if self.neighbours and few.any() and len(xy) > 1:  # crowded: the neighbours' pixels back in
+            med[few], std[few], npix[few] = self._sky(data, xy[few], inner, outer, mask)
+            few = npix < self.min_pixels
         if few.any():
             med, std = np.where(few, np.nan, med), np.where(few, np.nan, std)
         with np.errstate(invalid="ignore", divide="ignore"):
             err = std / np.sqrt(npix)
         image.annulus = {"median": med, "std": std, "error": err, "area": npix.astype(float),
                          "inner": inner, "outer": outer}
+
+    def _sky(self, data, xy, inner, outer, mask):
+        """(sky, std, npix) of each star's annulus, pixels flagged in ``mask`` left out."""
+        return annulus_stats(data, xy, inner, outer, self.sigma, mask=mask, statistic=self.statistic)
+
+
+def _with_neighbours(mask, xy, radius: float, shape) -> np.ndarray | None:
+    """``mask`` (or none) with the pixels within ``radius`` of any source flagged too."""
+    if radius <= 0 or len(xy) < 2:
+        return mask
+    near = source_mask(shape, xy, radius)
+    return near if mask is None else (near | (mask != 0))
 
 
 def _num(v) -> float:
@@ -172,7 +203,7 @@ class GetFluxes(Block):
 
         var = (F g + A (S g + RN^2) + A^2 (sigma_S g)^2) / g^2
 
-    (F flux, A aperture area, S annulus median, sigma_S its standard error, all ADU; gain g in
+    (F flux, A aperture area, S annulus sky, sigma_S its standard error, all ADU; gain g in
     e-/ADU and read noise RN in e- from the image, 1 and 0 when unknown; F and S clipped at 0:
     the sky's photon noise grows the error of every pixel of a bright, e.g. twilight, sky),
     the frame's fwhm, sky, airmass, dx, dy, exposure, flags, file, and per star x, y, peak,

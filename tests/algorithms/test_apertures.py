@@ -6,7 +6,7 @@ import pytest
 from astropy.stats import sigma_clip
 from photutils.aperture import CircularAperture, aperture_photometry
 
-from reduce.algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circular_sums
+from reduce.algorithms.apertures import EDGE, MASKED, SATURATED, annulus_stats, circular_sums, source_mask
 from reduce.model.image import PixelFlag
 from tests.algorithms._stars import render
 
@@ -92,6 +92,34 @@ def test_annulus_matches_astropy_sigma_clip_to_convergence():
         assert npix[i] == clipped.count()
         assert med[i] == pytest.approx(float(np.ma.median(clipped)), abs=1e-9)
         assert std[i] == pytest.approx(float(clipped.std()), rel=1e-7)
+
+
+def test_annulus_plane_is_the_sky_at_the_star_when_a_neighbour_cuts_the_annulus():
+    """A sky gradient across an annulus cut on one side: the plane gives the sky at the star, the
+    mean of the pixels left that at their centroid; on a whole annulus the two agree."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:200, 0:200]
+    sky = 500.0 + 2.0 * (xx - 100) - 1.0 * (yy - 100)  # ADU at pixel centres
+    data = (sky + rng.normal(0.0, 5.0, sky.shape)).astype(np.float32)
+    star, cut = np.array([[100.3, 99.6]]), np.array([[122.0, 100.0]])  # a neighbour on the +x side
+    truth = 500.0 + 2.0 * 0.3 - 1.0 * -0.4
+    mask = source_mask(data.shape, cut, 12.0)
+    plane, std, n = annulus_stats(data, star, 15.0, 30.0, mask=mask, statistic="plane")
+    mean = annulus_stats(data, star, 15.0, 30.0, mask=mask, statistic="mean")[0]
+    error = 5.0 / np.sqrt(n[0])
+    assert abs(plane[0] - truth) < 4 * 2 * error  # the plane's extrapolation at most doubles the noise
+    assert mean[0] - truth < -50 * error  # the pixels left lie towards -x, where the sky is lower
+    whole = [annulus_stats(data, star, 15.0, 30.0, statistic=s)[0][0] for s in ("plane", "mean")]
+    assert whole[0] == pytest.approx(truth, abs=4 * 5.0 / np.sqrt(np.pi * (30**2 - 15**2)))
+    assert whole[1] == pytest.approx(truth, abs=4 * 5.0 / np.sqrt(np.pi * (30**2 - 15**2)))
+
+
+def test_source_mask_marks_the_discs():
+    mask = source_mask((50, 60), np.array([[10.2, 20.0], [59.0, 49.0], [np.nan, 3.0]]), 3.0)
+    yy, xx = np.mgrid[0:50, 0:60]
+    near = ((xx - 10.2) ** 2 + (yy - 20.0) ** 2 < 9.0) | ((xx - 59.0) ** 2 + (yy - 49.0) ** 2 < 9.0)
+    assert np.array_equal(mask != 0, near)
+    assert not source_mask((50, 60), np.array([[10.0, 20.0]]), 0.0).any()
 
 
 def test_annulus_outside_the_frame_is_nan():

@@ -77,13 +77,14 @@ def test_aperture_parameters_and_missing_fwhm(field):
     assert exc.value.flag == Flag.NO_PSF
 
 
-def test_annulus_matches_astropy_sigma_clip(field):
+@pytest.mark.parametrize("statistic", ["median", "mean"])
+def test_annulus_matches_astropy_sigma_clip(field, statistic):
     data, xy = field
     data = data.copy()
     data[100:104, :] = np.nan
     data[np.random.default_rng(0).random(data.shape) < 0.01] = 5e4  # cosmic rays to clip
     im = Image(data=data.astype(np.float32), sources=Sources(xy), fwhm=FWHM)
-    AnnulusBackground(inner=2.0, outer=4.0).run(im)
+    AnnulusBackground(inner=2.0, outer=4.0, neighbours=0, statistic=statistic).run(im)
     an = im.annulus
     assert (an["inner"], an["outer"]) == (2.0 * FWHM, 4.0 * FWHM)
     yy, xx = np.mgrid[0:300, 0:300]
@@ -91,7 +92,8 @@ def test_annulus_matches_astropy_sigma_clip(field):
         r2 = (xx - x) ** 2 + (yy - y) ** 2
         sel = (r2 >= 6.0**2) & (r2 < 12.0**2) & np.isfinite(data)
         clipped = sigma_clip(data[sel].astype(np.float32).astype(float), sigma=3.0, maxiters=None)
-        assert np.isclose(an["median"][i], np.ma.median(clipped), rtol=0, atol=1e-9)
+        centre = np.ma.median(clipped) if statistic == "median" else clipped.mean()
+        assert np.isclose(an["median"][i], centre, rtol=0, atol=1e-9)
         assert np.isclose(an["std"][i], clipped.std(), rtol=1e-7)
         assert an["area"][i] == clipped.count()
         assert np.isclose(an["error"][i], clipped.std() / np.sqrt(clipped.count()))
@@ -104,6 +106,11 @@ def test_annulus_radii_validated():
         AnnulusBackground(inner=5.0, outer=5.0)
     with pytest.raises(ValueError):
         AnnulusBackground(sigma=0)
+    with pytest.raises(ValueError, match="neighbours"):
+        AnnulusBackground(neighbours=-1)
+    with pytest.raises(ValueError, match="statistic"):
+        AnnulusBackground(statistic="mode")
+    assert AnnulusBackground(inner=2.0, outer=4.0).neighbours == 2.0  # never into a star's own annulus
 
 
 def _measured_frame(xy, flux, *, jd, shift=0.0, sky=150.0, seed=0, saturation=None):
@@ -159,3 +166,44 @@ def test_getfluxes_flags_saturated_and_edge_target():
     block2.run(im2)
     block2.finish()
     assert im2.flags == 0 and block2.fluxes.flags.tolist() == [0]
+
+
+def _pairs_frame(transparency, sky, seed):
+    """25 stars (2e5 ADU x transparency), each with a 2.5x brighter neighbour in its annulus
+    (6.5 FWHM away, any angle), Moffat beta 2.5, on ``sky`` with its photon noise (+ 9 e- read)."""
+    rng = np.random.default_rng(seed)
+    stars = np.array([(x, y) for x in range(60, 600, 120) for y in range(60, 600, 120)], float)
+    stars += rng.uniform(-0.5, 0.5, stars.shape)
+    angle = rng.uniform(0, 2 * np.pi, len(stars))
+    xy = np.vstack([stars, stars + 6.5 * 4.0 * np.column_stack([np.cos(angle), np.sin(angle)])])
+    flux = np.r_[np.full(25, 2e5), np.full(25, 5e5)] * transparency
+    clean = render((600, 600), xy, flux, fwhm=4.0, sky=0.0, profile="moffat", beta=2.5)
+    noisy = clean + sky + rng.normal(0.0, 1.0, clean.shape) * np.sqrt(clean + sky + 81.0)
+    return noisy.astype(np.float32), xy
+
+
+def _sky_bias(block, transparency, sky, seeds=range(4)):
+    """The sky error under the 25 stars as a fraction of their flux in a 2 FWHM aperture, its
+    mean and standard error over stars and frames."""
+    errors = []
+    for seed in seeds:
+        data, xy = _pairs_frame(transparency, sky, seed)
+        im = Image(data=data, sources=Sources(xy), fwhm=4.0)
+        block.run(im)
+        errors.append((im.annulus["median"][:25] - sky) * np.pi * 8.0 ** 2 / (2e5 * transparency))
+    errors = np.concatenate(errors)
+    return errors.mean(), errors.std() / np.sqrt(errors.size)
+
+
+@pytest.mark.parametrize("statistic", ["plane", "mean", "median"])
+def test_annulus_sky_follows_the_stars_not_the_sky_noise(statistic):
+    """A cloud (0.3 of the light, 4x the sky) must not move a star's sky error relative to its
+    flux: what is left of the star's and neighbours' light then scales with them and cancels in a
+    differential ratio. A neighbour left in the annulus moves a clipped estimator with the sky
+    noise instead: the old default (clipped median, neighbours kept) shifted by ~0.6 % of the flux."""
+    new, old = AnnulusBackground(statistic=statistic), AnnulusBackground(neighbours=0, statistic="median")
+    (clear, e1), (cloud, e2) = _sky_bias(new, 1.0, 200.0), _sky_bias(new, 0.3, 800.0)
+    assert abs(cloud - clear) < 3 * np.hypot(e1, e2) + 2e-4, (statistic, clear, cloud)
+    (clear_old, o1), (cloud_old, o2) = _sky_bias(old, 1.0, 200.0), _sky_bias(old, 0.3, 800.0)
+    assert cloud_old - clear_old > 10 * np.hypot(o1, o2)  # the case the default guards against
+    assert abs(cloud - clear) < (cloud_old - clear_old) / 5
