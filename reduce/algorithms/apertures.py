@@ -275,10 +275,16 @@ def _ring(inner: float, outer: float) -> tuple[np.ndarray, np.ndarray, int]:
     return dy.ravel()[order], dx.ravel()[order], len(certain)
 
 
-def source_mask(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.ndarray:
-    """A uint8 map, 1 on the pixels whose centres lie within ``radius`` of any position ``xy``."""
+def source_mask(shape: tuple[int, int], xy: np.ndarray, radius) -> np.ndarray:
+    """A uint8 map, 1 on the pixels whose centres lie within ``radius`` of any position ``xy``
+    (one radius, or one per position: drawn in groups of radii rounded up to half a pixel)."""
     out = np.zeros(shape, np.uint8)
     xy = np.asarray(xy, float).reshape(-1, 2)
+    if np.ndim(radius):
+        r = np.ceil(np.asarray(radius, float) * 2.0) / 2.0
+        for value in np.unique(r[np.isfinite(r) & (r > 0)]):
+            out |= source_mask(shape, xy[r == value], float(value))
+        return out
     xy = xy[np.isfinite(xy).all(axis=1)]
     if radius <= 0 or len(xy) == 0:
         return out

@@ -8,7 +8,7 @@ per star instead of one pass per radius); they agree with photutils
 the frame or overlaps a masked pixel (``Image.mask``: raw-saturated, unilluminated, non-finite)
 gives NaN for that star and radius, with the reason in ``image.aperture['flags']``: nothing partial
 is summed. The annulus sky leaves pixels without data, those off the frame and those near other
-sources out, and fits a plane through the values its sigma clipping keeps.
+sources out, and takes the median of the values its sigma clipping keeps (or their plane, or mean).
 """
 from __future__ import annotations
 
@@ -111,14 +111,14 @@ class AnnulusBackground(Block):
     """Local sky per star from the pixels whose centres lie in an annulus, neighbours left out.
 
     ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels. Pixels within
-    ``neighbours`` (same units, at most ``inner``; 0: none) of any other source are left out, then the values are
+    ``neighbours`` (same units, at most ``inner``; 0: none) of any other source, as far as its
+    light stands above the noise (:func:`neighbour_radii`), are left out, then the values are
     sigma-clipped at ``sigma`` (iterated to convergence, like astropy ``sigma_clipped_stats``) and
-    ``statistic`` gives the sky: ``'plane'`` (default) the least-squares plane through the values
-    kept, at the star (their mean for a whole annulus; a sky gradient across an annulus cut by a
-    neighbour does not bias it), ``'mean'`` their mean, ``'median'`` their median. Why: a
+    ``statistic`` gives the sky: ``'median'`` (default) their median, ``'plane'`` the least-squares
+    plane through them at the star (a sky gradient across an annulus cut by a neighbour does not
+    bias it; ~0.8 ms more per frame of 100 stars), ``'mean'`` their mean. Why the neighbours go: a
     neighbour's light left in the annulus biases a clipped estimator by an amount that follows the
-    sky noise, not the star (clouds double the one and cut the other), while light a linear
-    estimator keeps scales with the stars and cancels in the differential ratio. An annulus cut by
+    sky noise, not the star (clouds double the one and cut the other). An annulus cut by
     the frame edge or by pixels without data (``Image.mask``: unilluminated, NaN) uses the pixels
     left; a star left with fewer than ``min_pixels`` once neighbours are out keeps them, and with
     fewer than ``min_pixels`` still gets NaN. Sets ``image.annulus = {'median' (the sky), 'std',
@@ -130,7 +130,7 @@ class AnnulusBackground(Block):
 
     def __init__(self, *, inner: float = 5.0, outer: float = 8.0, scale: Literal["fwhm", "pixels"] = "fwhm",
                  sigma: float = 3.0, min_pixels: int = 20, neighbours: float = 4.0,
-                 statistic: Literal["plane", "mean", "median"] = "plane"):
+                 statistic: Literal["plane", "mean", "median"] = "median"):
         if not (np.isfinite(inner) and np.isfinite(outer) and inner >= 0 and outer > 0):
             raise ValueError(f"annulus radii must be finite and non-negative, got inner={inner!r}, outer={outer!r}")
         if not inner < outer:
@@ -152,6 +152,13 @@ class AnnulusBackground(Block):
         self.neighbours = min(float(neighbours), self.inner)  # a star's own annulus stays whole
         self.statistic = statistic
         self.requires = ("sources",) if scale == "pixels" else ("sources", "fwhm")
+        self.field = None  # every source of the reference (its pixels), set by the runner
+        self._field_masks: dict = {}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_field_masks"] = {}  # built again where the frames are measured
+        return state
 
     def run(self, image) -> None:
         k = _pixel_scale(image, self.scale)
@@ -162,7 +169,8 @@ class AnnulusBackground(Block):
         image.ensure_mask()
         mask = image.mask if image.mask_bits & (PixelFlag.no_data() | PixelFlag.COSMIC) else None
         data = _float(image.data)
-        med, std, npix = self._sky(data, xy, inner, outer, _with_neighbours(mask, xy, self.neighbours * k, data.shape))
+        near = self._neighbour_mask(image, xy, self.neighbours * k, data.shape)
+        med, std, npix = self._sky(data, xy, inner, outer, _either(mask, near))
         few = npix < self.min_pixels
         if self.neighbours and few.any() and len(xy) > 1:  # crowded: the neighbours' pixels back in
             med[few], std[few], npix[few] = self._sky(data, xy[few], inner, outer, mask)
@@ -174,17 +182,69 @@ class AnnulusBackground(Block):
         image.annulus = {"median": med, "std": std, "error": err, "area": npix.astype(float),
                          "inner": inner, "outer": outer}
 
+    def _neighbour_mask(self, image, xy, radius: float, shape) -> np.ndarray | None:
+        """Pixels near a source, as far as its light stands above the noise and at most
+        ``radius`` (:func:`neighbour_radii`): of every source the reference detected (``field``,
+        mapped through the frame's transform), so that a star's sky does not depend on which
+        others are measured; of the measured stars, at ``radius``, when no field or transform is
+        known. The mask is drawn for the frame's rotation and scale rounded so that no source
+        moves by more than a pixel, once per such step and half-pixel FWHM step, and moved by the
+        frame's rounded shift (a night's slow drift and rotation reuse a few masks)."""
+        if radius <= 0:
+            return None
+        t, field = getattr(image, "transform", None), self.field
+        if field is None or t is None or len(field) < 2:
+            return source_mask(shape, xy, radius) if len(xy) > 1 else None
+        t, fwhm = np.asarray(t, float), radius / self.neighbours
+        step = np.ceil(fwhm * 2.0) / 2.0  # a few FWHM per night: rounded up (the wing model is rough)
+        radii = neighbour_radii(field[:, 2], step, self.neighbours)
+        size = 0.5 * max(shape)  # linear part in steps of 1 / size: <= 1 px over the frame
+        turn = np.rint((t[:2, :2] - np.eye(2)) * size)
+        key = (tuple(shape), step, tuple(turn.ravel().astype(int)))
+        if key not in self._field_masks:
+            if len(self._field_masks) >= 32:
+                self._field_masks.clear()
+            linear = np.eye(2) + turn / size
+            self._field_masks[key] = source_mask(shape, field[:, :2] @ linear.T, radii)
+        shift = np.rint(t[:2, 2])
+        return _shifted(self._field_masks[key], int(shift[0]), int(shift[1]))
+
     def _sky(self, data, xy, inner, outer, mask):
         """(sky, std, npix) of each star's annulus, pixels flagged in ``mask`` left out."""
         return annulus_stats(data, xy, inner, outer, self.sigma, mask=mask, statistic=self.statistic)
 
 
-def _with_neighbours(mask, xy, radius: float, shape) -> np.ndarray | None:
-    """``mask`` (or none) with the pixels within ``radius`` of any source flagged too."""
-    if radius <= 0 or len(xy) < 2:
-        return mask
-    near = source_mask(shape, xy, radius)
-    return near if mask is None else (near | (mask != 0))
+#: Moffat power of the wing assumed for the neighbours' masks (2.5: wider than most seeing)
+WING_BETA = 2.5
+
+
+def neighbour_radii(height, fwhm: float, most: float) -> np.ndarray:
+    """Radius (px) out to which a source ``height`` background sigmas high at its peak stands
+    above 1 sigma, for a Moffat wing of power :data:`WING_BETA` and this ``fwhm``, at most
+    ``most`` FWHM: ~1 FWHM for a 10-sigma source, 3.4 FWHM for a 1,000-sigma one."""
+    alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / WING_BETA) - 1.0))
+    h = np.maximum(np.asarray(height, float), 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = alpha * np.sqrt(h ** (1.0 / WING_BETA) - 1.0)
+    return np.minimum(np.nan_to_num(r, nan=most * fwhm, posinf=most * fwhm), most * fwhm)
+
+
+def _either(mask, near):
+    """Pixels flagged in ``mask`` or in ``near`` (either may be None)."""
+    if near is None or mask is None:
+        return near if mask is None else mask
+    return near | (mask != 0)
+
+
+def _shifted(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``mask`` moved by (``dx``, ``dy``) whole pixels, zeros where it enters."""
+    out = np.zeros_like(mask)
+    ny, nx = mask.shape
+    if abs(dx) >= nx or abs(dy) >= ny:
+        return out
+    out[max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)] = \
+        mask[max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
+    return out
 
 
 def _num(v) -> float:

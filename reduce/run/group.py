@@ -173,6 +173,8 @@ def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, 
             block.target = target
         if undetected and hasattr(block, "fixed"):
             block.fixed = frozenset({target})
+        if hasattr(block, "field"):
+            block.field = ref.computed.get("field_sources")
     collector = GetFluxes(target=target)
     methods = [AlignmentMethods(label=plan.name)] if any(isinstance(b, AlignReferenceSources) for b in phot) else []
     seq = Sequence([*pre, *phot, collector, *methods], name=plan.name)

@@ -179,10 +179,25 @@ def _map_to_reference(ref, frame, x, y, pre, align, loader) -> tuple:
     return (float(mx), float(my)), how
 
 
+def field_sources(ref) -> np.ndarray:
+    """(n, 3): x, y and peak height in background sigmas of every source the reference detected
+    (inf when unknown): the sky annuli leave out each one's pixels as far as its light stands
+    above the noise (:func:`reduce.blocks.photometry.neighbour_radii`), measured or not."""
+    s = ref.sources
+    xy = np.asarray(s.coords, float).reshape(-1, 2)
+    peak, rms = getattr(s, "peak", None), getattr(ref, "bkg_rms", None)
+    height = np.full(len(xy), np.inf)
+    if peak is not None and rms is not None and np.isfinite(rms) and rms > 0:
+        height = np.asarray(peak, float) / float(rms)
+    return np.column_stack([xy, height])
+
+
 def _cap_sources(ref, phot, *, keep) -> int | None:
     """Cap ``ref.sources`` to the stars measured on every frame (the alignment block's
     ``max_stars``, brightest first, the ``keep`` star always kept: last when not among them); returns
-    the new index of ``keep``."""
+    the new index of ``keep``. The sources bright enough for their wings to bias a sky annulus
+    stay in ``ref.computed['field_sources']``, measured or not (:func:`field_sources`)."""
+    ref.computed["field_sources"] = field_sources(ref)
     blocks = [b for b in phot if hasattr(b, "measured")]
     if not blocks:
         return keep
