@@ -19,8 +19,8 @@ def _frame(rng):
     return im
 
 
-def _measure(im):
-    for block in (CosmicRays(), AperturePhotometry(radii=[1.0, 2.0, 3.0]), AnnulusBackground()):
+def _measure(im, **options):
+    for block in (CosmicRays(**options), AperturePhotometry(radii=[1.0, 2.0, 3.0]), AnnulusBackground()):
         block.run(im)
     get = GetFluxes(target=0)
     get.run(im)
@@ -42,7 +42,11 @@ def test_a_hit_beside_the_target_peak_is_repaired_from_the_star_reflection():
     clean = _measure(_frame(np.random.default_rng(3)))._rows[0]
     im = _frame(np.random.default_rng(3))
     im.data[51, 39] = 4095.0  # at the ceiling on the target's core, next to its peak (2,400 ADU)
-    row = _measure(im)._rows[0]
+    masked = _frame(np.random.default_rng(3))
+    masked.data[51, 39] = 4095.0
+    _measure(masked)  # by default not on stars < 3 px FWHM (these are 2.1): masked, as before
+    assert masked.computed["cosmics"]["masked"] == 1
+    row = _measure(im, mirror_fwhm=2.0)._rows[0]
     assert im.computed["cosmics"]["masked"] == 0 and im.computed["cosmics"]["repaired"] >= 1
     assert im.flags == 0 and np.isfinite(row["flux"]).all()
     # the pixel held ~2,400 ADU of ~12,000: left in, +14 %; repaired from its reflection, < 1 %
