@@ -279,10 +279,11 @@ def _without_jumps(fc, wc, use, frames, *, k: float, iterations: int = 2):
             sw = (w * nc).sum(axis=1, keepdims=True)
             ws = (w * use).sum(axis=1, keepdims=True)
             r = np.where(use & (ws - w * use > 0), nc / ((sw - w * nc) / (ws - w * use)), np.nan)
-            half = _WINDOW // 2
-            pad = np.pad(r, ((0, 0), (0, 0), (half, half)), mode="edge")
+            half = _WINDOW // 2  # a frame not measured counts as the star's night median there
+            filled = np.where(np.isfinite(r), r, nanmedian(r, axis=-1, keepdims=True)).astype(np.float32)
+            pad = np.pad(filled, ((0, 0), (0, 0), (half, half)), mode="edge")
             win = np.lib.stride_tricks.sliding_window_view(pad, _WINDOW, axis=-1)
-            trend = nanmedian(win, axis=-1)
+            trend = np.partition(win, half, axis=-1)[..., half]  # float32: 3x faster than nanmedian
             dev = r / trend - 1.0
             sig = 1.4826 * nanmedian(np.abs(dev), axis=-1, keepdims=True)
             z = np.abs(dev) / sig
