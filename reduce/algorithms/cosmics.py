@@ -248,14 +248,17 @@ def _mirrored(data: np.ndarray, flat: np.ndarray, c: np.ndarray, is_hit=None, to
     y, x = np.divmod(flat, nx)
     my, mx = 2.0 * c[:, 1] - y, 2.0 * c[:, 0] - x
     y0, x0 = np.floor(my).astype(np.int64), np.floor(mx).astype(np.int64)
-    fy, fx = my - y0, mx - x0
     out = np.full(len(flat), np.nan)
     ok = (y0 >= 0) & (y0 < ny - 1) & (x0 >= 0) & (x0 < nx - 1)
     k = (y0 * nx + x0)[ok]
-    nodes = np.stack([k, k + 1, k + nx, k + nx + 1], axis=1)
-    v = data.ravel().take(nodes).astype(np.float64)
-    w = np.stack([(1 - fy[ok]) * (1 - fx[ok]), (1 - fy[ok]) * fx[ok], fy[ok] * (1 - fx[ok]), fy[ok] * fx[ok]], axis=1)
-    val = v.max(axis=1) if top else (v * w).sum(axis=1)
+    nodes = k[:, None] + np.array([0, 1, nx, nx + 1])
+    v = data.ravel().take(nodes)
+    if top:
+        val = v.max(axis=1).astype(np.float64)
+    else:
+        fy, fx = (my - y0)[ok], (mx - x0)[ok]
+        v = v.astype(np.float64)
+        val = (1 - fy) * ((1 - fx) * v[:, 0] + fx * v[:, 1]) + fy * ((1 - fx) * v[:, 2] + fx * v[:, 3])
     if is_hit is not None:
         val[is_hit[nodes].any(axis=1)] = np.nan
     out[ok] = val
@@ -266,9 +269,20 @@ def _isolated(xy: np.ndarray, distance: float) -> np.ndarray:
     """True for the positions with no other position within ``distance`` px."""
     if len(xy) < 2:
         return np.ones(len(xy), bool)
-    d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2)
-    np.fill_diagonal(d2, np.inf)
-    return d2.min(axis=1) > distance * distance
+    order = np.argsort(xy[:, 0])  # neighbours in x within ``distance`` only
+    xs = xy[order]
+    far = np.ones(len(xy), bool)
+    for step in range(1, len(xy)):
+        dx = xs[step:, 0] - xs[:-step, 0]
+        near = dx <= distance
+        if not near.any():
+            break
+        close = near & (dx * dx + (xs[step:, 1] - xs[:-step, 1]) ** 2 <= distance * distance)
+        far[:-step][close] = False
+        far[step:][close] = False
+    out = np.empty(len(xy), bool)
+    out[order] = far
+    return out
 
 
 def mirror_hits(data: np.ndarray, xy: np.ndarray, core: float, *, sky: float, noise: float,
@@ -300,20 +314,25 @@ def mirror_hits(data: np.ndarray, xy: np.ndarray, core: float, *, sky: float, no
         return np.zeros(0, np.intp)
     gain = gain if np.isfinite(gain) and gain > 0 else 1.0
     p = data.ravel().take(flat).astype(np.float64)
-    m = _mirrored(data, flat, xy[star])
+    # first above the largest of the reflection's 4 pixels (most core pixels fail here) ...
     top = _mirrored(data, flat, xy[star], top=True)
-    height = np.maximum(m - sky, 0.0)
-    # a centre off by ``offset`` moves the reflection 2 ``offset`` along the profile: on a Gaussian
-    # of the frame's FWHM the star's own light changes by exp(2 offset r / s^2) there
-    c = xy[star]
-    y, x = np.divmod(flat, data.shape[1])
-    r = np.hypot(x - c[:, 0], y - c[:, 1])
-    s2 = (fwhm / 2.3548) ** 2 if fwhm and np.isfinite(fwhm) and fwhm > 0 else np.inf
-    ratio = np.exp(np.minimum(2.0 * offset * r / s2, 20.0)) * (1.0 + excess) - 1.0
+    over = np.maximum(top - sky, 0.0)
     with np.errstate(invalid="ignore"):
-        hit = p - m > sigma * np.sqrt(2.0 * noise * noise + 2.0 * height / gain) + ratio * height
-        over = np.maximum(top - sky, 0.0)
-        hit &= p - top > sigma * np.sqrt(2.0 * noise * noise + 2.0 * over / gain) + 0.5 * excess * over
+        hit = p - top > sigma * np.sqrt(2.0 * noise * noise + 2.0 * over / gain) + 0.5 * excess * over
+    # ... then above the bilinear reflection by the excess a centre ``offset`` px off allows: it
+    # moves the reflection 2 ``offset`` along the profile, where a Gaussian of the frame's FWHM
+    # changes by exp(2 offset r / s^2)
+    some = np.flatnonzero(hit)
+    if len(some):
+        c = xy[star[some]]
+        m = _mirrored(data, flat[some], c)
+        height = np.maximum(m - sky, 0.0)
+        y, x = np.divmod(flat[some], data.shape[1])
+        r = np.hypot(x - c[:, 0], y - c[:, 1])
+        s2 = (fwhm / 2.3548) ** 2 if fwhm and np.isfinite(fwhm) and fwhm > 0 else np.inf
+        ratio = np.exp(np.minimum(2.0 * offset * r / s2, 20.0)) * (1.0 + excess) - 1.0
+        with np.errstate(invalid="ignore"):
+            hit[some] = p[some] - m > sigma * np.sqrt(2.0 * noise * noise + 2.0 * height / gain) + ratio * height
     if most is not None and hit.any():  # a star off its given centre is asymmetric all over
         count = np.bincount(star[hit], minlength=len(xy))
         hit &= count[star] <= most
