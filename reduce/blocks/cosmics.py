@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..algorithms.centroids import cutouts
-from ..algorithms.cosmics import core_hits, find_hits, repair_hits
+from ..algorithms.cosmics import core_hits, find_hits, mirror_hits, mirror_values, repair_hits
 from ..core.block import Block
 from .bayer import grid_scale
 from ..model.image import PixelFlag
@@ -17,6 +17,15 @@ class CosmicRays(Block):
     (4 FWHM in the default recipe) and the 5x5 box read for saturation; the sky annuli leave
     hits out by their 3-sigma clipping (``radius: 8`` searches them too, ~0.8 ms more per
     650x500 frame, the same HAT-P-32 light curve).
+
+    On stars of ``mirror_fwhm`` px FWHM or more (a bilinear reflection is accurate there), a
+    pixel within ``core`` FWHM of a star that stands above its point reflection through the
+    star's centre by more than ``mirror`` times the reflection's height (grown with the light a
+    centre 0.25 px off moves) is a hit too (:func:`~reduce.algorithms.cosmics.mirror_hits`):
+    beside the peak, a track's pixels and the star's own bright pixels are the upper values of
+    the 3x3 box, and a track of 4x the star's level was missed (a target frame 59.7 sigma off on a
+    simulated 60-hit night). Core hits are repaired with the reflection where it holds no hit,
+    so a target hit there no longer loses the frame.
 
     A hit is a pixel sharper than the frame's PSF allows (:mod:`reduce.algorithms.cosmics`:
     ``sigma`` noise sigmas plus the star-shape limit above the 6th value of its 3x3 box). Hits are repaired
@@ -31,12 +40,16 @@ class CosmicRays(Block):
     requires = ("sources", "fwhm")
     modifies_data = True
 
-    def __init__(self, *, radius: float = 4.5, core: float = 1.5, sigma: float = 5.0):
+    def __init__(self, *, radius: float = 4.5, core: float = 1.5, sigma: float = 5.0, mirror: float = 0.5,
+                 mirror_fwhm: float = 3.0):
         if not (np.isfinite(radius) and radius > 0 and np.isfinite(core) and core >= 0):
             raise ValueError(f"radius must be > 0 and core >= 0 (FWHM units), got {radius!r}, {core!r}")
         if not sigma > 0:
             raise ValueError(f"sigma must be positive, got {sigma!r}")
-        self.radius, self.core, self.sigma = float(radius), float(core), float(sigma)
+        if not (np.isfinite(mirror) and mirror >= 0):
+            raise ValueError(f"mirror must be >= 0 (0: off), got {mirror!r}")
+        self.radius, self.core, self.sigma, self.mirror = float(radius), float(core), float(sigma), float(mirror)
+        self.mirror_fwhm = float(mirror_fwhm)
 
     def run(self, image) -> None:
         image.computed["cosmics"] = {"hits": 0, "repaired": 0, "masked": 0}
@@ -48,14 +61,27 @@ class CosmicRays(Block):
         data = image.data
         hits = find_hits(data, xy, self.radius * fwhm, sky=sky, noise=noise, fwhm=fwhm,
                          gain=float(image.gain or 1.0), sigma=self.sigma, binning=grid_scale(image))
+        core = self.core * fwhm
+        mirror = self.mirror > 0 and core > 0 and fwhm >= self.mirror_fwhm  # a reflection to read
+        if mirror:  # beside a star's peak the 3x3 test is blind; the star's point symmetry is not
+            more = mirror_hits(data, xy, core, sky=sky, noise=noise, gain=float(image.gain or 1.0),
+                               sigma=self.sigma, excess=self.mirror, fwhm=fwhm)
+            if len(more):
+                hits = np.union1d(hits, more)
         if len(hits) == 0:
             return
         hy, hx = np.divmod(hits, data.shape[1])
         before = data[hy, hx].astype(np.float64)
         value = repair_hits(data, hits)
-        # in a star's core, where the repair stands on the star's light, the median is wrong
+        # in a star's core, where the repair stands on the star's light, the median is wrong:
+        # the star's light at the point reflection through its centre replaces it, else masked
         lit = np.isnan(value) | (value - sky > self.sigma * noise)
-        bad = lit & core_hits(hits, data.shape, xy, self.core * fwhm)
+        bad = lit & core_hits(hits, data.shape, xy, core)
+        if bad.any() and mirror:
+            mv = mirror_values(data, hits, xy, core)
+            fix = bad & np.isfinite(mv)
+            data[hy[fix], hx[fix]] = (np.rint(mv[fix]) if data.dtype.kind in "iu" else mv[fix]).astype(data.dtype)
+            bad &= ~fix
         if bad.any():
             data[hy[bad], hx[bad]] = before[bad].astype(data.dtype)
         _mark(image, hits, bad)

@@ -254,7 +254,51 @@ def _expected_noise(f, e, med, frames):
         return 1.0 / np.sqrt(np.abs(med[..., 0]))
 
 
-def differential(flux, error=None, weights=None, *, frames=None, leave_one_out=True):
+HIT_SIGMA = 6.0  # a comparison's one-frame jump, in its own robust sigmas, that leaves the ensemble
+_WINDOW = 9       # frames: a comparison's own trend is its running median over this many
+
+
+def _without_jumps(fc, wc, use, frames, *, k: float, iterations: int = 2):
+    """``use`` (n_apertures, n_comparisons, n_frames) without the comparisons' one-frame jumps.
+
+    Each comparison's normalised flux over the weighted ensemble of the others, over its running
+    median (``_WINDOW`` frames): on a frame where the largest such deviation exceeds ``k`` times
+    that comparison's own robust scatter (1.4826 MAD over the night), and at least 3 comparisons
+    are measured there (with 2, each is the other's only reference), it leaves the frame. Twice:
+    a hit comparison pulls the others' ensembles the other way, by its weight's share only.
+    Measured on a simulated night with 60 hits per 300x300 frame: two comparisons kept 6 and 14
+    sigma of unfound hit light on one frame each, the target frames there 3-5 floor sigmas off."""
+    n_ap, n_c, n_fr = fc.shape
+    if n_c < 3 or n_fr < _WINDOW:
+        return use
+    use = use.copy()
+    w = wc[..., None]
+    for _ in range(iterations):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nc = np.where(use, fc / frame_median(np.where(use, fc, np.nan), frames), 0.0)
+            sw = (w * nc).sum(axis=1, keepdims=True)
+            ws = (w * use).sum(axis=1, keepdims=True)
+            r = np.where(use & (ws - w * use > 0), nc / ((sw - w * nc) / (ws - w * use)), np.nan)
+            half = _WINDOW // 2  # a frame not measured counts as the star's night median there
+            filled = np.where(np.isfinite(r), r, nanmedian(r, axis=-1, keepdims=True)).astype(np.float32)
+            pad = np.pad(filled, ((0, 0), (0, 0), (half, half)), mode="edge")
+            win = np.lib.stride_tricks.sliding_window_view(pad, _WINDOW, axis=-1)
+            trend = np.partition(win, half, axis=-1)[..., half]  # float32: 3x faster than nanmedian
+            dev = r / trend - 1.0
+            sig = 1.4826 * nanmedian(np.abs(dev), axis=-1, keepdims=True)
+            z = np.abs(dev) / sig
+        z = np.where(np.isfinite(z), z, 0.0)
+        z[:, :, (use.sum(axis=1) < 3).any(axis=0)] = 0.0
+        worst = z.argmax(axis=1)  # (n_ap, n_fr)
+        zmax = np.take_along_axis(z, worst[:, None, :], axis=1)[:, 0, :]
+        a, f = np.nonzero(zmax > k)
+        if len(a) == 0:
+            break
+        use[a, worst[a, f], f] = False
+    return use
+
+
+def differential(flux, error=None, weights=None, *, frames=None, leave_one_out=True, hits=HIT_SIGMA):
     """Differential light curves of every star against the weighted comparison ensemble.
 
     Each star's flux is divided by its median, then by the ensemble ``E = sum(w_k n_k) / sum(w_k)``
@@ -262,6 +306,10 @@ def differential(flux, error=None, weights=None, *, frames=None, leave_one_out=T
     *others* when ``leave_one_out``), and renormalised to a median of 1 over ``frames``. A
     comparison NaN on a frame (e.g. a cosmic-ray hit in its aperture) leaves that frame's ensemble
     only: the sums run over the comparisons measured there (weights renormalised). Errors are
+    A comparison that jumps on one frame, against the others and against its own neighbours in
+    time, by more than ``hits`` times its own robust scatter (a cosmic-ray hit no frame-level
+    test found, a hot pixel) leaves that frame's ensemble the same way (:func:`_without_jumps`;
+    ``hits=0``: off). Errors are
     the quadrature sum of the star's relative error and the ensemble's relative error
     ``sqrt(sum(w_k^2 sigma_k^2)) / sum(w_k)`` (sigma_k the relative error of comparison k).
 
@@ -287,6 +335,8 @@ def differential(flux, error=None, weights=None, *, frames=None, leave_one_out=T
     wc = w[:, cidx]
     fc = flux[:, cidx, :]
     use = (wc[..., None] > 0) & np.isfinite(fc)
+    if hits:
+        use = _without_jumps(fc, wc, use, frames, k=hits)
     with np.errstate(invalid="ignore", divide="ignore"):
         relc = err[:, cidx, :] / fc
         nc = np.where(use, fc / frame_median(fc, frames), 0.0)

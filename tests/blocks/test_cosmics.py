@@ -19,8 +19,8 @@ def _frame(rng):
     return im
 
 
-def _measure(im):
-    for block in (CosmicRays(), AperturePhotometry(radii=[1.0, 2.0, 3.0]), AnnulusBackground()):
+def _measure(im, **options):
+    for block in (CosmicRays(**options), AperturePhotometry(radii=[1.0, 2.0, 3.0]), AnnulusBackground()):
         block.run(im)
     get = GetFluxes(target=0)
     get.run(im)
@@ -38,9 +38,25 @@ def test_a_wing_hit_at_the_ceiling_is_repaired_and_not_saturation():
     assert np.allclose(row["flux"][1], clean["flux"][1], rtol=2e-3)
 
 
-def test_an_unrepairable_target_hit_flags_the_frame_and_masks_only_its_core():
+def test_a_hit_beside_the_target_peak_is_repaired_from_the_star_reflection():
+    clean = _measure(_frame(np.random.default_rng(3)))._rows[0]
     im = _frame(np.random.default_rng(3))
     im.data[51, 39] = 4095.0  # at the ceiling on the target's core, next to its peak (2,400 ADU)
+    masked = _frame(np.random.default_rng(3))
+    masked.data[51, 39] = 4095.0
+    _measure(masked)  # by default not on stars < 3 px FWHM (these are 2.1): masked, as before
+    assert masked.computed["cosmics"]["masked"] == 1
+    row = _measure(im, mirror_fwhm=2.0)._rows[0]
+    assert im.computed["cosmics"]["masked"] == 0 and im.computed["cosmics"]["repaired"] >= 1
+    assert im.flags == 0 and np.isfinite(row["flux"]).all()
+    # the pixel held ~2,400 ADU of ~12,000: left in, +14 %; repaired from its reflection, < 1 %
+    assert np.allclose(row["flux"][0], clean["flux"][0], rtol=1e-2)
+
+
+def test_an_unrepairable_target_hit_flags_the_frame_and_masks_only_its_core():
+    im = _frame(np.random.default_rng(3))
+    im.data[51, 39] = 4095.0  # at the ceiling beside the target's peak (2,400 ADU) ...
+    im.data[50, 42] = 4095.0  # ... and on its point reflection: neither can be repaired from the other
     row = _measure(im)._rows[0]
     assert im.computed["cosmics"]["masked"] >= 1
     assert (im.mask & PixelFlag.COSMIC).any() and not (im.mask & PixelFlag.SATURATED).any()

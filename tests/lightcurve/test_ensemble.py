@@ -369,3 +369,25 @@ def test_a_hit_frame_does_not_drop_a_comparison_for_the_night():
     assert np.all(w[:, 3] > 0) and np.allclose(w.sum(axis=1), 1)
     d, _ = differential(fl.fluxes, fl.errors, w, frames=frames)
     assert np.isfinite(d[:, 0, 50]).all()
+
+
+def test_a_comparison_jump_on_one_frame_leaves_that_frame_s_ensemble_only():
+    """Light a hit left in a comparison's aperture (no NaN) must not reach the target's ratio;
+    slow trends and ordinary noise keep every comparison in."""
+    rng = np.random.default_rng(8)
+    n = 60
+    base = np.array([3e5, 1e5, 2e5, 1.5e5, 3e5])
+    transp = 1 + 0.05 * np.sin(np.linspace(0, 6, n))
+    flux = (base[:, None] * transp * (1 + 1e-3 * rng.standard_normal((5, n))))[None]
+    flux[0, 2] *= np.linspace(0.99, 1.01, n)  # a slow colour trend: no jump
+    w = np.array([0.0, 0.25, 0.25, 0.25, 0.25])
+    clean, _ = differential(flux, None, w)
+    hit = flux.copy()
+    hit[0, 3, 30] *= 1.01  # 10 of its sigmas on one frame
+    d, _ = differential(hit, None, w)
+    kept, _ = differential(hit, None, w, hits=0)  # the test off: the target's ratio drops 2.5 ppt
+    assert abs(kept[0, 0, 30] / clean[0, 0, 30] - 1) > 2e-3
+    assert abs(d[0, 0, 30] / clean[0, 0, 30] - 1) < 1.2e-3  # the frame's ensemble of the 3 others
+    others = np.delete(np.arange(n), 30)
+    assert np.allclose(d[0, 0, others], clean[0, 0, others], rtol=1e-4)
+    assert np.array_equal(differential(flux, None, w, hits=0)[0], clean)  # no jump: nothing left out
