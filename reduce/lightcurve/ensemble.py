@@ -13,7 +13,16 @@ import numpy as np
 from ..model.image import SATURATION_FRACTION
 from .stats import frame_median, nanmedian
 
-__all__ = ["usable_frames", "select_comparisons", "weights_broeg", "differential"]
+__all__ = ["usable_frames", "select_comparisons", "single_frame_jumps", "flat_residual", "weights_broeg", "differential"]
+
+#: a star whose ratio to the field leaves its running median by more than this many robust sigmas
+#: on one frame has an unrepaired hit there (a cosmic ray on its core, a hot pixel passing)
+JUMP_SIGMA = 6.0
+JUMP_WINDOW = 7  # frames of the running median (a smooth variable or a trend follows it)
+
+#: the stars' light is corrected for a flat-field residual (vignetting on a night without flats)
+#: when the quadratic surface's chi-square improvement exceeds this (3 degrees of freedom: p ~ 1e-3)
+FLAT_CHI2 = 16.0
 
 
 def usable_frames(flux, target, *, min_fraction=0.5):
@@ -74,6 +83,121 @@ def select_comparisons(flux, *, target, frames, peak=None, saturation=None, satu
     keep = np.zeros(n_stars, bool)
     keep[ranked[:max_comps]] = True
     return valid & keep[None, :]
+
+
+def single_frame_jumps(flux, *, target, frames, sigma=JUMP_SIGMA, window=JUMP_WINDOW,
+                       min_stars=3):
+    """(n_apertures, n_stars, n_frames) True where a star other than the target jumps on a frame
+    alone: its flux over the median of the other stars' normalised fluxes (what the sky and the
+    transparency do to every star) leaves the median of its ``window - 1`` neighbours in time by more than
+    ``sigma`` times its robust scatter (1.4826 x the median absolute deviation from that running
+    median). An unrepaired cosmic-ray hit on a star's core, or a hot pixel in its aperture, does
+    this; a smooth variable or a trend does not. Such a comparison is left out of that frame's
+    ensemble (as a masked hit is) instead of having its whole night's weight cut by one frame.
+    Nothing is found with fewer than ``2 * window`` usable frames or ``min_stars`` stars."""
+    flux = np.asarray(flux, dtype=float)
+    n_ap, n_stars, n_fr = flux.shape
+    out = np.zeros(flux.shape, bool)
+    frames = np.asarray(frames, bool)
+    half = window // 2
+    for a in range(n_ap):
+        use = np.flatnonzero(frames[a])
+        if use.size < 2 * window:
+            continue
+        f = flux[a][:, use]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            med = nanmedian(f, axis=-1)
+            stars = np.flatnonzero(np.isfinite(med) & (med > 0))
+            stars = stars[stars != target]
+            if stars.size < min_stars + 1:
+                continue
+            n = f[stars] / med[stars, None]
+            # the field's light per frame, from the *other* stars (a star of a small field would
+            # often be the median itself); one hit does not move a median
+            r = np.empty_like(n)
+            for k in range(len(stars)):
+                r[k] = n[k] / nanmedian(np.delete(n, k, axis=0), axis=0)
+            pad = np.pad(r, ((0, 0), (half, half)), mode="reflect")
+            # the prediction from the neighbours alone: under a steep trend the median of a window
+            # holding the frame is the frame itself, and its scatter would read as zero
+            near = np.delete(np.lib.stride_tricks.sliding_window_view(pad, window, axis=1), half, axis=-1)
+            run = nanmedian(near, axis=-1)
+            d = r - run
+            scale = 1.4826 * nanmedian(np.abs(d), axis=-1, keepdims=True)
+            jump = np.abs(d) > sigma * scale
+        jump &= np.isfinite(d) & (scale > 0)
+        out[a][np.ix_(stars, use)] = jump
+    return out
+
+
+def _two_way(a, w, sweeps=20):
+    """``a`` (stars, frames) less the weighted star and frame means that fit it best (two-way
+    model ``m_k + z_i``, alternated over the ``w > 0`` entries; exact for complete data)."""
+    r = np.where(w > 0, a, 0.0)
+    for _ in range(sweeps):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = r - np.nan_to_num((r * w).sum(1, keepdims=True) / w.sum(1, keepdims=True))
+            r = r - np.nan_to_num((r * w).sum(0, keepdims=True) / w.sum(0, keepdims=True))
+    return np.where(w > 0, r, 0.0)
+
+
+def flat_residual(flux, x, y, *, target, frames, skip=None, min_chi2=FLAT_CHI2, min_stars=4):
+    """A flat-field residual the stars reveal by moving on the detector (a re-centring jump or a
+    drift across vignetting on a night without flats): (n_stars, n_frames) factor each star's
+    flux is divided by, or None when it is not significant.
+
+    Each star's log flux is fitted as its own level plus the frame's (transparency) plus a
+    quadratic surface ``c u^2 + d u v + e v^2`` of its position (``x``, ``y``: (n_stars,
+    n_frames)); the constant and linear terms of a flat are the frame's and the star's levels
+    when the field only translates, and cancel in a differential light curve anyway. Fitted on
+    the stars other than the target in the middle aperture with usable frames, each weighted by
+    the inverse variance of its residuals, ``skip`` (same shape as ``flux``) left out; the
+    surface is used when its chi-square improvement exceeds ``min_chi2`` (3 degrees of freedom),
+    and applies to every star, the target included."""
+    flux = np.asarray(flux, dtype=float)
+    n_ap, n_stars, n_fr = flux.shape
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != (n_stars, n_fr) or y.shape != (n_stars, n_fr):
+        return None
+    a = n_ap // 2 if frames[n_ap // 2].any() else int(np.argmax(frames.sum(axis=-1)))
+    f = flux[a]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lf = np.log(f)
+    ok = np.isfinite(lf) & np.isfinite(x) & np.isfinite(y) & frames[a][None, :]
+    if skip is not None:
+        ok &= ~np.asarray(skip, bool)[a]
+    ok[target] = False
+    ok &= (ok.sum(axis=1) >= 10)[:, None]
+    if (ok.sum(axis=1) > 0).sum() < min_stars:
+        return None
+    xc, yc = np.mean(x[ok]), np.mean(y[ok])
+    scale = max(float(np.std(x[ok])), float(np.std(y[ok])), 1.0)
+    u, v = (x - xc) / scale, (y - yc) / scale
+    feats = [u * u, u * v, v * v]
+    w = ok.astype(float)
+    zf = [_two_way(np.where(ok, q, 0.0), w) for q in feats]
+    zl = _two_way(np.where(ok, lf, 0.0), w)
+    if max(float(np.abs(q).max()) for q in zf) < 1e-9:
+        return None  # the stars did not move
+    for _ in range(3):  # the weights: each star's scatter about the fit, robust to the odd frame
+        X = np.stack([q[ok] for q in zf], axis=1)
+        beta = np.linalg.lstsq(X * np.sqrt(w[ok])[:, None], zl[ok] * np.sqrt(w[ok]), rcond=None)[0]
+        res = np.where(ok, zl - sum(b * q for b, q in zip(beta, zf)), np.nan)
+        sig = 1.4826 * nanmedian(np.abs(res), axis=-1)
+        good = np.isfinite(sig) & (sig > 0)
+        w = np.where(ok & good[:, None], 1.0 / np.where(good, sig, 1.0)[:, None] ** 2, 0.0)
+        w = np.where(np.abs(np.nan_to_num(res)) > 5 * np.where(good, sig, np.inf)[:, None], 0.0, w)
+    okw = w > 0
+    X = np.stack([q[okw] for q in zf], axis=1)
+    sw = np.sqrt(w[okw])
+    beta = np.linalg.lstsq(X * sw[:, None], zl[okw] * sw, rcond=None)[0]
+    chi2 = float(np.sum(((X @ beta) * sw) ** 2))
+    if not chi2 > min_chi2:
+        return None
+    g = sum(b * q for b, q in zip(beta, feats))
+    with np.errstate(invalid="ignore"):
+        g = g - nanmedian(np.where(np.isfinite(g), g, np.nan), axis=-1, keepdims=True)
+    return np.exp(np.nan_to_num(g)), chi2
 
 
 def _normalise(flux, frames):

@@ -17,7 +17,7 @@ from .binning import bin_edges, binned
 from .clipping import outlier_frames
 from .guards import (GUARD_SIGMA, GUARD_WINDOW, comparison_light, ensemble_error, light_loss_frames,
                      target_outliers)
-from .ensemble import differential, select_comparisons, usable_frames, weights_broeg
+from .ensemble import differential, flat_residual, select_comparisons, single_frame_jumps, usable_frames, weights_broeg
 from .stats import nanmedian
 
 __all__ = ["Fluxes"]
@@ -281,7 +281,7 @@ class Fluxes:
 
     def autodiff(self, *, max_comps: int = 20, iterations: int = 50, reject: float = 1.5,
                  exclude=(), method: str = "p2p", dt: float | None = None,
-                 saturation: float | None = None) -> "Fluxes":
+                 saturation: float | None = None, _flat: bool = True) -> "Fluxes":
         """Automatic differential photometry (Broeg et al. 2005 ensemble, best aperture).
 
         Comparison candidates are the ``max_comps`` brightest stars that are not the target, not in
@@ -301,6 +301,15 @@ class Fluxes:
         aperture divided by its ensemble (see ``ensemble.differential``), with ``meta`` holding
         ``comparisons``, ``weights``, ``weights_all``, ``aperture``, ``aperture_radius``, ``raw``,
         ``scatter`` (per aperture) and ``rejected_comparisons``.
+
+        Before that, two things the measured fluxes carry and no aperture removes: a star other
+        than the target whose flux alone jumps on one frame (an unrepaired cosmic-ray hit on its
+        core, ``ensemble.single_frame_jumps``) leaves that frame's ensemble, as a masked hit does
+        (``comparison_jumps`` counts them in the middle aperture); and when the stars move on
+        the detector (a re-centring jump, a drift) across a flat-field residual (vignetting on a
+        night without flats), every star's flux, the target's included, is divided by the
+        quadratic surface their light reveals (``ensemble.flat_residual``, used only when
+        significant: ``flat_residual`` in ``meta``). ``raw`` keeps the fluxes as measured.
         """
         if max_comps < 1:
             raise ValueError("max_comps must be >= 1")
@@ -309,6 +318,40 @@ class Fluxes:
             raise ValueError("the target has no finite positive flux in any frame")
         sat = self.meta.get("saturation") if saturation is None else saturation
         excused = self._hit_frames()
+        # a comparison's frame with an unrepaired hit (its flux alone jumps) leaves that frame's
+        # ensemble, as a masked hit does: one frame does not cost it the night's weight
+        jumps = single_frame_jumps(self.fluxes, target=self.target, frames=frames)
+        flat = None
+        if _flat and "x" in self.data and "y" in self.data:
+            flat = flat_residual(self.fluxes, self.data["x"], self.data["y"], target=self.target,
+                                 frames=frames, skip=jumps)
+        if flat is not None:  # every star's light as if it had stayed where it was
+            factor, chi2 = flat
+            fixed = self._replace(fluxes=self.fluxes / factor, errors=self.errors / factor)
+            fixed.meta["flat_residual"] = {"chi2": chi2, "range": float(np.ptp(np.log(factor)))}
+            out = fixed.autodiff(max_comps=max_comps, iterations=iterations, reject=reject,
+                                 exclude=exclude, method=method, dt=dt, saturation=saturation,
+                                 _flat=False)
+            out.meta["raw"] = self.raw  # the fluxes measured, as measured
+            return out
+        if jumps.any():
+            src = self._replace(fluxes=np.where(jumps, np.nan, self.fluxes))
+            excused = jumps if excused is None else excused | jumps
+            out = src._autodiff(frames, excused, sat, max_comps=max_comps, iterations=iterations,
+                                reject=reject, exclude=exclude, method=method, dt=dt,
+                                jumps=int(jumps[self._middle_aperture(frames)].sum()))
+            out.meta["raw"] = self.raw
+            return out
+        return self._autodiff(frames, excused, sat, max_comps=max_comps, iterations=iterations,
+                              reject=reject, exclude=exclude, method=method, dt=dt, jumps=0)
+
+    def _middle_aperture(self, frames) -> int:
+        """The middle aperture with usable frames (for counts in the metadata)."""
+        n_ap = self.shape[0]
+        return n_ap // 2 if frames[n_ap // 2].any() else int(np.argmax(frames.sum(axis=-1)))
+
+    def _autodiff(self, frames, excused, sat, *, max_comps, iterations, reject, exclude, method,
+                  dt, jumps) -> "Fluxes":
         comps = select_comparisons(
             self.fluxes, target=self.target, frames=frames, peak=self.data.get("peak"),
             saturation=None if sat is None else float(sat), saturated=self.data.get("saturated"),
@@ -321,7 +364,8 @@ class Fluxes:
         return self._differential(weights, frames, method=method, dt=dt,
                                   extra={"method": "broeg2005", "iterations": info["iterations"],
                                          "rejected_comparisons": rejected,
-                                         "comparison_scatter": info["sigma"]})
+                                         "comparison_scatter": info["sigma"],
+                                         "comparison_jumps": jumps})
 
     def _hit_frames(self):
         """(n_apertures, n_stars, n_frames) True where an unrepaired cosmic-ray hit left the

@@ -24,6 +24,8 @@ STACK_BYTES = 256 * 2 ** 20
 #: above this fraction of the pixels the "hot pixels" are a pattern (e.g. the red and blue
 #: pixels of a colour sensor's raw mosaic on a coloured sky), not defects: nothing is repaired
 MOST = 0.05
+#: the sampled frames are kept unrepaired for :func:`dark_excess` up to this many bytes
+KEEP_BYTES = 64 * 2 ** 20
 #: a night has "many" hot pixels above this fraction of its pixels (1 in 10,000)
 MANY = 1e-4
 
@@ -38,6 +40,7 @@ def night_hot_pixels(plan, cal_blocks, loader, warnings: list | None = None):
     stack, rms, binning = _sample(plan.frames, cal_blocks, loader)
     if stack is None:
         return None
+    before = stack.copy() if stack.nbytes <= KEEP_BYTES else None
     hot = find_hot_pixels(stack, rms, min_ratio=star_min_ratio(binning))
     n = int(hot.sum())
     if n == 0:
@@ -49,7 +52,25 @@ def night_hot_pixels(plan, cal_blocks, loader, warnings: list | None = None):
                     plan.name, n, 100.0 * n / hot.size, len(stack))
         return None
     _report(plan, n, hot.size, len(stack), warnings)
-    return RepairHotPixels(hot)
+    return RepairHotPixels(hot, excess=None if before is None else dark_excess(before, stack, hot, rms))
+
+
+def dark_excess(before, repaired, hot, rms: float):
+    """Each hot pixel's own dark signal (ADU, in ``hot``'s row-major order of pixels): the median
+    over the sampled frames of its value less its neighbours' repair, where that is steady
+    (robust spread below a tenth of it or 3 ``rms``); NaN elsewhere (a flickering one, or one
+    under a star in most frames, is repaired from its neighbours). Subtracting a
+    steady dark signal leaves a star's light on the pixel as it was, whatever its place on the
+    star: a repair from the neighbours beside an undersampled star's core misses it by an amount
+    that moves with the centring (measured: a 7,000 ADU hot pixel two raw pixels from the second
+    brightest star after a re-centring jump gave it 10 ppt of scatter and cost the ensemble that
+    comparison)."""
+    y, x = np.nonzero(hot)
+    e = before[:, y, x].astype(np.float64) - repaired[:, y, x]
+    level = np.median(e, axis=0)
+    spread = 1.4826 * np.median(np.abs(e - level), axis=0)
+    steady = spread < np.maximum(0.1 * np.abs(level), 3.0 * rms)
+    return np.where(steady & (level > 0), level, np.nan)
 
 
 def _sample(frames, cal_blocks, loader, n: int = SAMPLE):

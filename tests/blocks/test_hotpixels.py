@@ -57,3 +57,37 @@ def test_repair_block_repairs_and_unsaturates_hot_pixels_only_on_frames_of_their
     other = Image(data=np.ones((10, 10), np.float32))
     block.run(other)
     assert np.all(other.data == 1)
+
+
+def test_a_steady_hot_pixel_beside_a_star_loses_its_dark_signal_only():
+    """With the night's dark signal of each hot pixel (measured in the frames where the star is
+    elsewhere: the field jumped), the pixel keeps the star's light exactly (a repair from the
+    neighbours beside an undersampled core misses it by an amount that moves with the centring);
+    a pixel under a star in most frames has none, and is repaired from its neighbours."""
+    from reduce.run.hotpixels import dark_excess
+
+    yy, xx = np.mgrid[0:21, 0:21]
+    frames, truth = [], []
+    hot = np.zeros((21, 21), bool)
+    hot[10, 11] = hot[3, 3] = True
+    for cx in (9.8, 10.3, -30.0, -30.0, -30.0):  # the star beside it, then jumped away
+        star = 5e4 * np.exp(-((xx - cx) ** 2 + (yy - 10.0) ** 2) / (2 * 0.7 ** 2)) + 100.0
+        truth.append(star)
+        frames.append((star + 3000.0 * hot).astype(np.float32))
+    before = np.stack(frames)
+    repaired = before.copy()
+    block = RepairHotPixels(hot)
+    for i in range(len(repaired)):
+        img = Image(data=repaired[i].copy())
+        block.run(img)
+        repaired[i] = img.data
+    excess = dark_excess(before, repaired, hot, rms=5.0)
+    assert np.allclose(excess, 3000.0, rtol=1e-3)  # (3, 3) on the sky, (10, 11) beside the star
+    block = RepairHotPixels(hot, excess=excess)
+    for f, t in zip(frames, truth):
+        img = Image(data=f.copy())
+        block.run(img)
+        assert img.data[10, 11] == pytest.approx(t[10, 11], rel=1e-4)
+    assert abs(repaired[0][10, 11] - truth[0][10, 11]) > 100  # the neighbours' repair misses it
+    stays = np.stack([f if i < 2 else frames[i % 2] for i, f in enumerate(frames)])  # under the star
+    assert np.isnan(dark_excess(stays, np.stack([repaired[i % 2] for i in range(5)]), hot, rms=5.0)[1])

@@ -7,7 +7,8 @@ import pytest
 
 from reduce.lightcurve.aperture_choice import best_aperture, seeing_trend
 from reduce.lightcurve.binning import binned
-from reduce.lightcurve.ensemble import differential, select_comparisons, usable_frames, weights_broeg
+from reduce.lightcurve.ensemble import (differential, flat_residual, select_comparisons, single_frame_jumps,
+                                       usable_frames, weights_broeg)
 from reduce.lightcurve.stats import p2p_scatter
 from reduce import Fluxes
 
@@ -391,3 +392,56 @@ def test_a_comparison_jump_on_one_frame_leaves_that_frame_s_ensemble_only():
     others = np.delete(np.arange(n), 30)
     assert np.allclose(d[0, 0, others], clean[0, 0, others], rtol=1e-4)
     assert np.array_equal(differential(flux, None, w, hits=0)[0], clean)  # no jump: nothing left out
+
+
+def _field(seed, n_stars=10, n_frames=60, noise=0.003):
+    """(1, n_stars, n_frames) fluxes of constant stars under a shared transparency, star 0 a 1 %
+    sine (the target), with ``noise`` relative scatter."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(2e4, 5e5, n_stars)
+    t = np.linspace(0, 1, n_frames)
+    trans = 1.0 - 0.05 * t + 0.02 * np.sin(9 * t)
+    f = level[:, None] * trans[None, :] * (1 + noise * rng.standard_normal((n_stars, n_frames)))
+    f[0] *= 1 + 0.01 * np.sin(2 * np.pi * t)
+    return f[None]
+
+
+def test_single_frame_jumps_finds_hits_on_comparisons_only():
+    f = _field(3)
+    clean = single_frame_jumps(f, target=0, frames=np.ones((1, f.shape[-1]), bool))
+    assert not clean.any()  # no false hits on a clean field (small: a star is not its own field)
+    hit = f.copy()
+    hit[0, 4, 17] *= 1.05   # a cosmic ray on a comparison's core: +5 % on one frame
+    hit[0, 6, 40] *= 1.03
+    hit[0, 0, 30] *= 1.2    # the target is never touched here (the outlier guard judges it)
+    found = single_frame_jumps(hit, target=0, frames=np.ones((1, f.shape[-1]), bool))
+    assert set(zip(*np.nonzero(found[0]))) == {(4, 17), (6, 40)}
+
+
+def test_a_variable_comparison_is_not_a_jump():
+    f = _field(4)
+    f[0, 5] *= 1 + 0.05 * np.sin(np.linspace(0, 6, f.shape[-1]))  # smooth: the running median follows it
+    assert not single_frame_jumps(f, target=0, frames=np.ones((1, f.shape[-1]), bool)).any()
+
+
+def test_flat_residual_takes_out_vignetting_seen_through_a_jump():
+    rng = np.random.default_rng(5)
+    n_stars, n_frames = 12, 60
+    x0, y0 = rng.uniform(20, 280, n_stars), rng.uniform(20, 280, n_stars)
+    dx = np.where(np.arange(n_frames) >= 30, 14.0, 0.0) + rng.normal(0, 0.3, n_frames)
+    dy = np.where(np.arange(n_frames) >= 30, -29.0, 0.0) + rng.normal(0, 0.3, n_frames)
+    x, y = x0[:, None] + dx, y0[:, None] + dy
+    vignetting = 1 - 0.08 * ((x - 140) ** 2 + (y - 150) ** 2) / 212.0 ** 2  # no flat taken
+    f = _field(6, n_stars, n_frames, noise=0.002)
+    frames = np.ones((1, n_frames), bool)
+    found = flat_residual(f * vignetting, x, y, target=0, frames=frames)
+    assert found is not None
+    factor, chi2 = found
+    fixed = f * vignetting / factor
+    # each star's step at the jump is gone (the common part is the ensemble's, and cancels)
+    step = lambda a: np.log(a[:, 30:].mean(1) / a[:, :30].mean(1))
+    before, after = step((f * vignetting)[0] / f[0]), step(fixed[0] / f[0])
+    assert np.ptp(before) > 0.005 and np.ptp(after) < 0.1 * np.ptp(before)
+    # nothing to correct when the stars do not move
+    assert flat_residual(f, np.repeat(x0[:, None], n_frames, 1), np.repeat(y0[:, None], n_frames, 1),
+                         target=0, frames=frames) is None
