@@ -41,7 +41,15 @@ NIGHTS = {
     "rotation-1deg": dict(size=300, rotation=1.0, seed=7),
     "jitter-8px": dict(size=300, jitter=4.0, seed=8),  # RMS 4 px per axis: +-8 px at 2 sigma
     "crowded-1500-stars": dict(size=400, n_stars=1500, n_images=20, seed=9),
+    # issue 18: the classes of real cameras (each also has its own test module)
+    "cosmic-rays-60-per-frame": dict(size=300, cosmic_rays=60, seed=22),
+    "passing-clouds": dict(size=300, clouds=3, n_images=80, seed=23),
+    "doughnut-ring-12px-cosmic-rays": dict(size=300, psf="doughnut", fwhm=12.0, cosmic_rays=30, seed=24),
+    # not yet at the floor, so not here (issue 18's closing note): a colour smart-telescope night
+    # (GRBG, uncalibrated, hot pixels, hits, a 30 px jump: 1.07-1.5x its floor with the seed), and
+    # an uncalibrated night with hot pixels and hits whose target-core hit is flagged (49/50)
 }
+MAX_SIGMA = 5.0  # no frame measured (flag 0) further than this from the truth, in floor sigmas
 
 
 def reduce_run(night: Path, out: Path) -> int:
@@ -112,11 +120,12 @@ def reduce_and_score(night: Path, out: Path, truth: dict) -> dict:
     radius = prov["aperture"]["radius_px"]
     fwhm = float(np.nanmedian(np.asarray(table["fwhm"], float)))
     kept = measured_frames(truth, index[measured])  # the floor of the frames measured
-    floor = noise_floor(kept, radius, annulus_px=annulus_pixels(truth, fwhm))
-    floor = float(np.hypot(floor, neighbour_light_rms(kept, radius)))
+    k = 2 if truth["parameters"].get("bayer") else 1  # a colour night is measured on 2x2 superpixels
+    floor = noise_floor(kept, radius, annulus_px=annulus_pixels(truth, fwhm) / k ** 2, superpixel=k)
+    floor = float(np.hypot(floor, neighbour_light_rms(kept, radius * k)))
     return {"exit": code, "measured": int(measured.sum()), "n": n, "rms": float(np.std(resid)),
             "floor": floor, "ratio": float(np.std(resid)) / floor, "radius": radius,
-            "flagged": prov.get("flagged")}
+            "worst": float(np.max(np.abs(resid - 1.0))) / floor, "flagged": prov.get("flagged")}
 
 
 def measured_frames(truth: dict, index) -> dict:
@@ -143,10 +152,12 @@ def test_hostile_night_reduces_by_default_at_the_noise_floor(tmp_path, name):
     truth = simulate_night(night, n_images=options.pop("n_images", 50), signal="sine", **options)
     score = reduce_and_score(night, out, truth)
     detail = (f"{name}: {score['measured']}/{score['n']} frames measured, rms {score['rms']:.6f} = "
-              f"{score['ratio']:.3f} x floor {score['floor']:.6f} at {score['radius']:.2f} px "
+              f"{score['ratio']:.3f} x floor {score['floor']:.6f} at {score['radius']:.2f} px, worst "
+              f"{score['worst']:.1f} sigma "
               f"(exit {score['exit']}; flagged: {str(score['flagged'])[:400]})")
     assert score["measured"] >= MIN_MEASURED * score["n"], detail
     assert score["ratio"] <= MAX_RATIO, detail
+    assert score["worst"] <= MAX_SIGMA, f"a frame {score['worst']:.1f} sigma from the truth unflagged; " + detail
 
 
 # ---- the simulated conditions are what they claim to be (tiny nights, no reduction) ----

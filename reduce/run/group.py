@@ -192,6 +192,7 @@ def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, 
                           for f, v in zip(raw.files, raw.flags) if v]
     if ref.saturation is not None:
         raw.meta.setdefault("saturation", float(ref.saturation))
+    raw.meta["flat_fielded"] = bool(plan.calibration.flats)  # a flat residual is fitted only without
     ctx.seq, ctx.raw = seq, raw
 
 
