@@ -57,6 +57,7 @@ def _chain(cal: dict, lights: list[str], target_xy=None):
     return Sequence([
         *calibration,
         blocks.AlignReferenceSources(ref),
+        *([blocks.CosmicRays()] if hasattr(blocks, "CosmicRays") else []),  # the default recipe's (issue 18)
         blocks.CentroidQuadratic(target=target),  # as reduce.run.group sets it: flags follow the target
         blocks.AperturePhotometry(),
         blocks.AnnulusBackground(),

@@ -85,6 +85,11 @@ def select_comparisons(flux, *, target, frames, peak=None, saturation=None, satu
     return valid & keep[None, :]
 
 
+#: from this many stars the field's light per frame is the median of all of them, not of the
+#: others (a leave-one-out median per star cost 1.6 s on 30 apertures x 50 stars x 1,000 frames)
+LOO_STARS = 25
+
+
 def single_frame_jumps(flux, *, target, frames, sigma=JUMP_SIGMA, window=JUMP_WINDOW,
                        min_stars=3):
     """(n_apertures, n_stars, n_frames) True where a star other than the target jumps on a frame
@@ -114,9 +119,12 @@ def single_frame_jumps(flux, *, target, frames, sigma=JUMP_SIGMA, window=JUMP_WI
             n = f[stars] / med[stars, None]
             # the field's light per frame, from the *other* stars (a star of a small field would
             # often be the median itself); one hit does not move a median
-            r = np.empty_like(n)
-            for k in range(len(stars)):
-                r[k] = n[k] / nanmedian(np.delete(n, k, axis=0), axis=0)
+            if len(stars) >= LOO_STARS:  # one star moves the median of many by half a gap at most (few: that half gap matters)
+                r = n / nanmedian(n, axis=0)
+            else:
+                r = np.empty_like(n)
+                for k in range(len(stars)):
+                    r[k] = n[k] / nanmedian(np.delete(n, k, axis=0), axis=0)
             pad = np.pad(r, ((0, 0), (half, half)), mode="reflect")
             # the prediction from the neighbours alone: under a steep trend the median of a window
             # holding the frame is the frame itself, and its scatter would read as zero
