@@ -11,6 +11,7 @@ from ..algorithms.stats import median, sorted_median
 from ..core.block import Block
 from ..model.errors import NoSources
 from ..model.image import PixelFlag, Sources
+from .bayer import grid_scale
 
 __all__ = ["PointSourceDetection", "global_background", "QUICK_MIN"]
 
@@ -119,8 +120,6 @@ def _round_enough(objects, sub, rms, image):
     if len(objects) == 0:
         return objects
     peak, least = axis_neighbours(sub, objects["xpeak"], objects["ypeak"])
-    from .bayer import grid_scale
-
     spike = sharp(peak, least, rms, min_ratio=star_min_ratio(grid_scale(image)))
     image.computed["sharp_sources"] = int(spike.sum())
     return objects[~spike] if spike.any() else objects
