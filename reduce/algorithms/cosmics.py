@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .centroids import cutouts
+
 __all__ = ["sharpness_limit", "find_hits", "repair_hits", "core_hits", "mirror_hits", "mirror_values"]
 
 _OFFSETS = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])  # 3x3, centre at index 4
@@ -98,36 +100,40 @@ def _interior(flat: np.ndarray, shape) -> np.ndarray:
 _BLOCK = 8  # px: the region searched is kept as a map of 8x8 blocks near the positions
 
 
-def _region(xy: np.ndarray, radius: float, shape) -> np.ndarray:
-    """(ny, nx) bool map of the interior pixels in the 8x8 pixel blocks that meet a square of
-    half-side ``radius`` around any position."""
+def _blocks(xy: np.ndarray, radius: float, shape) -> np.ndarray:
+    """(ny/8, nx/8) bool map of the 8x8 pixel blocks that meet a square of half-side ``radius``
+    around any position."""
     ny, nx = shape
     by, bx = -(-ny // _BLOCK), -(-nx // _BLOCK)
-    lo = np.floor((xy - radius) / _BLOCK).astype(np.int64)
-    hi = np.floor((xy + radius) / _BLOCK).astype(np.int64)
-    grid = np.zeros((by + 1, bx + 1), np.int32)  # 2-D difference array of the squares
-    x0, y0 = np.clip(lo[:, 0], 0, bx), np.clip(lo[:, 1], 0, by)
-    x1, y1 = np.clip(hi[:, 0] + 1, 0, bx), np.clip(hi[:, 1] + 1, 0, by)
-    ok = (x1 > x0) & (y1 > y0)
-    for gy, gx, v in ((y0, x0, 1), (y0, x1, -1), (y1, x0, -1), (y1, x1, 1)):
-        np.add.at(grid, (gy[ok], gx[ok]), v)
-    blocks = grid.cumsum(axis=0).cumsum(axis=1)[:by, :bx] > 0
-    region = np.repeat(np.repeat(blocks, _BLOCK, axis=0), _BLOCK, axis=1)[:ny, :nx]
-    region[[0, -1], :] = False
-    region[:, [0, -1]] = False
-    return region
+    lo = np.floor((xy - radius) / _BLOCK).astype(np.int64).clip(0)
+    hi = (np.floor((xy + radius) / _BLOCK).astype(np.int64) + 1).clip(0)
+    hi = np.minimum(hi, (bx, by))
+    blocks = np.zeros((by, bx), bool)
+    side = int((hi - lo).max(initial=0))
+    if side <= 0:
+        return blocks
+    o = np.arange(side)  # every square's blocks at once: (n, side, side) offsets, cut to its side
+    y = lo[:, 1, None, None] + o[None, :, None]
+    x = lo[:, 0, None, None] + o[None, None, :]
+    inside = (y < hi[:, 1, None, None]) & (x < hi[:, 0, None, None])
+    blocks.ravel()[(y * bx + x)[inside]] = True
+    return blocks
 
 
 def _candidates(data: np.ndarray, xy: np.ndarray, radius: float, level: float, curvature: float
                 ) -> np.ndarray:
-    """Flat indices of the interior pixels near the positions above ``level`` whose Laplacian
-    (4 p minus the 4 neighbours) exceeds ``curvature``: star cores and hits, not smooth wings."""
-    nx = data.shape[1]
+    """Flat indices of the interior pixels near the positions (in the 8x8 blocks that meet a
+    square of half-side ``radius`` around one) above ``level`` whose Laplacian (4 p minus the 4
+    neighbours) exceeds ``curvature``: star cores and hits, not smooth wings. The threshold is
+    one pass over the frame; the blocks are looked up for the few pixels above it."""
+    ny, nx = data.shape
     flat = data.ravel()
-    keep = _region(xy, radius, data.shape)
     with np.errstate(invalid="ignore"):
-        keep &= data > level
-    k = np.flatnonzero(keep)
+        k = np.flatnonzero(flat > level)
+    y, x = np.divmod(k, nx)
+    near = _blocks(xy, radius, data.shape)[y // _BLOCK, x // _BLOCK]
+    near &= (y > 0) & (y < ny - 1) & (x > 0) & (x < nx - 1)
+    k = k[near]
     lap = 4.0 * flat.take(k)
     lap -= flat.take(k - 1)
     lap -= flat.take(k + 1)
@@ -222,20 +228,30 @@ def core_hits(hits: np.ndarray, shape, xy: np.ndarray, core: float) -> np.ndarra
     return (d2 <= core * core).any(axis=1)
 
 
-def _core_pixels(xy: np.ndarray, core: float, shape) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices of the pixels within ``core`` px of each position, not on the outer border,
-    and the index of their position (a pixel near two positions is listed for each)."""
-    ny, nx = shape
-    h = int(np.ceil(core))
-    g = np.arange(-h, h + 1)
-    oy, ox = np.meshgrid(g, g, indexing="ij")
-    oy, ox = oy.ravel(), ox.ravel()
-    cy, cx = np.rint(xy[:, 1]).astype(np.int64), np.rint(xy[:, 0]).astype(np.int64)
-    py, px = cy[:, None] + oy, cx[:, None] + ox
-    star = np.broadcast_to(np.arange(len(xy))[:, None], py.shape)
-    ok = ((px - xy[:, :1]) ** 2 + (py - xy[:, 1:]) ** 2 <= core * core)
-    ok &= (py > 0) & (py < ny - 1) & (px > 0) & (px < nx - 1)
-    return (py * nx + px)[ok], star[ok]
+def _core_tops(data: np.ndarray, xy: np.ndarray, core: float):
+    """Each star's core, read from one stamp per star: ``inside`` (n, c, c), the pixels within
+    ``core`` px of the star not on the frame's outer border; their values ``p`` and the largest of
+    the 4 pixels around their point reflection through the star's centre ``top`` (NaN outside the
+    frame); and their frame rows and columns (n, c). The reflection of offset ``o`` from the
+    star's nearest pixel ``n`` is at ``n + 2 (c - n) - o``: its 4 pixels are a 2x2 maximum of the
+    stamp, flipped and moved by ``floor(2 (c - n))``."""
+    ny, nx = data.shape
+    hc = int(np.ceil(core))
+    h = hc + 2
+    near = np.rint(xy)
+    stamps = cutouts(data, near, 2 * h + 1, dtype=np.float64)[0]
+    top = np.maximum(np.maximum(stamps[:, :-1, :-1], stamps[:, 1:, :-1]),   # NaN where a node is
+                     np.maximum(stamps[:, :-1, 1:], stamps[:, 1:, 1:]))
+    o = np.arange(-hc, hc + 1)
+    k = np.floor(2.0 * (xy - near)).astype(np.int64)  # (n, 2): -1, 0 or 1
+    rows, cols = h - o + k[:, 1:2], h - o + k[:, 0:1]
+    top = top[np.arange(len(xy))[:, None, None], rows[:, :, None], cols[:, None, :]]
+    p = stamps[:, h - hc:h + hc + 1, h - hc:h + hc + 1]
+    py, px = near[:, 1:2].astype(np.int64) + o, near[:, 0:1].astype(np.int64) + o
+    dy2, dx2 = (py - xy[:, 1:2]) ** 2, (px - xy[:, 0:1]) ** 2
+    inside = dy2[:, :, None] + dx2[:, None, :] <= core * core
+    inside &= ((py > 0) & (py < ny - 1))[:, :, None] & ((px > 0) & (px < nx - 1))[:, None, :]
+    return inside, p, top, py, px
 
 
 def _mirrored(data: np.ndarray, flat: np.ndarray, c: np.ndarray, is_hit=None, top: bool = False
@@ -309,34 +325,31 @@ def mirror_hits(data: np.ndarray, xy: np.ndarray, core: float, *, sky: float, no
         return np.zeros(0, np.intp)
     xy = xy[_isolated(xy, 2.0 * core)]
     data = np.ascontiguousarray(data)
-    flat, star = _core_pixels(xy, core, data.shape)
-    if len(flat) == 0:
-        return np.zeros(0, np.intp)
+    inside, p, top, py, px = _core_tops(data, xy, core)
     gain = gain if np.isfinite(gain) and gain > 0 else 1.0
-    p = data.ravel().take(flat).astype(np.float64)
     # first above the largest of the reflection's 4 pixels (most core pixels fail here) ...
-    top = _mirrored(data, flat, xy[star], top=True)
     over = np.maximum(top - sky, 0.0)
     with np.errstate(invalid="ignore"):
         hit = p - top > sigma * np.sqrt(2.0 * noise * noise + 2.0 * over / gain) + 0.5 * excess * over
+    hit &= inside
     # ... then above the bilinear reflection by the excess a centre ``offset`` px off allows: it
     # moves the reflection 2 ``offset`` along the profile, where a Gaussian of the frame's FWHM
     # changes by exp(2 offset r / s^2)
-    some = np.flatnonzero(hit)
-    if len(some):
-        c = xy[star[some]]
-        m = _mirrored(data, flat[some], c)
-        height = np.maximum(m - sky, 0.0)
-        y, x = np.divmod(flat[some], data.shape[1])
-        r = np.hypot(x - c[:, 0], y - c[:, 1])
-        s2 = (fwhm / 2.3548) ** 2 if fwhm and np.isfinite(fwhm) and fwhm > 0 else np.inf
-        ratio = np.exp(np.minimum(2.0 * offset * r / s2, 20.0)) * (1.0 + excess) - 1.0
-        with np.errstate(invalid="ignore"):
-            hit[some] = p[some] - m > sigma * np.sqrt(2.0 * noise * noise + 2.0 * height / gain) + ratio * height
-    if most is not None and hit.any():  # a star off its given centre is asymmetric all over
-        count = np.bincount(star[hit], minlength=len(xy))
-        hit &= count[star] <= most
-    return np.unique(flat[hit])
+    star, i, j = np.nonzero(hit)
+    if len(star) == 0:
+        return np.zeros(0, np.intp)
+    y, x = py[star, i], px[star, j]
+    c = xy[star]
+    m = _mirrored(data, y * data.shape[1] + x, c)
+    height = np.maximum(m - sky, 0.0)
+    r = np.hypot(x - c[:, 0], y - c[:, 1])
+    s2 = (fwhm / 2.3548) ** 2 if fwhm and np.isfinite(fwhm) and fwhm > 0 else np.inf
+    ratio = np.exp(np.minimum(2.0 * offset * r / s2, 20.0)) * (1.0 + excess) - 1.0
+    with np.errstate(invalid="ignore"):
+        keep = p[star, i, j] - m > sigma * np.sqrt(2.0 * noise * noise + 2.0 * height / gain) + ratio * height
+    if most is not None and keep.any():  # a star off its given centre is asymmetric all over
+        keep &= np.bincount(star[keep], minlength=len(xy))[star] <= most
+    return np.unique((y * data.shape[1] + x)[keep])
 
 
 def mirror_values(data: np.ndarray, hits: np.ndarray, xy: np.ndarray, core: float) -> np.ndarray:

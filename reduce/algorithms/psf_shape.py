@@ -17,6 +17,8 @@ Gaussian's FWHM exactly), which scales apertures on every shape; ``r_outer`` enc
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["psf_shape", "half_light_radius", "DIP", "PLATEAU", "SHAPES"]
@@ -27,6 +29,14 @@ PLATEAU = 0.6   # r(90 % of the centre) / r(half maximum) above this makes a fla
 ROUND = 0.2     # ... and the faintest of 8 sectors of its rim at least this fraction of the brightest
 
 
+@lru_cache(maxsize=8)
+def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel (y, x) indices of an ePSF of this shape (read-only; one ePSF size per night)."""
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    y.flags.writeable = x.flags.writeable = False
+    return y, x
+
+
 def _centre(epsf: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Centre of light (x, y) of the positive part of ``epsf`` and that part (median-subtracted)."""
     ny, nx = epsf.shape
@@ -34,13 +44,12 @@ def _centre(epsf: np.ndarray) -> tuple[float, float, np.ndarray]:
     tot = w.sum()
     if not tot > 0:
         return (nx - 1) / 2.0, (ny - 1) / 2.0, w
-    y, x = np.mgrid[0:ny, 0:nx]
+    y, x = _grid((ny, nx))
     return float((w * x).sum() / tot), float((w * y).sum() / tot), w
 
 
 def _radii(shape, x0, y0) -> np.ndarray:
-    ny, nx = shape
-    y, x = np.mgrid[0:ny, 0:nx]
+    y, x = _grid(tuple(shape))
     return np.hypot(x - x0, y - y0)
 
 
@@ -104,8 +113,7 @@ def psf_shape(epsf: np.ndarray) -> dict:
 
 def _roundness(w: np.ndarray, r: np.ndarray, x0: float, y0: float, radius: float) -> float:
     """Faintest / brightest mean light of 8 sectors of the annulus ``radius`` +- 1 px."""
-    ny, nx = w.shape
-    y, x = np.mgrid[0:ny, 0:nx]
+    y, x = _grid(w.shape)
     sector = (np.floor((np.arctan2(y - y0, x - x0) + np.pi) / (np.pi / 4)).astype(int)) % 8
     ring = np.abs(r - radius) <= 1.0
     n = np.bincount(sector[ring], minlength=8)

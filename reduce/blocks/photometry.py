@@ -163,11 +163,17 @@ class AnnulusBackground(Block):
         self.requires = ("sources",) if scale == "pixels" else ("sources", "fwhm")
         self.field = None  # every source of the reference (its pixels), set by the runner
         self._field_masks: dict = {}
+        self._implied = None  # without it: the measured stars mapped back to the reference
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_field_masks"] = {}  # built again where the frames are measured
         return state
+
+    def setup(self, context=None) -> None:
+        """Forget the masks and the field implied by an earlier run (another night, another
+        reference)."""
+        self._field_masks, self._implied = {}, None
 
     def run(self, image) -> None:
         k = _pixel_scale(image, self.scale)
@@ -201,8 +207,9 @@ class AnnulusBackground(Block):
         frame's rounded shift (a night's slow drift and rotation reuse a few masks)."""
         if radius <= 0:
             return None
-        t, field = getattr(image, "transform", None), self.field
-        if field is None or t is None or len(field) < 2:
+        t = getattr(image, "transform", None)
+        field = self._field(xy, t)
+        if field is None or len(field) < 2:
             return source_mask(shape, xy, radius) if len(xy) > 1 else None
         t, fwhm = np.asarray(t, float), radius / self.neighbours
         step = np.ceil(fwhm * 2.0) / 2.0  # a few FWHM per night: rounded up (the wing model is rough)
@@ -217,6 +224,24 @@ class AnnulusBackground(Block):
             self._field_masks[key] = source_mask(shape, field[:, :2] @ linear.T, radii)
         shift = np.rint(t[:2, 2])
         return _shifted(self._field_masks[key], int(shift[0]), int(shift[1]))
+
+    def _field(self, xy, t) -> np.ndarray | None:
+        """The sources whose pixels are left out, in the reference's pixels: the runner's
+        ``field``; else (a Sequence built by hand) the measured stars of the first frame with a
+        transform, mapped back through it, at the widest radius, so that their masks too are
+        drawn once and moved (None without a transform)."""
+        if t is None:
+            return None
+        if self.field is not None:
+            return self.field
+        if self._implied is None or len(self._implied) != len(xy):
+            t = np.asarray(t, float)
+            try:
+                ref = (np.asarray(xy, float) - t[:2, 2]) @ np.linalg.inv(t[:2, :2]).T
+            except np.linalg.LinAlgError:  # a degenerate transform: no field to map back
+                return None
+            self._implied = np.column_stack([ref, np.full(len(ref), np.inf)])
+        return self._implied
 
     def _sky(self, data, xy, inner, outer, mask):
         """(sky, std, npix) of each star's annulus, pixels flagged in ``mask`` left out."""
