@@ -284,6 +284,10 @@ def _print_report(console, report):
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "
                       "(--force redoes them)", soft_wrap=True)
     for n in report.nights:
+        if n.pending:  # not a fault: the camera or a copy is still writing them
+            console.print(Text(safe_text(f"{n.night}: {len(n.pending)} file(s) still being written, left for "
+                                    f"the next pass: {', '.join(Path(p).name for p in n.pending[:5])}"
+                                    + (" ..." if len(n.pending) > 5 else ""))), soft_wrap=True)
         if n.status in ("locked", "failed") and n.message:
             console.print(Text(safe_text(f"{n.night}: {n.message}"), style="red"), soft_wrap=True)
     if report.unreadable:

@@ -137,7 +137,7 @@ def scan(night, depth, list_files, fmt, errors, index_path, config_path):
     unchanged files are not re-read on the next scan. A group is one night, telescope, filter,
     type (bias/dark/flat/light), target, size and exposure.
     """
-    from ..index.manager import FitsManager
+    from ..index.manager import WRITING_S, FitsManager
 
     config = _load_config(config_path)
     try:
@@ -155,6 +155,10 @@ def scan(night, depth, list_files, fmt, errors, index_path, config_path):
         click.echo(f"No FITS files (.fits .fit .fts, .fz, .gz) found in {fm.folder}{where}.", err=True)
     elif not len(fm):
         click.echo(f"No usable FITS frame in {fm.folder}{where}.", err=True)
+    pending = fm.stats.extra.get("pending", [])
+    if pending:  # not skipped: a later scan reads them once they are complete
+        click.echo(f"{len(pending)} file(s) still being written (cut short, changed in the last "
+                   f"{WRITING_S:g} s), left for the next scan.", err=True)
     if skipped and not errors:
         click.echo(f"{len(skipped)} file(s) or folder(s) skipped ({len(fm.unreadable)} unreadable, "
                    f"{len(fm.skipped)} without a 2-D image); run with --errors to list them "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Iterable
@@ -20,7 +21,7 @@ from ..io.fits import NotAnImage, OwnProduct, UnreadableFile, is_fits_name
 from .groups import Group, group_frames, groups_table, link_nights, render_table
 from .headers import FrameInfo, frame_info
 
-__all__ = ["FitsManager", "ScanStats", "walk", "PARSER_VERSION"]
+__all__ = ["FitsManager", "ScanStats", "walk", "being_written", "PARSER_VERSION", "WRITING_S"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ PARSER_VERSION = "5"
 SKIP = "skip: "
 #: prefix of the ``error`` column for reduce's own light-curve products: ignored
 PRODUCT = "product: "
+#: s: a file that looks cut short (empty, no END card, data short of its header) is taken as still
+#: being written for this long after its last change; after that it is reported as unreadable
+WRITING_S = 60.0
+#: the reasons of a file cut short (see :mod:`reduce.io.fits`)
+_CUT_SHORT = ("truncated", "empty file", "header has no END card", "no image data (header only)")
 
 
 @dataclass
@@ -42,6 +48,7 @@ class ScanStats:
     removed: int = 0
     unreadable: int = 0
     skipped: int = 0
+    pending: int = 0
     index: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -109,13 +116,25 @@ def _read_one(path: str, size: int, mtime_ns: int, config: Config) -> tuple:
         return row_from_error(path, size, mtime_ns, f"unexpected error: {type(e).__name__}: {e}")
 
 
+def being_written(size: int, mtime_ns: int, error: str | None, now_ns: int | None = None) -> bool:
+    """True for a file that may still be being written: cut short (empty, no END card, data short
+    of what its header declares) and changed less than :data:`WRITING_S` ago (a clock ahead by
+    more is not trusted). A file whose FITS structure is complete is measured at once, however
+    recent: a camera or a copy that writes it again later gets it measured again."""
+    if error is None or size < 0 or not error.startswith(_CUT_SHORT):
+        return False
+    age = ((time.time_ns() if now_ns is None else now_ns) - mtime_ns) / 1e9
+    return -WRITING_S < age < WRITING_S
+
+
 def scan_folder(root: str, *, depth: int | None, index: Index, config: Config,
                 show_progress: bool = False) -> tuple[list[FrameInfo], list, list, ScanStats]:
     """Bring ``index`` up to date for ``root``; return (frames, unreadable, skipped, stats).
 
     ``unreadable`` (including folders that cannot be listed) and ``skipped`` (valid FITS
     without a 2-D image: tables, cubes) are sorted (path, reason) pairs; reduce's own
-    light-curve products are in neither.
+    light-curve products are in neither, nor the files still being written
+    (:func:`being_written`: ``stats.extra['pending']`` lists them; a later scan takes them).
     """
     stats = ScanStats(index=str(index.path))
     known = index.rows_under(root)
@@ -151,9 +170,12 @@ def scan_folder(root: str, *, depth: int | None, index: Index, config: Config,
         index.write(fresh, delete=gone)
         if stale:
             index.set_meta("fingerprint", fingerprint)
-    frames, unreadable, skipped = [], [], []
+    frames, unreadable, skipped, pending = [], [], [], []
+    now = time.time_ns()
     for row in rows.values():
-        if row[3] is None:
+        if being_written(row[1], row[2], row[3], now):
+            pending.append(row[0])
+        elif row[3] is None:
             frames.append(info_from_row(row))
         elif row[3].startswith(SKIP):
             skipped.append((row[0], row[3][len(SKIP):]))
@@ -163,7 +185,11 @@ def scan_folder(root: str, *, depth: int | None, index: Index, config: Config,
     frames.sort(key=lambda f: (f.jd if f.jd is not None else float("inf"), f.path))
     unreadable.sort()
     skipped.sort()
-    stats.unreadable, stats.skipped = len(unreadable), len(skipped)
+    stats.unreadable, stats.skipped, stats.pending = len(unreadable), len(skipped), len(pending)
+    if pending:
+        stats.extra["pending"] = sorted(pending)
+        log.info("%d file(s) still being written (cut short, changed in the last %g s): left for the "
+                 "next pass", len(pending), WRITING_S)
     return frames, unreadable, skipped, stats
 
 

@@ -211,6 +211,7 @@ def _plan_locked(night, out, recipe, report, *, config, index, depth, force, sin
         return None
     ours = products_of(night, out)
     nres.unreadable = unaccounted(fm, plans, ours)
+    nres.pending = list(fm.stats.extra.get("pending", []))
     if not plans:
         msg = f"no light frames found in {night} (see `reduce scan {night}`)"
         if single:
@@ -264,6 +265,7 @@ def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_
         plans, fm = plan_night(night, config=config, outdir=out, index=index, depth=depth)
         ours = products_of(night, out)
         nres.unreadable = unaccounted(fm, plans, ours)
+        nres.pending = list(fm.stats.extra.get("pending", []))
         with _REPORT_LOCK:
             report.unreadable.extend(nres.unreadable)
             report.groups = [g for g in report.groups if g.night != str(night)]

@@ -68,13 +68,14 @@ class NightResult:
     message: str = ""
     outdir: str | None = None
     unreadable: list = field(default_factory=list)
+    pending: list = field(default_factory=list)  # files still being written: the next pass's
     groups: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {"night": self.night, "status": self.status, "message": self.message,
                 "outdir": self.outdir, "groups": self.groups, "unreadable": len(self.unreadable),
-                "seconds": round(self.seconds, 3)}
+                "pending": len(self.pending), "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -124,6 +125,7 @@ class RunReport:
             "nights": [n.to_dict() for n in self.nights],
             "frames": sum(g.n_frames for g in self.processed),
             "unreadable": [{"file": f, "reason": r} for f, r in self.unreadable],
+            "pending": [f for n in self.nights for f in n.pending],
             "skipped_unchanged": [g.plan.group.label for g in self.unchanged],
             "locked": [n.night for n in self.locked],
             "groups": [g.to_dict() for g in self.groups],

@@ -18,6 +18,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from reduce.cli import main
+from tests.conftest import stayed_broken
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "recipes" / "default.yaml"
@@ -344,7 +345,8 @@ def test_bad_frames_among_good_ones(night_copy, recipe, tmp_path):
     (light / "zz_empty.fits").write_bytes(b"")
     (light / "zz_corrupt.fits").write_bytes(os.urandom(5000))
     data = frames[2].read_bytes()
-    frames[2].write_bytes(data[: len(data) // 2])  # truncated while being copied
+    frames[2].write_bytes(data[: len(data) // 2])  # truncated while being copied, and left so
+    stayed_broken(light / "zz_empty.fits", frames[2])
     with fits.open(frames[5], mode="update") as hdul:  # a cloud: no stars at all
         hdul[0].data[:] = np.median(hdul[0].data)
     truth = load_truth(night_copy / "truth.json")

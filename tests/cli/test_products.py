@@ -19,6 +19,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from reduce.cli import main
+from tests.conftest import stayed_broken
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "recipes" / "default.yaml"
@@ -49,6 +50,7 @@ def _spoil(night: Path) -> None:
     (light / "SIM-1_V_0103.fits").write_bytes(b"")
     raw = frames[5].read_bytes()
     (light / "SIM-1_V_0104.fits").write_bytes(raw[: len(raw) // 2])
+    stayed_broken(light / "SIM-1_V_0103.fits", light / "SIM-1_V_0104.fits")
     cropped = fits.getheader(frames[6])
     fits.PrimaryHDU(fits.getdata(frames[6])[:70, :90], header=cropped).writeto(light / "SIM-1_V_0105.fits")
     for src, name in zip(frames[1:4], ODD_NAMES):
@@ -116,6 +118,7 @@ def test_a_stray_unreadable_file_outside_any_group_is_reported(reduced, tmp_path
     shutil.copytree(night, copy, ignore=shutil.ignore_patterns(".reduce"))
     (copy / "elsewhere").mkdir()
     (copy / "elsewhere" / "broken.fits").write_bytes(b"SIMPLE  = nonsense")
+    stayed_broken(copy / "elsewhere" / "broken.fits")
     assert run_cli("run", recipe, copy, "-o", tmp_path / "out", "-q", "--jobs", "1",
                    "--summary-json", tmp_path / "s.json") == 3
     summary = json.loads((tmp_path / "s.json").read_text())

@@ -12,6 +12,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from reduce.cli import main
+from tests.conftest import stayed_broken
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "recipes" / "default.yaml"
@@ -81,6 +82,7 @@ def test_corrupt_and_starless_frames_are_flagged_and_the_night_goes_on(night_cop
     # a truncated frame (unreadable) and a cloudy frame (no stars) among good ones
     data = lights[3].read_bytes()
     lights[3].write_bytes(data[: len(data) // 3])
+    stayed_broken(lights[3])
     with fits.open(lights[5], mode="update") as hdul:
         hdul[0].data[:] = np.median(hdul[0].data)
     out = tmp_path / "out"

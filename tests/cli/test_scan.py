@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from reduce.cli import cli
 from tests.index.fitsfactory import REAL, light, write_fits
+from tests.conftest import stayed_broken
 
 KEYS = {"date", "telescope", "filter", "type", "target", "width", "height", "exposure", "files",
         "warnings"}
@@ -64,6 +65,7 @@ def test_files_listing(night, tmp_path):
 
 def test_unreadable_exit_status_and_errors(night, tmp_path):
     (night / "broken.fits").write_bytes(b"")
+    stayed_broken(night / "broken.fits")
     (night / "sub" / "fake.fit").write_text("SIMPLE? no\n" * 300)
     idx = tmp_path / "i.sqlite"
     r = scan(night, "--index", idx)
