@@ -220,6 +220,13 @@ def _group_warnings(plan, result) -> None:
     for w in getattr(plan.group, "warnings", None) or ():
         log.warning("%s: %s", plan.name, w["message"])
         result.warnings.append(dict(w))
+    for old in getattr(plan, "renamed", None) or ():
+        w = {"code": "products_renamed", "old": old["stem"], "new": plan.stem, "message":
+             f"this group's products were named {old['stem']}.* by an earlier run; they are now "
+             f"{plan.stem}.* (names come from the frames' headers) and the old set is removed once "
+             "the new one is written"}
+        log.warning("%s: %s", plan.name, w["message"])
+        result.warnings.append(w)
 
 
 def _check_calibration(plan, spec) -> None:
