@@ -70,6 +70,8 @@ class Instrument:
     ``time_keyword`` names the header keyword the time comes from (default: DATE-OBS, with
     TIME-OBS/UT when it holds only a date, else JD, else MJD-OBS).
     Sections (``overscan``, ``trim``) use FITS 1-based ``[x1:x2,y1:y2]`` syntax.
+    ``bias_level`` is the camera's bias pedestal in raw ADU, for nights without bias frames or
+    overscan: the CCD equation counts only the sky above it.
     ``bayer`` names the colour-filter pattern at the file's first pixel (``RGGB``, ``BGGR``,
     ``GRBG``, ``GBRG``) of a colour camera whose headers do not (``none``: measure as monochrome
     even when a header names one); ``bayer_channel`` says what is measured on colour frames:
@@ -87,6 +89,7 @@ class Instrument:
     saturation: float | None = None
     overscan: str | None = None
     trim: str | None = None
+    bias_level: float | None = None
     latitude: float | None = None
     longitude: float | None = None
     elevation: float | None = None
@@ -183,11 +186,12 @@ def default_config_path() -> Path | None:
     return p if p.exists() else None
 
 
-_FLOAT_FIELDS = {"gain", "read_noise", "saturation", "latitude", "longitude", "elevation",
+_FLOAT_FIELDS = {"gain", "read_noise", "saturation", "bias_level", "latitude", "longitude", "elevation",
                  "timezone_offset_hours"}
 _STR_FIELDS = {"overscan", "trim", "name"}
 # physical ranges of configured values (a typo must not pass as a site or a gain)
 _RANGES = {"gain": (0.0, None, "> 0"), "read_noise": (0.0, None, ">= 0"), "saturation": (0.0, None, "> 0"),
+           "bias_level": (0.0, None, ">= 0"),
            "latitude": (-90.0, 90.0, "within -90..90"), "longitude": (-360.0, 360.0, "within -360..360")}
 
 

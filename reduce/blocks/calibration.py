@@ -383,10 +383,25 @@ class Calibration(Block):
         if self._inv_flat is not None:
             np.multiply(data, self._inv_flat, out=data)
         image.data = data
+        removed = self._bias_removed(image)
+        if removed:
+            image.computed["bias_removed"] = removed
         static = self._masters_mask()
         if static is not None:
             mask = static.copy() if mask is None else mask | static
         image.set_mask(mask)
+
+    def _bias_removed(self, image) -> str | None:
+        """What took the bias pedestal off this frame (None: it is still in the pixels, and the
+        CCD equation must not count it as sky; see :mod:`reduce.run.pedestal`)."""
+        if self.master_bias is not None:
+            return "bias frames"
+        section = self._section(image)
+        if section:
+            return f"overscan {section}"
+        if self.master_dark is not None and not self.dark_is_rate:
+            return "dark frames (bias included)"
+        return None
 
     def provenance(self) -> dict:
         """Files and settings the masters came from."""

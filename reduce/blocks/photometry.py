@@ -300,9 +300,11 @@ class GetFluxes(Block):
 
         var = (F g + A (S g + RN^2) + A^2 (sigma_S g)^2) / g^2
 
-    (F flux, A aperture area, S annulus sky, sigma_S its standard error, all ADU; gain g in
-    e-/ADU and read noise RN in e- from the image, 1 and 0 when unknown; F and S clipped at 0:
-    the sky's photon noise grows the error of every pixel of a bright, e.g. twilight, sky),
+    (F flux, A aperture area, S annulus sky above the bias ``pedestal`` (ADU still in the
+    pixels when no bias frame or overscan took it off: not photons), sigma_S its standard error,
+    all ADU; gain g in e-/ADU and read noise RN in e- from the image, 1 and 0 when unknown; F and S
+    clipped at 0: the sky's photon noise grows the error of every pixel of a bright, e.g.
+    twilight, sky),
     the frame's fwhm, sky, airmass, dx, dy, exposure, flags, file, and per star x, y, peak,
     annulus sky ``bkg``, ``saturated`` (a raw-saturated pixel at the star, this frame or its
     reference detection) and ``aperture_flags`` (n_apertures, n_stars, n_frames; the
@@ -318,10 +320,11 @@ class GetFluxes(Block):
 
     collector = True
 
-    def __init__(self, *, target: int = 0):
+    def __init__(self, *, target: int = 0, pedestal: float = 0.0):
         if int(target) != target or target < 0:
             raise ValueError(f"target must be a non-negative star index, got {target!r}")
         self.target = int(target)
+        self.pedestal = float(pedestal)
         self._rows: list[dict] = []
         self.fluxes: Fluxes | None = None
 
@@ -336,13 +339,13 @@ class GetFluxes(Block):
                "exposure": _num(image.exposure)}
         ap = image.aperture
         if ap is not None and image.sources is not None and len(ap.get("fluxes", ())) == len(image.sources):
-            row.update(self._measure(image, ap))
+            row.update(self._measure(image, ap, self.pedestal))
             self._flag_target(image, row)
         row["flags"] = int(image.flags)
         self._rows.append(row)
 
     @staticmethod
-    def _measure(image, ap) -> dict:
+    def _measure(image, ap, pedestal: float = 0.0) -> dict:
         """Sky-subtracted fluxes, CCD-equation errors and per-star values of one frame."""
         sums, area = np.asarray(ap["fluxes"], float), np.asarray(ap["areas"], float)
         n = len(sums)
@@ -356,7 +359,8 @@ class GetFluxes(Block):
         rn = _num(image.read_noise)
         rn = rn if np.isfinite(rn) and rn >= 0 else 0.0
         flux = sums - sky[:, None] * area
-        var = (np.clip(flux, 0, None) * gain + area * (np.clip(sky, 0, None)[:, None] * gain + rn ** 2)
+        photons = np.clip(sky - pedestal, 0, None)  # the sky above the bias level
+        var = (np.clip(flux, 0, None) * gain + area * (photons[:, None] * gain + rn ** 2)
                + (area * sky_err[:, None] * gain) ** 2) / gain ** 2
         flags = ap.get("flags")
         if flags is None:  # an aperture dict made by hand: its edge bits, NaN where nothing was summed

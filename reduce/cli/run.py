@@ -279,6 +279,9 @@ def _print_report(console, report):
         for path, reason, *_ in unmeasured:
             console.print(Text(safe_text(f"  not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}"),
                                style="yellow"), soft_wrap=True)
+        for w in g.warnings:  # what makes the errors or the names differ from what one expects
+            if w.get("code") in ("errors_off", "errors_scaled", "products_renamed"):
+                console.print(Text(safe_text(f"  warning: {w['message']}"), style="yellow"), soft_wrap=True)
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "

@@ -280,7 +280,9 @@ def describe(header, path, instrument: Instrument | None = None, *, hdu: int = 0
     """Describe a frame from its header (astropy Header or any mapping with ``get``).
 
     Configured gain, read noise and saturation override the header's; the telescope is the
-    matched instrument's name when one matches, else the header's TELESCOP/INSTRUME/OBSERVAT.
+    header's TELESCOP/INSTRUME/OBSERVAT (a config's instrument name only selects the instrument:
+    product names must not move when a config is added), the instrument's name only when the
+    header names no telescope.
     Header values that make no physical sense (EXPTIME < 0, GAIN <= 0, latitude 95, RA 'garbage',
     ...) are ignored and noted in ``notes``, as are time keywords that disagree.
     """
@@ -302,8 +304,9 @@ def describe(header, path, instrument: Instrument | None = None, *, hdu: int = 0
         jd = jd_from_datetime(start + half)
         date_obs = start.isoformat(timespec="milliseconds")
         night = night_of(start, longitude=lon, offset=offset)
-    telescope = inst.name if inst is not DEFAULT_INSTRUMENT and inst.name != "default" \
-        else text_value(first_value(header, inst.keys("telescope")))
+    telescope = text_value(first_value(header, inst.keys("telescope")))
+    if not telescope and inst is not DEFAULT_INSTRUMENT and inst.name != "default":
+        telescope = inst.name
     bitpix = header.get("BITPIX")
     bzero = number_value(header.get("BZERO"))
     bitpix = int(bitpix) if isinstance(bitpix, (int, float)) and not isinstance(bitpix, bool) else None

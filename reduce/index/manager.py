@@ -26,7 +26,7 @@ __all__ = ["FitsManager", "ScanStats", "walk", "being_written", "PARSER_VERSION"
 log = logging.getLogger(__name__)
 
 #: bump when header interpretation changes, so existing indexes are re-read
-PARSER_VERSION = "5"
+PARSER_VERSION = "6"
 #: prefix of the ``error`` column for valid FITS files that are not images (tables, cubes): skipped
 SKIP = "skip: "
 #: prefix of the ``error`` column for reduce's own light-curve products: ignored

@@ -24,7 +24,7 @@ from .hotpixels import night_hot_pixels
 from .reference import choose_reference, fill_pointing, psf_like_reference, psf_shape_of_reference, quick_detection
 from .plan import GroupPlan
 from .report import GroupResult
-from .table import differential, errors_without_gain, full_table, note_snapshot, p2p_of_table
+from .table import check_errors, differential, full_table, note_snapshot, p2p_of_table
 from .target import select_target
 
 __all__ = ["reduce_group", "GroupContext"]
@@ -120,7 +120,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     _measure(ctx, pre, phot, loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
     ctx.diff = differential(ctx.raw, spec)
     note_snapshot(ctx.diff, plan, result.warnings)
-    ctx.diff = errors_without_gain(ctx.diff, ref, plan, result.warnings)
+    ctx.diff = check_errors(ctx.diff, ref, plan, result.warnings)
     ctx.table = full_table(ctx.raw, ctx.diff, ref, plan.group, result.warnings)
     from ..io.atomic import OutputSet
 
@@ -163,6 +163,7 @@ def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, 
     """Every frame through the chain (``ctx.seq``), collected as raw fluxes (``ctx.raw``)."""
     from ..blocks.alignment import AlignmentMethods, AlignReferenceSources
     from ..blocks.photometry import GetFluxes
+    from .pedestal import bias_pedestal
     from ..console import progress
     from ..core.sequence import Sequence
 
@@ -175,7 +176,7 @@ def _measure(ctx: GroupContext, pre, phot, loader, *, show_progress, fail_fast, 
             block.fixed = frozenset({target})
         if hasattr(block, "field"):
             block.field = ref.computed.get("field_sources")
-    collector = GetFluxes(target=target)
+    collector = GetFluxes(target=target, pedestal=bias_pedestal(ref, plan.name)["adu"])
     methods = [AlignmentMethods(label=plan.name)] if any(isinstance(b, AlignReferenceSources) for b in phot) else []
     seq = Sequence([*pre, *phot, collector, *methods], name=plan.name)
     items = _frame_items(plan)
@@ -220,6 +221,13 @@ def _group_warnings(plan, result) -> None:
     for w in getattr(plan.group, "warnings", None) or ():
         log.warning("%s: %s", plan.name, w["message"])
         result.warnings.append(dict(w))
+    for old in getattr(plan, "renamed", None) or ():
+        w = {"code": "products_renamed", "old": old["stem"], "new": plan.stem, "message":
+             f"this group's products were named {old['stem']}.* by an earlier run; they are now "
+             f"{plan.stem}.* (names come from the frames' headers) and the old set is removed once "
+             "the new one is written"}
+        log.warning("%s: %s", plan.name, w["message"])
+        result.warnings.append(w)
 
 
 def _check_calibration(plan, spec) -> None:

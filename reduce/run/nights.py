@@ -255,7 +255,7 @@ def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_
     """Under the night's lock, still held since planning: re-plan (frames may have arrived), reduce
     what changed (through ``groups``: now, or in its threads when it takes several groups at once);
     each group's run state is saved as soon as it is done (a killed run redoes only the others)."""
-    from .state import GroupState, group_fingerprint
+    from .state import GroupState, group_fingerprint, renamed_sets
 
     t0 = time.perf_counter()
     nres, night, out = w.result, w.night, w.outdir
@@ -284,6 +284,7 @@ def _reduce_pass(w: _Work, recipe, report, *, config, index, depth, force, fail_
             else:
                 state.invalidate()
                 _remove_leftovers(out, plan.stem)
+                plan.renamed = renamed_sets(state_dir, out, plan.stem, plan.frames)
                 job = groups.submit(plan, spec, config=config, fail_fast=fail_fast)
                 entries.append((_on_done(job, state, fp, str(night)), str(night)))
         results = [_collect(entry) for entry in entries]
@@ -310,6 +311,7 @@ def _on_done(job, state, fp: str, night: str):
             return
         result.night = night
         if result.status == "done":
+            _retire_renamed(result.plan)
             _save_state(state, fp, result)
 
     add = getattr(job, "add_done_callback", None)
@@ -318,6 +320,16 @@ def _on_done(job, state, fp: str, night: str):
     else:  # reduced already (one group at a time)
         finished(job)
     return job
+
+
+def _retire_renamed(plan) -> None:
+    """The group's earlier sets under another name removed, now that its new set is written."""
+    from .state import retire
+
+    for old in getattr(plan, "renamed", None) or ():
+        removed = retire(old)
+        log.info("%s: removed the earlier set %s.* (%d file(s)), now %s.*", plan.name, old["stem"],
+                 len(removed), plan.stem)
 
 
 def _collect(entry) -> GroupResult:

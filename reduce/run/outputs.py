@@ -144,11 +144,21 @@ def _write_staged(ctx) -> list:
                    "unmeasured": [{"file": relative_path(u[0], plan.night), "reason": u[1]}
                                   for u in plan.unmeasured],
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
-                   "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref)})
+                   "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref),
+                   "errors": _errors_record(ref, diff)})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
         written[plot_at:plot_at] = collect(figures)
     return written
+
+
+def _errors_record(ref, diff) -> dict:
+    """How the flux errors were made: the bias pedestal taken off the sky (and how it was known),
+    the gain and read noise, and the median error over the point-to-point scatter."""
+    ratio, scale = diff.meta.get("error_ratio"), diff.meta.get("error_scale")
+    return {"bias_pedestal": ref.computed.get("bias_pedestal"), "gain": ref.gain, "read_noise": ref.read_noise,
+            "error_over_p2p": None if ratio is None else round(float(ratio), 4),
+            "scaled_by": None if scale is None else round(float(scale), 4)}
 
 
 def _target_record(ref, target) -> dict:

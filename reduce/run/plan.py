@@ -36,6 +36,9 @@ class GroupPlan:
     unmeasured: list = field(default_factory=list)
     #: JD (UTC) of the frames and of the unmeasured files whose time is known, for row order
     times: dict = field(default_factory=dict)
+    #: earlier product sets of this group under another stem (see reduce.run.state.renamed_sets):
+    #: said in the warnings, removed once this run's set is written
+    renamed: list = field(default_factory=list)
 
     @property
     def name(self) -> str:

@@ -110,3 +110,47 @@ class GroupState:
                   "summary": summary}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(record, indent=1, default=str))
+
+
+def renamed_sets(state_dir, outdir, stem: str, frames) -> list[dict]:
+    """Earlier product sets of the same group under another stem in ``outdir`` (a change of
+    telescope keyword, or a version that named products after a config's instrument): the stored
+    records whose reference frame is one of ``frames``. Each: ``stem``, ``record`` (its path) and
+    ``outputs`` (the paths it wrote)."""
+    folder = Path(state_dir) / "runs" / _outdir_key(outdir)
+    ours = {os.path.abspath(os.fspath(f)) for f in frames}
+    found = []
+    try:
+        records = sorted(folder.glob("*.json"))
+    except OSError:
+        return found
+    for path in records:
+        if path.stem == stem:
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        ref = (record.get("summary") or {}).get("reference") if isinstance(record, dict) else None
+        if ref and os.path.abspath(str(ref)) in ours:
+            found.append({"stem": path.stem, "record": str(path),
+                          "outputs": [o.get("path") for o in record.get("outputs", []) if isinstance(o, dict)]})
+    return found
+
+
+def retire(old: dict) -> list[str]:
+    """Remove an earlier set found by :func:`renamed_sets` (its outputs, then its record), so it
+    is not left beside the new one, never updated again; returns the paths removed."""
+    removed = []
+    for p in old.get("outputs", []):
+        try:
+            if p and os.path.isfile(p):
+                os.unlink(p)
+                removed.append(p)
+        except OSError:
+            pass
+    try:
+        os.unlink(old["record"])
+    except OSError:
+        pass
+    return removed

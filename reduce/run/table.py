@@ -11,7 +11,7 @@ import numpy as np
 from ..model.errors import ReduceError
 from ..model.flags import Flag
 
-__all__ = ["EXCLUDED", "differential", "note_snapshot", "errors_without_gain", "full_table", "stars_radec", "site_of",
+__all__ = ["EXCLUDED", "differential", "note_snapshot", "check_errors", "full_table", "stars_radec", "site_of",
            "p2p_of_table"]
 
 log = logging.getLogger("reduce.run")
@@ -75,29 +75,74 @@ def note_snapshot(diff, plan, warnings) -> None:
     warnings.append(w)
 
 
-def errors_without_gain(diff, ref, plan, warnings):
-    """Without a gain (no GAIN/EGAIN header, none in the config) the CCD equation's errors assume
-    1 e-/ADU, which can be many times off (a 12-bit camera's sky of 1.5 ADU rms): scale the
-    differential errors to the light curve's point-to-point scatter, and say so."""
-    gain = getattr(ref, "gain", None)
-    if gain is not None and np.isfinite(gain) and gain > 0:
-        return diff
+#: flux errors off the point-to-point scatter by more than this factor, either way, are said
+ERROR_TOLERANCE = 2.0
+#: ... on this many frames at least: on fewer the scatter (of the aperture chosen for the least
+#: scatter) is too uncertain (12 simulated frames with the right gain gave 0.6x-3.4x)
+ERROR_FRAMES = 30
+
+
+def check_errors(diff, ref, plan, warnings):
+    """Compare the differential flux errors with the light curve's point-to-point scatter, always
+    (``diff.meta['error_ratio']``: median error / scatter). Without a gain (no GAIN/EGAIN header,
+    none in the config) the CCD equation assumed 1 e-/ADU, which can be many times off: the errors
+    are scaled to the scatter, and said. With a gain, errors off by more than ERROR_TOLERANCE
+    either way (on ERROR_FRAMES frames or more) are kept, being the CCD equation's, but said,
+    with what to set."""
     from ..lightcurve.stats import p2p_scatter
 
     flux, err = np.asarray(diff.flux, float), np.asarray(diff.error, float)
     ok = np.isfinite(flux) & np.isfinite(err) & (err > 0)
     if ok.sum() < 10:
         return diff
-    scale = float(p2p_scatter(flux[ok]) / np.median(err[ok]))
-    if not np.isfinite(scale) or scale <= 0:
+    ratio = float(np.median(err[ok]) / p2p_scatter(flux[ok]))
+    if not np.isfinite(ratio) or ratio <= 0:
         return diff
+    diff.meta["error_ratio"] = ratio
+    gain = getattr(ref, "gain", None)
+    if gain is None or not np.isfinite(gain) or gain <= 0:
+        return _scaled(diff, ratio, int(ok.sum()), plan, warnings)
+    log.info("%s: the flux errors are %.2fx the light curve's point-to-point scatter (%d frames)",
+             plan.name, ratio, int(ok.sum()))
+    if 1 / ERROR_TOLERANCE <= ratio <= ERROR_TOLERANCE or ok.sum() < ERROR_FRAMES:
+        return diff
+    w = {"code": "errors_off", "frames": int(ok.sum()), "ratio": round(ratio, 3),
+         "message": f"the flux errors of the CCD equation are {ratio:.2f}x the light curve's "
+                    f"point-to-point scatter: {_what_to_set(ratio, ref)}"}
+    log.warning("%s: %s", plan.name, w["message"])
+    warnings.append(w)
+    return diff
+
+
+def _what_to_set(ratio: float, ref) -> str:
+    """Why errors can be that far off the scatter, and the config keys that fix it."""
+    g, rn = float(ref.gain), getattr(ref, "read_noise", None)
+    noise = f"gain {g:g} e-/ADU, read noise " + ("unknown (0 assumed)" if rn is None else f"{rn:g} e-")
+    ped = ref.computed.get("bias_pedestal") or {}
+    if ratio > 1:
+        hint = (f"too large ({noise}): check `gain:` for this instrument in the config (too small a "
+                "gain inflates them)")
+        if ped.get("estimated"):
+            hint += (f"; the bias pedestal was {ped.get('how', 'estimated')} at {ped.get('adu', 0):.1f} ADU: "
+                     "set `bias_level:` (the raw ADU of a bias frame) in the config, or add bias frames")
+        elif "config" in str(ped.get("how", "")):
+            hint += f"; check `bias_level:` ({ped.get('adu', 0):g} ADU in the config: what is above it counts as sky)"
+        return hint
+    return (f"too small ({noise}): the scatter holds noise the CCD equation does not count "
+            "(scintillation, flat-field errors, a variable comparison), or `gain:` is too large or "
+            "`read_noise:` too small: set them for this instrument in the config")
+
+
+def _scaled(diff, ratio: float, n: int, plan, warnings):
+    """No gain: the errors scaled to the point-to-point scatter, and said."""
+    scale = 1 / ratio
     out = diff._replace(errors=diff.errors * scale)
     out.meta["error_scale"] = scale
-    w = {"code": "errors_scaled", "frames": int(ok.sum()), "message":
+    w = {"code": "errors_scaled", "frames": n, "ratio": round(ratio, 3), "message":
          f"no gain (no GAIN/EGAIN header, no `gain:` in the config): the flux errors of the CCD "
-         f"equation (1 e-/ADU assumed) were {1 / scale:.2f}x the light curve's point-to-point "
-         f"scatter and are scaled to it; set `gain:` for this instrument in the config to get errors "
-         f"from the CCD equation"}
+         f"equation (1 e-/ADU assumed) were {ratio:.2f}x the light curve's point-to-point "
+         f"scatter and are scaled to it; set `gain:` (and `read_noise:`, `bias_level:` without bias "
+         f"frames) for this instrument in the config to get errors from the CCD equation"}
     log.warning("%s: %s", plan.name, w["message"])
     warnings.append(w)
     return out

@@ -101,7 +101,7 @@ def test_time_reference_mid(tmp_path):
     config = Config(instruments=(Instrument(name="mid", match=("T1m",), time_reference="mid"),))
     fi = info(tmp_path, cards=light(), config=config)
     assert fi.jd == pytest.approx(JD_2021_03_04_02H, abs=1e-8)
-    assert fi.date_obs == "2021-03-04T01:59:45.000" and fi.telescope == "mid"
+    assert fi.date_obs == "2021-03-04T01:59:45.000" and fi.telescope == "T1m"  # the header names it: the config only matches
 
 
 @pytest.mark.parametrize("raw", ["EXPTIME =               060.00", "EXPOSURE=               060.00",
@@ -177,7 +177,7 @@ def test_configured_values_override_header(tmp_path):
     config = Config(instruments=(Instrument(name="cam", match=("t1m",), gain=2.5, read_noise=7.0,
                                             saturation=50000.0),))
     fi = info(tmp_path, cards=light(GAIN=1.0, RDNOISE=20.0), config=config)
-    assert (fi.telescope, fi.gain, fi.read_noise, fi.saturation) == ("cam", 2.5, 7.0, 50000.0)
+    assert (fi.telescope, fi.gain, fi.read_noise, fi.saturation) == ("T1m", 2.5, 7.0, 50000.0)  # telescope: the header's
 
 
 # ------------------------------------------------------------------ bad files

@@ -145,9 +145,9 @@ def test_config_change_rereads(tmp_path):
     night = make_night(tmp_path / "night", n_lights=1)
     idx = tmp_path / "i.sqlite"
     FitsManager(night, index=idx, config=Config())
-    cfg = Config(instruments=(Instrument(name="one-metre", match=("T1m",)),))
+    cfg = Config(instruments=(Instrument(name="one-metre", match=("T1m",), gain=3.0),))
     fm = FitsManager(night, index=idx, config=cfg)
-    assert fm.stats.read == 13 and {f.telescope for f in fm.frames()} == {"one-metre"}
+    assert fm.stats.read == 13 and {f.gain for f in fm.frames()} == {3.0}
 
 
 def test_bad_files_never_crash(tmp_path):
