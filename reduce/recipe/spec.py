@@ -113,12 +113,17 @@ class RecipeSpec:
         """The block specs of ``sections`` concatenated in order."""
         return tuple(b for s in sections for b in self.sections[s])
 
-    def with_overrides(self, *, target=None, reference=None) -> "RecipeSpec":
+    def with_overrides(self, *, target=None, reference=None, coords=None) -> "RecipeSpec":
         """A copy with ``target``/``reference`` replaced (spec objects or command-line strings;
-        ValueError for an invalid string)."""
+        ValueError for an invalid string) and the target's ``coords`` (``"RA DEC"`` or a pair)."""
         changes = {}
         if target is not None:
             changes["target"] = target if isinstance(target, TargetSpec) else target_from_string(target)
+        if coords is not None:
+            from .targets import parse_coords
+
+            base = changes.get("target", self.target)
+            changes["target"] = base if base.kind == "sky" else base.with_coords(parse_coords(coords))
         if reference is not None:
             changes["reference"] = (reference if isinstance(reference, ReferenceSpec)
                                     else reference_from_string(reference))
