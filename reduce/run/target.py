@@ -65,13 +65,23 @@ def _log_target(ref, i: int) -> None:
         return  # said by the group's warning (see guessed_target_warning)
     what, placed = record.get("what"), record.get("placed_by")
     how = f" (placed by {placed})" if placed else ""
+    extra = ""
+    if record.get("beyond_cap"):
+        extra = (f"; it is measured beside the {record['beyond_cap']} brightest stars, so #{i} names it "
+                 f"in this run only: give it again by position (--target {_by_position(ref, i)})")
     if record.get("snapped"):
-        log.info("target: %s%s snapped to %s, %.1f px away", what, how, where,
-                 record.get("snap_distance_px", 0.0))
+        log.info("target: %s%s snapped to %s, %.1f px away%s", what, how, where,
+                 record.get("snap_distance_px", 0.0), extra)
     elif what:
-        log.info("target: %s%s measured as %s (no star detected there)", what, how, where)
+        log.info("target: %s%s measured as %s (no star detected there)%s", what, how, where, extra)
     else:
         log.info("target: %s", where)
+
+
+def _by_position(ref, i: int) -> str:
+    """``X,Y@REFERENCE`` of star ``i``: a --target that names it in any run."""
+    fx, fy = (float(v) for v in grid_to_file(ref, ref.sources.x[i], ref.sources.y[i]))
+    return f"{fx:.1f},{fy:.1f}@{Path(str(ref.path)).name}"
 
 
 def guessed_target_warning(ref, target: int, frames=()) -> dict | None:
@@ -83,10 +93,13 @@ def guessed_target_warning(ref, target: int, frames=()) -> dict | None:
     fx, fy = record["reference_xy"]
     refname = Path(str(ref.path)).name
     first = Path(str(frames[0])).name if len(frames) else refname
+    same = f"--target {_by_position(ref, target)}"
+    if not record.get("beyond_cap"):
+        same = f"--target {target} (or {same})"
     msg = (f"target NOT identified: star #{target} at ({fx:.1f}, {fy:.1f}) (0-based pixels of the "
            f"reference {refname}) was measured, chosen as {record['chosen_by']}, because "
            f"{record['why']}. Give the target: --target X,Y (0-based pixels on the first light frame "
-           f"{first}), or --target {target} if this star is it; --coords \"RA DEC\" gives its "
+           f"{first}), or {same} if this star is it; --coords \"RA DEC\" gives its "
            "coordinates (BJD_TDB, airmass) but places it only through a WCS")
     return {"code": "target_guessed", "frames": 0, "message": msg, "star": int(target),
             "reference_xy": [fx, fy]}
@@ -272,6 +285,8 @@ def _cap_sources(ref, phot, *, keep) -> int | None:
     record = ref.computed.get("target")
     if isinstance(record, dict):
         record.update(index=new[int(keep)], detected_index=int(keep))
+        if added:  # no number of its own in a run that does not keep it
+            record["beyond_cap"] = int(cap)
     return new[int(keep)]
 
 
