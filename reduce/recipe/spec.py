@@ -19,7 +19,7 @@ Format (version 1)::
       - AperturePhotometry: {radii: {start: 0.5, stop: 4.0, n: 30}}
       - AnnulusBackground: {inner: 5, outer: 8}
     reference: best                 # first | middle | best | <index> | {frame: best, sample: 20}
-    target: 0                       # <index> | {x: 300, y: 300, frame: FILE} (pixels of the first or that frame) | {ra: .., dec: ..} | auto
+    target: 0                       # <index> | {x: 300, y: 300, frame: FILE} (pixels of the first or that frame) | {ra: .., dec: ..} | auto; any with coords: "RA DEC"
     differential:
       method: autodiff              # autodiff | diff (then comps: [1, 2, 3], optional weights: [..])
       exclude: [4]                  # autodiff: never use these stars as comparisons

@@ -129,8 +129,8 @@ def resolve_target(ref, target_spec, *, mapped=None, coords=None, wcs_frames=Non
         what = f"RA {target_spec.ra:.5f} Dec {target_spec.dec:+.5f}"
         placed = _place_by_wcs(ref, target_spec.ra, target_spec.dec, **(wcs_frames or {}))
         if placed is None:
-            raise ReduceError("target given as RA/Dec but no light frame of the group has a WCS "
-                              "to place it; give it as pixels (--target X,Y), with its coordinates "
+            raise ReduceError(f"target given as {what} but no light frame of the group has a WCS "
+                              "placing it inside the frame; give it as pixels (--target X,Y), with its coordinates "
                               "(--coords \"RA DEC\") for BJD_TDB and airmass")
         return _source_near(ref, *placed, what)
     if kind == "pixel":
