@@ -134,7 +134,8 @@ def full_table(raw, diff, ref, group=None, warnings=None):
     _missing_geometry(ra, site, warnings)
     cols["bjd_tdb"] = _bjd(raw.time, ra, dec, site)
     cols["flux"], cols["flux_err"] = flux, err
-    cols["airmass"] = _airmass_column(raw, ra, dec, site, warnings)
+    cols["airmass"] = _airmass_column(raw, ra, dec, site, warnings,
+                                      what="the target" if source else "the pointing")
     for name in ("fwhm", "sky", "dx", "dy", "x", "y"):
         v = raw.get(name)
         cols[name] = np.full(n, np.nan) if v is None else np.asarray(v, float)
@@ -183,7 +184,7 @@ def _missing_geometry(ra, site, warnings) -> None:
             warnings.append(w)
 
 
-def _airmass_column(raw, ra, dec, site, warnings=None):
+def _airmass_column(raw, ra, dec, site, warnings=None, what="the target"):
     """The frames' header airmass; frames without one (or with an absurd one) get it computed
     from the target and site (erfa, see :mod:`reduce.ephemeris`), and ``warnings`` says so."""
     n = len(raw)
@@ -199,7 +200,7 @@ def _airmass_column(raw, ra, dec, site, warnings=None):
         names = [Path(str(f)).name for f in np.asarray(raw.files)[missing]]
         warnings.append({"code": "airmass_computed", "frames": int(missing.sum()), "message":
                          f"{len(names)} frame(s) without a usable AIRMASS ({', '.join(names[:3])}"
-                         f"{', ...' if len(names) > 3 else ''}): computed from the target "
+                         f"{', ...' if len(names) > 3 else ''}): computed from {what} "
                          f"(RA {ra:.4f}, Dec {dec:+.4f}) and the site"})
         log.info("%s", warnings[-1]["message"])
     return airmass

@@ -213,6 +213,11 @@ def test_bad_coords_are_usage_errors(bare_night, tmp_path, capsys):
     assert "targets.X" in capsys.readouterr().err
 
 
+def test_simulate_wcs_option_is_checked(tmp_path, capsys):
+    assert run_cli("simulate", tmp_path / "n", "--n-images", "3", "--size", "64", "--wcs", "7", "-q") == 2
+    assert "wcs frame numbers must be within 0..2" in capsys.readouterr().err
+
+
 def test_recipe_target_coords_parse_and_round_trip():
     from reduce.recipe.targets import TargetSpec, coords_from_string, parse_target
 
