@@ -149,6 +149,15 @@ class Config:
     source: str | None = None
     default: Instrument = DEFAULT_INSTRUMENT
     execution: Execution = Execution()
+    targets: tuple[tuple[str, float, float], ...] = ()   # (name, RA, Dec in degrees): `targets:`
+
+    def coords_for(self, name) -> tuple | None:
+        """(name, ra, dec) of the configured target named ``name`` (an OBJECT value), compared
+        without case, spaces, dashes or underscores ('HATP-32' is 'HAT-P-32'), else None."""
+        key = _target_key(name)
+        if not key:
+            return None
+        return next((t for t in self.targets if _target_key(t[0]) == key), None)
 
     def instrument_for(self, header: Any) -> Instrument:
         """The definition whose ``match`` names this header's TELESCOP or INSTRUME."""
@@ -172,6 +181,28 @@ class Config:
             if inst.name.lower() == low or low in (m.lower() for m in inst.match):
                 return inst
         return None
+
+
+def _target_key(name) -> str:
+    """A target name as compared with OBJECT values: lower case, letters and digits only."""
+    return re.sub(r"[^0-9a-z+]", "", str(name or "").lower())
+
+
+def _targets_from_dict(spec: Any, where: str) -> tuple:
+    """The ``targets`` section: ``NAME: "RA DEC"`` (or ``[ra, dec]``, ``{ra: .., dec: ..}``),
+    degrees or sexagesimal, checked."""
+    from .recipe.targets import parse_coords
+
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: targets must be a mapping of names to \"RA DEC\"")
+    out = []
+    for name, value in spec.items():
+        try:
+            ra, dec = parse_coords(value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: targets.{name}: {e}") from None
+        out.append((str(name), ra, dec))
+    return tuple(out)
 
 
 def default_config_path() -> Path | None:
@@ -320,10 +351,10 @@ def load_config(path: str | os.PathLike | None = None, *, use_default_location: 
         raise ConfigError(f"{p}: not valid YAML: {e}")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
-    unknown = set(data) - {"instruments", "default", "version", "execution"}
+    unknown = set(data) - {"instruments", "default", "version", "execution", "targets"}
     if unknown:
         raise ConfigError(f"{p}: unknown top-level key(s) {sorted(unknown)}; expected 'instruments', "
-                          "'default', 'execution'")
+                          "'default', 'execution', 'targets'")
     instruments = []
     for name, spec in (data.get("instruments") or {}).items():
         instruments.append(_instrument_from_dict(name, spec, str(p)))
@@ -331,7 +362,9 @@ def load_config(path: str | os.PathLike | None = None, *, use_default_location: 
     if data.get("default"):
         default = _instrument_from_dict("default", data["default"], str(p))
     execution = _execution_from_dict(data.get("execution") or {}, str(p))
-    return Config(instruments=tuple(instruments), source=str(p), default=default, execution=execution)
+    targets = _targets_from_dict(data.get("targets") or {}, str(p))
+    return Config(instruments=tuple(instruments), source=str(p), default=default, execution=execution,
+                  targets=targets)
 
 
 def _execution_from_dict(spec: Any, where: str) -> Execution:

@@ -32,16 +32,24 @@ Target (--target, or the recipe's target: section):
   logged with the distance). With no star there, a warning says so and that
   position is measured as given. The provenance (.json) records the given
   position and frame, the mapped and the snapped positions.
-  N              star N as labelled in the reference figure (_reference.png)
-  "RA DEC"       sky position through the frames' WCS
-  auto           header RA/DEC through a WCS, else the brightest star near the centre
+  N              star N as labelled in the reference figure (_reference.png),
+                 the log, the tables (TARGET) and the provenance: one numbering
+  "RA DEC"       sky position through the WCS of any light frame of the group
+  auto           the target's coordinates (--coords, the config's targets:),
+                 else the header RA/DEC, through the WCS of any light frame; with
+                 no WCS the brightest star near the centre is measured as a
+                 GUESS: the log, summary and products name it and the run exits 3
+  --coords "RA DEC" gives the target's coordinates (BJD_TDB, airmass, RA_OBJ);
+  the header RA/DEC is the pointing (RA_PNT/DEC_PNT), used for BJD_TDB only
+  when nothing better is known, with a warning.
   Dense fields: only the target and the brightest unsaturated stars
   (AlignReferenceSources max_stars, default 100) are measured on every frame.
 
 \b
 Exit status: 0 success (or nothing changed since the last run), 1 failed,
              2 usage or recipe error, 3 finished with some frames, groups or
-             nights skipped (flagged, failed or locked), 4 the night is being
+             nights skipped (flagged, failed or locked) or a target guessed
+             (not identified: see Target), 4 the night is being
              reduced by another run (locked; nothing done).
 
 \b
@@ -76,6 +84,10 @@ def _parse_target(value: str | None):
                    "it), X,Y@FILE (pixels on the light frame FILE, a name or a path relative to the "
                    "night), N (star N of the reference figure) or \"RA DEC\" (degrees or "
                    "sexagesimal; needs a WCS). See 'Target' below.")
+@click.option("--coords", default=None, metavar='"RA DEC"',
+              help="The target's sky coordinates, degrees or sexagesimal (\"02:04:10.3 +46:41:16\"): "
+                   "used for BJD_TDB, the airmass and RA_OBJ/DEC_OBJ, and to place an automatic "
+                   "target through a WCS (the header RA/DEC is only the telescope's pointing).")
 @click.option("--reference", default=None, help="Reference frame: first | middle | best | N.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Instrument/site configuration YAML (see sample_config.yaml).")
@@ -100,7 +112,7 @@ def _parse_target(value: str | None):
 @click.option("--fail-fast", is_flag=True, help="Stop at the first unexpected error (for debugging).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def run(recipe, nights, archive, outdir, target, reference, config_path, index_path, depth, jobs, executor,
+def run(recipe, nights, archive, outdir, target, coords, reference, config_path, index_path, depth, jobs, executor,
         scheduler, force, dry_run, summary_json, log_file, fail_fast, quiet, verbose):
     """Reduce every light group of each NIGHT with RECIPE (see `reduce validate`, `reduce blocks`).
 
@@ -125,9 +137,16 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     config = load_config(config_path)
     from ..run import RecipeSource
 
-    source = RecipeSource(recipe, target=target, reference=reference)
+    source = RecipeSource(recipe, target=target, reference=reference, coords=coords)
     if target is not None:
         _parse_target(target)  # a malformed --target is a usage error before any work
+    if coords is not None:
+        from ..recipe.targets import coords_from_string
+
+        try:
+            coords_from_string(coords)
+        except ValueError as e:
+            raise UsageError(f"--coords {coords!r}: {e}") from None
     console = get_console()
     if dry_run:
         from ..run import plan_night
@@ -267,6 +286,7 @@ def _print_report(console, report):
     for g in done:
         if g.status != "done":
             console.print(Text(safe_text(f"{g.plan.group.label}: {g.message}"), style="red"), soft_wrap=True)
+        _print_target(console, g)
         for path in g.outputs:
             console.print(Text(safe_text(f"  wrote {path}")), soft_wrap=True)
         unmeasured = getattr(g.plan, "unmeasured", [])
@@ -298,6 +318,22 @@ def _print_report(console, report):
                            "group, ignored:", style="yellow"), soft_wrap=True)
         for path, reason in report.unreadable:
             console.print(Text(safe_text(f"  {path}: {reason}"), style="yellow"), soft_wrap=True)
+
+
+def _print_target(console, g) -> None:
+    """The measured star, by its one index (reference figure, tables, --target N); a guess in
+    yellow with the fix."""
+    from rich.text import Text
+
+    t = g.target or {}
+    if t.get("index") is None:
+        return
+    x, y = t.get("reference_xy") or (float("nan"), float("nan"))
+    line = f"  target: star #{t['index']} at ({x:.1f}, {y:.1f}) on the reference"
+    if getattr(g, "target_guessed", False):
+        line += (f", NOT identified ({t.get('chosen_by', 'a guess')}): give --target X,Y, or "
+                 f"--target {t['index']} if it is the target")
+    console.print(Text(line, style="yellow" if getattr(g, "target_guessed", False) else ""), soft_wrap=True)
 
 
 def _summary_row(g, several: bool) -> list[str]:

@@ -71,12 +71,15 @@ __all__ = ["simulate"]
               help="A colour sensor: raw colour-filter-array frames with this pattern (header "
                    "BAYERPAT); R, G, B respond ~0.6, 1, 0.5, tinted by each star's colour and the "
                    "sky's.")
+@click.option("--wcs", default="all", show_default=True, metavar="all|none|N,M",
+              help="Light frames that carry a celestial WCS (as a plate solver writes it): all, "
+                   "none (a camera without plate solving), or 0-based frame numbers.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty DEST (a previous simulation there is replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_calibration, dtype,
              fwhm, jitter, jump, rotation, twilight, dead_columns, saturated_neighbour, uncalibrated,
-             hot_pixels, cosmic_rays, psf, obstruction, clouds, bayer, force, quiet):
+             hot_pixels, cosmic_rays, psf, obstruction, clouds, bayer, wcs, force, quiet):
     """Write a realistic synthetic night with known truth into DEST.
 
     \b
@@ -102,7 +105,7 @@ def simulate(dest, seed, n_images, size, n_stars, signal, shift, exptime, no_cal
                                saturated_neighbour=saturated_neighbour,
                                uncalibrated=uncalibrated, hot_pixels=hot_pixels,
                                cosmic_rays=cosmic_rays, psf=psf, obstruction=obstruction,
-                               clouds=clouds, bayer=bayer)
+                               clouds=clouds, bayer=bayer, wcs=wcs)
     except (ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None
     except OSError as e:

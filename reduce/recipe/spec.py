@@ -19,7 +19,7 @@ Format (version 1)::
       - AperturePhotometry: {radii: {start: 0.5, stop: 4.0, n: 30}}
       - AnnulusBackground: {inner: 5, outer: 8}
     reference: best                 # first | middle | best | <index> | {frame: best, sample: 20}
-    target: 0                       # <index> | {x: 300, y: 300, frame: FILE} (pixels of the first or that frame) | {ra: .., dec: ..} | auto
+    target: 0                       # <index> | {x: 300, y: 300, frame: FILE} (pixels of the first or that frame) | {ra: .., dec: ..} | auto; any with coords: "RA DEC"
     differential:
       method: autodiff              # autodiff | diff (then comps: [1, 2, 3], optional weights: [..])
       exclude: [4]                  # autodiff: never use these stars as comparisons
@@ -113,12 +113,17 @@ class RecipeSpec:
         """The block specs of ``sections`` concatenated in order."""
         return tuple(b for s in sections for b in self.sections[s])
 
-    def with_overrides(self, *, target=None, reference=None) -> "RecipeSpec":
+    def with_overrides(self, *, target=None, reference=None, coords=None) -> "RecipeSpec":
         """A copy with ``target``/``reference`` replaced (spec objects or command-line strings;
-        ValueError for an invalid string)."""
+        ValueError for an invalid string) and the target's ``coords`` (``"RA DEC"`` or a pair)."""
         changes = {}
         if target is not None:
             changes["target"] = target if isinstance(target, TargetSpec) else target_from_string(target)
+        if coords is not None:
+            from .targets import parse_coords
+
+            base = changes.get("target", self.target)
+            changes["target"] = base if base.kind == "sky" else base.with_coords(parse_coords(coords))
         if reference is not None:
             changes["reference"] = (reference if isinstance(reference, ReferenceSpec)
                                     else reference_from_string(reference))

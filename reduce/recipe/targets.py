@@ -13,7 +13,7 @@ from ..model.angles import parse_angle
 from ._yaml import close_match_hint
 from .coerce import finite
 
-__all__ = ["TargetSpec", "parse_target", "target_from_string"]
+__all__ = ["TargetSpec", "parse_target", "target_from_string", "coords_from_string", "parse_coords"]
 
 Report = Callable[..., None]
 
@@ -30,8 +30,11 @@ class TargetSpec:
     figure); pixel: ``x, y`` (0-based pixels of the file) on ``frame`` (a file name or a path
     relative to the night), by default the first light frame by time; the runner maps it onto the
     reference through the alignment and snaps it to the nearest star; sky: ``ra, dec`` in degrees
-    (ICRS; needs a WCS); auto: the runner decides (header RA/DEC when the frames have a WCS, else
-    the source nearest the frame centre).
+    (ICRS; placed through a WCS); auto: the runner decides (the target's coordinates, else the
+    header RA/DEC, through a WCS of any light frame; else the brightest star near the centre, a
+    guess that the run reports and exits 3 for). For the other kinds ``ra, dec`` (when set) are
+    the target's coordinates (``--coords``, recipe ``coords:``), used for BJD_TDB, the airmass and
+    ``RA_OBJ``/``DEC_OBJ`` (and to place an automatic target through a WCS).
     """
 
     kind: str = "auto"
@@ -42,23 +45,39 @@ class TargetSpec:
     dec: float | None = None
     frame: str | None = None
 
+    @property
+    def coords(self) -> tuple | None:
+        """The target's (RA, Dec) in degrees when known (a sky target's, or given with it)."""
+        return None if self.ra is None or self.dec is None else (float(self.ra), float(self.dec))
+
     def __str__(self) -> str:
+        at = f" at RA {self.ra:.6f} Dec {self.dec:+.6f} (deg)" if self.coords and self.kind != "sky" else ""
         if self.kind == "index":
-            return f"source #{self.index} of the reference"
+            return f"source #{self.index} of the reference" + at
         if self.kind == "pixel":
-            return f"pixel ({self.x:g}, {self.y:g}) on " + (self.frame or "the first frame")
+            return f"pixel ({self.x:g}, {self.y:g}) on " + (self.frame or "the first frame") + at
         if self.kind == "sky":
             return f"RA {self.ra:.6f} Dec {self.dec:+.6f} (deg)"
-        return "automatic"
+        return "automatic" + at
 
     def to_plain(self):
+        coords = {"coords": [self.ra, self.dec]} if self.coords and self.kind != "sky" else {}
         if self.kind == "index":
-            return self.index
+            return {"index": self.index, **coords} if coords else self.index
         if self.kind == "pixel":
-            return {"x": self.x, "y": self.y, **({"frame": self.frame} if self.frame else {})}
+            return {"x": self.x, "y": self.y, **({"frame": self.frame} if self.frame else {}), **coords}
         if self.kind == "sky":
             return {"ra": self.ra, "dec": self.dec}
-        return "auto"
+        return coords or "auto"
+
+    def with_coords(self, coords) -> "TargetSpec":
+        """This target with the coordinates ``(ra, dec)`` (a sky target is placed by them too)."""
+        from dataclasses import replace
+
+        if coords is None:
+            return self
+        ra, dec = coords
+        return replace(self, ra=float(ra), dec=float(dec))
 
 
 # --- target ----------------------------------------------------------------------------------
@@ -103,7 +122,51 @@ def parse_target(value, report: Report, path=("target",)) -> TargetSpec:
     return TargetSpec()
 
 
+def coords_from_string(text) -> tuple:
+    """(ra, dec) in degrees from ``"RA DEC"``: degrees or sexagesimal (``"02:04:10.3 +46:41:16"``,
+    ``"02 04 10.3 +46 41 16"``, ``"31.0428 46.6878"``); ValueError saying what is expected."""
+    tokens = str(text).replace(",", " ").split()
+    if len(tokens) == 6:
+        tokens = [":".join(tokens[:3]), ":".join(tokens[3:])]
+    if len(tokens) != 2:
+        raise ValueError(f"coordinates {text!r}: expected \"RA DEC\", in degrees or sexagesimal "
+                         "(e.g. \"02:04:10.3 +46:41:16\" or \"31.0428 46.6878\")")
+    sky = _sky(*tokens)
+    return sky.ra, sky.dec
+
+
+def parse_coords(value) -> tuple:
+    """(ra, dec) in degrees from ``"RA DEC"``, ``[ra, dec]`` or ``{ra: .., dec: ..}``."""
+    if isinstance(value, dict) and set(value) == {"ra", "dec"}:
+        sky = _sky(value["ra"], value["dec"])
+        return sky.ra, sky.dec
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        sky = _sky(*value)
+        return sky.ra, sky.dec
+    if isinstance(value, str):
+        return coords_from_string(value)
+    raise ValueError(f"coordinates {value!r}: expected \"RA DEC\", [ra, dec] or {{ra: .., dec: ..}}")
+
+
 def _target_mapping(value: dict, report: Report, path) -> TargetSpec:
+    if "coords" in value:
+        rest = {k: v for k, v in value.items() if k != "coords"}
+        try:
+            coords = parse_coords(value["coords"])
+        except ValueError as e:
+            report(path + ("coords",), f"invalid target coords: {e}")
+            coords = None
+        if set(rest) == {"index"}:
+            base = parse_target(rest["index"], report, path + ("index",))
+        elif not rest or set(rest) == {"auto"}:
+            base = TargetSpec()
+        elif set(rest) == {"ra", "dec"}:
+            report(path, "target has both coords and ra/dec", "give the star by x/y, index or "
+                   "ra/dec, and its coordinates by coords (or ra/dec alone)")
+            return TargetSpec()
+        else:
+            base = _target_mapping(rest, report, path)
+        return base.with_coords(coords)
     keys = set(value)
     if keys in ({"x", "y"}, {"x", "y", "frame"}):
         bad = [k for k in ("x", "y") if not finite(value[k]) or value[k] < 0]
@@ -125,7 +188,7 @@ def _target_mapping(value: dict, report: Report, path) -> TargetSpec:
     unknown = sorted(str(k) for k in keys - {"x", "y", "frame", "ra", "dec"})
     if unknown:
         report(path + (unknown[0],), f"unknown key {unknown[0]!r} in 'target'",
-               close_match_hint(unknown[0], ("x", "y", "frame", "ra", "dec"))
+               close_match_hint(unknown[0], ("x", "y", "frame", "ra", "dec", "coords", "index"))
                or "use {x, y}, {x, y, frame} or {ra, dec}")
     else:
         report(path, "target needs both x and y, or both ra and dec", f"got {', '.join(sorted(map(str, keys)))}")

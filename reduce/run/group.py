@@ -25,7 +25,7 @@ from .reference import choose_reference, fill_pointing, psf_like_reference, psf_
 from .plan import GroupPlan
 from .report import GroupResult
 from .table import check_errors, differential, full_table, note_snapshot, p2p_of_table
-from .target import select_target
+from .target import guessed_target_warning, select_target
 
 __all__ = ["reduce_group", "GroupContext"]
 
@@ -112,8 +112,11 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     psf_like_reference(pre, ref)
     psf_shape_of_reference(pre, ref)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)
-    target = select_target(ref, spec.target, frames=getattr(plan, "night_lights", None) or plan.frames,
-                           night=plan.night, pre=pre, phot=phot, loader=loader)
+    coords = target_coords(spec.target, ctx.config, plan.group)
+    frames = getattr(plan, "night_lights", None) or plan.frames
+    target = select_target(ref, spec.target, frames=frames, night=plan.night, pre=pre, phot=phot,
+                           loader=loader, coords=coords and coords[:2])
+    _note_target(ref, target, coords, frames, plan, result)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)  # on the measured stars only
     phot = with_phase_correction(phot, pre, ref, loader, plan.name)
     ctx.ref, ctx.target = ref, target
@@ -213,6 +216,31 @@ def _finish(ctx: GroupContext) -> None:
         for kind in group_reasons(clipped):
             log.info("%s:   %d frame(s): %s", ctx.plan.name, kind["frames"], kind["reason"])
     result.outputs = write_outputs(ctx)
+
+
+def target_coords(target_spec, config, group) -> tuple | None:
+    """(ra, dec, from) of the target: given with it (``--coords``, the recipe), else the
+    config's ``targets:`` entry matching the group's OBJECT; None when neither says."""
+    if target_spec.coords is not None:
+        return (*target_spec.coords, "given (--coords / recipe target)")
+    found = config.coords_for(getattr(group, "target", None)) if hasattr(config, "coords_for") else None
+    if found is not None:
+        return found[1], found[2], f"config targets: {found[0]}"
+    return None
+
+
+def _note_target(ref, target, coords, frames, plan, result) -> None:
+    """The measured star in the group's summary; when ``auto`` had to guess it, a warning (log,
+    summary, provenance) naming it and the fix, and the run exits 3."""
+    record = ref.computed.setdefault("target", {})
+    if coords is not None:
+        record["coords"] = {"ra": float(coords[0]), "dec": float(coords[1]), "from": coords[2]}
+    result.target = {k: record[k] for k in ("index", "reference_xy", "what", "placed_by", "chosen_by",
+                                            "guessed") if record.get(k) is not None}
+    w = guessed_target_warning(ref, target, frames)
+    if w is not None:
+        log.warning("%s: %s", plan.name, w["message"])
+        result.warnings.append(w)
 
 
 def _group_warnings(plan, result) -> None:

@@ -247,6 +247,7 @@ def _unchanged_result(plan, record: dict, night: str) -> GroupResult:
     g.reference, g.aperture = s.get("reference"), s.get("aperture_px")
     g.comparisons, g.scatter = s.get("comparisons", []), s.get("scatter_p2p")
     g.warnings = list(s.get("warnings", []))
+    g.target = s.get("target")
     return g
 
 

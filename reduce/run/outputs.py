@@ -60,6 +60,11 @@ def _figure_jobs(ctx) -> list:
     stem = ctx.staged.path(plan.stem)
     dt = spec.differential.bin or 0.005
     info = plan.group.to_dict() if hasattr(plan.group, "to_dict") else {"target": plan.group.label}
+    record = ref.computed.get("target") or {}
+    if record.get("guessed") and record.get("reference_xy"):
+        x, y = record["reference_xy"]
+        info = {**info, "target": f"{info.get('target') or 'target'}? NOT identified: star {target} "
+                                  f"at ({x:.0f}, {y:.0f}), guessed"}
     return [lightcurve_job(_table_fluxes(diff, table), Path(f"{stem}.png"), binned_dt=dt, info=info),
             reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"),
                           radius=float(diff.aperture_radius), annulus=_annulus_px(spec, ref),
@@ -209,10 +214,22 @@ def _exports(ctx) -> list:
                                              software=f"reduce {__version__}")))
     if outs.exotic:
         if not np.isfinite(np.asarray(table["bjd_tdb"], float)).any():
-            raise ReduceError("EXOTIC export: no BJD_TDB (the target's RA/Dec is unknown: no WCS, recipe "
-                              "target or header RA/DEC)")
+            raise ReduceError("EXOTIC export: no BJD_TDB (the target's RA/Dec is unknown: no WCS, "
+                              "--coords, recipe or config coordinates, or header RA/DEC)")
         out.append(("_exotic.csv", exotic_text(table, target=group.target)))
     return out
+
+
+def _no_elevation(ctx) -> None:
+    """The site's elevation is unknown: OBSGEO-H is left out, said once in the group's warnings."""
+    if any(w.get("code") == "no_elevation" for w in ctx.result.warnings):
+        return
+    w = {"code": "no_elevation", "frames": 0, "message":
+         "the site's elevation is unknown (no SITEELEV/ALTITUDE header, no site: elevation in the "
+         "config): OBSGEO-H is left out of the FITS product (BJD_TDB is computed at sea level, "
+         "< 4 us off per km); set `site: {elevation: ..}` for this instrument in the config"}
+    log.warning("%s: %s", ctx.plan.name, w["message"])
+    ctx.result.warnings.append(w)
 
 
 def _product_header(ctx) -> dict:
@@ -230,8 +247,13 @@ def _product_header(ctx) -> dict:
              "RECIPE": Path(str(spec.path)).name, "RECIPVER": int(spec.version),
              "RECIPSHA": spec.sha256[:16], "NFRAMES": len(table), **cfa_keywords(ref)}
     if lat is not None and elev is None:
-        known["OBSGEO-H"] = 0.0
+        _no_elevation(ctx)  # left out, not written as 0
+    if table.meta.get("pointing_ra") is not None:
+        known.update({"RA_PNT": float(table.meta["pointing_ra"]), "DEC_PNT": float(table.meta["pointing_dec"])})
+    if table.meta.get("bjd_coords"):
+        known["BJDCOORD"] = "TARGET" if table.meta.get("target_ra") is not None else "POINTING"
     meta = dict(diff.meta)
+    meta.pop("target_ra", None), meta.pop("target_dec", None)
     if table.meta.get("target_ra") is not None:
         meta.update(target_ra=table.meta["target_ra"], target_dec=table.meta["target_dec"])
     # the first frame and the exposures of the whole group (raw), target and aperture of diff

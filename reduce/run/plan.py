@@ -72,13 +72,14 @@ class RecipeSource:
     pay for it. ``spec`` loads and validates on first use (``RecipeError``: exit 2).
     """
 
-    def __init__(self, path=None, *, target: str | None = None, reference: str | None = None, spec=None):
+    def __init__(self, path=None, *, target: str | None = None, reference: str | None = None, spec=None,
+                 coords: str | None = None):
         if path is not None:
             from ..recipe.installed import find_recipe
 
             path = find_recipe(path)  # a file, else a recipe shipped with the package by name
         self.path = Path(path) if path is not None else None
-        self.target, self.reference = target, reference
+        self.target, self.reference, self.coords = target, reference, coords
         self._spec = spec
         if spec is not None:
             text = f"{spec.sha256}|{spec.target!r}|{spec.reference!r}"
@@ -95,7 +96,7 @@ class RecipeSource:
                 raise UsageError(f"recipe is a folder, not a file: {path}") from None
             except OSError as e:
                 raise UsageError(f"cannot read recipe {path}: {e.strerror or e}") from None
-            text = f"{hashlib.sha256(raw).hexdigest()}|{target}|{reference}"
+            text = f"{hashlib.sha256(raw).hexdigest()}|{target}|{reference}" + (f"|{coords}" if coords else "")
         self.key = hashlib.sha256(text.encode()).hexdigest()
 
     @classmethod
@@ -108,12 +109,12 @@ class RecipeSource:
             from ..recipe import load_recipe
 
             spec = load_recipe(self.path)
-            if self.target is not None or self.reference is not None:
+            if self.target is not None or self.reference is not None or self.coords is not None:
                 from ..recipe.fields import target_from_string
 
                 try:
                     target = target_from_string(self.target) if self.target is not None else None
-                    spec = spec.with_overrides(target=target, reference=self.reference)
+                    spec = spec.with_overrides(target=target, reference=self.reference, coords=self.coords)
                 except ValueError as e:
                     raise UsageError(str(e)) from None
             self._spec = spec

@@ -38,6 +38,12 @@ class GroupResult:
     started: str | None = None           # ISO 8601 UTC, when the group's reduction began / ended
     finished: str | None = None
     warnings: list = field(default_factory=list)  # {code, message, frames}: header values, times...
+    target: dict | None = None      # the measured star: index, reference_xy, how chosen, guessed
+
+    @property
+    def target_guessed(self) -> bool:
+        """``auto`` measured a star it could not identify (no WCS): exit 3 until the target is given."""
+        return any(w.get("code") == "target_guessed" for w in self.warnings)
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +62,7 @@ class GroupResult:
             "frames_per_second": round(self.n_frames / self.frame_seconds, 2)
             if self.frame_seconds else None,
             "warnings": [dict(w) for w in self.warnings],
+            "target": None if self.target is None else dict(self.target),
         }
 
 
@@ -112,7 +119,7 @@ class RunReport:
         if done and all(g.status == "failed" for g in done) and not self.unchanged:
             return EXIT_FAILED
         if any(g.status == "failed" for g in done) or any(g.flagged for g in done) \
-                or self.unreadable or bad_nights:
+                or self.unreadable or bad_nights or any(g.target_guessed for g in self.groups):
             return EXIT_PARTIAL
         return EXIT_OK
 

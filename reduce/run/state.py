@@ -39,7 +39,9 @@ def config_key(config) -> str:
     """What of the configuration can change results (its source path does not)."""
     if config is None:
         return "none"
-    return repr((getattr(config, "instruments", None), getattr(config, "default", None)))
+    targets = getattr(config, "targets", ())  # their coordinates: BJD_TDB, airmass
+    return repr((getattr(config, "instruments", None), getattr(config, "default", None))
+                + ((targets,) if targets else ()))
 
 
 def group_fingerprint(plan, *, recipe_key: str, config=None, version: str | None = None) -> str:

@@ -170,12 +170,17 @@ def full_table(raw, diff, ref, group=None, warnings=None):
     clipped = ~kept & ((raw.flags & int(EXCLUDED)) == 0)
     flags[clipped] |= int(Flag.OUTLIER_REJECTED)
     cols = {"time": raw.time}
-    ra, dec = _target_coords(ref, raw, group)
+    ra, dec, source = _target_coords(ref, raw)
+    pointing = _pointing(ref, group)
     site = site_of(ref, group)
+    if ra is None and pointing is not None:  # nothing better: BJD_TDB and airmass from the pointing
+        ra, dec = pointing
+        _from_pointing(pointing, warnings)
     _missing_geometry(ra, site, warnings)
     cols["bjd_tdb"] = _bjd(raw.time, ra, dec, site)
     cols["flux"], cols["flux_err"] = flux, err
-    cols["airmass"] = _airmass_column(raw, ra, dec, site, warnings)
+    cols["airmass"] = _airmass_column(raw, ra, dec, site, warnings,
+                                      what="the target" if source else "the pointing")
     for name in ("fwhm", "sky", "dx", "dy", "x", "y"):
         v = raw.get(name)
         cols[name] = np.full(n, np.nan) if v is None else np.asarray(v, float)
@@ -186,8 +191,11 @@ def full_table(raw, diff, ref, group=None, warnings=None):
             "aperture_radius": float(diff.aperture_radius),
             "comparisons": [int(c) for c in diff.comparisons],
             "weights": [float(w) for w in diff.weights]}
-    if ra is not None:
-        meta.update({"target_ra": float(ra), "target_dec": float(dec)})
+    if source is not None:  # the target's own coordinates (never the pointing)
+        meta.update({"target_ra": float(ra), "target_dec": float(dec), "target_coords_from": source})
+    if pointing is not None:
+        meta.update({"pointing_ra": float(pointing[0]), "pointing_dec": float(pointing[1])})
+    meta["bjd_coords"] = source or ("pointing (header RA/DEC)" if pointing is not None else None)
     return lightcurve_table(cols, meta)
 
 
@@ -208,7 +216,8 @@ def _missing_geometry(ra, site, warnings) -> None:
     if ra is None:
         found.append({"code": "no_target_coordinates", "frames": 0, "message":
                       "bjd_tdb is NaN: the target's RA/Dec are unknown (no WCS, no usable RA/DEC in "
-                      "the headers); give the target as RA/Dec with a WCS, or fix the headers"})
+                      "the headers); give them (--coords \"RA DEC\", the recipe's target coords: or "
+                      "the config's targets:)"})
     elif site[0] is None or site[1] is None:
         found.append({"code": "no_site", "frames": 0, "message":
                       "no site latitude/longitude (headers or config): bjd_tdb is geocentric (< 21 ms "
@@ -220,7 +229,7 @@ def _missing_geometry(ra, site, warnings) -> None:
             warnings.append(w)
 
 
-def _airmass_column(raw, ra, dec, site, warnings=None):
+def _airmass_column(raw, ra, dec, site, warnings=None, what="the target"):
     """The frames' header airmass; frames without one (or with an absurd one) get it computed
     from the target and site (erfa, see :mod:`reduce.ephemeris`), and ``warnings`` says so."""
     n = len(raw)
@@ -236,23 +245,71 @@ def _airmass_column(raw, ra, dec, site, warnings=None):
         names = [Path(str(f)).name for f in np.asarray(raw.files)[missing]]
         warnings.append({"code": "airmass_computed", "frames": int(missing.sum()), "message":
                          f"{len(names)} frame(s) without a usable AIRMASS ({', '.join(names[:3])}"
-                         f"{', ...' if len(names) > 3 else ''}): computed from the target "
+                         f"{', ...' if len(names) > 3 else ''}): computed from {what} "
                          f"(RA {ra:.4f}, Dec {dec:+.4f}) and the site"})
         log.info("%s", warnings[-1]["message"])
     return airmass
 
 
-def _target_coords(ref, raw, group=None):
-    """Target RA/Dec (deg): through the reference WCS when present, else the header pointing
-    (the reference's, else that of the group's frames: one frame may lack RA/DEC)."""
+def _target_coords(ref, raw):
+    """(RA, Dec, from) of the target (deg): given (``--coords``, recipe, config ``targets:``), else
+    through a WCS at the measured star (the reference's, else that of the light frame that placed
+    it); (None, None, None) when unknown. Never the header pointing (see :func:`_pointing`)."""
+    record = ref.computed.get("target") or {}
+    given = record.get("coords")
+    if given:
+        return float(given["ra"]), float(given["dec"]), str(given["from"])
     radec = stars_radec(ref, raw.target + 1)
+    if radec is not None and np.all(np.isfinite(radec[raw.target])):
+        return float(radec[raw.target, 0]), float(radec[raw.target, 1]), "WCS of the reference at the target"
+    radec = _wcs_frame_radec(record)
     if radec is not None:
-        return float(radec[raw.target, 0]), float(radec[raw.target, 1])
+        return (*radec, f"WCS of {Path(str(record['wcs_frame'])).name} at the target")
+    return None, None, None
+
+
+def _wcs_frame_radec(record):
+    """(RA, Dec) of the measured star through the WCS of the light frame that placed it (its
+    position there: the placed position plus the snap, in file pixels), or None."""
+    frame, at = record.get("wcs_frame"), record.get("wcs_xy")
+    if frame is None or at is None:
+        return None
+    dx, dy = 0.0, 0.0
+    if record.get("snapped") and record.get("mapped"):
+        dx, dy = np.subtract(record["snapped"], record["mapped"])
+    try:
+        from ..io.fits import read_header
+        from ..io.fitsimage import celestial_wcs
+
+        wcs = celestial_wcs(read_header(frame)[0])
+        c = wcs.pixel_to_world(at[0] + dx, at[1] + dy)
+        return float(c.ra.deg), float(c.dec.deg)
+    except Exception as e:  # the RA/Dec are then unknown, never wrong
+        log.debug("target RA/Dec from %s not computed: %s", frame, e)
+        return None
+
+
+def _pointing(ref, group=None):
+    """(RA, Dec) of the telescope's pointing (header RA/DEC: the reference's, else the mean of the
+    group's frames), or None."""
     if ref.ra is not None and ref.dec is not None:
         return float(ref.ra), float(ref.dec)
     if getattr(group, "ra", None) is not None and getattr(group, "dec", None) is not None:
         return float(group.ra), float(group.dec)
-    return None, None
+    return None
+
+
+def _from_pointing(pointing, warnings) -> None:
+    """Say that BJD_TDB (and a computed airmass) use the pointing, not the target."""
+    w = {"code": "bjd_from_pointing", "frames": 0, "message":
+         f"the target's coordinates are unknown (no WCS, no --coords): bjd_tdb and any computed "
+         f"airmass use the telescope's pointing (header RA/DEC {pointing[0]:.4f} {pointing[1]:+.4f}), "
+         "off by up to ~0.15 s per arcminute between the pointing and the target; give the "
+         "target's coordinates (--coords \"RA DEC\", the recipe's target coords: or the config's "
+         "targets:). RA_OBJ/DEC_OBJ are left out; the pointing is RA_PNT/DEC_PNT"}
+    log.warning("%s", w["message"])
+    if warnings is not None:
+        warnings.append(w)
 
 
 def site_of(ref, group=None):

@@ -15,7 +15,7 @@ import numpy as np
 from ..blocks.bayer import file_to_grid, grid_scale, grid_to_file, wcs_to_grid
 from ..model.errors import ReduceError
 
-__all__ = ["select_target", "resolve_target", "place_pixel_target", "target_frame", "trim_origin",
+__all__ = ["select_target", "resolve_target", "guessed_target_warning", "place_pixel_target", "target_frame", "trim_origin",
            "relative_path"]
 
 log = logging.getLogger("reduce.run")
@@ -24,7 +24,8 @@ log = logging.getLogger("reduce.run")
 TARGET_FRAME_TRIES = 5  # first frames tried to place a pixel target given on the first frame
 
 
-def select_target(ref, target_spec, *, frames=(), night=None, pre=(), phot=(), loader=None) -> int:
+def select_target(ref, target_spec, *, frames=(), night=None, pre=(), phot=(), loader=None,
+                  coords=None) -> int:
     """Index of the target among the reference's measured stars, which this sets.
 
     ``frames``: the light frames (by time) a pixel target may be given on, the first by default:
@@ -32,24 +33,87 @@ def select_target(ref, target_spec, *, frames=(), night=None, pre=(), phot=(), l
     group's. A pixel target is placed on the reference first (:func:`place_pixel_target`), then the
     reference's sources are capped to the stars measured on every frame (the ``max_stars`` of the
     alignment block, :meth:`AlignReferenceSources.measured`), the target always kept. An index
-    target means the index in that capped list, the one the reference figure labels.
+    target means the index in that capped list, the one the reference figure labels. ``coords``:
+    the target's (RA, Dec) in degrees when known (``--coords``, the recipe or the config), which an
+    automatic target is placed by through a WCS of any of ``frames``. The one index of the
+    measured star (log, figure, tables, provenance, ``--target N``) is the returned one.
     """
+    align = _alignment_blocks(phot, ref)
     if target_spec.kind == "index":
         _cap_sources(ref, phot, keep=None)
-        return resolve_target(ref, target_spec)
-    mapped = None
-    if target_spec.kind == "pixel":
-        mapped = place_pixel_target(ref, target_spec, frames=frames, night=night, pre=pre,
-                                    align=_alignment_blocks(phot, ref), loader=loader)
-    return _cap_sources(ref, phot, keep=resolve_target(ref, target_spec, mapped=mapped))
+        i = resolve_target(ref, target_spec)
+    else:
+        mapped = None
+        if target_spec.kind == "pixel":
+            mapped = place_pixel_target(ref, target_spec, frames=frames, night=night, pre=pre,
+                                        align=align, loader=loader)
+        found = resolve_target(ref, target_spec, mapped=mapped, coords=coords,
+                               wcs_frames=dict(frames=frames, pre=pre, align=align, loader=loader))
+        i = _cap_sources(ref, phot, keep=found)
+    _log_target(ref, i)
+    return i
 
 
-def resolve_target(ref, target_spec, *, mapped=None) -> int:
+def _log_target(ref, i: int) -> None:
+    """One line naming the measured star by its one index (that of the reference figure, the
+    tables and ``--target N``), where it is and how it was chosen."""
+    record = ref.computed.setdefault("target", {})
+    fx, fy = (float(v) for v in grid_to_file(ref, ref.sources.x[i], ref.sources.y[i]))
+    record.update(index=int(i), reference_xy=[fx, fy])
+    where = f"star #{i} at ({fx:.1f}, {fy:.1f}) on the reference {Path(str(ref.path)).name}"
+    if record.get("guessed"):
+        return  # said by the group's warning (see guessed_target_warning)
+    what, placed = record.get("what"), record.get("placed_by")
+    how = f" (placed by {placed})" if placed else ""
+    extra = ""
+    if record.get("beyond_cap"):
+        extra = (f"; it is measured beside the {record['beyond_cap']} brightest stars, so #{i} names it "
+                 f"in this run only: give it again by position (--target {_by_position(ref, i)})")
+    if record.get("snapped"):
+        log.info("target: %s%s snapped to %s, %.1f px away%s", what, how, where,
+                 record.get("snap_distance_px", 0.0), extra)
+    elif what:
+        log.info("target: %s%s measured as %s (no star detected there)%s", what, how, where, extra)
+    else:
+        log.info("target: %s", where)
+
+
+def _by_position(ref, i: int) -> str:
+    """``X,Y@REFERENCE`` of star ``i``: a --target that names it in any run."""
+    fx, fy = (float(v) for v in grid_to_file(ref, ref.sources.x[i], ref.sources.y[i]))
+    return f"{fx:.1f},{fy:.1f}@{Path(str(ref.path)).name}"
+
+
+def guessed_target_warning(ref, target: int, frames=()) -> dict | None:
+    """The warning of a target that ``auto`` could not identify (no WCS to place its coordinates
+    on): which star was measured, where, how it was chosen and the fix; None when identified."""
+    record = ref.computed.get("target") or {}
+    if not record.get("guessed"):
+        return None
+    fx, fy = record["reference_xy"]
+    refname = Path(str(ref.path)).name
+    first = Path(str(frames[0])).name if len(frames) else refname
+    same = f"--target {_by_position(ref, target)}"
+    if not record.get("beyond_cap"):
+        same = f"--target {target} (or {same})"
+    msg = (f"target NOT identified: star #{target} at ({fx:.1f}, {fy:.1f}) (0-based pixels of the "
+           f"reference {refname}) was measured, chosen as {record['chosen_by']}, because "
+           f"{record['why']}. Give the target: --target X,Y (0-based pixels on the first light frame "
+           f"{first}), or {same} if this star is it; --coords \"RA DEC\" gives its "
+           "coordinates (BJD_TDB, airmass) but places it only through a WCS")
+    return {"code": "target_guessed", "frames": 0, "message": msg, "star": int(target),
+            "reference_xy": [fx, fy]}
+
+
+def resolve_target(ref, target_spec, *, mapped=None, coords=None, wcs_frames=None) -> int:
     """Index of the target in the reference's sources (a pixel/sky position not detected is added).
 
     ``mapped``: for a pixel target, its position on the reference (trimmed pixels), from
     :func:`place_pixel_target`; without it the pixels are taken on the reference itself.
-    The placement (given, mapped and snapped positions) is kept in ``ref.computed['target']``.
+    ``coords``: the target's (RA, Dec) when known; ``wcs_frames``: ``{frames, pre, align,
+    loader}`` to place a sky or automatic target through the WCS of another light frame when
+    the reference has none. The placement (given, mapped and snapped positions) is kept in
+    ``ref.computed['target']``.
     """
     sources = ref.sources
     kind = target_spec.kind
@@ -61,12 +125,14 @@ def resolve_target(ref, target_spec, *, mapped=None) -> int:
         ref.computed["target"] = {"given": {"index": int(target_spec.index)}, "index": int(target_spec.index)}
         return int(target_spec.index)
     if kind == "sky":
-        if ref.wcs is None:
-            raise ReduceError("target given as RA/Dec but the reference frame has no WCS; "
-                              "give it as pixel coordinates (--target X,Y) or an index")
-        x, y = _sky_to_pixel(ref, target_spec.ra, target_spec.dec)
         ref.computed["target"] = {"given": {"ra": target_spec.ra, "dec": target_spec.dec}}
-        return _source_near(ref, x, y, f"RA {target_spec.ra:.5f} Dec {target_spec.dec:+.5f}")
+        what = f"RA {target_spec.ra:.5f} Dec {target_spec.dec:+.5f}"
+        placed = _place_by_wcs(ref, target_spec.ra, target_spec.dec, **(wcs_frames or {}))
+        if placed is None:
+            raise ReduceError(f"target given as {what} but no light frame of the group has a WCS "
+                              "placing it inside the frame; give it as pixels (--target X,Y), with its coordinates "
+                              "(--coords \"RA DEC\") for BJD_TDB and airmass")
+        return _source_near(ref, *placed, what)
     if kind == "pixel":
         if mapped is None:
             mapped = tuple(float(v) for v in file_to_grid(ref, target_spec.x, target_spec.y))
@@ -76,7 +142,7 @@ def resolve_target(ref, target_spec, *, mapped=None) -> int:
         what = f"pixel ({target_spec.x:g}, {target_spec.y:g})" + (f" of {Path(str(where)).name}" if where else "")
         return _source_near(ref, mapped[0], mapped[1], what)
     ref.computed["target"] = {"given": "auto"}
-    return _auto_target(ref)
+    return _auto_target(ref, coords, wcs_frames or {})
 
 
 def place_pixel_target(ref, target_spec, *, frames=(), night=None, pre=(), align=(), loader=None) -> tuple:
@@ -219,6 +285,8 @@ def _cap_sources(ref, phot, *, keep) -> int | None:
     record = ref.computed.get("target")
     if isinstance(record, dict):
         record.update(index=new[int(keep)], detected_index=int(keep))
+        if added:  # no number of its own in a run that does not keep it
+            record["beyond_cap"] = int(cap)
     return new[int(keep)]
 
 
@@ -261,14 +329,12 @@ def _source_near(ref, x, y, what: str) -> int:
     if len(d) and d.min() <= radius:
         i = int(np.argmin(d))
         sx, sy = (float(v) for v in grid_to_file(ref, s.x[i], s.y[i]))
-        record.update(snapped=[sx, sy], snap_distance_px=float(d[i]) * scale, index=i)
-        log.info("target: %s snapped to star #%d at (%.1f, %.1f) on the reference, %.1f px away", what, i,
-                 sx, sy, d[i] * scale)
-        return i
+        record.update(snapped=[sx, sy], snap_distance_px=float(d[i]) * scale, index=i, what=what)
+        return i  # logged with its final index by select_target
     log.warning("no star detected within %.1f px of (%.1f, %.1f) on the reference (target %s): "
                 "measuring that position as given; check the position (reference figure) or "
                 "give the frame it was read on (--target X,Y@FILE)", radius * scale, fx, fy, what)
-    record.update(snapped=None, index=len(s))
+    record.update(snapped=None, index=len(s), what=what)
     kw = {}
     for name in ("flux", "peak", "a", "b", "theta"):
         v = getattr(s, name)
@@ -280,23 +346,90 @@ def _source_near(ref, x, y, what: str) -> int:
     return len(ref.sources) - 1
 
 
-def _auto_target(ref) -> int:
-    """Header RA/Dec through the WCS when present, else the brightest unsaturated star near the centre."""
-    if ref.wcs is not None and ref.ra is not None and ref.dec is not None:
-        try:
-            x, y = _sky_to_pixel(ref, ref.ra, ref.dec)
-            h, w = ref.data.shape
-            if 0 <= x < w and 0 <= y < h:
-                return _source_near(ref, x, y, "the header RA/Dec")
-        except Exception as e:  # a broken WCS falls back to the geometric choice
-            log.debug("auto target from WCS failed: %s", e)
+def _auto_target(ref, coords, wcs_frames) -> int:
+    """The target's coordinates (given, else the header RA/Dec) through a WCS of any light frame;
+    without one, the brightest unsaturated star near the centre, recorded as a guess."""
+    ra, dec = coords if coords is not None else (ref.ra, ref.dec)
+    origin = "its coordinates" if coords is not None else "the header RA/Dec"
+    if ra is not None and dec is not None:
+        placed = _place_by_wcs(ref, ra, dec, **wcs_frames)
+        if placed is not None:
+            return _source_near(ref, *placed, f"{origin} (RA {ra:.5f} Dec {dec:+.5f})")
     s = ref.sources
     h, w = ref.data.shape
     d = np.hypot(s.x - w / 2, s.y - h / 2)
     ok = ~s.saturated & ~s.edge & (d < 0.2 * min(h, w))
     i = int(np.flatnonzero(ok)[0]) if ok.any() else int(np.argmin(d))  # sources: brightest first
-    ref.computed.setdefault("target", {})["index"] = i
+    why = ("no light frame of the group has a WCS to place its coordinates on" if ra is not None
+           else "the frames have no WCS and the target no coordinates")
+    chosen = ("the brightest unsaturated star within 20 % of the frame size of the reference's "
+              "centre" if ok.any() else "the star nearest the reference's centre")
+    ref.computed["target"] = {"given": "auto", "guessed": True, "chosen_by": chosen, "why": why,
+                              "index": i}
     return i
+
+
+def _place_by_wcs(ref, ra, dec, *, frames=(), pre=(), align=(), loader=None) -> tuple | None:
+    """(x, y) on the reference (measured grid) of sky position (ra, dec): through the reference's
+    WCS, else through that of the first light frame that has one, mapped onto the reference by the
+    alignment; None when no frame has a usable WCS. Recorded in ``ref.computed['target']``."""
+    record = ref.computed.setdefault("target", {})
+    h, w = ref.data.shape
+    if ref.wcs is not None:
+        try:
+            x, y = _sky_to_pixel(ref, ra, dec)
+        except Exception as e:  # a broken WCS: try another frame's
+            log.debug("target: the reference's WCS cannot place RA/Dec: %s", e)
+        else:
+            if 0 <= x < w and 0 <= y < h:
+                record.update(placed_by=f"the WCS of the reference {Path(str(ref.path)).name}")
+                return x, y
+    for frame, fx, fy in _wcs_frames(frames, ra, dec, ref.path):
+        try:
+            xy, how = _map_to_reference(ref, frame, fx, fy, pre, align, loader)
+        except (_Unplaced, ReduceError) as e:
+            log.info("target: the WCS of %s places RA/Dec at (%.1f, %.1f) but %s", frame.name, fx, fy, e)
+            continue
+        record.update(placed_by=f"the WCS of {frame.name}, then {how['mapped_by']}",
+                      wcs_frame=frame, wcs_xy=[float(fx), float(fy)])
+        return xy
+    return None
+
+
+WCS_FRAMES_TRIED = 3  # frames with a WCS tried (each mapped onto the reference) before giving up
+
+
+def _wcs_frames(frames, ra, dec, skip):
+    """(frame, x, y): up to ``WCS_FRAMES_TRIED`` light frames whose header WCS puts (ra, dec)
+    inside them, at file pixels (x, y), by time; headers only are read."""
+    from ..io.fits import read_header
+    from ..io.fitsimage import celestial_wcs
+
+    found = 0
+    for f in frames:
+        path = Path(str(f))
+        if _same_file(path, skip):
+            continue
+        try:
+            header, _, (ny, nx) = read_header(path)
+        except Exception:
+            continue
+        wcs = celestial_wcs(header)
+        if wcs is None:
+            continue
+        try:
+            from astropy import units as u
+            from astropy.coordinates import SkyCoord
+
+            x, y = (float(v) for v in wcs.world_to_pixel(SkyCoord(ra * u.deg, dec * u.deg)))
+        except Exception:
+            continue
+        if not (0 <= x < nx and 0 <= y < ny):
+            continue
+        yield path, x, y
+        found += 1
+        if found >= WCS_FRAMES_TRIED:
+            return
 
 
 def trim_origin(image) -> tuple:

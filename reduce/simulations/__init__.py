@@ -105,6 +105,11 @@ def simulate_night(destination, *, seed: int = 0, n_images: int = 100, size=600,
     ``XBAYROFF = YBAYROFF = 0`` as N.I.N.A./ASCOM write them; ``noise_floor(truth, r,
     superpixel=2)`` gives the floor of a measurement on 2x2 superpixels.
 
+    ``wcs``: which light frames carry a celestial WCS (TAN, 1.5"/px, north up, east left, the
+    target at the header RA/DEC, following the drift and rotation), as a plate-solved frame does:
+    ``'all'`` (default), ``'none'`` (a camera without plate solving) or 0-based frame numbers
+    (``[3]`` or ``'3,5'``); recorded in ``parameters.wcs_frames`` unless ``'all'``.
+
     The conditions combine, e.g. ``uncalibrated=True, hot_pixels=1e-3, cosmic_rays=30,
     bayer='GRBG', jump=30, exptime=10`` for a smart-telescope night.
     """
@@ -155,12 +160,27 @@ def simulate_observation(time, dflux, destination, **options) -> dict:
     return _simulate(t, f, destination, signal="custom", **options)
 
 
+def _wcs_frames(wcs, n: int) -> set:
+    """The light frames (0-based) that carry a WCS: ``'all'``, ``'none'``, or indices."""
+    if wcs == "all":
+        return set(range(n))
+    if wcs in ("none", None):
+        return set()
+    try:
+        idx = {int(i) for i in (wcs.split(",") if isinstance(wcs, str) else wcs)}
+    except (TypeError, ValueError):
+        raise ValueError(f"wcs must be 'all', 'none' or light frame numbers (0-based), got {wcs!r}") from None
+    if any(not 0 <= i < n for i in idx):
+        raise ValueError(f"wcs frame numbers must be within 0..{n - 1} (got {sorted(idx)})")
+    return idx
+
+
 def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signal="custom",
               shift=5.0, calibration=True, dtype="uint16", n_bias=5, n_darks=5, n_flats=15,
               exptime=60.0, dark_exptimes=None, overwrite=False, show_progress=False,
               fwhm=None, jitter=0.3, jump=0.0, rotation=0.0, twilight=0.0, dead_columns=0,
               saturated_neighbour=0.0, uncalibrated=False, hot_pixels=0.0, cosmic_rays=0,
-              psf="moffat", obstruction=0.4, clouds=0, bayer=None) -> dict:
+              psf="moffat", obstruction=0.4, clouds=0, bayer=None, wcs="all") -> dict:
     """Design the scene, write calibration frames, lights and truth.json; return the truth."""
     from ..console import progress
 
@@ -184,6 +204,7 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
                 size=int(nx) if nx == ny else (int(nx), int(ny)),
                 n_stars=int(n_stars), shift=float(shift), calibration=bool(calibration),
                 exptime=float(exptime), streams=streams, **conditions, **camera)
+    s["wcs_frames"] = _wcs_frames(wcs, len(time))
     dest = _prepare_destination(Path(destination), overwrite)
     plan = _calibration_plan(s, n_bias, n_darks, n_flats, dark_exptimes) if s["calibration"] else []
     files = {"light": [], "bias": [], "dark": [], "flat": []}
@@ -196,5 +217,7 @@ def _simulate(time, dflux, destination, *, seed=0, size=600, n_stars=None, signa
             files["light"].append(_write_light(s, i, dest, dtype, light_rng))
             bar.advance()
     truth = _truth(s, files, seed=int(seed), signal=signal, dtype=dtype)
+    if wcs != "all":
+        truth["parameters"]["wcs_frames"] = sorted(s["wcs_frames"])
     atomic_write_text(dest / "truth.json", json.dumps(truth, indent=1))
     return truth

@@ -143,6 +143,8 @@ def _write_light(s, i, dest, dtype, rng):
         cr["light"][i] = add_cosmic_rays(adu, cr["light_rng"], cr["per_light"], s["saturation"])
     start = s["time"][i] - s["exptime"] / 2 / 86400.0
     header = _header(s, "light", start, s["exptime"], airmass=s["airmass"][i])
+    if i in s.get("wcs_frames", ()):
+        _add_wcs(header, s, i)
     name = f"light/{s['object']}_{s['filter']}_{i + 1:04d}.fits"
     _write_fits(dest / name, adu, header, dtype, s["saturation"])
     return name
@@ -223,6 +225,27 @@ def _header(s, kind, start_jd, exptime, airmass=None):
     h["BUNIT"] = ("adu", "pixel unit")
     h["ORIGIN"] = ("reduce simulate", "synthetic frame with known truth")
     return h
+
+
+WCS_SCALE_DEG = 1.5 / 3600.0  # the simulated frames' plate scale (1.5 arcsec per pixel)
+
+
+def _add_wcs(header, s, i) -> None:
+    """A TAN WCS on light frame ``i``: the target at the header RA/DEC on its pixel of that frame,
+    north up and east left on the first frame, turned with the field's rotation."""
+    st, t = s["stars"], s["stars"]["target"]
+    xs, ys = star_positions([st["x"][t]], [st["y"][t]], s["dx"][i:i + 1], s["dy"][i:i + 1],
+                            s["rotation"][i:i + 1], s["rotation_center"])
+    th = np.radians(float(s["rotation"][i]))
+    c, sn = np.cos(th), np.sin(th)
+    cd = np.array([[-WCS_SCALE_DEG, 0.0], [0.0, WCS_SCALE_DEG]]) @ np.array([[c, sn], [-sn, c]])
+    for key, value in (("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"),
+                       ("CRPIX1", float(xs[0, 0]) + 1.0), ("CRPIX2", float(ys[0, 0]) + 1.0),
+                       ("CRVAL1", round(s["ra"], 6)), ("CRVAL2", round(s["dec"], 6)),
+                       ("CD1_1", float(cd[0, 0])), ("CD1_2", float(cd[0, 1])),
+                       ("CD2_1", float(cd[1, 0])), ("CD2_2", float(cd[1, 1])),
+                       ("RADESYS", "ICRS")):
+        header[key] = value
 
 
 def _write_fits(path, adu, header, dtype, saturation):
