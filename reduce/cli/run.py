@@ -230,6 +230,12 @@ def _print_plan(console, plans, spec, fm):
         for w in getattr(p.group, "warnings", ()):
             console.print(f"  [yellow]{safe_markup(p.group.label)}: warning: {safe_markup(w['message'])}[/]",
                           highlight=False)
+    from ..run.outputs import export_problems
+
+    for p in plans:
+        for problem in export_problems(spec, p.group):
+            console.print(f"  [yellow]{safe_markup(p.group.label)}: export: {safe_markup(problem)}; the light "
+                          "curve and other products would be written[/]", highlight=False)
     for p in plans:
         for path, reason, *_ in p.unmeasured:
             console.print(f"  {safe_markup(p.group.label)}: {safe_markup(Path(str(path)).name)} cannot be "

@@ -38,6 +38,7 @@ class GroupResult:
     started: str | None = None           # ISO 8601 UTC, when the group's reduction began / ended
     finished: str | None = None
     warnings: list = field(default_factory=list)  # {code, message, frames}: header values, times...
+    export_errors: list = field(default_factory=list)  # messages of exports left out (exit 3)
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +57,7 @@ class GroupResult:
             "frames_per_second": round(self.n_frames / self.frame_seconds, 2)
             if self.frame_seconds else None,
             "warnings": [dict(w) for w in self.warnings],
+            "export_errors": list(self.export_errors),
         }
 
 
@@ -110,7 +112,7 @@ class RunReport:
         done = self.processed
         if done and all(g.status == "failed" for g in done) and not self.unchanged:
             return EXIT_FAILED
-        if any(g.status == "failed" for g in done) or any(g.flagged for g in done) \
+        if any(g.status == "failed" or g.flagged or g.export_errors for g in done) \
                 or self.unreadable or bad_nights:
             return EXIT_PARTIAL
         return EXIT_OK
