@@ -17,6 +17,7 @@ Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<
                  (positions, comparison weights) and every star's raw fluxes at every aperture
   _aavso.txt     AAVSO extended format (recipe outputs: aavso: {obscode: ...})
   _exotic.csv    EXOTIC pre-reduced input, BJD_TDB (recipe outputs: exotic: true)
+  _exotic_inits.json  EXOTIC's inits file for it (exotic --prereduced -i ...)
   .png           differential light curve (raw and binned) with per-frame diagnostics
   _reference.png reference frame with the target and comparison stars marked
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags

@@ -100,7 +100,24 @@ def write_outputs(ctx) -> list:
     :func:`reduce.figures.helper.submit`) may already be drawing in the helper; they are collected after
     the tables and provenance are written (drawn here when no helper drew them).
     """
-    return ctx.staged.commit(_write_staged(ctx))
+    written = ctx.staged.commit(_write_staged(ctx))
+    _remove_stale_exports(ctx)
+    return written
+
+
+#: files of each export, by recipe name
+EXPORT_SUFFIXES = {"aavso": ("_aavso.txt",), "exotic": ("_exotic.csv", "_exotic_inits.json")}
+
+
+def _remove_stale_exports(ctx) -> None:
+    """An export that failed this time leaves no earlier file of it beside the new light curve."""
+    for name in getattr(ctx, "failed_exports", ()):
+        for suffix in EXPORT_SUFFIXES[name]:
+            old = Path(str(ctx.plan.outdir)) / f"{Path(str(ctx.plan.stem)).name}{suffix}"
+            if old.exists():
+                old.unlink()
+                log.warning("%s: removed %s of an earlier run (this run's %s export failed)",
+                            ctx.plan.name, old.name, name)
 
 
 def _write_staged(ctx) -> list:
@@ -184,10 +201,12 @@ def _exports(ctx) -> list:
     that cannot be made is left out alone: its message goes to the log, the group's warnings and
     ``export_errors`` (the run exits 3); the light curve and the other products are written."""
     out, result = [], ctx.result
+    ctx.failed_exports = []
     for name, build in (("aavso", _aavso_export), ("exotic", _exotic_export)):
         try:
             out += build(ctx)
         except ReduceError as e:
+            ctx.failed_exports.append(name)
             log.error("%s: %s (the other products are written)", ctx.plan.name, e)
             result.export_errors.append(str(e))
             result.warnings.append({"code": f"export_{name}_failed", "message": str(e)})

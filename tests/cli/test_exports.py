@@ -142,6 +142,10 @@ def test_check_star_from_the_recipe_is_kept_out_of_the_ensemble(sloan, tmp_path)
 
 
 def test_a_check_position_with_no_star_costs_only_the_aavso_file(sloan, tmp_path):
+    """... and the AAVSO file of an earlier run goes: it would not match the new light curve."""
+    good = _recipe(tmp_path, "outputs: {plot: false, aavso: {obscode: TST01}}")
+    run_cli("run", good, sloan / "night", "-o", tmp_path / "out", "-q", "--jobs", "1")
+    assert len(list((tmp_path / "out").glob("*_aavso.txt"))) == 1
     recipe = _recipe(tmp_path, "outputs: {plot: false, aavso: {obscode: TST01}}", "check: {x: 2.0, y: 2.0}")
     code = run_cli("run", recipe, sloan / "night", "-o", tmp_path / "out", "-q", "--jobs", "1",
                    "--summary-json", tmp_path / "s.json")
@@ -215,3 +219,21 @@ def test_exotic_inits_file_matches_the_prereduced_file(halpha, tmp_path):
     assert planet["Target Star RA"].count(":") == 2 and planet["Target Star Dec"][0] in "+-"
     rows = [line for line in data.read_text().splitlines() if not line.startswith("#")]
     assert len(rows) >= 6 and all(len(r.split(",")) == 4 for r in rows)
+
+
+def test_automatic_check_star_is_outside_a_small_ensemble(sloan, tmp_path):
+    """With 3 comparisons, the check star is the steadiest of the other stars, and no warning."""
+    recipe = _recipe(tmp_path, "outputs: {plot: false, aavso: {obscode: TST01}}")
+    text = recipe.read_text()
+    assert "max_comps: 50" in text
+    recipe.write_text(text.replace("max_comps: 50", "max_comps: 3"))
+    log = tmp_path / "run.log"
+    run_cli("run", recipe, sloan / "night", "-o", tmp_path / "out", "-q", "--jobs", "1", "--log-file", log,
+            "--summary-json", tmp_path / "s.json")
+    group = json.loads((tmp_path / "s.json").read_text())["groups"][0]
+    assert len(group["comparisons"]) == 3 and group["export_errors"] == []
+    rows = _aavso_rows(_only(tmp_path / "out", "_aavso.txt"))
+    check = int(rows[0][9].split()[1])
+    assert check not in group["comparisons"] and "(automatic)" in rows[0][14]
+    assert "steadiest star outside the ensemble" in log.read_text()
+    assert not any(w["code"] == "aavso_check_in_ensemble" for w in group["warnings"])
