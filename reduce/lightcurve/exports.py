@@ -218,10 +218,8 @@ def aavso_text(table, *, obscode: str, starid: str, filter: str, chart: str | No
                software: str = "reduce", notes: str | None = None, check: CheckStar | None = None) -> str:
     """The AAVSO extended-format file of the good frames (differential magnitudes against the
     ensemble, JD mid-exposure; with the ``check`` star's KNAME/KMAG, which ensemble photometry
-    requires: a row without a check magnitude is left out)."""
+    requires; KMAG ``na`` on a frame where the check star has no measurement)."""
     ok = _good(table, ("time", "flux", "flux_err"))
-    if check is not None:
-        ok &= np.isfinite(check.kmag)
     kmag = check.kmag[ok] if check is not None else np.full(int(ok.sum()), np.nan)
     flux = np.asarray(table["flux"], float)[ok]
     err = np.asarray(table["flux_err"], float)[ok]

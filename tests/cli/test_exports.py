@@ -237,3 +237,36 @@ def test_automatic_check_star_is_outside_a_small_ensemble(sloan, tmp_path):
     assert check not in group["comparisons"] and "(automatic)" in rows[0][14]
     assert "steadiest star outside the ensemble" in log.read_text()
     assert not any(w["code"] == "aavso_check_in_ensemble" for w in group["warnings"])
+
+
+REAL = Path("/work/shared/data/real/exotic_hatp32")
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="the shared HAT-P-32 night is not here")
+def test_real_hatp32_night_exports_and_lightkurve(tmp_path):
+    """HAT-P-32 b (142 frames, Clear): AAVSO rows for every good frame with a steady check star
+    outside the 38-star ensemble, EXOTIC's inits, and lightkurve's bin/flatten/fold on the FITS."""
+    recipe = _recipe(tmp_path, "outputs: {plot: false, aavso: {obscode: TST01}, exotic: true}")
+    out = tmp_path / "out"
+    code = run_cli("run", recipe, REAL, "-o", out, "--index", tmp_path / "index.db", "--target", "423.2,286.0",
+                   "-q", "--summary-json", tmp_path / "s.json")
+    group = json.loads((tmp_path / "s.json").read_text())["groups"][0]
+    assert code in (0, 3) and group["export_errors"] == []
+    table = Table.read(_only(out, "Clear.csv"))
+    rows = _aavso_rows(_only(out, "_aavso.txt"))
+    assert len(rows) == int(np.sum(table["flag"] == 0)) > 130
+    assert {(r[0], r[4], r[7]) for r in rows} == {("HAT-P-32", "CV", "ENSEMBLE")}
+    check = int(rows[0][9].split()[1])
+    assert check not in group["comparisons"]
+    kmag = np.array([float(r[10]) for r in rows if r[10] != "na"])
+    mag = np.array([float(r[2]) for r in rows])
+    assert len(kmag) > 0.95 * len(rows) and np.std(kmag) < 0.01 < np.ptp(mag)  # steady check, a transit
+    inits = json.loads(_only(out, "_exotic_inits.json").read_text())
+    assert inits["planetary_parameters"]["Planet Name"] == "HAT-P-32 b"
+    assert inits["user_info"]["Filter Name (aavso.org/filters)"] == "CV"
+    assert Path(inits["optional_info"]["Pre-reduced File:"]).is_file()
+    lk = pytest.importorskip("lightkurve")
+    lc = lk.LightCurve.read(_only(out, ".fits"), hdu="LIGHTCURVE", astropy_native=True)
+    good = lc[lc.quality == 0]
+    assert len(good.bin(time_bin_size=0.005)) < len(good) == len(good.flatten(window_length=31))
+    assert len(good.fold(period=2.15)) == len(good)
