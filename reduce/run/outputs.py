@@ -161,7 +161,8 @@ def _write_staged(ctx) -> list:
                    "unmeasured": [{"file": relative_path(u[0], plan.night), "reason": u[1]}
                                   for u in plan.unmeasured],
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
-                   "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref)})
+                   "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref),
+                   **({"aavso_check_star": ctx.check_star} if getattr(ctx, "check_star", None) else {})})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
         written[plot_at:plot_at] = collect(figures)
@@ -264,6 +265,7 @@ def _check_star(ctx):
     with np.errstate(invalid="ignore", divide="ignore"):
         offset = -2.5 * np.log10(np.nanmedian(raw.fluxes[a, index, :]) / np.nanmedian(raw.fluxes[a, target, :]))
     fx, fy = grid_to_file(ctx.ref, ctx.ref.sources.x[index], ctx.ref.sources.y[index])
+    ctx.check_star = {"index": int(index), "reference_xy": [float(fx), float(fy)], "chosen_by": how}
     check = CheckStar(index, check_magnitudes(diff, len(ctx.table), index, float(offset) if np.isfinite(offset)
                                               else 0.0), how)
     message = f"AAVSO check star: star {index} at ({fx:.1f}, {fy:.1f}) 0-based file pixels, {how}"

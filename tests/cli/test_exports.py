@@ -138,6 +138,9 @@ def test_check_star_from_the_recipe_is_kept_out_of_the_ensemble(sloan, tmp_path)
         stars = Table.read(hdul["STARS"])
     assert not stars["comparison"][pick] and pick != target
     assert f"AAVSO check star: star {pick} at" in log.read_text()
+    prov = json.loads(_only(tmp_path / "b", ".fits").with_suffix(".json").read_text())
+    assert prov["extra"]["aavso_check_star"]["index"] == pick
+    assert prov["extra"]["aavso_check_star"]["chosen_by"] == "recipe differential: check"
     assert truth  # the simulated night's truth file is there (copied with the frames)
 
 
