@@ -230,6 +230,22 @@ def test_lightkurve_reads_bins_flattens_and_folds_the_product(clean, native):
     assert len(folded) == len(good) and np.all(np.abs(phase) <= 0.01 + 1e-9)
 
 
+def test_lightkurve_on_a_night_with_untimed_files_as_the_readme_says(reduced):
+    """Unreadable files have NaN times; the README's way round astropy's masking bins and folds."""
+    lk = pytest.importorskip("lightkurve")
+    from astropy.time import Time
+
+    _, out, _, _, _, _ = reduced
+    t = Table.read(out / f"{STEM}.fits", hdu="LIGHTCURVE", mask_invalid=False)
+    assert not np.all(np.isfinite(t["time"]))  # the case the README speaks of
+    t = t[np.isfinite(t["time"])]
+    lc = lk.LightCurve(time=Time(t["time"], format="jd", scale="utc"), flux=t["flux"], flux_err=t["flux_err"],
+                       quality=t["quality"])
+    good = lc[lc.quality == 0]
+    assert len(good) == 8 and len(good.bin(time_bin_size=0.005)) < len(good)
+    assert len(good.fold(period=0.02)) == len(good.flatten(window_length=5)) == 8
+
+
 # -- metadata ---------------------------------------------------------------------------------------
 def test_fits_metadata_stars_and_arrays(reduced):
     from reduce.lightcurve.schema import LIGHTCURVE_SCHEMA
