@@ -12,12 +12,15 @@ __all__ = ["validate", "blocks_cmd", "recipes_cmd"]
 
 @click.command("validate")
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
+@click.option("--night", "nights", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=str),
+              help="Also check the recipe's export settings (AAVSO filter code) against this night's "
+                   "light groups (scans the night; repeatable).")
 @click.pass_context
-def validate(ctx, recipes):
+def validate(ctx, recipes, nights):
     """Check RECIPE files without running them (RECIPE: a file, or an installed recipe's name).
 
     Every problem is printed as FILE:LINE: MESSAGE (HINT); the exit status is 0 when all recipes
-    are valid and 2 otherwise.
+    are valid and 2 otherwise. With --night, an export the night's filters would stop is a problem.
     """
     from ..model.errors import RecipeError
     from ..recipe import load_recipe
@@ -35,8 +38,24 @@ def validate(ctx, recipes):
             click.secho(f"{path}: {n} problem{'s' if n != 1 else ''}", fg="red", err=True)
             continue
         click.echo("\n".join(spec.summary()))
+        failed += _night_problems(path, spec, nights)
     if failed:
         ctx.exit(2)
+
+
+def _night_problems(path, spec, nights) -> int:
+    """1 when the recipe's exports would fail on a light group of ``nights`` (each printed), else 0."""
+    from ..config import load_config
+    from ..run import plan_night
+    from ..run.outputs import export_problems
+
+    problems = []
+    for night in nights:
+        plans, _ = plan_night(night, spec, config=load_config(None))
+        problems += [f"{path}: outputs: {p.group.label}: {m}" for p in plans for m in export_problems(spec, p.group)]
+    for message in problems:
+        click.echo(message, err=True)
+    return 1 if problems else 0
 
 
 @click.command("recipes")

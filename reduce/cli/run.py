@@ -17,6 +17,7 @@ Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<
                  (positions, comparison weights) and every star's raw fluxes at every aperture
   _aavso.txt     AAVSO extended format (recipe outputs: aavso: {obscode: ...})
   _exotic.csv    EXOTIC pre-reduced input, BJD_TDB (recipe outputs: exotic: true)
+  _exotic_inits.json  EXOTIC's inits file for it (exotic --prereduced -i ...)
   .png           differential light curve (raw and binned) with per-frame diagnostics
   _reference.png reference frame with the target and comparison stars marked
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags
@@ -249,6 +250,12 @@ def _print_plan(console, plans, spec, fm):
         for w in getattr(p.group, "warnings", ()):
             console.print(f"  [yellow]{safe_markup(p.group.label)}: warning: {safe_markup(w['message'])}[/]",
                           highlight=False)
+    from ..run.outputs import export_problems
+
+    for p in plans:
+        for problem in export_problems(spec, p.group):
+            console.print(f"  [yellow]{safe_markup(p.group.label)}: export: {safe_markup(problem)}; the light "
+                          "curve and other products would be written[/]", highlight=False)
     for p in plans:
         for path, reason, *_ in p.unmeasured:
             console.print(f"  {safe_markup(p.group.label)}: {safe_markup(Path(str(path)).name)} cannot be "

@@ -5,8 +5,10 @@ RA/Dec, aperture, recipe, ...), the light curve as extension 1 (``LIGHTCURVE``: 
 and the FITS time keywords, so astropy reads ``time`` as JD UTC and ``bjd_tdb`` as BJD TDB),
 ``STARS`` (every measured star: reference position, RA/Dec, median flux, comparison flag and
 weight) and the raw arrays (``FLUXES``/``ERRORS``: apertures x stars x frames, ``APERTURES``,
-``WEIGHTS``) with BUNIT and axis names. Frame file names are percent-encoded (FITS strings are
-ASCII). No clock value is written: equal inputs give byte-identical files.
+``WEIGHTS``) with BUNIT and axis names. LIGHTCURVE holds numbers only, with ``flag`` also as
+``quality`` (lightkurve's name), so lightkurve's ``bin``/``flatten``/``fold`` work on it as read;
+the frame file names are in ``FILES`` (one row per LIGHTCURVE row, percent-encoded: FITS strings
+are ASCII). No clock value is written: equal inputs give byte-identical files.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def _table_hdu(t, name: str):
     t.meta.clear()
     for colname in t.colnames:
         col = t[colname]
-        if col.dtype.kind == "U":
+        if col.dtype.kind in "UO":
             unit, description = col.unit, col.description
             t[colname] = np.array([encode_name(v) for v in col], dtype=str)
             t[colname].unit, t[colname].description = unit, description
@@ -159,15 +161,35 @@ def _site(header: dict | None):
     return tuple(header.get(k) for k in ("OBSGEO-B", "OBSGEO-L", "OBSGEO-H"))
 
 
+def _lightkurve_ready(t):
+    """(LIGHTCURVE table, FILES table or None): text columns moved out (astropy's binning, used by
+    lightkurve's ``bin``, averages every column: a string column raises), ``flag`` copied as
+    ``quality`` right after it (lightkurve's quality column)."""
+    from astropy.table import Table
+
+    t = t.copy(copy_data=False)
+    text = [c for c in t.colnames if t[c].dtype.kind in "USO"]
+    files = Table({c: t[c] for c in text}) if text else None
+    if text:
+        t.remove_columns(text)
+    if "flag" in t.colnames and "quality" not in t.colnames:
+        t.add_column(np.asarray(t["flag"], np.int32), name="quality", index=t.colnames.index("flag") + 1)
+        t["quality"].description = "= flag (lightkurve's quality column; 0 = good)"
+    return t, files
+
+
 def fits_bytes(t, extra, header=None) -> bytes:
-    """The whole FITS file: primary header, LIGHTCURVE (table ``t``) and the ``extra`` HDUs."""
+    """The whole FITS file: primary header, LIGHTCURVE (table ``t``, numbers only), FILES (its
+    text columns, when any) and the ``extra`` HDUs."""
     from astropy.io import fits
 
+    t, files = _lightkurve_ready(t)
     lc = _table_hdu(t, "LIGHTCURVE")
     lc.header["HIERARCH REDUCE_SCHEMA"] = (LIGHTCURVE_SCHEMA, "light-curve table schema version")
     _time_keywords(lc, _site(header))
     buf = io.BytesIO()
-    fits.HDUList([_primary(header), lc, *_extra_hdus(extra)]).writeto(buf, output_verify="exception")
+    files = [_table_hdu(files, "FILES")] if files is not None else []
+    fits.HDUList([_primary(header), lc, *files, *_extra_hdus(extra)]).writeto(buf, output_verify="exception")
     return buf.getvalue()
 
 
@@ -183,6 +205,12 @@ def read_fluxes(path) -> dict:
         if "LIGHTCURVE" not in names or "FLUXES" not in names:
             raise ValueError(f"{path}: not a reduce light-curve product (no LIGHTCURVE/FLUXES HDU)")
         table = Table.read(hdul["LIGHTCURVE"])
+        if "FILES" in names:  # schema 3: the text columns in their own HDU
+            extra = Table.read(hdul["FILES"])
+            for c in extra.colnames:
+                table[c] = extra[c]
+        if "quality" in table.colnames and "flag" in table.colnames:
+            table.remove_column("quality")
         flux = np.asarray(hdul["FLUXES"].data, float)
         error = np.asarray(hdul["ERRORS"].data, float) if "ERRORS" in names else None
         apertures = np.asarray(hdul["APERTURES"].data, float) if "APERTURES" in names else None

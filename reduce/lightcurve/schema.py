@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["LIGHTCURVE_SCHEMA", "LIGHTCURVE_COLUMNS", "PRIMARY_KEYWORDS", "ARRAY_AXES"]
 
 #: version of the light-curve product (columns, HDUs, keywords); the README lists the changes
-LIGHTCURVE_SCHEMA = 2
+LIGHTCURVE_SCHEMA = 3
 
 # name -> (unit, description); the README documents the same list.
 LIGHTCURVE_COLUMNS = {

@@ -78,9 +78,12 @@ class DifferentialSpec:
     bin: float | None = None
     max_light_loss: float | None = MAX_LIGHT_LOSS
     outlier_guard: dict | None = field(default_factory=lambda: dict(GUARD))
+    check: int | tuple[float, float] | None = None  # check star: index, or (x, y) first-frame pixels
 
     def to_plain(self) -> dict:
         d = {"method": self.method}
+        if self.check is not None:
+            d["check"] = self.check if isinstance(self.check, int) else {"x": self.check[0], "y": self.check[1]}
         for name in ("comps", "weights", "aperture", "exclude", "max_comps", "reject"):
             v = getattr(self, name)
             if v is not None and v != ():
@@ -204,7 +207,7 @@ def _indices(value, path, name: str, report: Report):
 
 
 _DIFF_KEYS = ("method", "comps", "weights", "aperture", "exclude", "max_comps", "reject", "scatter",
-              "sigma_clip", "max_light_loss", "outlier_guard", "bin")
+              "sigma_clip", "max_light_loss", "outlier_guard", "bin", "check")
 _ONLY = {"comps": "diff", "weights": "diff", "aperture": "diff", "exclude": "autodiff",
          "max_comps": "autodiff", "reject": "autodiff"}
 SCATTER = ("p2p", "binned", "std")
@@ -251,9 +254,26 @@ def parse_differential(value, report: Report, path=("differential",)) -> Differe
     out["max_light_loss"] = _light_loss(value.get("max_light_loss", MAX_LIGHT_LOSS), path, report)
     out["outlier_guard"] = _guard(value.get("outlier_guard", GUARD), path + ("outlier_guard",), report)
     out["bin"] = _bin(value.get("bin"), path, report)
+    out["check"] = _check_star(value.get("check"), comps, path + ("check",), report)
     if scatter == "binned" and out["bin"] is None:
         report(path + ("scatter",), "scatter: binned needs a bin width", "add e.g. bin: 0.005")
     return DifferentialSpec(**out)
+
+
+def _check_star(value, comps, path, report: Report):
+    """The check star (measured like a comparison, never in the ensemble): a star index or
+    ``{x: .., y: ..}`` (0-based pixels of the first frame, as for the target); None: chosen at export."""
+    if value is None:
+        return None
+    if _is_int(value) and value >= 0:
+        if comps and value in comps:
+            report(path, f"the check star {value} is also in comps: a check star is never in the ensemble")
+        return value
+    if isinstance(value, dict) and set(value) == {"x", "y"} and all(finite(value[k]) for k in "xy"):
+        return (float(value["x"]), float(value["y"]))
+    report(path, f"check must be a star index or {{x: .., y: ..}} (0-based pixels), got {value!r}",
+           "e.g. check: {x: 394.8, y: 321.6}")
+    return None
 
 
 def _optional_int(value, path, name: str, minimum: int, report: Report):

@@ -157,6 +157,8 @@ class RecipeSpec:
             diff = f"diff with comparisons {list(d.comps or ())}" + (f" weighted {list(d.weights)}"
                                                                      if d.weights else "")
         diff += f", aperture by {d.scatter} scatter" if d.aperture is None else f", aperture #{d.aperture}"
+        if d.check is not None:
+            diff += f", check star {d.check if isinstance(d.check, int) else tuple(d.check)} (never in the ensemble)"
         if d.sigma_clip:
             diff += ", clip " + ", ".join(f"{k}>{v:g}sigma" for k, v in d.sigma_clip.items())
         if d.max_light_loss is not None:

@@ -24,7 +24,7 @@ from .hotpixels import night_hot_pixels
 from .reference import choose_reference, fill_pointing, psf_like_reference, psf_shape_of_reference, quick_detection
 from .plan import GroupPlan
 from .report import GroupResult
-from .table import check_errors, differential, full_table, note_snapshot, p2p_of_table
+from .table import check_errors, differential, full_table, note_snapshot, p2p_of_table, resolve_check
 from .target import guessed_target_warning, select_target
 
 __all__ = ["reduce_group", "GroupContext"]
@@ -50,6 +50,7 @@ class GroupContext:
     table: Any = None               # one row per file of the group
     staged: Any = None              # the OutputSet the outputs are written into
     figures: list | None = None     # figure jobs handed to the helper
+    check: tuple = (None, None)     # the recipe's check star: (index, None) or (None, why not usable)
 
 
 def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail_fast=False,
@@ -121,7 +122,8 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     phot = with_phase_correction(phot, pre, ref, loader, plan.name)
     ctx.ref, ctx.target = ref, target
     _measure(ctx, pre, phot, loader, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
-    ctx.diff = differential(ctx.raw, spec)
+    ctx.check = resolve_check(ref, spec.differential.check, ctx.raw.fluxes.shape[1], target)
+    ctx.diff = differential(ctx.raw, spec, check=ctx.check[0])
     note_snapshot(ctx.diff, plan, result.warnings)
     ctx.diff = check_errors(ctx.diff, ref, plan, result.warnings)
     ctx.table = full_table(ctx.raw, ctx.diff, ref, plan.group, result.warnings)

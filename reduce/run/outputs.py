@@ -13,7 +13,7 @@ from .table import site_of, stars_radec
 from ..blocks.bayer import cfa_keywords, grid_to_file
 from .target import relative_path
 
-__all__ = ["start_figure_helper", "submit_figures", "discard_figures", "write_outputs"]
+__all__ = ["start_figure_helper", "submit_figures", "discard_figures", "write_outputs", "export_problems"]
 
 log = logging.getLogger("reduce.run")
 
@@ -105,7 +105,24 @@ def write_outputs(ctx) -> list:
     :func:`reduce.figures.helper.submit`) may already be drawing in the helper; they are collected after
     the tables and provenance are written (drawn here when no helper drew them).
     """
-    return ctx.staged.commit(_write_staged(ctx))
+    written = ctx.staged.commit(_write_staged(ctx))
+    _remove_stale_exports(ctx)
+    return written
+
+
+#: files of each export, by recipe name
+EXPORT_SUFFIXES = {"aavso": ("_aavso.txt",), "exotic": ("_exotic.csv", "_exotic_inits.json")}
+
+
+def _remove_stale_exports(ctx) -> None:
+    """An export that failed this time leaves no earlier file of it beside the new light curve."""
+    for name in getattr(ctx, "failed_exports", ()):
+        for suffix in EXPORT_SUFFIXES[name]:
+            old = Path(str(ctx.plan.outdir)) / f"{Path(str(ctx.plan.stem)).name}{suffix}"
+            if old.exists():
+                old.unlink()
+                log.warning("%s: removed %s of an earlier run (this run's %s export failed)",
+                            ctx.plan.name, old.name, name)
 
 
 def _write_staged(ctx) -> list:
@@ -121,7 +138,7 @@ def _write_staged(ctx) -> list:
     outs = spec.outputs
     written = []
     a = diff.aperture
-    exports = _exports(ctx)  # built first: a bad export setting writes nothing
+    exports = _exports(ctx)  # before the provenance, which lists a failed export's message
     if outs.csv or outs.ecsv or outs.fits:
         xy = np.column_stack(grid_to_file(ref, *ref.sources.coords[:raw.shape[1]].T))  # file pixels
         extra = product_extras(raw, diff, stars_xy=xy,
@@ -150,7 +167,8 @@ def _write_staged(ctx) -> list:
                                   for u in plan.unmeasured],
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
                    "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref),
-                   "errors": _errors_record(ref, diff)})
+                   "errors": _errors_record(ref, diff),
+                   **({"aavso_check_star": ctx.check_star} if getattr(ctx, "check_star", None) else {})})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
         written[plot_at:plot_at] = collect(figures)
@@ -195,29 +213,124 @@ def _alignment_methods(seq) -> dict:
 
 
 def _exports(ctx) -> list:
-    """(suffix, text) of the AAVSO and EXOTIC exports the recipe asks for (``outputs:``)."""
-    from .. import __version__
-    from ..lightcurve.exports import aavso_filter, aavso_text, cfa_band, exotic_text
-
-    table, diff = ctx.table, ctx.diff
-    outs, group, out = ctx.spec.outputs, ctx.plan.group, []
-    if outs.aavso is not None:
-        a = outs.aavso
-        code = a.filter or cfa_band(ctx.ref) or aavso_filter(group.filter)
-        if code is None:
-            raise ReduceError(f"AAVSO export: the filter {group.filter!r} has no AAVSO code; name it "
-                              "in the recipe, e.g. outputs: {aavso: {obscode: ..., filter: CV}}")
-        notes = (f"reduce ensemble differential photometry; {len(diff.comparisons)} comparison stars; "
-                 f"aperture {diff.aperture_radius:.2f} px")
-        out.append(("_aavso.txt", aavso_text(table, obscode=a.obscode, starid=a.starid or group.target,
-                                             filter=code, chart=a.chart, notes=notes,
-                                             software=f"reduce {__version__}")))
-    if outs.exotic:
-        if not np.isfinite(np.asarray(table["bjd_tdb"], float)).any():
-            raise ReduceError("EXOTIC export: no BJD_TDB (the target's RA/Dec is unknown: no WCS, "
-                              "--coords, recipe or config coordinates, or header RA/DEC)")
-        out.append(("_exotic.csv", exotic_text(table, target=group.target)))
+    """(suffix, text) of the AAVSO and EXOTIC exports the recipe asks for (``outputs:``). An export
+    that cannot be made is left out alone: its message goes to the log, the group's warnings and
+    ``export_errors`` (the run exits 3); the light curve and the other products are written."""
+    out, result = [], ctx.result
+    ctx.failed_exports = []
+    for name, build in (("aavso", _aavso_export), ("exotic", _exotic_export)):
+        try:
+            out += build(ctx)
+        except ReduceError as e:
+            ctx.failed_exports.append(name)
+            log.error("%s: %s (the other products are written)", ctx.plan.name, e)
+            result.export_errors.append(str(e))
+            result.warnings.append({"code": f"export_{name}_failed", "message": str(e)})
     return out
+
+
+def export_problems(spec, group) -> list[str]:
+    """What would stop the recipe's exports on ``group`` (known before measuring: the AAVSO
+    filter code), for ``reduce validate --night`` and ``reduce run --dry-run``."""
+    from ..lightcurve.exports import aavso_band
+
+    a = spec.outputs.aavso
+    if a is None:
+        return []
+    try:
+        aavso_band(a.filter, group.filter)
+    except ReduceError as e:
+        extra = "" if a.filter else " (unless the frames are a colour sensor's, measured on one channel)"
+        return [f"{e}{extra}"]
+    return []
+
+
+def _aavso_export(ctx) -> list:
+    """[("_aavso.txt", text)] when the recipe asks for the AAVSO export."""
+    from .. import __version__
+    from ..lightcurve.exports import aavso_band, aavso_starid, aavso_text
+
+    a, group, table, diff = ctx.spec.outputs.aavso, ctx.plan.group, ctx.table, ctx.diff
+    if a is None:
+        return []
+    code = aavso_band(a.filter, group.filter, ctx.ref)
+    check = _check_star(ctx)
+    notes = (f"reduce ensemble differential photometry; {len(diff.comparisons)} comparison stars; "
+             f"aperture {diff.aperture_radius:.2f} px; check star {check.label}")
+    return [("_aavso.txt", aavso_text(table, obscode=a.obscode, starid=aavso_starid(a.starid, group.target),
+                                      filter=code, chart=a.chart, notes=notes, check=check,
+                                      software=f"reduce {__version__}"))]
+
+
+def _check_star(ctx):
+    """The AAVSO export's check star (:class:`~reduce.lightcurve.exports.CheckStar`): the recipe's
+    (``differential: {check: ...}``, kept out of the ensemble), else the steadiest star outside it;
+    logged with how it was chosen. ReduceError when the recipe's names no usable star or none exists."""
+    from ..lightcurve.exports import CheckStar, check_magnitudes, pick_check_star
+
+    diff, raw, target = ctx.diff, ctx.raw, int(ctx.target)
+    index, problem = getattr(ctx, "check", (None, None))
+    if problem:
+        raise ReduceError(f"AAVSO export: {problem}")
+    if index is not None:
+        how = "recipe differential: check"
+    else:
+        index, how = pick_check_star(diff, target=target)
+    a = int(diff.aperture)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = -2.5 * np.log10(np.nanmedian(raw.fluxes[a, index, :]) / np.nanmedian(raw.fluxes[a, target, :]))
+    fx, fy = grid_to_file(ctx.ref, ctx.ref.sources.x[index], ctx.ref.sources.y[index])
+    ctx.check_star = {"index": int(index), "reference_xy": [float(fx), float(fy)], "chosen_by": how}
+    check = CheckStar(index, check_magnitudes(diff, len(ctx.table), index, float(offset) if np.isfinite(offset)
+                                              else 0.0), how)
+    message = f"AAVSO check star: star {index} at ({fx:.1f}, {fy:.1f}) 0-based file pixels, {how}"
+    if "leave-one-out" in how:  # in the ensemble: said wherever warnings go
+        log.warning("%s: %s", ctx.plan.name, message)
+        ctx.result.warnings.append({"code": "aavso_check_in_ensemble", "message": message})
+    else:
+        log.info("%s: %s", ctx.plan.name, message)
+    return check
+
+
+def _exotic_export(ctx) -> list:
+    """[("_exotic.csv", text), ("_exotic_inits.json", text)] when the recipe asks for EXOTIC's input."""
+    from ..lightcurve.exports import exotic_text
+
+    table, group = ctx.table, ctx.plan.group
+    if not ctx.spec.outputs.exotic:
+        return []
+    if not np.isfinite(np.asarray(table["bjd_tdb"], float)).any():
+        raise ReduceError("EXOTIC export: no BJD_TDB (the target's RA/Dec is unknown: no WCS, "
+                          "--coords, recipe or config coordinates, or header RA/DEC)")
+    stem = Path(str(ctx.plan.stem)).name
+    return [("_exotic.csv", exotic_text(table, target=group.target)),
+            ("_exotic_inits.json", _exotic_inits(ctx, f"{stem}_exotic.csv"))]
+
+
+def _exotic_inits(ctx, data_name: str) -> str:
+    """EXOTIC's inits.json for the pre-reduced file ``data_name`` (in the output folder, absolute)."""
+    from ..lightcurve.exports import aavso_band, aavso_starid, exotic_inits_text
+
+    table, group, spec = ctx.table, ctx.plan.group, ctx.spec
+    outdir = Path(str(ctx.plan.outdir)).resolve()
+    aavso = spec.outputs.aavso
+    try:
+        band = aavso_band(aavso.filter if aavso else None, group.filter, ctx.ref)
+    except ReduceError:
+        band = None
+    host = aavso_starid(aavso.starid if aavso else None, group.target)
+    planet = host if host[-1:].islower() and host[-2:-1] == " " else f"{host} b"
+    header = ctx.ref.header if ctx.ref.header is not None else {}
+    exposure = header.get("EXPTIME", header.get("EXPOSURE"))
+    time = np.asarray(table["time"], float)
+    ok = np.isfinite(time)
+    return exotic_inits_text(
+        data_file=str(outdir / data_name), save_dir=str(outdir), planet=planet, host=host,
+        ra=table.meta.get("target_ra"), dec=table.meta.get("target_dec"),
+        date_jd=float(time[ok].min()) if ok.any() else float("nan"), site=site_of(ctx.ref, group),
+        filter_code=band, exposure=float(exposure) if isinstance(exposure, (int, float)) else None,
+        obscode=aavso.obscode if aavso else None,
+        notes=f"reduced with reduce; {len(ctx.diff.comparisons)} comparison stars")
 
 
 def _no_elevation(ctx) -> None:

@@ -39,6 +39,7 @@ class GroupResult:
     finished: str | None = None
     warnings: list = field(default_factory=list)  # {code, message, frames}: header values, times...
     target: dict | None = None      # the measured star: index, reference_xy, how chosen, guessed
+    export_errors: list = field(default_factory=list)  # messages of exports left out (exit 3)
 
     @property
     def target_guessed(self) -> bool:
@@ -63,6 +64,7 @@ class GroupResult:
             if self.frame_seconds else None,
             "warnings": [dict(w) for w in self.warnings],
             "target": None if self.target is None else dict(self.target),
+            "export_errors": list(self.export_errors),
         }
 
 
@@ -118,7 +120,7 @@ class RunReport:
         done = self.processed
         if done and all(g.status == "failed" for g in done) and not self.unchanged:
             return EXIT_FAILED
-        if any(g.status == "failed" for g in done) or any(g.flagged for g in done) \
+        if any(g.status == "failed" or g.flagged or g.export_errors for g in done) \
                 or self.unreadable or bad_nights or any(g.target_guessed for g in self.groups):
             return EXIT_PARTIAL
         return EXIT_OK

@@ -22,8 +22,32 @@ EXCLUDED = (Flag.UNREADABLE | Flag.NO_SOURCES | Flag.ALIGNMENT_FAILED | Flag.UNE
             | Flag.TARGET_SATURATED | Flag.TARGET_NEAR_EDGE | Flag.TARGET_MASKED | Flag.NO_PSF)
 
 
-def differential(raw, spec):
-    """Differential Fluxes of the usable frames, with the recipe's clipping and comparison choice."""
+def resolve_check(ref, check, n_stars: int, target: int):
+    """(index, None) of the recipe's check star (``differential: {check: N | {x, y}}``; a position is
+    the nearest measured star within 5 px, 0-based file pixels of the reference), (None, message)
+    when it names no usable star, (None, None) when none is given (the export picks one)."""
+    from ..blocks.bayer import grid_to_file
+
+    if check is None:
+        return None, None
+    if isinstance(check, int):
+        if check >= n_stars or check == target:
+            what = "the target" if check == target else f"not a measured star (0..{n_stars - 1})"
+            return None, f"the check star {check} (recipe differential: check) is {what}"
+        return check, None
+    xy = np.column_stack(grid_to_file(ref, *ref.sources.coords[:n_stars].T))
+    dist = np.hypot(xy[:, 0] - check[0], xy[:, 1] - check[1])
+    dist[target] = np.inf
+    best = int(np.argmin(dist)) if n_stars else None
+    if best is None or not dist[best] <= 5.0:
+        return None, (f"no measured star within 5 px of the check star position ({check[0]:.1f}, "
+                      f"{check[1]:.1f}) (recipe differential: check; 0-based pixels of the first frame)")
+    return best, None
+
+
+def differential(raw, spec, check: int | None = None):
+    """Differential Fluxes of the usable frames, with the recipe's clipping and comparison choice;
+    the ``check`` star (an index) is measured like the others but kept out of the ensemble."""
     n = len(raw)
     raw.data["frame_index"] = np.arange(n)
     tflux = raw.fluxes[:, raw.target, :]
@@ -43,6 +67,10 @@ def differential(raw, spec):
                        f"{100 * dspec.max_light_loss:g} % of their light (recipe differential: max_light_loss)")
     try:
         kwargs = dspec.fluxes_kwargs()  # max_comps, reject, exclude, scatter (and dt) of the recipe
+        if check is not None and dspec.method == "autodiff":
+            kwargs["exclude"] = sorted(set(kwargs.get("exclude", [])) | {int(check)})
+        if check is not None and dspec.method == "diff" and int(check) in kwargs["comps"]:
+            raise ReduceError(f"the check star {check} is also a comparison (differential: comps)")
         if dspec.method == "diff":
             diff = good.diff(kwargs.pop("comps"), **kwargs)
         else:

@@ -135,7 +135,8 @@ def test_non_ascii_names_are_measured_and_stored_safely(reduced):
         row = csv[csv["file"] == name]
         assert len(row) == 1 and row["flag"][0] == 0 and np.isfinite(row["flux"][0])
     with fits.open(out / f"{STEM}.fits") as hdul:
-        stored = [str(v) for v in hdul["LIGHTCURVE"].data["file"]]
+        stored = [str(v) for v in hdul["FILES"].data["file"]]
+        assert hdul["FILES"].header["NAXIS2"] == hdul["LIGHTCURVE"].header["NAXIS2"]
     assert all(s.isascii() for s in stored)
     assert sorted(decode_name(s) for s in stored) == sorted(csv["file"])
     assert "SIM-1_V_0002_%C3%A9.fits" in stored
@@ -184,10 +185,68 @@ def test_lightkurve_reads_the_right_time_scale(reduced):
     path = out / f"{STEM}.fits"
     plain = Table.read(out / f"{STEM}.csv")
     ok = np.isfinite(plain["time"])
-    lc = lk.LightCurve.read(path, astropy_native=True)  # the README one-liner
+    lc = lk.LightCurve.read(path, hdu="LIGHTCURVE", astropy_native=True)  # the README one-liner
     assert lc.time.scale == "utc" and np.allclose(lc.time.jd[ok], plain["time"][ok], rtol=0, atol=1e-9)
     bjd = lk.LightCurve(time=lc["bjd_tdb"], flux=lc.flux, flux_err=lc.flux_err)  # the BJD one
     assert bjd.time.scale == "tdb" and np.allclose(bjd.time.jd[ok], plain["bjd_tdb"][ok], atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """Output folder of a night of readable frames (every row has a time), one frame flagged."""
+    from reduce.simulations import simulate_night
+
+    base = tmp_path_factory.mktemp("clean")
+    simulate_night(base / "night", seed=5, n_images=9, size=140, signal="transit")
+    frames = sorted((base / "night" / "light").glob("*.fits"))
+    cropped = fits.getheader(frames[4])
+    data = fits.getdata(frames[4])[:70, :90]
+    frames[4].unlink()
+    fits.PrimaryHDU(data, header=cropped).writeto(frames[4])
+    assert run_cli("run", DEFAULT, base / "night", "-o", base / "out", "-q", "--jobs", "1") in (0, 3)
+    return base / "out"
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_lightkurve_reads_bins_flattens_and_folds_the_product(clean, native):
+    """The README snippet, then lightkurve's first operations: no warning, quality from flag."""
+    import warnings
+
+    lk = pytest.importorskip("lightkurve")
+    out = clean
+    plain = Table.read(out / f"{STEM}.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "hdu= was not specified" (or any other) fails the test
+        lc = lk.LightCurve.read(out / f"{STEM}.fits", hdu="LIGHTCURVE", astropy_native=native)
+    assert list(np.asarray(lc.quality)) == list(plain["flag"]) and np.any(np.asarray(lc.quality) != 0)
+    good = lc[(np.asarray(lc.quality) == 0) & np.isfinite(lc.time.value)]
+    assert len(good) == int(np.sum(np.asarray(plain["flag"]) == 0)) >= 6
+    binned = good.bin(time_bin_size=0.005)
+    span = good.time.value.max() - good.time.value.min()
+    assert 1 <= len(binned) <= math.ceil(span / 0.005) + 1 < len(good)
+    kept = np.isfinite(np.asarray(binned.flux.value, float))
+    assert kept.any() and np.allclose(np.nanmean(binned.flux.value), np.mean(good.flux.value), rtol=0.02)
+    flat = good.flatten(window_length=5)
+    assert len(flat) == len(good) and np.allclose(np.nanmedian(flat.flux.value), 1.0, atol=0.01)
+    folded = good.fold(period=0.02)
+    phase = np.asarray(folded.phase.value, float)
+    assert len(folded) == len(good) and np.all(np.abs(phase) <= 0.01 + 1e-9)
+
+
+def test_lightkurve_on_a_night_with_untimed_files_as_the_readme_says(reduced):
+    """Unreadable files have NaN times; the README's way round astropy's masking bins and folds."""
+    lk = pytest.importorskip("lightkurve")
+    from astropy.time import Time
+
+    _, out, _, _, _, _ = reduced
+    t = Table.read(out / f"{STEM}.fits", hdu="LIGHTCURVE", mask_invalid=False)
+    assert not np.all(np.isfinite(t["time"]))  # the case the README speaks of
+    t = t[np.isfinite(t["time"])]
+    lc = lk.LightCurve(time=Time(t["time"], format="jd", scale="utc"), flux=t["flux"], flux_err=t["flux_err"],
+                       quality=t["quality"])
+    good = lc[lc.quality == 0]
+    assert len(good) == 8 and len(good.bin(time_bin_size=0.005)) < len(good)
+    assert len(good.fold(period=0.02)) == len(good.flatten(window_length=5)) == 8
 
 
 # -- metadata ---------------------------------------------------------------------------------------

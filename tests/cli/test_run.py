@@ -45,7 +45,7 @@ def test_run_writes_every_product(night_copy, tmp_path, capsys):
     delta = (table["bjd_tdb"] - table["time"]) * 86400
     assert np.all((delta > 69 - 500) & (delta < 69 + 500))
     with fits.open(files[".fits"]) as hdul:
-        assert hdul[1].header["REDUCE_SCHEMA"] == 2
+        assert hdul[1].header["REDUCE_SCHEMA"] == 3
         names = [h.name for h in hdul]
         assert "FLUXES" in names and "WEIGHTS" in names
         assert hdul["FLUXES"].data.shape[2] == 12
