@@ -50,6 +50,7 @@ class GroupContext:
     table: Any = None               # one row per file of the group
     staged: Any = None              # the OutputSet the outputs are written into
     figures: list | None = None     # figure jobs handed to the helper
+    page_refresh: float | None = None  # seconds: the group's page reloads itself (a night being followed)
 
 
 def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail_fast=False,
