@@ -317,3 +317,15 @@ def test_the_probe_sees_a_broken_image(tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text(group_page({"extra": {"group": "g"}}, [("broken", b"\x89PNG\r\n\x1a\nnot a png")]))
     assert _probe(bad, tmp_path) == [0]
+
+
+def test_without_chromium_the_browser_tests_skip_but_fail_under_ci(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        _chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="under CI"):
+        _chromium()
