@@ -172,7 +172,8 @@ def _write_page(ctx, record, written) -> Path:
 
     stem = ctx.plan.stem
     names = {f"{stem}.png": "Light curve (flagged frames: red crosses) over the per-frame quality panels",
-             f"{stem}_reference.png": "Reference frame: target (red), comparisons (cyan), other measured stars (yellow)"}
+             f"{stem}_reference.png": "Reference frame: target (red), comparisons (cyan), other measured "
+                                      "stars (yellow)"}
     images = [(names[Path(p).name], p) for p in written if Path(p).name in names]
     return write_group_page(ctx.staged.path(f"{stem}.html"), to_plain(record), images,
                             refresh=getattr(ctx, "page_refresh", None))
