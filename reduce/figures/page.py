@@ -84,12 +84,13 @@ def write_group_page(path, record: dict, images=(), *, refresh: float | None = N
 
 
 def _subtitle(obs: dict, label: str, record: dict) -> str:
-    bits = [f"night {obs['date']}" if obs.get("date") else None,
-            f"telescope {obs['telescope']}" if obs.get("telescope") else None,
-            f"filter {obs['filter']}" if obs.get("filter") else None,
-            f"group <code>{esc(label)}</code>", f"reduced {record.get('created')}" if record.get("created") else None]
-    return '<p class="sub">' + " &middot; ".join(b if b.startswith("group <code>") else esc(b)
-                                                  for b in bits if b) + "</p>\n"
+    """Night, telescope, filter, the group's product name and when it was reduced, on one line."""
+    bits = [esc(f"{name} {obs[key]}") for name, key in (("night", "date"), ("telescope", "telescope"),
+                                                         ("filter", "filter")) if obs.get(key)]
+    bits.append(f"group <code>{esc(label)}</code>")
+    if record.get("created"):
+        bits.append(esc(f"reduced {record['created']}"))
+    return '<p class="sub">' + " &middot; ".join(bits) + "</p>\n"
 
 
 def frame_counts(record: dict) -> tuple[int, int]:
