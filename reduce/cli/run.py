@@ -21,6 +21,7 @@ Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<
   .png           differential light curve (raw and binned) with per-frame diagnostics
   _reference.png reference frame with the target and comparison stars marked
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags
+  .html          the group's page: figures, flags, warnings, provenance (one self-contained file)
 
 \b
 Target (--target, or the recipe's target: section):

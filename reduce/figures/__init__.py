@@ -5,4 +5,6 @@
   ``Fluxes.plot``/``errorbar`` draw through it too.
 - :mod:`.helper`: the figure helper process of a run (a one-worker process pool started early,
   importing matplotlib while the frames are measured), and drawing in-process when there is none.
+- :mod:`.page`: the group's self-contained HTML page; :mod:`.archive`: ``reduce report``'s index
+  over every group product of a folder.
 """

@@ -129,8 +129,9 @@ class AavsoSpec:
 @dataclass(frozen=True)
 class OutputsSpec:
     """Which files ``reduce run`` writes per group: light-curve CSV (plain), ECSV (with units and
-    schema), FITS, PNG figures, provenance, and the exports observers submit: AAVSO extended
-    format (``aavso: {obscode: ...}``) and EXOTIC/Exoplanet Watch pre-reduced input (``exotic``)."""
+    schema), FITS, PNG figures, provenance, the group's self-contained HTML page (``html``), and
+    the exports observers submit: AAVSO extended format (``aavso: {obscode: ...}``) and
+    EXOTIC/Exoplanet Watch pre-reduced input (``exotic``)."""
 
     csv: bool = True
     ecsv: bool = True
@@ -139,10 +140,11 @@ class OutputsSpec:
     provenance: bool = True
     aavso: AavsoSpec | None = None
     exotic: bool = False
+    html: bool = True
 
     def to_plain(self) -> dict:
         return {"csv": self.csv, "ecsv": self.ecsv, "fits": self.fits, "plot": self.plot,
-                "provenance": self.provenance,
+                "provenance": self.provenance, "html": self.html,
                 "aavso": self.aavso.to_plain() if self.aavso is not None else False,
                 "exotic": self.exotic}
 
@@ -365,8 +367,8 @@ def _bin(value, path, report: Report):
 
 # --- outputs ---------------------------------------------------------------------------------
 def parse_outputs(value, report: Report, path=("outputs",)) -> OutputsSpec:
-    """``{csv, ecsv, fits, plot, provenance, exotic: bool, aavso: false | {obscode: ...}}``
-    (csv, ecsv, fits, plot, provenance true by default; the exports off)."""
+    """``{csv, ecsv, fits, plot, provenance, html, exotic: bool, aavso: false | {obscode: ...}}``
+    (csv, ecsv, fits, plot, provenance, html true by default; the exports off)."""
     if value is None:
         return OutputsSpec()
     if not isinstance(value, dict):

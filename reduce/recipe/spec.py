@@ -30,7 +30,7 @@ Format (version 1)::
       outlier_guard: {sigma: 5, window: 15}   # reject a target ratio 5 sigma from its 15 neighbours | off
       bin: 0.005                    # bin width of the plotted light curve, days
     missing_calibration: warn       # warn | fail  when a bias/dark/flat type is missing
-    outputs: {csv: true, ecsv: true, fits: true, plot: true, provenance: true,
+    outputs: {csv: true, ecsv: true, fits: true, plot: true, provenance: true, html: true,
               aavso: {obscode: XYZ, chart: X123}, exotic: true}   # the two exports: off by default
 
 Each block section is a list (run in order) of block names, registered by class name (see

@@ -51,6 +51,7 @@ class GroupContext:
     staged: Any = None              # the OutputSet the outputs are written into
     figures: list | None = None     # figure jobs handed to the helper
     check: tuple = (None, None)     # the recipe's check star: (index, None) or (None, why not usable)
+    page_refresh: float | None = None  # seconds: the group's page reloads itself (a night being followed)
 
 
 def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail_fast=False,

@@ -128,16 +128,15 @@ def _remove_stale_exports(ctx) -> None:
 def _write_staged(ctx) -> list:
     """write_outputs' files, in the staging folder; returns their staged paths."""
     from ..io.atomic import atomic_write_text
-    from ..io.provenance import provenance_record, write_provenance
+    from ..io.provenance import write_provenance
     from ..lightcurve.tables import product_extras, write_lightcurve
     from ..figures.helper import collect, submit
 
-    plan, spec, raw, diff, table, ref, target = ctx.plan, ctx.spec, ctx.raw, ctx.diff, ctx.table, ctx.ref, ctx.target
-    result, figures = ctx.result, ctx.figures
+    plan, spec, raw, diff, table, ref = ctx.plan, ctx.spec, ctx.raw, ctx.diff, ctx.table, ctx.ref
+    figures = ctx.figures
     stem = ctx.staged.path(plan.stem)
     outs = spec.outputs
     written = []
-    a = diff.aperture
     exports = _exports(ctx)  # before the provenance, which lists a failed export's message
     if outs.csv or outs.ecsv or outs.fits:
         xy = np.column_stack(grid_to_file(ref, *ref.sources.coords[:raw.shape[1]].T))  # file pixels
@@ -151,27 +150,13 @@ def _write_staged(ctx) -> list:
     if outs.plot and figures is None:
         figures = submit(_figure_jobs(ctx))
     plot_at = len(written)
+    record = _record(ctx) if outs.provenance or outs.html else None
     if outs.provenance:
-        record = provenance_record(
-            recipe_spec=spec, config_source=getattr(ctx.config, "source", None) or "built-in",
-            inputs=plan.frames,
-            calibration={"bias": plan.calibration.bias, "darks": plan.calibration.darks,
-                         "flats": plan.calibration.flats, "why": plan.calibration.reasons},
-            reference=ref.path, aperture={"index": int(a), "radius_px": float(diff.aperture_radius),
-                                         "chosen_by": diff.meta.get("aperture_by")},
-            comparisons=[int(c) for c in diff.comparisons], weights=[float(w) for w in diff.weights],
-            flagged=result.flagged, root=plan.night, warnings=result.warnings,
-            target=_target_record(ref, target),
-            extra={"target_index": int(target), "group": plan.group.label,
-                   "unmeasured": [{"file": relative_path(u[0], plan.night), "reason": u[1]}
-                                  for u in plan.unmeasured],
-                   "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
-                   "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref),
-                   "errors": _errors_record(ref, diff),
-                   **({"aavso_check_star": ctx.check_star} if getattr(ctx, "check_star", None) else {})})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:
         written[plot_at:plot_at] = collect(figures)
+    if outs.html:
+        written.append(_write_page(ctx, record, written if outs.plot else []))
     return written
 
 
@@ -182,6 +167,49 @@ def _errors_record(ref, diff) -> dict:
     return {"bias_pedestal": ref.computed.get("bias_pedestal"), "gain": ref.gain, "read_noise": ref.read_noise,
             "error_over_p2p": None if ratio is None else round(float(ratio), 4),
             "scaled_by": None if scale is None else round(float(scale), 4)}
+
+
+def _record(ctx) -> dict:
+    """The group's provenance record (also what its page shows)."""
+    from ..io.provenance import provenance_record
+
+    plan, spec, diff, ref, target, result = ctx.plan, ctx.spec, ctx.diff, ctx.ref, ctx.target, ctx.result
+    a = diff.aperture
+    info = plan.group.to_dict() if hasattr(plan.group, "to_dict") else {"target": plan.group.label}
+    return provenance_record(
+        recipe_spec=spec, config_source=getattr(ctx.config, "source", None) or "built-in",
+        inputs=plan.frames,
+        calibration={"bias": plan.calibration.bias, "darks": plan.calibration.darks,
+                     "flats": plan.calibration.flats, "why": plan.calibration.reasons},
+        reference=ref.path, aperture={"index": int(a), "radius_px": float(diff.aperture_radius),
+                                     "chosen_by": diff.meta.get("aperture_by")},
+        comparisons=[int(c) for c in diff.comparisons], weights=[float(w) for w in diff.weights],
+        flagged=result.flagged, root=plan.night, warnings=result.warnings,
+        target=_target_record(ref, target),
+        extra={"target_index": int(target), "group": plan.group.label,
+               "observation": {k: info.get(k) for k in ("date", "telescope", "filter", "target")},
+               "frames": len(ctx.table), "scatter_p2p": result.scatter,
+               "unmeasured": [{"file": relative_path(u[0], plan.night), "reason": u[1]}
+                              for u in plan.unmeasured],
+               "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
+               "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref),
+               "errors": _errors_record(ref, diff),
+               **({"aavso_check_star": ctx.check_star} if getattr(ctx, "check_star", None) else {})})
+
+
+def _write_page(ctx, record, written) -> Path:
+    """``<stem>.html``: the group's self-contained page (:mod:`reduce.figures.page`) with the
+    figures just drawn; ``ctx.page_refresh`` (seconds, when set) makes it reload itself."""
+    from ..figures.page import write_group_page
+    from ..io.provenance import to_plain
+
+    stem = ctx.plan.stem
+    names = {f"{stem}.png": "Light curve (flagged frames: red crosses) over the per-frame quality panels",
+             f"{stem}_reference.png": "Reference frame: target (red), comparisons (cyan), other measured "
+                                      "stars (yellow)"}
+    images = [(names[Path(p).name], p) for p in written if Path(p).name in names]
+    return write_group_page(ctx.staged.path(f"{stem}.html"), to_plain(record), images,
+                            refresh=getattr(ctx, "page_refresh", None))
 
 
 def _target_record(ref, target) -> dict:
