@@ -61,7 +61,9 @@ def reduce_run(night: Path, out: Path) -> int:
 
 def annulus_pixels(truth: dict, fwhm: float) -> float:
     """Pixels of the default recipe's sky annulus around the target on the first frame that lie
-    inside the frame and outside dead columns (an annulus at an edge is clipped)."""
+    inside the frame and outside dead columns (an annulus at an edge is clipped). On a doughnut
+    night it is the ring's (``ring_annulus`` of the simulated ring's 97 % radius: the ePSF's, cut
+    by its 21 px stamp on large rings, is at most this, so the floor is not made easier)."""
     from reduce.recipe import load_recipe
 
     block = next(b for b in load_recipe(DEFAULT).sections["photometry"] if b.name == "AnnulusBackground")
@@ -73,7 +75,15 @@ def annulus_pixels(truth: dict, fwhm: float) -> float:
     t = truth["target"]
     yy, xx = np.mgrid[0:ny, dead:nx - dead]
     r = np.hypot(xx - x[t, 0], yy - y[t, 0])
-    return float(np.sum((r >= block.params["inner"] * fwhm) & (r < block.params["outer"] * fwhm)))
+    inner, outer = block.params["inner"] * fwhm, block.params["outer"] * fwhm
+    psf = p.get("psf", {"kind": "moffat"})
+    if psf["kind"] == "doughnut":  # a ring's annulus follows its light (97 % radius), not the FWHM
+        from reduce.blocks.photometry import ring_annulus
+        from reduce.simulations.profiles import doughnut_table
+
+        rr, _, enc = doughnut_table(psf["diameter"], psf["obstruction"], float(np.median(truth["frames"]["seeing"])))
+        inner, outer = ring_annulus(float(np.interp(0.97, enc, rr)))
+    return float(np.sum((r >= inner) & (r < outer)))
 
 
 def neighbour_light_rms(truth: dict, radius: float) -> float:
