@@ -45,6 +45,10 @@ NIGHTS = {
     "cosmic-rays-60-per-frame": dict(size=300, cosmic_rays=60, seed=22),
     "passing-clouds": dict(size=300, clouds=3, n_images=80, seed=23),
     "doughnut-ring-12px-cosmic-rays": dict(size=300, psf="doughnut", fwhm=12.0, cosmic_rays=30, seed=24),
+    # 25 px rings, 30 stars on 300x300: the apertures and annulus follow the ring's light (seeds
+    # 1-3: 0.79, 0.94, 1.04x; with FWHM multiples the annulus went 90-145 px out: 1.2x, 3.2x for
+    # 18 px rings and 40 stars)
+    "doughnut-ring-25px-30-stars": dict(size=300, psf="doughnut", fwhm=25.0, n_stars=30, seed=2),
     # not yet at the floor, so not here (issue 18's closing note): a colour smart-telescope night
     # (GRBG, uncalibrated, hot pixels, hits, a 30 px jump: 1.07-1.5x its floor with the seed), and
     # an uncalibrated night with hot pixels and hits whose target-core hit is flagged (49/50)
