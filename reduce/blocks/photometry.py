@@ -52,7 +52,8 @@ class AperturePhotometry(Block):
     ``radii``: 1-D radii, in units of the frame FWHM (``scale='fwhm'``, default 30 values from 0.5
     to 4: beyond 4 FWHM a Moffat star (beta >= 2.5) holds at most 1 % of its light, so larger
     apertures add only sky noise) or in pixels (``scale='pixels'``, default 30 values from 1 to
-    20 px).
+    20 px). On a doughnut or flat-topped night (``scale='fwhm'``) they are squeezed to end at
+    ``RING_GAP`` x the ring's 97 % radius (:func:`_ring_radii`): a ring has no wings.
     Sets ``image.aperture = {'radii': (n_radii,) px, 'fluxes': (n_sources, n_radii) raw sums (ADU),
     'areas': (n_sources, n_radii) areas (px^2), 'peak': (n_sources,) brightest pixel in a 5x5 box
     (ADU), 'flags': (n_sources, n_radii) uint8 bits (``reduce.algorithms.apertures`` EDGE, MASKED,
@@ -152,7 +153,8 @@ def _ring(image) -> float | None:
 class AnnulusBackground(Block):
     """Local sky per star from the pixels whose centres lie in an annulus, neighbours left out.
 
-    ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels. Pixels within
+    ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels; on a doughnut or
+    flat-topped night (``scale='fwhm'``) the ring's own (:func:`ring_annulus`). Pixels within
     ``neighbours`` (same units, at most ``inner``; 0: none) of any other source, as far as its
     light stands above the noise (:func:`neighbour_radii`), are left out, then the values are
     sigma-clipped at ``sigma`` (iterated to convergence, like astropy ``sigma_clipped_stats``) and
