@@ -54,7 +54,9 @@ NIGHTS = {
     # an uncalibrated night with hot pixels and 25 hits per frame (seed 3: a 3-pixel hit 0.9 px
     # from the target's centre, FWHM 3.6, stands 4-8k ADU above its point reflection on a 30k
     # core, inside the mirror test's allowance for a centre 0.25 px off: 27 sigma, set aside by
-    # the outlier guard, 49/50; seed 4: 48/50 the same way; seeds 1, 5, 6: 1.11-1.26x)
+    # the outlier guard, 49/50; seed 4: 48/50 the same way; seeds 1, 5, 6: 1.11-1.26x with no
+    # target hit. Refining such a core's centre by its own symmetry before the reflection test
+    # (tried, not kept) brought seed 3's frame from 27 to ~10 sigma only, and seed 4 no closer)
 }
 MAX_SIGMA = 5.0  # no frame measured (flag 0) further than this from the truth, in floor sigmas
 
