@@ -52,7 +52,8 @@ class AperturePhotometry(Block):
     ``radii``: 1-D radii, in units of the frame FWHM (``scale='fwhm'``, default 30 values from 0.5
     to 4: beyond 4 FWHM a Moffat star (beta >= 2.5) holds at most 1 % of its light, so larger
     apertures add only sky noise) or in pixels (``scale='pixels'``, default 30 values from 1 to
-    20 px).
+    20 px). On a doughnut or flat-topped night (``scale='fwhm'``) they are squeezed to end at
+    ``RING_GAP`` x the ring's 97 % radius (:func:`_ring_radii`): a ring has no wings.
     Sets ``image.aperture = {'radii': (n_radii,) px, 'fluxes': (n_sources, n_radii) raw sums (ADU),
     'areas': (n_sources, n_radii) areas (px^2), 'peak': (n_sources,) brightest pixel in a 5x5 box
     (ADU), 'flags': (n_sources, n_radii) uint8 bits (``reduce.algorithms.apertures`` EDGE, MASKED,
@@ -77,12 +78,26 @@ class AperturePhotometry(Block):
 
     def run(self, image) -> None:
         radii = self._radii * _pixel_scale(image, self.scale)
+        ring = _ring(image) if self.scale == "fwhm" else None
+        if ring is not None:
+            radii = _ring_radii(radii, RING_GAP * ring)
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
         image.ensure_mask()
         fluxes, areas, flags, peak = circular_sums(_float(image.data), xy, radii, image.mask)
         image.aperture = {"radii": radii, "fluxes": fluxes, "areas": areas, "flags": flags,
                           "edge": (flags & EDGE) != 0, "peak": peak,
                           "saturated": _core_saturated(image, xy, flags, radii)}
+
+
+def _ring_radii(radii: np.ndarray, top: float) -> np.ndarray:
+    """A ring's radii: from the smallest of ``radii`` to ``top`` (where its sky annulus starts),
+    spaced as they were; 4 FWHM (8 half-light radii) of a ring reach far past its light, into
+    its neighbours' on a crowded frame (an 18 px ring with 40 stars on 300x300: a 51 px aperture
+    chosen, 3.1x the floor)."""
+    lo, hi = float(radii.min()), float(radii.max())
+    if not top < hi or not hi > lo:
+        return radii
+    return lo + (radii - lo) * (max(top, lo) - lo) / (hi - lo)
 
 
 def _core_saturated(image, xy: np.ndarray, flags: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -112,11 +127,34 @@ def _float(data: np.ndarray) -> np.ndarray:
 #: (annuli 10-35 px) are better with the median (a clouded night: 0.91x, 1.47x with the plane)
 PLANE_FROM_PX = 40.0
 
+#: a ring's (doughnut or flat-topped star's) light ends near ``r_outer`` (97 % of it, from the
+#: ePSF, whose 21 px stamp cuts a 25 px ring's: 10.5 px for ~13): its apertures reach and its sky
+#: annulus starts ``RING_GAP`` x that out (+1 px), the annulus holds ``RING_AREA`` x the pixels of
+#: that disc, and its neighbours are left out as far: FWHM multiples (5-8 x 2 r_half) put a 25 px
+#: ring's annulus 90-145 px out, off a small frame and under its neighbours' rings
+RING_GAP = 2.0
+RING_AREA = 20.0
+
+
+def ring_annulus(r_outer: float) -> tuple[float, float]:
+    """(inner, outer) px of the sky annulus of a ring whose light ends near ``r_outer`` px."""
+    inner = RING_GAP * float(r_outer) + 1.0
+    return inner, float(np.sqrt(inner * inner + RING_AREA * float(r_outer) ** 2))
+
+
+def _ring(image) -> float | None:
+    """``r_outer`` (px) of the frame's ePSF on a doughnut or flat-topped night, else None."""
+    if image.computed.get("psf_kind") not in ("doughnut", "flat"):
+        return None
+    r = (image.computed.get("psf_shape") or {}).get("r_outer")
+    return float(r) if r is not None and np.isfinite(r) and r > 0 else None
+
 
 class AnnulusBackground(Block):
     """Local sky per star from the pixels whose centres lie in an annulus, neighbours left out.
 
-    ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels. Pixels within
+    ``inner``/``outer`` radii in FWHM units (``scale='fwhm'``) or pixels; on a doughnut or
+    flat-topped night (``scale='fwhm'``) the ring's own (:func:`ring_annulus`). Pixels within
     ``neighbours`` (same units, at most ``inner``; 0: none) of any other source, as far as its
     light stands above the noise (:func:`neighbour_radii`), are left out, then the values are
     sigma-clipped at ``sigma`` (iterated to convergence, like astropy ``sigma_clipped_stats``) and
@@ -178,13 +216,17 @@ class AnnulusBackground(Block):
     def run(self, image) -> None:
         k = _pixel_scale(image, self.scale)
         inner, outer = self.inner * k, self.outer * k
+        ring = _ring(image) if self.scale == "fwhm" else None  # a ring's light has no FWHM wings
+        if ring is not None:
+            inner, outer = ring_annulus(ring)
         xy = image.sources.coords if image.sources is not None else np.zeros((0, 2))
         # pixels without data are left out; a saturated core is left to the clipping (the
         # brightest values), which spares gathering the mask on frames with saturated stars only
         image.ensure_mask()
         mask = image.mask if image.mask_bits & (PixelFlag.no_data() | PixelFlag.COSMIC) else None
         data = _float(image.data)
-        near = self._neighbour_mask(image, xy, self.neighbours * k, data.shape)
+        near = self._neighbour_mask(image, xy, self.neighbours * k, data.shape,
+                                    None if ring is None else RING_GAP * ring)
         med, std, npix = self._sky(data, xy, inner, outer, _either(mask, near))
         few = npix < self.min_pixels
         if self.neighbours and few.any() and len(xy) > 1:  # crowded: the neighbours' pixels back in
@@ -197,26 +239,31 @@ class AnnulusBackground(Block):
         image.annulus = {"median": med, "std": std, "error": err, "area": npix.astype(float),
                          "inner": inner, "outer": outer}
 
-    def _neighbour_mask(self, image, xy, radius: float, shape) -> np.ndarray | None:
+    def _neighbour_mask(self, image, xy, radius: float, shape, ring: float | None = None
+                        ) -> np.ndarray | None:
         """Pixels near a source, as far as its light stands above the noise and at most
         ``radius`` (:func:`neighbour_radii`): of every source the reference detected (``field``,
         mapped through the frame's transform), so that a star's sky does not depend on which
         others are measured; of the measured stars, at ``radius``, when no field or transform is
         known. The mask is drawn for the frame's rotation and scale rounded so that no source
         moves by more than a pixel, once per such step and half-pixel FWHM step, and moved by the
-        frame's rounded shift (a night's slow drift and rotation reuse a few masks)."""
+        frame's rounded shift (a night's slow drift and rotation reuse a few masks). ``ring``: every
+        source out to this radius (px, rounded up to 0.5) instead, a ring's light having no wings."""
         if radius <= 0:
             return None
+        if ring is not None:
+            radius = np.ceil(ring * 2.0) / 2.0
         t = getattr(image, "transform", None)
         field = self._field(xy, t)
         if field is None or len(field) < 2:
             return source_mask(shape, xy, radius) if len(xy) > 1 else None
         t, fwhm = np.asarray(t, float), radius / self.neighbours
         step = np.ceil(fwhm * 2.0) / 2.0  # a few FWHM per night: rounded up (the wing model is rough)
-        radii = neighbour_radii(field[:, 2], step, self.neighbours)
+        radii = neighbour_radii(field[:, 2], step, self.neighbours) if ring is None else \
+            np.full(len(field), radius)
         size = 0.5 * max(shape)  # linear part in steps of 1 / size: <= 1 px over the frame
         turn = np.rint((t[:2, :2] - np.eye(2)) * size)
-        key = (tuple(shape), step, tuple(turn.ravel().astype(int)))
+        key = (tuple(shape), step, ring is not None, tuple(turn.ravel().astype(int)))
         if key not in self._field_masks:
             if len(self._field_masks) >= 32:
                 self._field_masks.clear()

@@ -85,3 +85,24 @@ def test_a_centroid_pulled_away_on_an_aligned_frame_takes_the_prediction_and_fla
     assert image.flags == 0
     assert np.hypot(*(image.sources.coords[0] - truth[0])) < 0.05  # prediction + the stars' common offset
     assert image.computed["centroid_tolerance"] < 0.5
+
+
+def test_a_rings_apertures_and_sky_annulus_follow_its_light_not_fwhm_multiples():
+    from reduce.blocks.photometry import RING_GAP, ring_annulus
+
+    image, truth = _field(seed=4)
+    _psf(image)
+    image.sources = Sources(truth)
+    r = image.computed["psf_shape"]["r_outer"]
+    blocks.AperturePhotometry().run(image)
+    blocks.AnnulusBackground().run(image)
+    radii = image.aperture["radii"]
+    assert radii[0] == 0.5 * image.fwhm and np.isclose(radii[-1], RING_GAP * r)  # not 4 FWHM
+    assert (image.annulus["inner"], image.annulus["outer"]) == ring_annulus(r)
+    assert DIAMETER / 2 < image.annulus["inner"] < 5 * image.fwhm
+    assert np.allclose(image.annulus["median"], 300, atol=3)  # the sky, no ring's light in it
+    # a peaked frame keeps its FWHM multiples
+    image.computed["psf_kind"] = "peaked"
+    blocks.AperturePhotometry().run(image)
+    blocks.AnnulusBackground().run(image)
+    assert np.isclose(image.aperture["radii"][-1], 4 * image.fwhm) and image.annulus["inner"] == 5 * image.fwhm
