@@ -342,6 +342,26 @@ def test_pixel_target_on_a_colour_night_is_in_file_pixels(smart_telescope_night,
                                  np.asarray(table["y"]) - y[star, index])) < 0.5
 
 
+def test_figure_draws_fwhm_and_shifts_in_file_pixels_as_the_table(smart_telescope_night, tmp_path,
+                                                                   monkeypatch):
+    """The light-curve figure's FWHM and shift panels follow the table (file pixels), not the 2x2
+    superpixels the frames are measured on."""
+    from reduce.figures import helper
+
+    night, truth = smart_telescope_night
+    jobs, submit = [], helper.submit
+    monkeypatch.setattr(helper, "submit", lambda batch, *a, **k: submit(jobs.extend(batch) or batch, *a, **k))
+    out = tmp_path / "out"
+    assert run_cli("run", DEFAULT, night, "-o", out, "-q") == 0
+    fluxes = next(j for j in jobs if j.kind == "lightcurve").kwargs["fluxes"]
+    table = Table.read(outputs(out)[".csv"])
+    idx = np.asarray(fluxes.data["frame_index"], int)
+    for name in ("fwhm", "dx", "dy"):
+        np.testing.assert_allclose(fluxes.get(name), np.asarray(table[name], float)[idx], err_msg=name)
+    assert 1.5 < np.nanmedian(fluxes.get("fwhm")) < 3.0  # raw pixels (superpixels: ~1.1)
+    assert np.ptp(fluxes.get("dx")) > 20  # the 30 px jump, in file pixels
+
+
 def test_green_channel_from_the_config_and_its_aavso_band(smart_telescope_night, tmp_path):
     night, truth = smart_telescope_night
     config = tmp_path / "c.yaml"

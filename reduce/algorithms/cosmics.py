@@ -144,12 +144,16 @@ def _candidates(data: np.ndarray, xy: np.ndarray, radius: float, level: float, c
 
 def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, noise: float,
               fwhm: float, gain: float = 1.0, sigma: float = 5.0, grow_sigma: float = 2.5,
-              margin: float = 1.5, iterations: int = 2, binning: float = 1.0) -> np.ndarray:
+              margin: float = 1.5, iterations: int = 2, binning: float = 1.0,
+              core: float = 0.0) -> np.ndarray:
     """Sorted flat indices of the hit pixels within ``radius`` px (a square) of the positions.
 
     ``sky`` and ``noise`` are the frame's sky level and its per-pixel noise (ADU), ``gain`` in
     e-/ADU (the star's own photon noise), ``fwhm`` the frame's stars' FWHM (px), ``binning`` the
-    raw pixels per pixel across (:func:`sharpness_limit`). Flat indices
+    raw pixels per pixel across (:func:`sharpness_limit`); with ``binning`` > 1 that limit holds
+    within ``core`` px of a position only, the wings beyond get a monochrome star's of ``fwhm``
+    (a star's wing is smooth however it is binned: a hit on a superpixel's wing was let through
+    by the core's limit, ~20x higher). Flat indices
     are ``y * nx + x`` (whether or not ``data`` is contiguous).
     """
     xy = np.asarray(xy, float).reshape(-1, 2)
@@ -164,7 +168,12 @@ def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, no
         return empty
     gain = gain if np.isfinite(gain) and gain > 0 else 1.0
     limit = sharpness_limit(fwhm, margin, binning=binning)
-    hits = flat[_sharp(data, flat, sky, noise, gain, limit, sigma)]
+    if binning > 1 and core > 0:
+        wing = sharpness_limit(fwhm, margin)
+        limits = lambda k: np.where(core_hits(k, (ny, nx), xy, core), limit, wing)  # noqa: E731
+    else:
+        limits = lambda k: limit  # noqa: E731
+    hits = flat[_sharp(data, flat, sky, noise, gain, limits(flat), sigma)]
     if len(hits) == 0:
         return empty
     # grown to their neighbours, seen with the hits found so far repaired, so the rest of a
@@ -177,7 +186,7 @@ def find_hits(data: np.ndarray, xy: np.ndarray, radius: float, *, sky: float, no
         near = near[~is_hit[near]]
         value = _repaired(data, hits, is_hit)
         value = np.where(np.isnan(value), data.ravel().take(hits), value)
-        new = near[_sharp(data, near, sky, noise, gain, limit, grow_sigma, (is_hit, hits, value))]
+        new = near[_sharp(data, near, sky, noise, gain, limits(near), grow_sigma, (is_hit, hits, value))]
         if len(new) == 0:
             break
         is_hit[new] = True
@@ -303,7 +312,7 @@ def _isolated(xy: np.ndarray, distance: float) -> np.ndarray:
 
 def mirror_hits(data: np.ndarray, xy: np.ndarray, core: float, *, sky: float, noise: float,
                 gain: float = 1.0, sigma: float = 5.0, excess: float = 0.5, most: int | None = 4,
-                fwhm: float = np.nan, offset: float = 0.25) -> np.ndarray:
+                fwhm: float = np.nan, offset: float = 0.25, isolated: bool = False) -> np.ndarray:
     """Sorted flat indices of the pixels within ``core`` px of an isolated star (no other within
     2 ``core``) that stand above their point reflection through the star's centre by ``sigma``
     noise sigmas plus ``excess`` times the reflection's height above the sky (the reflection:
@@ -323,7 +332,8 @@ def mirror_hits(data: np.ndarray, xy: np.ndarray, core: float, *, sky: float, no
     xy = xy[np.isfinite(xy).all(axis=1)]
     if len(xy) == 0 or not (np.isfinite(sky) and np.isfinite(noise) and noise > 0) or core <= 0:
         return np.zeros(0, np.intp)
-    xy = xy[_isolated(xy, 2.0 * core)]
+    if not isolated:  # (``isolated``: the caller kept the isolated stars already)
+        xy = xy[_isolated(xy, 2.0 * core)]
     data = np.ascontiguousarray(data)
     inside, p, top, py, px = _core_tops(data, xy, core)
     gain = gain if np.isfinite(gain) and gain > 0 else 1.0

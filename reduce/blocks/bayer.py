@@ -43,7 +43,8 @@ class BayerBin(Block):
         same factors for every frame) when the stars are undersampled enough that their plain
         sum depends on which colour pixel they fall on (see :mod:`reduce.run.colour`).
 
-    Sets ``image.computed['cfa']`` (pattern, where it came from, channel, first cell) and scales
+    Sets ``image.computed['cfa']`` (pattern, where it came from, channel, first cell; on
+    superpixels ``'cfa_mosaic'``: the calibrated mosaic, for CosmicRays, which drops it) and scales
     the read noise to the pixels summed. The WCS is left on the file's (trimmed) pixels (astropy
     cannot resample a CD matrix or SIP terms): :func:`wcs_to_grid` and :func:`grid_to_wcs` convert.
     """
@@ -84,6 +85,8 @@ class BayerBin(Block):
         if weights is not None:
             image.computed["cfa"]["balance"] = dict(self.balance)
         image.computed["cfa_greens"] = _greens(raw, pattern, px, py)
+        if offsets is None:  # the calibrated mosaic, for CosmicRays' test of star cores (no copy)
+            image.computed["cfa_mosaic"] = (raw, px, py, weights)
         _move_sources(image, px, py)  # the WCS stays on the file's (trimmed) pixels: see wcs_to_grid
 
 

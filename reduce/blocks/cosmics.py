@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..algorithms.centroids import cutouts
-from ..algorithms.cosmics import core_hits, find_hits, mirror_hits, mirror_values, repair_hits
+from ..algorithms.cosmics import _isolated, core_hits, find_hits, mirror_hits, mirror_values, repair_hits
 from ..core.block import Block
 from .bayer import grid_scale
 from ..model.image import PixelFlag
@@ -33,7 +33,10 @@ class CosmicRays(Block):
     where it holds light above the noise (the median is wrong on a star's peak): those are
     masked (``PixelFlag.COSMIC``), so an aperture over them is NaN (a comparison then leaves
     that frame's ensemble; the target's frame is flagged ``COSMIC_RAY``). A hit is never
-    saturation of a star: its pixels lose the ``SATURATED`` bit. Sets
+    saturation of a star: its pixels lose the ``SATURATED`` bit. On a colour sensor's 2x2
+    superpixels (BayerBin leaves the calibrated mosaic in ``computed['cfa_mosaic']``) the cores
+    are first searched on the mosaic's 4 colour sub-lattices (:func:`_mosaic_hits`), and beyond
+    the cores the superpixels' test takes a monochrome star's limit. Sets
     ``image.computed['cosmics'] = {'hits', 'repaired', 'masked'}`` (pixel counts).
     """
 
@@ -53,23 +56,38 @@ class CosmicRays(Block):
 
     def run(self, image) -> None:
         image.computed["cosmics"] = {"hits": 0, "repaired": 0, "masked": 0}
+        mosaic = image.computed.pop("cfa_mosaic", None)
         fwhm = float(image.fwhm or np.nan)
         if image.sources is None or len(image.sources) == 0 or not np.isfinite(fwhm):
             return
         sky, noise = _sky(image)
         xy = image.sources.coords
-        data = image.data
-        hits = find_hits(data, xy, self.radius * fwhm, sky=sky, noise=noise, fwhm=fwhm,
-                         gain=float(image.gain or 1.0), sigma=self.sigma, binning=grid_scale(image))
+        if mosaic is not None:  # a colour sensor's superpixels: first on its raw colour lattices
+            _mosaic_hits(self, image, mosaic, xy, fwhm)
+        mirror = self.mirror > 0 and self.core > 0 and fwhm >= self.mirror_fwhm  # a reflection to read
+        hits, bad = self._clean(image.data, xy, fwhm, sky, noise, float(image.gain or 1.0),
+                                grid_scale(image), mirror)
+        if len(hits) == 0:
+            return
+        _mark(image, hits, bad)
+        image.computed["cosmics"] = {"hits": int(len(hits)), "repaired": int((~bad).sum()),
+                                     "masked": int(bad.sum())}
+
+    def _clean(self, data, xy, fwhm, sky, noise, gain, binning, mirror, isolated=False):
+        """(hits, masked) of ``data`` (flat indices; True: left as it was, to be masked), repaired
+        in place: the hits of :func:`find_hits` (none when ``binning`` is None), and with
+        ``mirror`` those of :func:`mirror_hits`."""
+        hits = np.zeros(0, np.intp) if binning is None else find_hits(
+            data, xy, self.radius * fwhm, sky=sky, noise=noise, fwhm=fwhm, gain=gain,
+            sigma=self.sigma, binning=binning, core=self.core * fwhm)
         core = self.core * fwhm
-        mirror = self.mirror > 0 and core > 0 and fwhm >= self.mirror_fwhm  # a reflection to read
         if mirror:  # beside a star's peak the 3x3 test is blind; the star's point symmetry is not
-            more = mirror_hits(data, xy, core, sky=sky, noise=noise, gain=float(image.gain or 1.0),
-                               sigma=self.sigma, excess=self.mirror, fwhm=fwhm)
+            more = mirror_hits(data, xy, core, sky=sky, noise=noise, gain=gain,
+                               sigma=self.sigma, excess=self.mirror, fwhm=fwhm, isolated=isolated)
             if len(more):
                 hits = np.union1d(hits, more)
         if len(hits) == 0:
-            return
+            return hits, np.zeros(0, bool)
         hy, hx = np.divmod(hits, data.shape[1])
         before = data[hy, hx].astype(np.float64)
         value = repair_hits(data, hits)
@@ -84,9 +102,78 @@ class CosmicRays(Block):
             bad &= ~fix
         if bad.any():
             data[hy[bad], hx[bad]] = before[bad].astype(data.dtype)
-        _mark(image, hits, bad)
-        image.computed["cosmics"] = {"hits": int(len(hits)), "repaired": int((~bad).sum()),
-                                     "masked": int(bad.sum())}
+        return hits, bad
+
+
+def _mosaic_hits(block, image, mosaic, xy, fwhm: float) -> None:
+    """Hits in the stars' cores on a colour sensor's raw mosaic, found on each of its 4 colour
+    sub-lattices (one colour: a star is point-symmetric there) by the reflection test of
+    :func:`~reduce.algorithms.cosmics.mirror_hits` on the superpixels' grid; each superpixel
+    holding a repaired pixel changes by the repair (weighed as BayerBin weighs that pixel), one
+    holding a pixel left as it was is masked (COSMIC). On the superpixels themselves a one-pixel
+    hit beside an undersampled core (1.6 superpixels FWHM) is diluted by the cell's 3 other
+    pixels and the star's peak: measured, +21,000 ADU 1.5 raw px from a target's centre added
+    16 % to its flux unseen. Only stamps around the isolated stars are read (no copy of the frame)."""
+    raw, px, py, weights = mosaic
+    data = image.data
+    ny, nx = data.shape
+    core = block.core * fwhm
+    if not core > 0:
+        return
+    xy = np.asarray(xy, float)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    xy = xy[_isolated(xy, 2.0 * core)]
+    if len(xy) == 0:
+        return
+    gain = float(image.gain or 1.0)
+    n, h = len(xy), int(np.ceil(core)) + 3
+    size = 2 * h + 1
+    # one raw stamp per star, on whole cells: its 4 colour sub-lattices are its [oy::2, ox::2]
+    i0 = np.floor(xy).astype(np.int64) - h  # the stamps' first superpixel (x, y)
+    at = (2 * i0 + [px, py] + size).astype(float)
+    stamps, _, _ = cutouts(raw, at, 2 * size, dtype=np.float32)
+    blocks = np.concatenate([stamps[:, oy::2, ox::2] for oy in (0, 1) for ox in (0, 1)])
+    ring = np.ones((size, size), bool)
+    ring[2:-2, 2:-2] = False
+    edge = blocks[:, ring].reshape(4, -1)  # each colour's sky and noise, from the stamps' borders
+    sky, noise = np.zeros(4), 0.0
+    for k, e in enumerate(edge):
+        e = e[np.isfinite(e)]
+        if e.size < 8:
+            return
+        sky[k] = np.median(e)
+        noise = max(noise, 1.4826 * float(np.median(np.abs(e - sky[k]))))
+    if not noise > 0:
+        return
+    canvas = (blocks - np.repeat(sky, n)[:, None, None]).reshape(-1, size)  # one above the other
+    shift = [0.25 - 0.5 * (c % 2) for c in range(4)], [0.25 - 0.5 * (c // 2) for c in range(4)]
+    local = np.concatenate([xy - i0 + [shift[0][c], shift[1][c]] for c in range(4)])
+    local[:, 1] += np.arange(4 * n) * size
+    before = canvas.copy()
+    hits, bad = block._clean(canvas, local, fwhm, 0.0, noise, gain, None, True, isolated=True)
+    if len(hits) == 0:
+        return
+    r, c = np.divmod(hits, size)
+    b = r // size
+    star, colour = b % n, b // n
+    gx, gy = i0[star, 0] + c, i0[star, 1] + r % size
+    keep = np.isfinite(before[r, c]) & (gy >= 0) & (gy < ny) & (gx >= 0) & (gx < nx)
+    hot = image.computed.get("hot_pixel_index")
+    if hot is not None:  # repaired on the superpixels already
+        keep &= ~np.isin(gy * nx + gx, hot)
+    # a raw pixel in two stamps (stars 2 cores apart) counts once
+    pixel = np.where(keep, ((gy * nx + gx) * 4 + colour), -1)
+    _, first = np.unique(pixel, return_index=True)
+    first = first[pixel[first] >= 0]
+    if len(first) == 0:
+        return
+    w = np.ones(4) if weights is None else np.asarray(weights, float).ravel()
+    delta = w[colour[first]] * (canvas[r[first], c[first]] - before[r[first], c[first]])
+    np.add.at(data, (gy[first], gx[first]), delta.astype(data.dtype))
+    flat = gy[first] * nx + gx[first]
+    found = np.unique(flat)
+    # a hit is no saturation; one left as it was masks its superpixel (COSMIC)
+    _mark(image, found, np.isin(found, flat[bad[first]]))
 
 
 def _sky(image) -> tuple[float, float]:

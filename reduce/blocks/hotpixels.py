@@ -73,6 +73,7 @@ class RepairHotPixels(Block):
         else:
             image.data = repair(image.data, self._pixels, self._neighbours, self._weights)
         image.computed["hot_pixels"] = self.count
+        image.computed["hot_pixel_index"] = self._pixels  # flat indices (CosmicRays on a colour mosaic)
         if image.mask is None:
             return
         flat = image.mask.reshape(-1)

@@ -86,14 +86,19 @@ def _annulus_px(spec, ref):
 
 
 def _table_fluxes(diff, table):
-    """The differential Fluxes as plotted: the kept frames with their BJD_TDB, and the BJD_TDB of
-    the frames left out (flagged or clipped: no flux), drawn as markers."""
+    """The differential Fluxes as plotted: the kept frames with their BJD_TDB, the BJD_TDB of the
+    frames left out (flagged or clipped: no flux), drawn as markers, and the table's fwhm, dx and
+    dy (file pixels, also on a colour sensor's 2x2 superpixels), so the figure reads as the table."""
+    idx = np.asarray(diff.data["frame_index"], int)
+    data = dict(diff.data)
+    for name in ("fwhm", "dx", "dy"):
+        if name in data and name in table.colnames:
+            data[name] = np.asarray(table[name], float)[idx]
     bjd = np.asarray(table["bjd_tdb"], float)
     if not np.all(np.isfinite(bjd)):
-        return diff
-    idx = np.asarray(diff.data["frame_index"], int)
+        return diff._replace(data=data)
     flagged = np.asarray(table["flag"]) != 0
-    return diff._replace(data={**diff.data, "bjd_tdb": bjd[idx]},
+    return diff._replace(data={**data, "bjd_tdb": bjd[idx]},
                          meta={**diff.meta, "flagged_frames": bjd[flagged].tolist()})
 
 

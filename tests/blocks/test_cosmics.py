@@ -70,3 +70,67 @@ def test_clean_stars_are_left_alone():
     before = im.data.copy()
     CosmicRays().run(im)
     assert im.computed["cosmics"]["hits"] == 0 and np.array_equal(im.data, before)
+
+
+def _colour_frame(hit=None, adu=15000.0):
+    """A GRBG mosaic (R 0.6, G 1, B 0.5) of three 2.6 raw px stars, binned to superpixels by
+    BayerBin, with its stars and superpixel FWHM (~1.6) as the chain gives them to CosmicRays."""
+    from astropy.io import fits
+
+    from reduce.blocks import BayerBin
+    from reduce.blocks.bayer import file_to_grid
+
+    xy = np.array([[60.3, 50.8], [110.6, 70.2], [40.0, 30.5]])
+    raw = render((100, 140), xy, [2e5, 1.5e5, 1e5], fwhm=2.6, sky=400.0, noise=0.0)
+    response = np.tile([[1.0, 0.6], [0.5, 1.0]], (50, 70))  # GRBG
+    raw = raw * response + np.random.default_rng(5).normal(0.0, 8.0, raw.shape)
+    if hit is not None:
+        raw[hit[1], hit[0]] += adu
+    im = Image(data=raw.astype(np.float32), header=fits.Header({"BAYERPAT": "GRBG"}), saturation=65535.0)
+    BayerBin().run(im)
+    im.sources = Sources(np.column_stack(file_to_grid(im, xy[:, 0], xy[:, 1])))
+    im.fwhm, im.bkg, im.bkg_rms = 1.6, 400.0 * 3.1, 16.0
+    return im
+
+
+def _target_sum(im, r=2.5):
+    x, y = im.sources.coords[0]
+    yy, xx = np.mgrid[0:im.data.shape[0], 0:im.data.shape[1]]
+    return float(im.data[np.hypot(xx - x, yy - y) <= r].sum())
+
+
+def test_a_hit_beside_a_core_on_colour_superpixels_is_found_on_the_raw_mosaic():
+    """On 2x2 superpixels a one-pixel hit 1.5 raw px from an undersampled star's centre is
+    diluted by the cell's 3 other pixels and the star's peak; on its colour's sub-lattice of the
+    raw mosaic it stands above its point reflection, and its superpixel is repaired."""
+    clean = _colour_frame()
+    CosmicRays().run(clean)
+    assert clean.computed["cosmics"]["hits"] == 0 and "cfa_mosaic" not in clean.computed
+    untouched = _colour_frame()
+    assert np.array_equal(clean.data, untouched.data)  # no star pixel taken for a hit
+    hit = _colour_frame(hit=(59, 50))  # a red pixel (GRBG: x odd, y even), 1.5 px from the centre
+    blind = _colour_frame(hit=(59, 50))
+    blind.computed.pop("cfa_mosaic")  # as before: the superpixels alone
+    CosmicRays().run(blind)
+    assert _target_sum(blind) / _target_sum(clean) - 1 > 0.05  # missed: +15,000 ADU stays
+    CosmicRays().run(hit)
+    assert abs(_target_sum(hit) / _target_sum(clean) - 1) < 0.01
+
+
+def test_a_hit_on_a_wing_of_colour_superpixels_is_found_with_a_monochrome_wing_limit():
+    """Beyond a star's core its wing is smooth however it is binned: there a superpixel hit needs
+    only stand above a monochrome star's sharpness, not the 20x higher one an undersampled core
+    needs (which let +3,000 ADU through here, and tracks of tens of thousands of ADU beside stars
+    on the simulated colour nights)."""
+    from reduce.algorithms.cosmics import find_hits
+
+    clean = _colour_frame()
+    CosmicRays().run(clean)
+    im = _colour_frame(hit=(66, 50), adu=3000.0)  # 5.7 raw px (2.9 superpixels) from the target
+    sky, xy = 400.0 * 3.1, im.sources.coords
+    at = 50 // 2 * im.data.shape[1] + 66 // 2
+    old = find_hits(im.data, xy, 4.5 * 1.6, sky=sky, noise=16.0, fwhm=1.6, binning=2)
+    new = find_hits(im.data, xy, 4.5 * 1.6, sky=sky, noise=16.0, fwhm=1.6, binning=2, core=1.5 * 1.6)
+    assert at not in old and at in new
+    CosmicRays().run(im)
+    assert abs(_target_sum(im, r=3.5) / _target_sum(clean, r=3.5) - 1) < 0.01
