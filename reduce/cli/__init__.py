@@ -21,6 +21,7 @@ COMMANDS = {
     "validate": ("reduce.cli.recipes", "validate", "Check a recipe without running it."),
     "blocks": ("reduce.cli.recipes", "blocks_cmd", "List the blocks a recipe can use, with parameters."),
     "recipes": ("reduce.cli.recipes", "recipes_cmd", "List the recipes installed with reduce."),
+    "fit": ("reduce.cli.fit", "fit", "Fit a transit, or time a minimum, on a light-curve product."),
 }
 
 
