@@ -22,6 +22,7 @@ COMMANDS = {
     "blocks": ("reduce.cli.recipes", "blocks_cmd", "List the blocks a recipe can use, with parameters."),
     "recipes": ("reduce.cli.recipes", "recipes_cmd", "List the recipes installed with reduce."),
     "report": ("reduce.cli.report", "report", "Write an index.html over every group product of a folder."),
+    "fit": ("reduce.cli.fit", "fit", "Fit a transit, or time a minimum, on a light-curve product."),
 }
 
 
