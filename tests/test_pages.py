@@ -15,6 +15,7 @@ import pytest
 from astropy.io import fits
 
 from reduce.cli import main
+from tests.conftest import stayed_broken
 
 DEFAULT = Path(__file__).resolve().parents[1] / "recipes" / "default.yaml"
 OBJECT = '<b>Tom & "Jerry\'s"</b>'           # an OBJECT value that is HTML
@@ -86,6 +87,7 @@ def night_run(tmp_path_factory):
             hdul[0].header.pop("GAIN", None)
     raw = lights[5].read_bytes()
     (night / "light" / ODD).write_bytes(raw[: len(raw) // 2])
+    stayed_broken(night / "light" / ODD)  # not a frame still being written: flagged
     out = base / "out"
     code = run_cli("run", DEFAULT, night, "-o", out, "-q", "--jobs", "1")
     prov = json.loads(next(out.glob("*.json")).read_text())
