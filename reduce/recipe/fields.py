@@ -57,7 +57,9 @@ class DifferentialSpec:
     ``autodiff``: Broeg-style weighted ensemble of at most ``max_comps`` stars (never those in
     ``exclude``; comparisons noisier than ``reject`` x the noise model dropped) and the aperture
     minimising the target's ``scatter`` (p2p | binned | std). ``diff``: explicit ``comps`` with
-    optional ``weights`` and ``aperture`` index. Frames whose per-frame quantity is an outlier
+    optional ``weights`` and ``aperture`` index; ``comps`` may instead be given by position,
+    ``[{x: .., y: ..}, ...]`` (``comp_positions``: 0-based pixels of the first frame, as for the
+    target, snapped to the nearest measured star by ``reduce.run.comps``). Frames whose per-frame quantity is an outlier
     (``sigma_clip``: name -> sigma, e.g. ``{sky: 3}``) are rejected first, then frames whose
     comparisons lost more than ``max_light_loss`` of their light (clouds; None: never); after the
     ensemble, ``outlier_guard`` ``{sigma, window}`` sets aside a frame whose target ratio is
@@ -68,6 +70,7 @@ class DifferentialSpec:
 
     method: str = "autodiff"
     comps: tuple[int, ...] | None = None
+    comp_positions: tuple[tuple[float, float], ...] | None = None
     weights: tuple[float, ...] | None = None
     aperture: int | None = None
     exclude: tuple[int, ...] = ()
@@ -81,6 +84,8 @@ class DifferentialSpec:
 
     def to_plain(self) -> dict:
         d = {"method": self.method}
+        if self.comp_positions is not None and self.comps is None:
+            d["comps"] = [{"x": x, "y": y} for x, y in self.comp_positions]
         for name in ("comps", "weights", "aperture", "exclude", "max_comps", "reject"):
             v = getattr(self, name)
             if v is not None and v != ():
@@ -203,6 +208,26 @@ def _indices(value, path, name: str, report: Report):
     return tuple(value)
 
 
+def _comps(value, path, report: Report):
+    """(indices, None) for ``[1, 2, 3]``, (None, positions) for ``[{x: .., y: ..}, ...]``."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        return _indices(value, path, "comps", report), None
+    positions = []
+    for i, v in enumerate(value):
+        _check_keys(v, ("x", "y"), path + (i,), report)
+        x, y = v.get("x"), v.get("y")
+        if isinstance(x, bool) or isinstance(y, bool) or not finite(x) or not finite(y):
+            report(path + (i,), f"comparison {i} must be a position {{x: .., y: ..}} in pixels, got {v!r}",
+                   "0-based pixels of the first frame, as for --target X,Y")
+            continue
+        positions.append((float(x), float(y)))
+    if len(positions) != len(value):
+        return None, None
+    if len(set(positions)) != len(positions):
+        report(path, "comps lists a position twice")
+    return None, tuple(positions)
+
+
 _DIFF_KEYS = ("method", "comps", "weights", "aperture", "exclude", "max_comps", "reject", "scatter",
               "sigma_clip", "max_light_loss", "outlier_guard", "bin")
 _ONLY = {"comps": "diff", "weights": "diff", "aperture": "diff", "exclude": "autodiff",
@@ -219,21 +244,21 @@ def parse_differential(value, report: Report, path=("differential",)) -> Differe
         report(path, f"'differential' must be a mapping, got {value!r}", "e.g. {method: autodiff}")
         return DifferentialSpec()
     _check_keys(value, _DIFF_KEYS, path, report)
-    comps = _indices(value["comps"], path + ("comps",), "comps", report) if "comps" in value else None
-    method = value.get("method", "diff" if comps else "autodiff")
+    comps, positions = _comps(value["comps"], path + ("comps",), report) if "comps" in value else (None, None)
+    method = value.get("method", "diff" if comps or positions else "autodiff")
     if method not in ("autodiff", "diff"):
         report(path + ("method",), f"unknown differential method {method!r}",
                close_match_hint(str(method), ("autodiff", "diff")) or "autodiff or diff")
         method = "autodiff"
-    if method == "diff" and not comps:
+    if method == "diff" and not comps and not positions:
         report(path + ("method",), "method: diff needs a non-empty 'comps' list of comparison stars")
     for key, only in _ONLY.items():
         if key in value and method != only:
             report(path + (key,), f"{key!r} is only used with method: {only}",
                    f"remove it or set method: {only}")
-    out = {"method": method, "comps": comps}
+    out = {"method": method, "comps": comps, "comp_positions": positions}
     out["exclude"] = _indices(value.get("exclude", []), path + ("exclude",), "exclude", report) or ()
-    out["weights"] = _weights(value.get("weights"), comps, path + ("weights",), report)
+    out["weights"] = _weights(value.get("weights"), comps or positions, path + ("weights",), report)
     out["aperture"] = _optional_int(value.get("aperture"), path + ("aperture",), "aperture", 0, report)
     out["max_comps"] = _optional_int(value.get("max_comps"), path + ("max_comps",), "max_comps", 1, report)
     reject = value.get("reject")

@@ -25,6 +25,7 @@ from .reference import choose_reference, fill_pointing, psf_like_reference, psf_
 from .plan import GroupPlan
 from .report import GroupResult
 from .table import differential, errors_without_gain, full_table, note_snapshot, p2p_of_table
+from .comps import place_comparisons
 from .target import select_target
 
 __all__ = ["reduce_group", "GroupContext"]
@@ -114,6 +115,8 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)
     target = select_target(ref, spec.target, frames=getattr(plan, "night_lights", None) or plan.frames,
                            night=plan.night, pre=pre, phot=phot, loader=loader)
+    spec = ctx.spec = place_comparisons(spec, ref, target, frames=getattr(plan, "night_lights", None) or plan.frames,
+                                        night=plan.night, pre=pre, phot=phot, loader=loader)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)  # on the measured stars only
     phot = with_phase_correction(phot, pre, ref, loader, plan.name)
     ctx.ref, ctx.target = ref, target
