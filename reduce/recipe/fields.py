@@ -132,7 +132,9 @@ class AavsoSpec:
 class OutputsSpec:
     """Which files ``reduce run`` writes per group: light-curve CSV (plain), ECSV (with units and
     schema), FITS, PNG figures, provenance, and the exports observers submit: AAVSO extended
-    format (``aavso: {obscode: ...}``) and EXOTIC/Exoplanet Watch pre-reduced input (``exotic``)."""
+    format (``aavso: {obscode: ...}``) and EXOTIC/Exoplanet Watch pre-reduced input (``exotic``);
+    for AstroImageJ users, a DS9 region file of the measured stars (``region``) and a plain
+    per-star measurement table (``stars``)."""
 
     csv: bool = True
     ecsv: bool = True
@@ -141,12 +143,14 @@ class OutputsSpec:
     provenance: bool = True
     aavso: AavsoSpec | None = None
     exotic: bool = False
+    region: bool = True
+    stars: bool = True
 
     def to_plain(self) -> dict:
         return {"csv": self.csv, "ecsv": self.ecsv, "fits": self.fits, "plot": self.plot,
                 "provenance": self.provenance,
                 "aavso": self.aavso.to_plain() if self.aavso is not None else False,
-                "exotic": self.exotic}
+                "exotic": self.exotic, "region": self.region, "stars": self.stars}
 
 
 def _is_int(v) -> bool:
@@ -370,8 +374,8 @@ def _bin(value, path, report: Report):
 
 # --- outputs ---------------------------------------------------------------------------------
 def parse_outputs(value, report: Report, path=("outputs",)) -> OutputsSpec:
-    """``{csv, ecsv, fits, plot, provenance, exotic: bool, aavso: false | {obscode: ...}}``
-    (csv, ecsv, fits, plot, provenance true by default; the exports off)."""
+    """``{csv, ecsv, fits, plot, provenance, region, stars, exotic: bool, aavso: false | {obscode: ...}}``
+    (csv, ecsv, fits, plot, provenance, region, stars true by default; the exports off)."""
     if value is None:
         return OutputsSpec()
     if not isinstance(value, dict):

@@ -124,7 +124,7 @@ def _write_staged(ctx) -> list:
         written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, ecsv=outs.ecsv,
                                     fits=outs.fits,
                                     header=_product_header(ctx))
-    for suffix, text in exports:
+    for suffix, text in exports + _star_files(ctx):
         written.append(atomic_write_text(Path(f"{stem}{suffix}"), text))
     if outs.plot and figures is None:
         figures = submit(_figure_jobs(ctx))
@@ -202,6 +202,28 @@ def _exports(ctx) -> list:
             raise ReduceError("EXOTIC export: no BJD_TDB (the target's RA/Dec is unknown: no WCS, recipe "
                               "target or header RA/DEC)")
         out.append(("_exotic.csv", exotic_text(table, target=group.target)))
+    return out
+
+
+def _check_star(ctx):
+    """The check star's index when the run has one (``diff.meta['check']``), else None."""
+    check = ctx.diff.meta.get("check")
+    return int(check) if isinstance(check, (int, np.integer)) and not isinstance(check, bool) else None
+
+
+def _star_files(ctx) -> list:
+    """(suffix, text) of the DS9 region file (``.reg``) and the per-star measurement table
+    (``_stars.csv``), as the recipe asks (``outputs: {region, stars}``)."""
+    from .starfiles import region_text, stars_csv_text
+
+    outs, diff, ref, out = ctx.spec.outputs, ctx.diff, ctx.ref, []
+    check = _check_star(ctx)
+    if outs.region:
+        out.append((".reg", region_text(ref, ctx.target, diff.comparisons, diff.weights, diff.aperture_radius,
+                                        check=check, title=ctx.plan.stem)))
+    if outs.stars:
+        out.append(("_stars.csv", stars_csv_text(ctx.raw, diff.aperture, ref, bjd_tdb=ctx.table["bjd_tdb"],
+                                                 comparisons=diff.comparisons, check=check)))
     return out
 
 
