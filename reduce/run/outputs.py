@@ -51,9 +51,9 @@ def discard_figures(figures) -> None:
 
 
 def _figure_jobs(ctx) -> list:
-    """The group's two figures as jobs, drawn into the staging folder ``staged``: light curve with
+    """The group's figures as jobs, drawn into the staging folder ``staged``: light curve with
     diagnostics (titled with the group's target, date, telescope and filter), reference with every
-    star, the aperture and annulus."""
+    star, the aperture and annulus, and each comparison star over the ensemble of the others."""
     from ..figures.helper import lightcurve_job, reference_job
 
     plan, spec, diff, ref, target, table = ctx.plan, ctx.spec, ctx.diff, ctx.ref, ctx.target, ctx.table
@@ -63,7 +63,25 @@ def _figure_jobs(ctx) -> list:
     return [lightcurve_job(_table_fluxes(diff, table), Path(f"{stem}.png"), binned_dt=dt, info=info),
             reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"),
                           radius=float(diff.aperture_radius), annulus=_annulus_px(spec, ref),
-                          filename=Path(str(ref.path)).name if getattr(ref, "path", None) else None)]
+                          filename=Path(str(ref.path)).name if getattr(ref, "path", None) else None)] \
+        + _comparisons_jobs(diff, table, Path(f"{stem}_comparisons.png"), info)
+
+
+def _comparisons_jobs(diff, table, path, info) -> list:
+    """The comparison-star figure's job (each comparison over the ensemble of the others, with its
+    weight), when there are two comparisons or more to compare."""
+    from ..figures.comparisons import comparison_series
+    from ..figures.helper import FigureJob
+
+    if len(diff.comparisons) < 2:
+        return []
+    raw = diff.raw
+    bjd = np.asarray(table["bjd_tdb"], float)[np.asarray(raw.data["frame_index"], int)]
+    scale = "BJD_TDB" if np.all(np.isfinite(bjd)) else "JD UTC"
+    series = comparison_series(raw, diff.comparisons, diff.weights, diff.aperture,
+                               time=bjd if scale == "BJD_TDB" else None)
+    title = " ".join(str(info[k]) for k in ("target", "date", "telescope", "filter") if info.get(k))
+    return [FigureJob("comparisons", path, {"series": series, "title": title or None, "time_scale": scale})]
 
 
 def _annulus_px(spec, ref):
