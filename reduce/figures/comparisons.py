@@ -1,5 +1,5 @@
 """The comparison-star figure: each comparison's light curve divided by the weighted ensemble of the
-others, one panel per star labelled with its index, weight and point-to-point scatter, so that a
+others, one panel per star labelled with its index, weight and robust scatter, so that a
 variable or badly measured comparison shows at once (as AstroImageJ users check theirs).
 
 :func:`comparison_series` computes the curves (plain arrays, cheap to hand to the figure helper);
@@ -13,14 +13,16 @@ __all__ = ["comparison_series", "comparisons_figure", "MAX_PANELS", "SUSPECT"]
 
 MAX_PANELS = 24  # the heaviest comparisons drawn; the others are named in the title
 SUSPECT = 3.0    # a panel whose scatter is this many times the comparisons' median is framed in red
+MAD_TO_SIGMA = 1.4826
 
 
 def comparison_series(raw, comparisons, weights, aperture: int, *, time=None) -> dict:
-    """{'time', 'stars', 'weights', 'ratio' (n_comps, n_frames), 'p2p', 'suspect'} for the
+    """{'time', 'stars', 'weights', 'ratio' (n_comps, n_frames), 'rms', 'suspect'} for the
     comparisons (indices, by decreasing weight) of ``raw`` Fluxes in ``aperture``: each star's flux
     over the weighted mean of the other comparisons' fluxes on the same frame, normalised to its
-    median. ``time``: the frames' times (default ``raw.time``, JD UTC)."""
-    from ..lightcurve.stats import p2p_scatter
+    median; 'rms' is its robust scatter (MAD), which a variable comparison (a slow trend that a
+    point-to-point scatter would miss) raises as much as a noisy one; 'suspect' marks those more than
+    ``SUSPECT`` times the comparisons' median. ``time``: the frames' times (default ``raw.time``)."""
 
     comps = np.asarray(comparisons, int)
     w = np.asarray(weights, float)
@@ -33,21 +35,22 @@ def comparison_series(raw, comparisons, weights, aperture: int, *, time=None) ->
         ratio = np.where(ok, f / others, np.nan)
         med = np.nanmedian(np.where(np.isfinite(ratio), ratio, np.nan), axis=1, keepdims=True)
         ratio = ratio / med
-    p2p = np.array([_p2p(r, p2p_scatter) for r in ratio])
-    typical = np.nanmedian(p2p) if np.isfinite(p2p).any() else np.nan
-    suspect = (p2p > SUSPECT * typical) if len(p2p) >= 3 and np.isfinite(typical) else np.zeros(len(p2p), bool)
+    rms = np.array([_robust_rms(r) for r in ratio])
+    typical = np.nanmedian(rms) if np.isfinite(rms).any() else np.nan
+    suspect = (rms > SUSPECT * typical) if len(rms) >= 3 and np.isfinite(typical) else np.zeros(len(rms), bool)
     return {"time": np.asarray(raw.time if time is None else time, float), "stars": comps.tolist(),
-            "weights": w.tolist(), "ratio": ratio, "p2p": p2p.tolist(), "suspect": suspect.tolist()}
+            "weights": w.tolist(), "ratio": ratio, "rms": rms.tolist(), "suspect": suspect.tolist()}
 
 
-def _p2p(r, p2p_scatter) -> float:
+def _robust_rms(r) -> float:
+    """MAD scatter of the finite values (NaN for fewer than 3)."""
     r = r[np.isfinite(r)]
-    return float(p2p_scatter(r)) if r.size >= 3 else np.nan
+    return float(MAD_TO_SIGMA * np.median(np.abs(r - np.median(r)))) if r.size >= 3 else np.nan
 
 
 def comparisons_figure(series: dict, *, title=None, time_scale="BJD_TDB"):
     """Figure: one panel per comparison (at most ``MAX_PANELS``, the heaviest), its flux over the
-    ensemble of the others against time; the label gives its index, weight and p2p scatter; a
+    ensemble of the others against time; the label gives its index, weight and robust rms; a
     panel SUSPECT times noisier than the typical comparison is framed in red. Returns a Figure."""
     from matplotlib.figure import Figure
 
@@ -71,9 +74,9 @@ def comparisons_figure(series: dict, *, title=None, time_scale="BJD_TDB"):
         r = np.asarray(series["ratio"][k], float)
         ax.plot(t - t0, r, ".", ms=3, color="0.3")
         ax.axhline(1.0, color="0.7", lw=0.8, zorder=0)
-        p2p = series["p2p"][k]
+        rms = series["rms"][k]
         text = f"#{series['stars'][k]}  w = {series['weights'][k]:.3f}" + (
-            f"  p2p {1000 * p2p:.2g} ppt" if np.isfinite(p2p) else "")
+            f"  rms {1000 * rms:.2g} ppt" if np.isfinite(rms) else "")
         bad = bool(series["suspect"][k])
         ax.text(0.01, 0.95, text + ("  (noisy)" if bad else ""), transform=ax.transAxes, va="top",
                 fontsize=8, color="#d62728" if bad else "k",
