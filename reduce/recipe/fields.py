@@ -144,7 +144,7 @@ class OutputsSpec:
     aavso: AavsoSpec | None = None
     exotic: bool = False
     region: bool = True
-    stars: bool = True
+    stars: bool = False
 
     def to_plain(self) -> dict:
         return {"csv": self.csv, "ecsv": self.ecsv, "fits": self.fits, "plot": self.plot,
@@ -375,7 +375,7 @@ def _bin(value, path, report: Report):
 # --- outputs ---------------------------------------------------------------------------------
 def parse_outputs(value, report: Report, path=("outputs",)) -> OutputsSpec:
     """``{csv, ecsv, fits, plot, provenance, region, stars, exotic: bool, aavso: false | {obscode: ...}}``
-    (csv, ecsv, fits, plot, provenance, region, stars true by default; the exports off)."""
+    (csv, ecsv, fits, plot, provenance, region true by default; stars and the exports off)."""
     if value is None:
         return OutputsSpec()
     if not isinstance(value, dict):

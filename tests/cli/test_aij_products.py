@@ -28,9 +28,11 @@ def run_cli(*args) -> int:
     return exc.value.code
 
 
-def _recipe(base: Path, name: str, differential: str) -> Path:
-    """The default recipe with another ``differential:`` section."""
+def _recipe(base: Path, name: str, differential: str, stars: bool = False) -> Path:
+    """The default recipe with another ``differential:`` section (and the per-star table)."""
     text = DEFAULT.read_text()
+    if stars:
+        text = text.replace("outputs: {csv: true,", "outputs: {stars: true, csv: true,")
     start = text.index("differential:")
     end = text.index("missing_calibration:")
     path = base / f"{name}.yaml"
@@ -56,7 +58,7 @@ def night(tmp_path_factory):
 def by_index(night):
     """(output folder, exit status) of a run with comps [1, 2, 3] by index."""
     out = night / "out_index"
-    status = run_cli("run", _recipe(night, "index", "differential: {comps: [1, 2, 3]}"), night / "night",
+    status = run_cli("run", _recipe(night, "index", "differential: {comps: [1, 2, 3]}", stars=True), night / "night",
                      "-o", out)
     return out, status
 
