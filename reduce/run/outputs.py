@@ -162,6 +162,8 @@ def _write_staged(ctx) -> list:
                    "unmeasured": [{"file": relative_path(u[0], plan.night), "reason": u[1]}
                                   for u in plan.unmeasured],
                    "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
+                   **({"comparisons_placed": ref.computed["comparisons_placed"]}
+                      if ref.computed.get("comparisons_placed") else {}),
                    "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref)})
         written += write_provenance(record, Path(f"{stem}.json"))
     if outs.plot:

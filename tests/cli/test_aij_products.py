@@ -135,6 +135,9 @@ def test_comparisons_by_position_choose_the_same_stars(night, by_index):
     assert run_cli("run", recipe, night / "night", "-o", out2) == 0
     prov2 = json.loads((out2 / f"{STEM}.json").read_text())
     assert sorted(prov2["comparisons"]) == [1, 2, 3]
+    placed = prov2["extra"]["comparisons_placed"]  # how each position became a star, for the record
+    assert [p["index"] for p in placed] == [3, 1, 2]
+    assert all(p["given"]["frame"] == first and p["snap_distance_px"] < 1.0 for p in placed)
     with fits.open(out / f"{STEM}.fits") as a, fits.open(out2 / f"{STEM}.fits") as b:
         np.testing.assert_allclose(a["LIGHTCURVE"].data["flux"], b["LIGHTCURVE"].data["flux"], rtol=1e-9)
 
