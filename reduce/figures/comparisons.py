@@ -16,30 +16,24 @@ SUSPECT = 3.0    # a panel whose scatter is this many times the comparisons' med
 MAD_TO_SIGMA = 1.4826
 
 
-def comparison_series(raw, comparisons, weights, aperture: int, *, time=None) -> dict:
-    """{'time', 'stars', 'weights', 'ratio' (n_comps, n_frames), 'rms', 'suspect'} for the
-    comparisons (indices, by decreasing weight) of ``raw`` Fluxes in ``aperture``: each star's flux
-    over the weighted mean of the other comparisons' fluxes on the same frame, normalised to its
-    median; 'rms' is its robust scatter (MAD), which a variable comparison (a slow trend that a
-    point-to-point scatter would miss) raises as much as a noisy one; 'suspect' marks those more than
-    ``SUSPECT`` times the comparisons' median. ``time``: the frames' times (default ``raw.time``)."""
+def comparison_series(diff, *, time=None) -> dict:
+    """{'time', 'stars', 'weights', 'ratio' (n_comps, n_frames), 'rms', 'suspect'} of the
+    comparisons of differential Fluxes ``diff`` (by decreasing weight) in its chosen aperture.
 
-    comps = np.asarray(comparisons, int)
-    w = np.asarray(weights, float)
-    f = np.asarray(raw.fluxes[aperture], float)[comps]  # (n_comps, n_frames)
-    ok = np.isfinite(f) & (f > 0)
-    wf = np.where(ok, w[:, None] * f, 0.0)
-    ww = np.where(ok, w[:, None], 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        others = (wf.sum(0) - wf) / (ww.sum(0) - ww)  # leave-one-out weighted mean
-        ratio = np.where(ok, f / others, np.nan)
-        med = np.nanmedian(np.where(np.isfinite(ratio), ratio, np.nan), axis=1, keepdims=True)
-        ratio = ratio / med
+    The ratio is the differential step's own: each comparison's flux over the weighted ensemble of
+    the *other* comparisons (leave-one-out, a comparison's single-frame hits left out of the
+    ensemble, as :func:`reduce.lightcurve.ensemble.differential` does), median 1. 'rms' is its
+    robust scatter (MAD), which a variable comparison (a slow trend that a point-to-point scatter
+    would miss) raises as much as a noisy one; 'suspect' marks those more than ``SUSPECT`` times
+    the comparisons' median. ``time``: the frames' times (default ``diff.time``, JD UTC)."""
+    comps = np.asarray(diff.comparisons, int)
+    ratio = np.asarray(diff.fluxes[diff.aperture], float)[comps]
     rms = np.array([_robust_rms(r) for r in ratio])
     typical = np.nanmedian(rms) if np.isfinite(rms).any() else np.nan
     suspect = (rms > SUSPECT * typical) if len(rms) >= 3 and np.isfinite(typical) else np.zeros(len(rms), bool)
-    return {"time": np.asarray(raw.time if time is None else time, float), "stars": comps.tolist(),
-            "weights": w.tolist(), "ratio": ratio, "rms": rms.tolist(), "suspect": suspect.tolist()}
+    return {"time": np.asarray(diff.time if time is None else time, float), "stars": comps.tolist(),
+            "weights": [float(w) for w in diff.weights], "ratio": ratio, "rms": rms.tolist(),
+            "suspect": suspect.tolist()}
 
 
 def _robust_rms(r) -> float:

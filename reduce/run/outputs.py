@@ -75,11 +75,9 @@ def _comparisons_jobs(diff, table, path, info) -> list:
 
     if len(diff.comparisons) < 2:
         return []
-    raw = diff.raw
-    bjd = np.asarray(table["bjd_tdb"], float)[np.asarray(raw.data["frame_index"], int)]
+    bjd = np.asarray(table["bjd_tdb"], float)[np.asarray(diff.data["frame_index"], int)]
     scale = "BJD_TDB" if np.all(np.isfinite(bjd)) else "JD UTC"
-    series = comparison_series(raw, diff.comparisons, diff.weights, diff.aperture,
-                               time=bjd if scale == "BJD_TDB" else None)
+    series = comparison_series(diff, time=bjd if scale == "BJD_TDB" else None)
     title = " ".join(str(info[k]) for k in ("target", "date", "telescope", "filter") if info.get(k))
     return [FigureJob("comparisons", path, {"series": series, "title": title or None, "time_scale": scale})]
 
