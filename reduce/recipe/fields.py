@@ -249,12 +249,12 @@ def parse_differential(value, report: Report, path=("differential",)) -> Differe
         return DifferentialSpec()
     _check_keys(value, _DIFF_KEYS, path, report)
     comps, positions = _comps(value["comps"], path + ("comps",), report) if "comps" in value else (None, None)
-    method = value.get("method", "diff" if comps or positions else "autodiff")
+    method = value.get("method", "diff" if "comps" in value else "autodiff")
     if method not in ("autodiff", "diff"):
         report(path + ("method",), f"unknown differential method {method!r}",
                close_match_hint(str(method), ("autodiff", "diff")) or "autodiff or diff")
         method = "autodiff"
-    if method == "diff" and not comps and not positions:
+    if method == "diff" and not comps and not positions and value.get("comps") in (None, []):
         report(path + ("method",), "method: diff needs a non-empty 'comps' list of comparison stars")
     for key, only in _ONLY.items():
         if key in value and method != only:

@@ -29,3 +29,4 @@ def test_comps_by_position_parse_and_imply_diff():
 def test_bad_comp_positions_are_reported(text, fragment):
     messages = errors_of(text)
     assert any(fragment in m for m in messages), messages
+    assert not any("only used with method" in m for m in messages), messages  # comps still mean diff
