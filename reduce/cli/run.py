@@ -20,6 +20,9 @@ Outputs (in OUTDIR, default NIGHT/reduced), per light group <date>_<telescope>_<
   _exotic_inits.json  EXOTIC's inits file for it (exotic --prereduced -i ...)
   .png           differential light curve (raw and binned) with per-frame diagnostics
   _reference.png reference frame with the target and comparison stars marked
+  _comparisons.png each comparison over the ensemble of the others, with its weight
+  .reg           DS9 region file: target, comparisons, check star (image pixels, 1-based)
+  _stars.csv     per-star measurements, one row per frame per star (outputs: stars: true)
   .json          provenance: recipe, versions, inputs with checksums, calibration, choices, flags
   .html          the group's page: figures, flags, warnings, provenance (one self-contained file)
 

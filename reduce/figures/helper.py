@@ -30,7 +30,7 @@ log = logging.getLogger("reduce.figures.helper")
 
 @dataclass
 class FigureJob:
-    """One figure to draw and save: ``kind`` ('lightcurve' | 'reference'), keyword arguments of the
+    """One figure to draw and save: ``kind`` ('lightcurve' | 'reference' | 'comparisons'), keyword arguments of the
     matching :mod:`reduce.figures.plots` function, and the output path."""
 
     kind: str
@@ -83,6 +83,10 @@ def draw(job: FigureJob) -> Path:
             fig = lightcurve_figure(kw.pop("fluxes"), **kw)
         elif job.kind == "reference":
             fig = reference_figure(kw.pop("image"), kw.pop("target"), kw.pop("comparisons"), **kw)
+        elif job.kind == "comparisons":
+            from .comparisons import comparisons_figure
+
+            fig = comparisons_figure(kw.pop("series"), **kw)
         else:
             raise ValueError(f"unknown figure kind {job.kind!r}")
         return save_figure(fig, job.path)

@@ -57,7 +57,9 @@ class DifferentialSpec:
     ``autodiff``: Broeg-style weighted ensemble of at most ``max_comps`` stars (never those in
     ``exclude``; comparisons noisier than ``reject`` x the noise model dropped) and the aperture
     minimising the target's ``scatter`` (p2p | binned | std). ``diff``: explicit ``comps`` with
-    optional ``weights`` and ``aperture`` index. Frames whose per-frame quantity is an outlier
+    optional ``weights`` and ``aperture`` index; ``comps`` may instead be given by position,
+    ``[{x: .., y: ..}, ...]`` (``comp_positions``: 0-based pixels of the first frame, as for the
+    target, snapped to the nearest measured star by ``reduce.run.comps``). Frames whose per-frame quantity is an outlier
     (``sigma_clip``: name -> sigma, e.g. ``{sky: 3}``) are rejected first, then frames whose
     comparisons lost more than ``max_light_loss`` of their light (clouds; None: never); after the
     ensemble, ``outlier_guard`` ``{sigma, window}`` sets aside a frame whose target ratio is
@@ -68,6 +70,7 @@ class DifferentialSpec:
 
     method: str = "autodiff"
     comps: tuple[int, ...] | None = None
+    comp_positions: tuple[tuple[float, float], ...] | None = None
     weights: tuple[float, ...] | None = None
     aperture: int | None = None
     exclude: tuple[int, ...] = ()
@@ -84,6 +87,8 @@ class DifferentialSpec:
         d = {"method": self.method}
         if self.check is not None:
             d["check"] = self.check if isinstance(self.check, int) else {"x": self.check[0], "y": self.check[1]}
+        if self.comp_positions is not None and self.comps is None:
+            d["comps"] = [{"x": x, "y": y} for x, y in self.comp_positions]
         for name in ("comps", "weights", "aperture", "exclude", "max_comps", "reject"):
             v = getattr(self, name)
             if v is not None and v != ():
@@ -131,7 +136,8 @@ class OutputsSpec:
     """Which files ``reduce run`` writes per group: light-curve CSV (plain), ECSV (with units and
     schema), FITS, PNG figures, provenance, the group's self-contained HTML page (``html``), and
     the exports observers submit: AAVSO extended format (``aavso: {obscode: ...}``) and
-    EXOTIC/Exoplanet Watch pre-reduced input (``exotic``)."""
+    EXOTIC/Exoplanet Watch pre-reduced input (``exotic``); for AstroImageJ users, a DS9 region
+    file of the measured stars (``region``) and a plain per-star measurement table (``stars``)."""
 
     csv: bool = True
     ecsv: bool = True
@@ -141,12 +147,14 @@ class OutputsSpec:
     aavso: AavsoSpec | None = None
     exotic: bool = False
     html: bool = True
+    region: bool = True
+    stars: bool = False
 
     def to_plain(self) -> dict:
         return {"csv": self.csv, "ecsv": self.ecsv, "fits": self.fits, "plot": self.plot,
                 "provenance": self.provenance, "html": self.html,
                 "aavso": self.aavso.to_plain() if self.aavso is not None else False,
-                "exotic": self.exotic}
+                "exotic": self.exotic, "region": self.region, "stars": self.stars}
 
 
 def _is_int(v) -> bool:
@@ -208,6 +216,26 @@ def _indices(value, path, name: str, report: Report):
     return tuple(value)
 
 
+def _comps(value, path, report: Report):
+    """(indices, None) for ``[1, 2, 3]``, (None, positions) for ``[{x: .., y: ..}, ...]``."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        return _indices(value, path, "comps", report), None
+    positions = []
+    for i, v in enumerate(value):
+        _check_keys(v, ("x", "y"), path + (i,), report)
+        x, y = v.get("x"), v.get("y")
+        if isinstance(x, bool) or isinstance(y, bool) or not finite(x) or not finite(y):
+            report(path + (i,), f"comparison {i} must be a position {{x: .., y: ..}} in pixels, got {v!r}",
+                   "0-based pixels of the first frame, as for --target X,Y")
+            continue
+        positions.append((float(x), float(y)))
+    if len(positions) != len(value):
+        return None, None
+    if len(set(positions)) != len(positions):
+        report(path, "comps lists a position twice")
+    return None, tuple(positions)
+
+
 _DIFF_KEYS = ("method", "comps", "weights", "aperture", "exclude", "max_comps", "reject", "scatter",
               "sigma_clip", "max_light_loss", "outlier_guard", "bin", "check")
 _ONLY = {"comps": "diff", "weights": "diff", "aperture": "diff", "exclude": "autodiff",
@@ -224,21 +252,21 @@ def parse_differential(value, report: Report, path=("differential",)) -> Differe
         report(path, f"'differential' must be a mapping, got {value!r}", "e.g. {method: autodiff}")
         return DifferentialSpec()
     _check_keys(value, _DIFF_KEYS, path, report)
-    comps = _indices(value["comps"], path + ("comps",), "comps", report) if "comps" in value else None
-    method = value.get("method", "diff" if comps else "autodiff")
+    comps, positions = _comps(value["comps"], path + ("comps",), report) if "comps" in value else (None, None)
+    method = value.get("method", "diff" if "comps" in value else "autodiff")
     if method not in ("autodiff", "diff"):
         report(path + ("method",), f"unknown differential method {method!r}",
                close_match_hint(str(method), ("autodiff", "diff")) or "autodiff or diff")
         method = "autodiff"
-    if method == "diff" and not comps:
+    if method == "diff" and not comps and not positions and value.get("comps") in (None, []):
         report(path + ("method",), "method: diff needs a non-empty 'comps' list of comparison stars")
     for key, only in _ONLY.items():
         if key in value and method != only:
             report(path + (key,), f"{key!r} is only used with method: {only}",
                    f"remove it or set method: {only}")
-    out = {"method": method, "comps": comps}
+    out = {"method": method, "comps": comps, "comp_positions": positions}
     out["exclude"] = _indices(value.get("exclude", []), path + ("exclude",), "exclude", report) or ()
-    out["weights"] = _weights(value.get("weights"), comps, path + ("weights",), report)
+    out["weights"] = _weights(value.get("weights"), comps or positions, path + ("weights",), report)
     out["aperture"] = _optional_int(value.get("aperture"), path + ("aperture",), "aperture", 0, report)
     out["max_comps"] = _optional_int(value.get("max_comps"), path + ("max_comps",), "max_comps", 1, report)
     reject = value.get("reject")
@@ -367,8 +395,8 @@ def _bin(value, path, report: Report):
 
 # --- outputs ---------------------------------------------------------------------------------
 def parse_outputs(value, report: Report, path=("outputs",)) -> OutputsSpec:
-    """``{csv, ecsv, fits, plot, provenance, html, exotic: bool, aavso: false | {obscode: ...}}``
-    (csv, ecsv, fits, plot, provenance, html true by default; the exports off)."""
+    """``{csv, ecsv, fits, plot, provenance, html, region, stars, exotic: bool, aavso: false | {obscode: ...}}``
+    (csv, ecsv, fits, plot, provenance, html, region true by default; stars and the exports off)."""
     if value is None:
         return OutputsSpec()
     if not isinstance(value, dict):

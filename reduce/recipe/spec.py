@@ -154,7 +154,7 @@ class RecipeSpec:
             diff = "autodiff" + (f", at most {d.max_comps} comparisons" if d.max_comps else "") \
                 + (f", excluding {list(d.exclude)}" if d.exclude else "")
         else:
-            diff = f"diff with comparisons {list(d.comps or ())}" + (f" weighted {list(d.weights)}"
+            diff = f"diff with comparisons {list(d.comps or d.comp_positions or ())}" + (f" weighted {list(d.weights)}"
                                                                      if d.weights else "")
         diff += f", aperture by {d.scatter} scatter" if d.aperture is None else f", aperture #{d.aperture}"
         if d.check is not None:

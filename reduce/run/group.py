@@ -25,6 +25,7 @@ from .reference import choose_reference, fill_pointing, psf_like_reference, psf_
 from .plan import GroupPlan
 from .report import GroupResult
 from .table import check_errors, differential, full_table, note_snapshot, p2p_of_table, resolve_check
+from .comps import place_comparisons
 from .target import guessed_target_warning, select_target
 
 __all__ = ["reduce_group", "GroupContext"]
@@ -119,6 +120,8 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     target = select_target(ref, spec.target, frames=frames, night=plan.night, pre=pre, phot=phot,
                            loader=loader, coords=coords and coords[:2])
     _note_target(ref, target, coords, frames, plan, result)
+    spec = ctx.spec = place_comparisons(spec, ref, target, frames=frames, night=plan.night, pre=pre, phot=phot,
+                                        loader=loader)
     phot = build_blocks(spec, "photometry", reference=ref, **runtime)  # on the measured stars only
     phot = with_phase_correction(phot, pre, ref, loader, plan.name)
     ctx.ref, ctx.target = ref, target

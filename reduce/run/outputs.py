@@ -51,9 +51,9 @@ def discard_figures(figures) -> None:
 
 
 def _figure_jobs(ctx) -> list:
-    """The group's two figures as jobs, drawn into the staging folder ``staged``: light curve with
+    """The group's figures as jobs, drawn into the staging folder ``staged``: light curve with
     diagnostics (titled with the group's target, date, telescope and filter), reference with every
-    star, the aperture and annulus."""
+    star, the aperture and annulus, and each comparison star over the ensemble of the others."""
     from ..figures.helper import lightcurve_job, reference_job
 
     plan, spec, diff, ref, target, table = ctx.plan, ctx.spec, ctx.diff, ctx.ref, ctx.target, ctx.table
@@ -68,7 +68,23 @@ def _figure_jobs(ctx) -> list:
     return [lightcurve_job(_table_fluxes(diff, table), Path(f"{stem}.png"), binned_dt=dt, info=info),
             reference_job(ref, target, list(diff.comparisons), Path(f"{stem}_reference.png"),
                           radius=float(diff.aperture_radius), annulus=_annulus_px(spec, ref),
-                          filename=Path(str(ref.path)).name if getattr(ref, "path", None) else None)]
+                          filename=Path(str(ref.path)).name if getattr(ref, "path", None) else None)] \
+        + _comparisons_jobs(diff, table, Path(f"{stem}_comparisons.png"), info)
+
+
+def _comparisons_jobs(diff, table, path, info) -> list:
+    """The comparison-star figure's job (each comparison over the ensemble of the others, with its
+    weight), when there are two comparisons or more to compare."""
+    from ..figures.comparisons import comparison_series
+    from ..figures.helper import FigureJob
+
+    if len(diff.comparisons) < 2:
+        return []
+    bjd = np.asarray(table["bjd_tdb"], float)[np.asarray(diff.data["frame_index"], int)]
+    scale = "BJD_TDB" if np.all(np.isfinite(bjd)) else "JD UTC"
+    series = comparison_series(diff, time=bjd if scale == "BJD_TDB" else None)
+    title = " ".join(str(info[k]) for k in ("target", "date", "telescope", "filter") if info.get(k))
+    return [FigureJob("comparisons", path, {"series": series, "title": title or None, "time_scale": scale})]
 
 
 def _annulus_px(spec, ref):
@@ -150,7 +166,7 @@ def _write_staged(ctx) -> list:
         written += write_lightcurve(table, stem, extra_hdus=extra, csv=outs.csv, ecsv=outs.ecsv,
                                     fits=outs.fits,
                                     header=_product_header(ctx))
-    for suffix, text in exports:
+    for suffix, text in exports + _star_files(ctx):
         written.append(atomic_write_text(Path(f"{stem}{suffix}"), text))
     if outs.plot and figures is None:
         figures = submit(_figure_jobs(ctx))
@@ -197,6 +213,8 @@ def _record(ctx) -> dict:
                "unmeasured": [{"file": relative_path(u[0], plan.night), "reason": u[1]}
                               for u in plan.unmeasured],
                "target_xy_reference": [float(v) for v in ref.sources.coords[target]],
+               **({"comparisons_placed": ref.computed["comparisons_placed"]}
+                  if ref.computed.get("comparisons_placed") else {}),
                "timing": ctx.seq.timing(), **_alignment_methods(ctx.seq), **_colour(ref),
                "errors": _errors_record(ref, diff),
                **({"aavso_check_star": ctx.check_star} if getattr(ctx, "check_star", None) else {})})
@@ -376,6 +394,31 @@ def _no_elevation(ctx) -> None:
          "< 4 us off per km); set `site: {elevation: ..}` for this instrument in the config"}
     log.warning("%s: %s", ctx.plan.name, w["message"])
     ctx.result.warnings.append(w)
+
+
+def _region_check_star(ctx):
+    """The check star's index when the run has one (the recipe's ``differential: {check: ..}``, or
+    the one the AAVSO export chose), else None."""
+    index = getattr(ctx, "check", (None, None))[0]
+    if index is None and getattr(ctx, "check_star", None):
+        index = ctx.check_star["index"]
+    return int(index) if index is not None else None
+
+
+def _star_files(ctx) -> list:
+    """(suffix, text) of the DS9 region file (``.reg``) and the per-star measurement table
+    (``_stars.csv``), as the recipe asks (``outputs: {region, stars}``)."""
+    from .starfiles import region_text, stars_csv_text
+
+    outs, diff, ref, out = ctx.spec.outputs, ctx.diff, ctx.ref, []
+    check = _region_check_star(ctx)
+    if outs.region:
+        out.append((".reg", region_text(ref, ctx.target, diff.comparisons, diff.weights, diff.aperture_radius,
+                                        check=check, title=ctx.plan.stem)))
+    if outs.stars:
+        out.append(("_stars.csv", stars_csv_text(ctx.raw, diff.aperture, ref, bjd_tdb=ctx.table["bjd_tdb"],
+                                                 comparisons=diff.comparisons, check=check)))
+    return out
 
 
 def _product_header(ctx) -> dict:
