@@ -40,7 +40,8 @@ Target (--target, or the recipe's target: section):
 
 \b
 Exit status: 0 success (or nothing changed since the last run), 1 failed,
-             2 usage or recipe error, 3 finished with some frames, groups or
+             2 usage or recipe error (also a target off the frame or an
+             unwritable -o), 3 finished with some frames, groups or
              nights skipped (flagged, failed or locked), 4 the night is being
              reduced by another run (locked; nothing done).
 
@@ -119,15 +120,16 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     for option, path in (("--summary-json", summary_json), ("--log-file", log_file)):
         check_output_file(path, option)  # before any work, not after the whole reduction
     setup_logging(-1 if quiet else (1 if verbose else 0), log_file)
-    night_paths = _nights(nights, archive, depth)
-    if index_path and len(night_paths) > 1:
-        raise UsageError("--index applies to a single night (each night keeps its own index)")
-    config = load_config(config_path)
     from ..run import RecipeSource
 
     source = RecipeSource(recipe, target=target, reference=reference)
     if target is not None:
         _parse_target(target)  # a malformed --target is a usage error before any work
+    source.validate_early()  # a bad recipe is reported before any night is scanned
+    night_paths = _nights(nights, archive, depth)
+    if index_path and len(night_paths) > 1:
+        raise UsageError("--index applies to a single night (each night keeps its own index)")
+    config = load_config(config_path)
     console = get_console()
     if dry_run:
         from ..run import plan_night
@@ -141,6 +143,7 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     from ..run import run_nights
 
     try:
+        _check_outdir_option(outdir)
         runner_executor = _make_executor(executor, jobs, scheduler, config.execution)
         with runner_executor:
             report = run_nights(night_paths, source, config=config, outdir=outdir, index=index_path,
@@ -156,6 +159,16 @@ def run(recipe, nights, archive, outdir, target, reference, config_path, index_p
     if summary_json:
         _write_json(summary_json, report.to_dict())
     return report.exit_code
+
+
+def _check_outdir_option(outdir) -> None:
+    """A -o folder that cannot be written is a usage error (exit 2), said before any work."""
+    if outdir:
+        from ..run.nights import check_outdir
+
+        problem = check_outdir(Path(outdir))
+        if problem:
+            raise UsageError(problem)
 
 
 def _nights(nights, archive: bool, depth) -> list:
@@ -208,6 +221,19 @@ def _write_json(path, data) -> None:
         json.dump(data, f, indent=2, default=str)
 
 
+def _plan_width(console, table) -> int | None:
+    """Piped to a file (not a terminal, no COLUMNS), the plan is as wide as its cells: rich's
+    80 columns would cut the group names and output paths short."""
+    import os
+
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return None  # the terminal's width, or the one asked for
+    from rich.measure import Measurement
+
+    wide = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    return wide if wide > console.width else None
+
+
 def _print_plan(console, plans, spec, fm):
     from rich.table import Table
 
@@ -223,18 +249,24 @@ def _print_plan(console, plans, spec, fm):
         d = p.describe()
         t.add_row(d["group"], str(d["frames"]), str(d["bias"]), str(d["darks"]), str(d["flats"]),
                   str(spec.reference), d["outputs"] + ".*")
-    console.print(t)
+    wide = _plan_width(console, t)
+    if wide:
+        from rich.console import Console
+
+        Console(file=console.file, width=wide, highlight=False, soft_wrap=False).print(t)
+    else:
+        console.print(t)
     for p in plans:
         for reason in p.describe()["reasons"]:
-            console.print(f"  {safe_markup(p.group.label)}: {safe_markup(reason)}")
+            console.print(f"  {safe_markup(p.group.label)}: {safe_markup(reason)}", soft_wrap=True)
         for w in getattr(p.group, "warnings", ()):
             console.print(f"  [yellow]{safe_markup(p.group.label)}: warning: {safe_markup(w['message'])}[/]",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     for p in plans:
         for path, reason, *_ in p.unmeasured:
             console.print(f"  {safe_markup(p.group.label)}: {safe_markup(Path(str(path)).name)} cannot be "
                           f"measured ({safe_markup(reason)}): "
-                          "a row flagged UNREADABLE")
+                          "a row flagged UNREADABLE", soft_wrap=True)
     from ..run.plan import products_of, unaccounted
 
     stray = unaccounted(fm, plans, products_of(Path(fm.folder), plans[0].outdir))
@@ -279,6 +311,8 @@ def _print_report(console, report):
         for path, reason, *_ in unmeasured:
             console.print(Text(safe_text(f"  not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}"),
                                style="yellow"), soft_wrap=True)
+        for w in g.warnings:  # every warning of the group's log, as in --summary-json and the provenance
+            console.print(Text(safe_text(f"  warning: {w.get('message', '')}"), style="yellow"), soft_wrap=True)
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "

@@ -239,8 +239,10 @@ def _plan_locked(night, out, recipe, report, *, config, index, depth, force, sin
 
 def _unchanged_result(plan, record: dict, night: str) -> GroupResult:
     s = record.get("summary") or {}
+    # the count the run reported: every file of the group, the unmeasured ones included
+    frames = s.get("frames", len(plan.frames) + len(getattr(plan, "unmeasured", ()) or ()))
     g = GroupResult(plan=plan, status="unchanged", message="unchanged since " + str(record.get("finished")),
-                    n_frames=len(plan.frames), night=night)
+                    n_frames=int(frames), night=night)
     g.outputs = [o["path"] for o in record.get("outputs", [])]
     g.flagged = [(f.get("file"), f.get("flag", 0), f.get("reason", "")) for f in s.get("flagged", [])]
     g.reference, g.aperture = s.get("reference"), s.get("aperture_px")
@@ -349,6 +351,9 @@ def _check_outdir(out: Path) -> str | None:
     except OSError as e:
         return f"cannot write to the output folder {out}: {e.strerror or e}"
     return None
+
+
+check_outdir = _check_outdir  # for the CLI: a read-only -o is a usage error before any work
 
 
 def _remove_leftovers(out: Path, stem: str) -> None:

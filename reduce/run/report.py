@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..model.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
+from ..model.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from ..model.reasons import group_reasons
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ class GroupResult:
     started: str | None = None           # ISO 8601 UTC, when the group's reduction began / ended
     finished: str | None = None
     warnings: list = field(default_factory=list)  # {code, message, frames}: header values, times...
+    usage_error: bool = False            # failed because of what was given (a target off the frame): exit 2
 
     def to_dict(self) -> dict:
         return {
@@ -108,6 +109,8 @@ class RunReport:
         if not self.groups:
             return EXIT_FAILED
         done = self.processed
+        if any(g.status == "failed" and g.usage_error for g in done):
+            return EXIT_USAGE  # e.g. a target off the frame: the input is wrong, as for a bad option
         if done and all(g.status == "failed" for g in done) and not self.unchanged:
             return EXIT_FAILED
         if any(g.status == "failed" for g in done) or any(g.flagged for g in done) \
