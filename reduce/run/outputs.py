@@ -81,15 +81,20 @@ def _annulus_px(spec, ref):
 
 
 def _table_fluxes(diff, table):
-    """The differential Fluxes as plotted: the kept frames with their BJD_TDB, and the BJD_TDB of
-    the frames left out (flagged or clipped: no flux), drawn as markers."""
-    bjd = np.asarray(table["bjd_tdb"], float)
-    if not np.all(np.isfinite(bjd)):
-        return diff
+    """The differential Fluxes as plotted: the kept frames with their BJD_TDB and the table's
+    airmass (from the headers, or computed: the figure keeps its airmass panel either way), and
+    the BJD_TDB of the frames left out (flagged or clipped: no flux), drawn as markers."""
     idx = np.asarray(diff.data["frame_index"], int)
-    flagged = np.asarray(table["flag"]) != 0
-    return diff._replace(data={**diff.data, "bjd_tdb": bjd[idx]},
-                         meta={**diff.meta, "flagged_frames": bjd[flagged].tolist()})
+    data, meta = dict(diff.data), dict(diff.meta)
+    airmass = np.asarray(table["airmass"], float) if "airmass" in table.colnames else None
+    if airmass is not None and np.any(np.isfinite(airmass[idx])):
+        data["airmass"] = airmass[idx]
+    bjd = np.asarray(table["bjd_tdb"], float)
+    if np.all(np.isfinite(bjd)):
+        flagged = np.asarray(table["flag"]) != 0
+        data["bjd_tdb"] = bjd[idx]
+        meta["flagged_frames"] = bjd[flagged].tolist()
+    return diff._replace(data=data, meta=meta)
 
 
 def write_outputs(ctx) -> list:
