@@ -160,3 +160,32 @@ def test_ctrl_c_says_the_previous_outputs_are_intact(night_copy, recipe, tmp_pat
     err = " ".join(capsys.readouterr().err.split())
     assert "previous outputs are intact" in err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_worker_processes_log_lines_name_the_group_too(capsys):
+    """A worker replaces the console's rich handler by a plain one: it keeps the group's name."""
+    import logging
+
+    from reduce.console import _GroupPrefix, group_context
+    from reduce.core.executors.local import _plain_logging
+
+    logger = logging.getLogger("reduce")
+    saved = list(logger.handlers)
+    rich_like = logging.Handler()  # not a StreamHandler, as RichHandler
+    rich_like.addFilter(_GroupPrefix())
+    try:
+        for h in saved:
+            logger.removeHandler(h)
+        logger.addHandler(rich_like)
+        _plain_logging()
+        with group_context("night/G1"):
+            logging.getLogger("reduce.blocks.x").warning("a frame's warning")
+        logging.getLogger("reduce.blocks.x").warning("outside any group")
+    finally:
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+        for h in saved:
+            logger.addHandler(h)
+    err = capsys.readouterr().err
+    assert "WARNING night/G1: a frame's warning" in err
+    assert "WARNING outside any group" in err

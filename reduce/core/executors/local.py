@@ -60,8 +60,11 @@ def _plain_logging() -> None:
         if not isinstance(h, logging.StreamHandler):
             logger.removeHandler(h)
             plain = logging.StreamHandler(sys.stderr)
-            plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+            plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(group_prefix)s%(message)s",
+                                                 "%Y-%m-%dT%H:%M:%S", defaults={"group_prefix": ""}))
             plain.setLevel(h.level)  # -q keeps the console quiet in workers too
+            for f in h.filters:  # the group's name (inherited from the forking thread), as in the parent
+                plain.addFilter(f)
             logger.addHandler(plain)
 
 
