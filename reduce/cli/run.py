@@ -320,6 +320,8 @@ def _print_report(console, report):
     for n in report.nights:
         if n.status in ("locked", "failed") and n.message:
             console.print(Text(safe_text(f"{n.night}: {n.message}"), style="red"), soft_wrap=True)
+    for message in report.warnings:  # outside any group: scanning, output folders, locks
+        console.print(Text(safe_text(f"warning: {message}"), style="yellow"), soft_wrap=True)
     if report.unreadable:
         console.print(Text(f"{len(report.unreadable)} unreadable or image-less file(s) outside any light "
                            "group, ignored:", style="yellow"), soft_wrap=True)

@@ -71,6 +71,8 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
     outdirs = output_folders(nights, outdir)
     report = RunReport()
     work: list[_Work] = []
+    watch = _RunWarnings(report)
+    logging.getLogger("reduce").addHandler(watch)
     try:
         for night, out in zip(nights, outdirs):
             todo = _plan_pass(night, out, recipe, report, config=config, index=index if single else None,
@@ -82,10 +84,34 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
                         index=index if single else None, depth=depth, force=force, fail_fast=fail_fast,
                         show_progress=show_progress)
     finally:
+        logging.getLogger("reduce").removeHandler(watch)
         for w in work:  # normally released by each night's pass; after an error, here
             w.lock.release()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+class _RunWarnings(logging.Handler):
+    """The warnings logged outside any group's reduction (scanning, output folders, locks) into
+    ``report.warnings``: the summary and --summary-json say what the log said; a group's own
+    warnings are in its result."""
+
+    def __init__(self, report):
+        super().__init__(logging.WARNING)
+        self.report = report
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ..console import current_group
+
+        if record.levelno != logging.WARNING or current_group() or getattr(record, "in_report", None):
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed log call is not the summary's problem
+            return
+        with _REPORT_LOCK:
+            if message not in self.report.warnings:
+                self.report.warnings.append(message)
 
 
 def _reduce_all(work, nights, recipe, report, *, executor, config, index, depth, force, fail_fast,
@@ -173,7 +199,7 @@ def _plan_pass(night, out, recipe, report, *, config, index, depth, force, singl
         report.nights.append(nres)
         if isinstance(e, LockedError):
             nres.status = "locked"
-            log.warning("%s", e)
+            log.warning("%s", e, extra={"in_report": "locked"})
             return None
         if single:
             raise

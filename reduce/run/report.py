@@ -87,6 +87,7 @@ class RunReport:
     seconds: float = 0.0
     nights: list = field(default_factory=list)
     executor: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)  # logged outside any group (scan, folders, locks)
 
     @property
     def processed(self) -> list:
@@ -129,6 +130,7 @@ class RunReport:
             "unreadable": [{"file": f, "reason": r} for f, r in self.unreadable],
             "skipped_unchanged": [g.plan.group.label for g in self.unchanged],
             "locked": [n.night for n in self.locked],
+            "warnings": list(self.warnings),
             "groups": [g.to_dict() for g in self.groups],
         }
 

@@ -189,3 +189,17 @@ def test_worker_processes_log_lines_name_the_group_too(capsys):
     err = capsys.readouterr().err
     assert "WARNING night/G1: a frame's warning" in err
     assert "WARNING outside any group" in err
+
+
+def test_warnings_outside_any_group_are_in_the_summary_too(night_copy, recipe, tmp_path, capsys):
+    """A corrupt index rebuilt while scanning: the log's warning is in --summary-json and the
+    printed summary, not only in the log."""
+    (night_copy / ".reduce").mkdir()
+    (night_copy / ".reduce" / "index.sqlite").write_bytes(b"not a database" * 100)
+    assert run_cli("run", recipe, night_copy, "-o", tmp_path / "out", "--jobs", "1", "--summary-json",
+                   tmp_path / "s.json") == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    corrupt = [w for w in summary["warnings"] if "corrupt" in w]
+    assert corrupt and "rebuilding" in corrupt[0]
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"warning: {' '.join(corrupt[0].split())}" in printed
