@@ -78,7 +78,9 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
 
 def _reduce_logged(plan, spec, result, config, plotter, logged, *, show_progress, fail_fast, executor):
     """reduce_group's body, its warnings caught by ``logged``."""
-    log.info("%s: reducing %d frame(s)", plan.name, len(plan.frames))
+    unmeasured = len(getattr(plan, "unmeasured", ()) or ())
+    log.info("%s: reducing %d frame(s)%s", plan.name, len(plan.frames),
+             f" and {unmeasured} file(s) that cannot be measured" if unmeasured else "")
     try:
         ctx = GroupContext(plan=plan, spec=spec, result=result, config=config, plotter=plotter,
                            logged=logged)
