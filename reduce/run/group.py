@@ -107,6 +107,8 @@ class _LoggedWarnings(logging.Handler):
     _SAID_BY = {"no_calibration": ("Calibration: no bias frames", "Calibration: no dark frames",
                                    "Calibration: no flat frames")}
 
+    parent_only = True  # a worker process drops it (see executors.local._plain_logging)
+
     def __init__(self, result, name: str):
         super().__init__(logging.WARNING)
         import threading

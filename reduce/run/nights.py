@@ -96,6 +96,8 @@ class _RunWarnings(logging.Handler):
     ``report.warnings``: the summary and --summary-json say what the log said; a group's own
     warnings are in its result."""
 
+    parent_only = True  # a worker process drops it (see executors.local._plain_logging)
+
     def __init__(self, report):
         super().__init__(logging.WARNING)
         self.report = report

@@ -57,6 +57,9 @@ def _plain_logging() -> None:
     """Workers log plain lines to stderr: a forked rich handler could hold a lock of the parent."""
     logger = logging.getLogger("reduce")
     for h in list(logger.handlers):
+        if getattr(h, "parent_only", False):  # e.g. the run's collectors of warnings for its summary
+            logger.removeHandler(h)
+            continue
         if not isinstance(h, logging.StreamHandler):
             logger.removeHandler(h)
             plain = logging.StreamHandler(sys.stderr)
