@@ -130,7 +130,7 @@ def test_position_with_no_star_is_measured_as_given_with_a_warning(jitter_night,
 
 def test_unknown_target_frame_is_a_clear_error(jitter_night, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _run(jitter_night, out, "--target", "100,100@nosuchframe.fits") == 1
+    assert _run(jitter_night, out, "--target", "100,100@nosuchframe.fits") == 2  # a usage error: the target given is wrong
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert "nosuchframe.fits" in text and "not a light frame" in text
