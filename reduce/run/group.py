@@ -135,7 +135,7 @@ class _LoggedWarnings(logging.Handler):
         codes = {w.get("code") for w in self.result.warnings}
         covered = tuple(p for code, prefixes in self._SAID_BY.items() if code in codes for p in prefixes)
         for m in self.messages:
-            if m.startswith(covered) if covered else False:
+            if covered and m.startswith(covered):
                 continue
             if not any(m in s or s in m for s in said if s):
                 self.result.warnings.append({"code": "logged", "frames": 0, "message": m})
