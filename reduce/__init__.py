@@ -17,6 +17,10 @@ _LAZY = {
     "Block": "reduce.core.block",
     "Fluxes": "reduce.lightcurve.fluxes",
     "simulate_observation": "reduce.simulations",
+    "simulate_night": "reduce.simulations",
+    "TargetSpec": "reduce.recipe.targets",          # a target: auto, star N, pixels or RA/Dec
+    "target_from_string": "reduce.recipe.targets",  # "auto" | "N" | "X,Y" | "RA DEC", as --target
+    "resolve_target": "reduce.run.target",          # the measured star of a reference frame
     "load_config": "reduce.config",
 }
 _SUBMODULES = {"blocks", "simulations", "config"}

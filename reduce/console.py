@@ -113,6 +113,11 @@ def group_context(name: str):
         _GROUP.name = previous
 
 
+def current_group() -> str | None:
+    """The group whose reduction this thread is in (see :func:`group_context`), or None."""
+    return getattr(_GROUP, "name", None)
+
+
 class _GroupPrefix(logging.Filter):
     """Sets ``record.group_prefix`` ('' or 'GROUP: ') for the handlers' format, and escapes the
     control characters of the message (header values and file names end up in log lines)."""

@@ -20,3 +20,16 @@ def test_tutorial_code_blocks_run(tmp_path, monkeypatch, capsys):
     assert rms < 0.005, "the tutorial's light curve does not follow the injected transit"
     for name in ("reference.png", "lightcurve.png", "lightcurve.csv", "lightcurve.fits"):
         assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_tutorial_uses_only_the_public_api():
+    """Every name the tutorial imports from reduce comes from the package itself (``from reduce
+    import ...``, its ``blocks``): internals such as reduce.run.target may move."""
+    code = "\n".join(re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S))
+    deep = re.findall(r"^\s*(?:from|import)\s+(reduce\.[\w.]+)", code, flags=re.M)
+    assert not deep, f"the tutorial imports internals: {deep}"
+    import reduce
+
+    for names in re.findall(r"^\s*from reduce import (.+)$", code, flags=re.M):
+        for name in (n.strip() for n in names.split(",")):
+            assert name in reduce.__all__ and getattr(reduce, name) is not None, name

@@ -71,7 +71,7 @@ def main(argv=None):
     try:
         rv = cli.main(args=argv, prog_name="reduce", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        click.echo(_interrupted(argv, "Aborted"), err=True)
         sys.exit(130)
     except click.exceptions.ClickException as e:
         e.show()
@@ -82,6 +82,17 @@ def main(argv=None):
         click.secho(f"Error: {safe_text(e, lines=True)}", fg="red", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        click.echo(_interrupted(argv, "Interrupted"), err=True)
         sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _interrupted(argv, what: str) -> str:
+    """What Ctrl-C left behind: for `reduce run`, that the previous outputs are intact (each file
+    is replaced only once complete) and the next run redoes only what was not finished."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command != "run":
+        return f"{what}."
+    return (f"{what}: the previous outputs are intact (an output is replaced only once complete); "
+            "the groups finished before the interruption are saved, and the next run redoes the others.")

@@ -52,7 +52,8 @@ Target (--target, or the recipe's target: section):
 
 \b
 Exit status: 0 success (or nothing changed since the last run), 1 failed,
-             2 usage or recipe error, 3 finished with some frames, groups or
+             2 usage or recipe error (also a target off the frame or an
+             unwritable -o), 3 finished with some frames, groups or
              nights skipped (flagged, failed or locked) or a target guessed
              (not identified: see Target), 4 the night is being
              reduced by another run (locked; nothing done).
@@ -136,10 +137,6 @@ def run(recipe, nights, archive, outdir, target, coords, reference, config_path,
     for option, path in (("--summary-json", summary_json), ("--log-file", log_file)):
         check_output_file(path, option)  # before any work, not after the whole reduction
     setup_logging(-1 if quiet else (1 if verbose else 0), log_file)
-    night_paths = _nights(nights, archive, depth)
-    if index_path and len(night_paths) > 1:
-        raise UsageError("--index applies to a single night (each night keeps its own index)")
-    config = load_config(config_path)
     from ..run import RecipeSource
 
     source = RecipeSource(recipe, target=target, reference=reference, coords=coords)
@@ -152,6 +149,11 @@ def run(recipe, nights, archive, outdir, target, coords, reference, config_path,
             coords_from_string(coords)
         except ValueError as e:
             raise UsageError(f"--coords {coords!r}: {e}") from None
+    source.validate_early()  # a bad recipe is reported before any night is scanned
+    night_paths = _nights(nights, archive, depth)
+    if index_path and len(night_paths) > 1:
+        raise UsageError("--index applies to a single night (each night keeps its own index)")
+    config = load_config(config_path)
     console = get_console()
     if dry_run:
         from ..run import plan_night
@@ -165,6 +167,7 @@ def run(recipe, nights, archive, outdir, target, coords, reference, config_path,
     from ..run import run_nights
 
     try:
+        _check_outdir_option(outdir)
         runner_executor = _make_executor(executor, jobs, scheduler, config.execution)
         with runner_executor:
             report = run_nights(night_paths, source, config=config, outdir=outdir, index=index_path,
@@ -180,6 +183,16 @@ def run(recipe, nights, archive, outdir, target, coords, reference, config_path,
     if summary_json:
         _write_json(summary_json, report.to_dict())
     return report.exit_code
+
+
+def _check_outdir_option(outdir) -> None:
+    """A -o folder that cannot be written is a usage error (exit 2), said before any work."""
+    if outdir:
+        from ..run.nights import check_outdir
+
+        problem = check_outdir(Path(outdir))
+        if problem:
+            raise UsageError(problem)
 
 
 def _nights(nights, archive: bool, depth) -> list:
@@ -232,6 +245,19 @@ def _write_json(path, data) -> None:
         json.dump(data, f, indent=2, default=str)
 
 
+def _plan_width(console, table) -> int | None:
+    """Piped to a file (not a terminal, no COLUMNS), the plan is as wide as its cells: rich's
+    80 columns would cut the group names and output paths short."""
+    import os
+
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return None  # the terminal's width, or the one asked for
+    from rich.measure import Measurement
+
+    wide = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    return wide if wide > console.width else None
+
+
 def _print_plan(console, plans, spec, fm):
     from rich.table import Table
 
@@ -247,24 +273,30 @@ def _print_plan(console, plans, spec, fm):
         d = p.describe()
         t.add_row(d["group"], str(d["frames"]), str(d["bias"]), str(d["darks"]), str(d["flats"]),
                   str(spec.reference), d["outputs"] + ".*")
-    console.print(t)
+    wide = _plan_width(console, t)
+    if wide:
+        from rich.console import Console
+
+        Console(file=console.file, width=wide, highlight=False, soft_wrap=False).print(t)
+    else:
+        console.print(t)
     for p in plans:
         for reason in p.describe()["reasons"]:
-            console.print(f"  {safe_markup(p.group.label)}: {safe_markup(reason)}")
+            console.print(f"  {safe_markup(p.group.label)}: {safe_markup(reason)}", soft_wrap=True)
         for w in getattr(p.group, "warnings", ()):
             console.print(f"  [yellow]{safe_markup(p.group.label)}: warning: {safe_markup(w['message'])}[/]",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     from ..run.outputs import export_problems
 
     for p in plans:
         for problem in export_problems(spec, p.group):
             console.print(f"  [yellow]{safe_markup(p.group.label)}: export: {safe_markup(problem)}; the light "
-                          "curve and other products would be written[/]", highlight=False)
+                          "curve and other products would be written[/]", highlight=False, soft_wrap=True)
     for p in plans:
         for path, reason, *_ in p.unmeasured:
             console.print(f"  {safe_markup(p.group.label)}: {safe_markup(Path(str(path)).name)} cannot be "
                           f"measured ({safe_markup(reason)}): "
-                          "a row flagged UNREADABLE")
+                          "a row flagged UNREADABLE", soft_wrap=True)
     from ..run.plan import products_of, unaccounted
 
     stray = unaccounted(fm, plans, products_of(Path(fm.folder), plans[0].outdir))
@@ -310,9 +342,8 @@ def _print_report(console, report):
         for path, reason, *_ in unmeasured:
             console.print(Text(safe_text(f"  not measured (flagged UNREADABLE): {Path(str(path)).name}: {reason}"),
                                style="yellow"), soft_wrap=True)
-        for w in g.warnings:  # what makes the errors or the names differ from what one expects
-            if w.get("code") in ("errors_off", "errors_scaled", "products_renamed"):
-                console.print(Text(safe_text(f"  warning: {w['message']}"), style="yellow"), soft_wrap=True)
+        for w in g.warnings:  # every warning of the group's log, as in --summary-json and the provenance
+            console.print(Text(safe_text(f"  warning: {w.get('message', '')}"), style="yellow"), soft_wrap=True)
     if report.unchanged:
         what = "Nothing to do: " if not done else ""
         console.print(f"{what}{len(report.unchanged)} group(s) unchanged since the last run, skipped "
@@ -324,6 +355,8 @@ def _print_report(console, report):
                                     + (" ..." if len(n.pending) > 5 else ""))), soft_wrap=True)
         if n.status in ("locked", "failed") and n.message:
             console.print(Text(safe_text(f"{n.night}: {n.message}"), style="red"), soft_wrap=True)
+    for message in report.warnings:  # outside any group: scanning, output folders, locks
+        console.print(Text(safe_text(f"warning: {message}"), style="yellow"), soft_wrap=True)
     if report.unreadable:
         console.print(Text(f"{len(report.unreadable)} unreadable or image-less file(s) outside any light "
                            "group, ignored:", style="yellow"), soft_wrap=True)

@@ -332,7 +332,7 @@ class Sequence:
         counts = Counter((i.block, i.flag) for i in self.issues)
         lines = [f"  {n:4d} x {flag} in {block}" for (block, flag), n in counts.most_common()]
         log.warning("%s: %d of %d frame(s) flagged:\n%s", self.name, len(self.flagged), self.n_frames,
-                    "\n".join(lines))
+                    "\n".join(lines), extra={"in_report": "flagged"})
 
     # -- timing ---------------------------------------------------------------------------
     def timing(self) -> list[dict]:

@@ -49,7 +49,7 @@ def plot_lightcurve(fluxes, ax=None, *, binned_dt=None, errorbars=False, t0=None
     """Target light curve (chosen aperture) on ``ax`` (pyplot's current axes when None).
 
     Points (or error bars), plus ``binned_dt``-day bin means with their errors when given; frames
-    left out (flagged or clipped) as red crosses along the bottom. Time is BJD_TDB when the
+    left out (flagged or clipped) as red crosses on a strip below the data. Time is BJD_TDB when the
     Fluxes carry it (``reduce run``), else JD UTC, minus ``t0``. Returns the axes.
     """
     if ax is None:
@@ -81,14 +81,18 @@ def plot_lightcurve(fluxes, ax=None, *, binned_dt=None, errorbars=False, t0=None
 
 
 def _mark_flagged(ax, xf) -> None:
-    """Frames without a flux, as red crosses along the bottom edge of the axes."""
+    """Frames without a flux, as red crosses on a strip added below the lowest point (and its error
+    bar), under a dotted line: never at a flux level that a measured point could have, so an
+    unflagged outlier cannot pass for a flagged frame."""
     if not len(xf):
         return
-    from matplotlib.transforms import blended_transform_factory
-
-    ax.plot(xf, np.full(len(xf), 0.03), "x", color="#d62728", ms=5, mew=1.2, ls="none",
-            transform=blended_transform_factory(ax.transData, ax.transAxes), clip_on=False,
-            zorder=4, label=f"flagged ({len(xf)})")
+    lo, hi = ax.get_ylim()  # autoscaled on the points and error bars drawn so far
+    span = hi - lo if np.isfinite(hi - lo) and hi > lo else 1.0
+    strip = lo - 0.12 * span
+    ax.set_ylim(strip, hi)
+    ax.axhline(lo, color="0.6", lw=0.6, ls=":", zorder=0)
+    ax.plot(xf, np.full(len(xf), lo - 0.06 * span), "x", color="#d62728", ms=5, mew=1.2, ls="none",
+            clip_on=False, zorder=4, label=f"flagged ({len(xf)})")
 
 
 def _diagnostics(fluxes):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model.errors import ClusterUnavailable, ReduceError
+from ..model.errors import ClusterUnavailable, ReduceError, UsageError
 from ..model.flags import Flag
 from ..model.reasons import group_reasons
 from .colour import balance_colour, note_colour, with_bayer_block, with_phase_correction
@@ -53,6 +53,7 @@ class GroupContext:
     figures: list | None = None     # figure jobs handed to the helper
     check: tuple = (None, None)     # the recipe's check star: (index, None) or (None, why not usable)
     page_refresh: float | None = None  # seconds: the group's page reloads itself (a night being followed)
+    logged: Any = None              # the warnings logged so far (_LoggedWarnings), for the outputs
 
 
 def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail_fast=False,
@@ -64,20 +65,11 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
     """
     t0 = time.perf_counter()
     result = GroupResult(plan=plan, n_frames=len(plan.frames), started=_utc_now())
-    log.info("%s: reducing %d frame(s)", plan.name, len(plan.frames))
-    try:
-        ctx = GroupContext(plan=plan, spec=spec, result=result, config=config, plotter=plotter)
-        _reduce(ctx, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
-    except ClusterUnavailable:
-        raise
-    except ReduceError as e:
-        result.status, result.message = "failed", str(e)
-        log.error("%s: %s", plan.name, e)
-    except Exception as e:  # unexpected: the group is skipped, the night goes on
-        if fail_fast:
-            raise
-        result.status, result.message = "failed", f"unexpected error: {type(e).__name__}: {e}"
-        log.exception("%s failed", plan.name)
+    from ..console import group_context
+
+    with group_context(plan.name), _LoggedWarnings(result, plan.name) as logged:
+        _reduce_logged(plan, spec, result, config, plotter, logged, show_progress=show_progress,
+                       fail_fast=fail_fast, executor=executor)
     result.seconds = time.perf_counter() - t0
     result.finished = _utc_now()
     if result.status == "done":
@@ -85,6 +77,81 @@ def reduce_group(plan: GroupPlan, spec, *, config=None, show_progress=True, fail
                  len(plan.frames) / result.seconds if result.seconds > 0 else float("nan"),
                  len(result.flagged))
     return result
+
+
+def _reduce_logged(plan, spec, result, config, plotter, logged, *, show_progress, fail_fast, executor):
+    """reduce_group's body, its warnings caught by ``logged``."""
+    unmeasured = len(getattr(plan, "unmeasured", ()) or ())
+    log.info("%s: reducing %d frame(s)%s", plan.name, len(plan.frames),
+             f" and {unmeasured} file(s) that cannot be measured" if unmeasured else "")
+    try:
+        ctx = GroupContext(plan=plan, spec=spec, result=result, config=config, plotter=plotter,
+                           logged=logged)
+        _reduce(ctx, show_progress=show_progress, fail_fast=fail_fast, executor=executor)
+    except ClusterUnavailable:
+        raise
+    except ReduceError as e:
+        result.status, result.message = "failed", str(e)
+        result.usage_error = isinstance(e, UsageError)
+        log.error("%s: %s", plan.name, e)
+    except Exception as e:  # unexpected: the group is skipped, the night goes on
+        if fail_fast:
+            raise
+        result.status, result.message = "failed", f"unexpected error: {type(e).__name__}: {e}"
+        log.exception("%s failed", plan.name)
+
+
+class _LoggedWarnings(logging.Handler):
+    """Every warning logged in this thread while a group is reduced, kept for its summary, JSON
+    and provenance (``merge`` adds those not already among ``result.warnings``): the cron summary
+    tells what the log told."""
+
+    # the calibration block's own lines, said once by the group's `no_calibration` warning
+    _SAID_BY = {"no_calibration": ("Calibration: no bias frames", "Calibration: no dark frames",
+                                   "Calibration: no flat frames")}
+
+    parent_only = True  # a worker process drops it (see executors.local._plain_logging)
+
+    def __init__(self, result, name: str):
+        super().__init__(logging.WARNING)
+        import threading
+
+        self.result, self.name, self.thread = result, name, threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno != logging.WARNING or record.thread != self.thread \
+                or getattr(record, "in_report", None):  # e.g. the flagged frames: reported as such
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed log call is not the summary's problem
+            return
+        if message.startswith(self.name + ": "):
+            message = message[len(self.name) + 2:]
+        if message not in self.messages:
+            self.messages.append(message)
+
+    def merge(self) -> None:
+        """Add the logged warnings that no warning of the result says already."""
+        said = [str(w.get("message", "")) for w in self.result.warnings]
+        codes = {w.get("code") for w in self.result.warnings}
+        covered = tuple(p for code, prefixes in self._SAID_BY.items() if code in codes for p in prefixes)
+        for m in self.messages:
+            if covered and m.startswith(covered):
+                continue
+            if not any(m in s or s in m for s in said if s):
+                self.result.warnings.append({"code": "logged", "frames": 0, "message": m})
+                said.append(m)
+
+    def __enter__(self):
+        logging.getLogger("reduce").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("reduce").removeHandler(self)
+        self.merge()
+        return False
 
 
 def _loader(config):
@@ -102,7 +169,7 @@ def _reduce(ctx: GroupContext, *, show_progress, fail_fast, executor) -> None:
     loader = _loader(ctx.config)
     cal = plan.calibration
     _group_warnings(plan, result)
-    _check_calibration(plan, spec)
+    _check_calibration(plan, spec, result)
     runtime = dict(darks=cal.darks or None, bias=cal.bias or None, flats=cal.flats or None, loader=loader)
     pre = _reference_chain(plan, spec, runtime, result)
     _, ref = choose_reference(plan.frames, spec.reference, pre, loader)
@@ -216,6 +283,8 @@ def _finish(ctx: GroupContext) -> None:
     result.aperture = float(diff.aperture_radius)
     result.comparisons = [int(c) for c in diff.comparisons]
     result.scatter = p2p_of_table(table)
+    if ctx.logged is not None:
+        ctx.logged.merge()  # into the provenance too
     clipped = [f for f in result.flagged if f[1] & int(Flag.OUTLIER_REJECTED)]
     if clipped:
         log.info("%s: %d frame(s) set aside by the differential step:", ctx.plan.name, len(clipped))
@@ -264,8 +333,9 @@ def _group_warnings(plan, result) -> None:
         result.warnings.append(w)
 
 
-def _check_calibration(plan, spec) -> None:
-    """Apply the recipe's missing-calibration policy (warn and go on, or fail the group)."""
+def _check_calibration(plan, spec, result=None) -> None:
+    """Apply the recipe's missing-calibration policy (warn and go on, or fail the group); the
+    warning is kept in ``result.warnings`` (summary, JSON, provenance), not only in the log."""
     cal = plan.calibration
     missing = [name for name, files in (("bias", cal.bias), ("dark", cal.darks), ("flat", cal.flats))
                if not files]
@@ -274,7 +344,12 @@ def _check_calibration(plan, spec) -> None:
     msg = f"{plan.name}: no {', '.join(missing)} frames match this group"
     if spec.missing_calibration == "fail":
         raise ReduceError(msg + " (recipe says missing_calibration: fail)")
-    log.warning("%s; going on without (missing_calibration: warn)", msg)
+    what = ", ".join(missing[:-1]) + (" or " if len(missing) > 1 else "") + missing[-1]
+    message = f"no {what} frames match this group: no {what} applied (missing_calibration: warn)"
+    if result is not None:
+        result.warnings.append({"code": "no_calibration", "frames": len(plan.frames), "missing": missing,
+                                "message": message})
+    log.warning("%s: %s", plan.name, message)
 
 
 class _Unmeasured:
@@ -307,7 +382,8 @@ def _log_unmeasured(plan) -> None:
     """One warning naming every file of the group that cannot be measured, with its reason."""
     names = "; ".join(f"{Path(str(u[0])).name} ({u[1]})" for u in plan.unmeasured)
     log.warning("%s: %d file(s) of this group cannot be measured, each flagged UNREADABLE in the "
-                "light curve: %s", plan.name, len(plan.unmeasured), names)
+                "light curve: %s", plan.name, len(plan.unmeasured), names,
+                extra={"in_report": "unmeasured"})
 
 
 def _known_times(raw, items, plan) -> None:

@@ -71,6 +71,8 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
     outdirs = output_folders(nights, outdir)
     report = RunReport()
     work: list[_Work] = []
+    watch = _RunWarnings(report)
+    logging.getLogger("reduce").addHandler(watch)
     try:
         for night, out in zip(nights, outdirs):
             todo = _plan_pass(night, out, recipe, report, config=config, index=index if single else None,
@@ -82,10 +84,36 @@ def run_nights(nights, spec, *, config, outdir=None, index=None, depth=None, sho
                         index=index if single else None, depth=depth, force=force, fail_fast=fail_fast,
                         show_progress=show_progress)
     finally:
+        logging.getLogger("reduce").removeHandler(watch)
         for w in work:  # normally released by each night's pass; after an error, here
             w.lock.release()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+class _RunWarnings(logging.Handler):
+    """The warnings logged outside any group's reduction (scanning, output folders, locks) into
+    ``report.warnings``: the summary and --summary-json say what the log said; a group's own
+    warnings are in its result."""
+
+    parent_only = True  # a worker process drops it (see executors.local._plain_logging)
+
+    def __init__(self, report):
+        super().__init__(logging.WARNING)
+        self.report = report
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ..console import current_group
+
+        if record.levelno != logging.WARNING or current_group() or getattr(record, "in_report", None):
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed log call is not the summary's problem
+            return
+        with _REPORT_LOCK:
+            if message not in self.report.warnings:
+                self.report.warnings.append(message)
 
 
 def _reduce_all(work, nights, recipe, report, *, executor, config, index, depth, force, fail_fast,
@@ -173,7 +201,7 @@ def _plan_pass(night, out, recipe, report, *, config, index, depth, force, singl
         report.nights.append(nres)
         if isinstance(e, LockedError):
             nres.status = "locked"
-            log.warning("%s", e)
+            log.warning("%s", e, extra={"in_report": "locked"})
             return None
         if single:
             raise
@@ -240,8 +268,10 @@ def _plan_locked(night, out, recipe, report, *, config, index, depth, force, sin
 
 def _unchanged_result(plan, record: dict, night: str) -> GroupResult:
     s = record.get("summary") or {}
+    # the count the run reported: every file of the group, the unmeasured ones included
+    frames = s.get("frames", len(plan.frames) + len(getattr(plan, "unmeasured", ()) or ()))
     g = GroupResult(plan=plan, status="unchanged", message="unchanged since " + str(record.get("finished")),
-                    n_frames=len(plan.frames), night=night)
+                    n_frames=int(frames), night=night)
     g.outputs = [o["path"] for o in record.get("outputs", [])]
     g.flagged = [(f.get("file"), f.get("flag", 0), f.get("reason", "")) for f in s.get("flagged", [])]
     g.reference, g.aperture = s.get("reference"), s.get("aperture_px")
@@ -364,6 +394,9 @@ def _check_outdir(out: Path) -> str | None:
     except OSError as e:
         return f"cannot write to the output folder {out}: {e.strerror or e}"
     return None
+
+
+check_outdir = _check_outdir  # for the CLI: a read-only -o is a usage error before any work
 
 
 def _remove_leftovers(out: Path, stem: str) -> None:

@@ -102,20 +102,25 @@ def _annulus_px(spec, ref):
 
 
 def _table_fluxes(diff, table):
-    """The differential Fluxes as plotted: the kept frames with their BJD_TDB, the BJD_TDB of the
-    frames left out (flagged or clipped: no flux), drawn as markers, and the table's fwhm, dx and
-    dy (file pixels, also on a colour sensor's 2x2 superpixels), so the figure reads as the table."""
+    """The differential Fluxes as plotted: the kept frames with their BJD_TDB, the table's airmass
+    (from the headers, or computed: the figure keeps its airmass panel either way) and the table's
+    fwhm, dx and dy (file pixels, also on a colour sensor's 2x2 superpixels, so the figure reads
+    as the table), and the BJD_TDB of the frames left out (flagged or clipped: no flux), drawn as
+    markers."""
     idx = np.asarray(diff.data["frame_index"], int)
-    data = dict(diff.data)
+    data, meta = dict(diff.data), dict(diff.meta)
     for name in ("fwhm", "dx", "dy"):
         if name in data and name in table.colnames:
             data[name] = np.asarray(table[name], float)[idx]
+    airmass = np.asarray(table["airmass"], float) if "airmass" in table.colnames else None
+    if airmass is not None and np.any(np.isfinite(airmass[idx])):
+        data["airmass"] = airmass[idx]
     bjd = np.asarray(table["bjd_tdb"], float)
-    if not np.all(np.isfinite(bjd)):
-        return diff._replace(data=data)
-    flagged = np.asarray(table["flag"]) != 0
-    return diff._replace(data={**data, "bjd_tdb": bjd[idx]},
-                         meta={**diff.meta, "flagged_frames": bjd[flagged].tolist()})
+    if np.all(np.isfinite(bjd)):
+        flagged = np.asarray(table["flag"]) != 0
+        data["bjd_tdb"] = bjd[idx]
+        meta["flagged_frames"] = bjd[flagged].tolist()
+    return diff._replace(data=data, meta=meta)
 
 
 def write_outputs(ctx) -> list:

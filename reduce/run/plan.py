@@ -99,6 +99,23 @@ class RecipeSource:
             text = f"{hashlib.sha256(raw).hexdigest()}|{target}|{reference}" + (f"|{coords}" if coords else "")
         self.key = hashlib.sha256(text.encode()).hexdigest()
 
+    def validate_early(self) -> None:
+        """Validate the recipe now, before any night is scanned (a bad recipe is reported at once,
+        exit 2), unless this very recipe text validated before with this version: the no-op re-run
+        of a cron job keeps its speed (the keys of valid recipes are kept in the user cache)."""
+        if self._spec is not None:
+            return
+        marker = _valid_marker(self.key)
+        if marker is not None and marker.exists():
+            return
+        self.spec  # noqa: B018 - RecipeError / UsageError: exit 2
+        if marker is not None:
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:  # only costs a validation next time
+                pass
+
     @classmethod
     def of(cls, spec) -> "RecipeSource":
         return spec if isinstance(spec, RecipeSource) else cls(spec=spec)
@@ -119,6 +136,18 @@ class RecipeSource:
                     raise UsageError(str(e)) from None
             self._spec = spec
         return self._spec
+
+
+def _valid_marker(key: str) -> Path | None:
+    """The cache file that says the recipe of ``key`` validated with this version of reduce."""
+    try:
+        from platformdirs import user_cache_path
+
+        from .. import __version__
+    except ImportError:
+        return None
+    tag = hashlib.sha256(f"{key}|{__version__}".encode()).hexdigest()[:32]
+    return user_cache_path("reduce", appauthor=False) / "valid-recipes" / tag
 
 
 def plan_night(night, spec=None, *, config, outdir=None, index=None, depth=None) -> tuple[list[GroupPlan], object]:

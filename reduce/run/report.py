@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..model.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
+from ..model.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from ..model.reasons import group_reasons
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class GroupResult:
     warnings: list = field(default_factory=list)  # {code, message, frames}: header values, times...
     target: dict | None = None      # the measured star: index, reference_xy, how chosen, guessed
     export_errors: list = field(default_factory=list)  # messages of exports left out (exit 3)
+    usage_error: bool = False            # failed because of what was given (a target off the frame): exit 2
 
     @property
     def target_guessed(self) -> bool:
@@ -96,6 +97,7 @@ class RunReport:
     seconds: float = 0.0
     nights: list = field(default_factory=list)
     executor: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)  # logged outside any group (scan, folders, locks)
 
     @property
     def processed(self) -> list:
@@ -118,6 +120,8 @@ class RunReport:
         if not self.groups:
             return EXIT_FAILED
         done = self.processed
+        if any(g.status == "failed" and g.usage_error for g in done):
+            return EXIT_USAGE  # e.g. a target off the frame: the input is wrong, as for a bad option
         if done and all(g.status == "failed" for g in done) and not self.unchanged:
             return EXIT_FAILED
         if any(g.status == "failed" or g.flagged or g.export_errors for g in done) \
@@ -137,6 +141,7 @@ class RunReport:
             "pending": [f for n in self.nights for f in n.pending],
             "skipped_unchanged": [g.plan.group.label for g in self.unchanged],
             "locked": [n.night for n in self.locked],
+            "warnings": list(self.warnings),
             "groups": [g.to_dict() for g in self.groups],
         }
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from typing import Callable
 
 from ..console import group_context
@@ -78,7 +77,7 @@ class GroupScheduler:
             return GroupResult(plan=plan, status="failed", message="not started: the run was stopped",
                                n_frames=len(plan.frames))
         tracked = Tracked(self.executor, self.bar, self._bar_lock)
-        with group_context(plan.name) if self._pool is not None else nullcontext():
+        with group_context(plan.name):  # every line of the group's reduction names it
             result = self.reduce_group(plan, spec, config=config, show_progress=False, fail_fast=fail_fast,
                                        executor=tracked, plotter=plotter)
         result.frame_seconds = tracked.seconds

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..blocks.bayer import file_to_grid, grid_scale, grid_to_file, wcs_to_grid
-from ..model.errors import ReduceError
+from ..model.errors import ReduceError, UsageError  # UsageError: the target given is wrong (exit 2)
 
 __all__ = ["select_target", "resolve_target", "guessed_target_warning", "place_pixel_target", "target_frame", "trim_origin",
            "relative_path"]
@@ -119,7 +119,7 @@ def resolve_target(ref, target_spec, *, mapped=None, coords=None, wcs_frames=Non
     kind = target_spec.kind
     if kind == "index":
         if not 0 <= target_spec.index < len(sources):
-            raise ReduceError(f"target #{target_spec.index} does not exist: the reference frame has "
+            raise UsageError(f"target #{target_spec.index} does not exist: the reference frame has "
                               f"{len(sources)} measured stars (0..{len(sources) - 1}, as labelled in "
                               "the reference figure); give the target by position (--target X,Y) instead")
         ref.computed["target"] = {"given": {"index": int(target_spec.index)}, "index": int(target_spec.index)}
@@ -200,13 +200,13 @@ def target_frame(name: str | None, frames, night=None) -> Path:
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
-        raise ReduceError(f"target frame {name!r} matches {len(found)} files ("
+        raise UsageError(f"target frame {name!r} matches {len(found)} files ("
                           + ", ".join(relative_path(p, root) for p in found[:4])
                           + "); give its path relative to the night folder")
     if root is not None and (root / wanted).is_file():  # a frame of another group of the night
         return root / wanted
     example = paths[0].name if paths else "FILE"
-    raise ReduceError(f"target frame {name!r} is not a light frame of this night ({night}); give "
+    raise UsageError(f"target frame {name!r} is not a light frame of this night ({night}); give "
                       f"a file name such as {example!r} or a path relative to the night folder")
 
 
@@ -228,7 +228,7 @@ def _map_to_reference(ref, frame, x, y, pre, align, loader) -> tuple:
     h, w = image.data.shape
     if not (-0.5 <= gx < w - 0.5 and -0.5 <= gy < h - 0.5):
         (x0, x1), (y0, y1) = (grid_to_file(image, [-0.5, w - 0.5], [-0.5, h - 0.5]))
-        raise ReduceError(f"target pixel ({x:g}, {y:g}) is outside {Path(str(frame)).name} "
+        raise UsageError(f"target pixel ({x:g}, {y:g}) is outside {Path(str(frame)).name} "
                           f"(x {x0 + 0.5:g}..{x1 - 0.5:g}, y {y0 + 0.5:g}..{y1 - 0.5:g})")
     for block in align:
         block.setup(None)
@@ -319,7 +319,7 @@ def _source_near(ref, x, y, what: str) -> int:
     record = ref.computed.setdefault("target", {})
     record["mapped"] = [fx, fy]
     if not (0 <= x < w and 0 <= y < h):
-        raise ReduceError(f"target {what} falls at ({fx:.1f}, {fy:.1f}) on the reference "
+        raise UsageError(f"target {what} falls at ({fx:.1f}, {fy:.1f}) on the reference "
                           f"{Path(str(ref.path)).name}, outside it ({w}x{h} px)")
     s = ref.sources
     d = np.hypot(s.x - x, s.y - y)

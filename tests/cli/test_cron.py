@@ -379,12 +379,13 @@ def test_bad_frames_among_good_ones(night_copy, recipe, tmp_path):
 
 
 def test_unwritable_output_folder_fails_clearly(night_copy, recipe, tmp_path, capsys, monkeypatch):
+    """An -o that cannot be written is a usage error (exit 2), said before the night is reduced."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert run_cli("run", recipe, night_copy, "-o", blocker / "out", "--summary-json", tmp_path / "s.json") == 1
+    assert run_cli("run", recipe, night_copy, "-o", blocker / "out", "--summary-json", tmp_path / "s.json") == 2
     said = capsys.readouterr()
     assert "cannot write to the output folder" in said.out + said.err
-    assert json.loads((tmp_path / "s.json").read_text())["exit_status"] == 1
+    assert json.loads((tmp_path / "s.json").read_text())["exit_status"] == 2
 
     import tempfile
 
@@ -397,7 +398,7 @@ def test_unwritable_output_folder_fails_clearly(night_copy, recipe, tmp_path, ca
         return real(*args, dir=dir, **kw)
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    assert run_cli("run", recipe, night_copy, "-o", out) == 1
+    assert run_cli("run", recipe, night_copy, "-o", out) == 2
     said = capsys.readouterr()
     assert "Permission denied" in said.out + said.err
     assert not list(out.iterdir())

@@ -136,9 +136,9 @@ def test_bad_recipe_is_exit_2_with_line(night_copy, tmp_path, capsys):
     assert "bad.yaml:2" in err and "PointSourceDetection" in err
 
 
-def test_target_outside_frame_fails_the_group(night_copy, tmp_path, capfd):
+def test_target_outside_frame_is_a_usage_error(night_copy, tmp_path, capfd):
     out = tmp_path / "out"
-    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q", "--target", "5000,5000") == 1
+    assert run_cli("run", DEFAULT, night_copy, "-o", out, "-q", "--target", "5000,5000") == 2  # usage
     text = " ".join("".join(capfd.readouterr()).split())
     assert "target pixel (5000, 5000) is outside SIM-1_V_0001.fits (x 0..199, y 0..199)" in text
     assert not out.exists() or not any(out.iterdir())

@@ -118,7 +118,8 @@ def test_position_with_no_star_is_measured_as_given_with_a_warning(jitter_night,
     out = tmp_path / "out"
     assert _run(jitter_night, out, "--target", f"{empty[0]:g},{empty[1]:g}") in (0, 3)
     err = " ".join(capfd.readouterr().err.split())
-    assert "WARNING no star detected within" in err and "measuring that position as given" in err
+    assert "WARNING jitter/2024-03-15_SIM-60_SIM-1_V: no star detected within" in err  # named group
+    assert "measuring that position as given" in err
     table, prov = _products(out)
     fr = truth["frames"]
     for i in range(len(table)):  # the given point follows the pointing, never re-centred
@@ -129,7 +130,7 @@ def test_position_with_no_star_is_measured_as_given_with_a_warning(jitter_night,
 
 def test_unknown_target_frame_is_a_clear_error(jitter_night, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _run(jitter_night, out, "--target", "100,100@nosuchframe.fits") == 1
+    assert _run(jitter_night, out, "--target", "100,100@nosuchframe.fits") == 2  # a usage error: the target given is wrong
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert "nosuchframe.fits" in text and "not a light frame" in text

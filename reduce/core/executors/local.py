@@ -57,11 +57,17 @@ def _plain_logging() -> None:
     """Workers log plain lines to stderr: a forked rich handler could hold a lock of the parent."""
     logger = logging.getLogger("reduce")
     for h in list(logger.handlers):
+        if getattr(h, "parent_only", False):  # e.g. the run's collectors of warnings for its summary
+            logger.removeHandler(h)
+            continue
         if not isinstance(h, logging.StreamHandler):
             logger.removeHandler(h)
             plain = logging.StreamHandler(sys.stderr)
-            plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+            plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(group_prefix)s%(message)s",
+                                                 "%Y-%m-%dT%H:%M:%S", defaults={"group_prefix": ""}))
             plain.setLevel(h.level)  # -q keeps the console quiet in workers too
+            for f in h.filters:  # the group's name (inherited from the forking thread), as in the parent
+                plain.addFilter(f)
             logger.addHandler(plain)
 
 
