@@ -29,7 +29,8 @@ def _config(tmp_path, name: str, extra: str = "") -> Path:
 
 
 def _stems(out: Path) -> set[str]:
-    return {p.name.split(".")[0].removesuffix("_reference") for p in out.iterdir() if not p.name.startswith(".")}
+    return {p.name.split(".")[0].removesuffix("_reference").removesuffix("_comparisons")
+            for p in out.iterdir() if not p.name.startswith(".")}
 
 
 def test_a_config_never_renames_the_products(night_copy, tmp_path):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import stayed_broken
+
 from .test_run import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +47,7 @@ def bare_night(tmp_path_factory) -> Path:
     simulate_night(dest, seed=7, n_images=12, size=200, calibration=False)
     first = sorted((dest / "light").glob("*.fits"))[0]
     (dest / "light" / "SIM-1_V_0099.fits").write_bytes(first.read_bytes()[:5000])
+    stayed_broken(dest / "light" / "SIM-1_V_0099.fits")  # broken, not being written
     return dest
 
 
