@@ -43,51 +43,49 @@ def _robust_rms(r) -> float:
 
 
 def comparisons_figure(series: dict, *, title=None, time_scale="BJD_TDB"):
-    """Figure: one panel per comparison (at most ``MAX_PANELS``, the heaviest), its flux over the
-    ensemble of the others against time; the label gives its index, weight and robust rms; a
-    panel SUSPECT times noisier than the typical comparison is framed in red. Returns a Figure."""
+    """Figure: every comparison (at most ``MAX_PANELS``, the heaviest) in one panel, its flux over
+    the ensemble of the others against time, each offset below the previous one (as AstroImageJ
+    stacks them); the label beside each gives its index, weight and robust rms, in red for a star
+    ``SUSPECT`` times noisier than the typical comparison. One panel, not one per star: 24 panels
+    cost 0.75 s of a 3 s night, this 0.15 s. Returns a Figure."""
     from matplotlib.figure import Figure
 
     from .plots import _margins, _time_axis
 
     n_all = len(series["stars"])
     n = min(n_all, MAX_PANELS)
-    cols = 1 if n <= 8 else 2 if n <= 16 else 3
-    rows = int(np.ceil(n / cols))
-    width, height = 4.6 * cols + 1.2, 1.15 * rows + 1.3
+    rms = np.asarray(series["rms"][:n], float)
+    typical = float(np.nanmedian(rms)) if np.isfinite(rms).any() else 0.005
+    step = max(8.0 * typical, 0.004)  # curves +-4 typical sigmas apart: a noisy one still shows
+    width, height = 9.0, min(1.0 + 0.42 * n, 12.0) + 1.2
     fig = Figure(figsize=(width, height))
-    axes = fig.subplots(rows, cols, sharex=True, squeeze=False,
-                        gridspec_kw={"hspace": 0.08, "wspace": 0.25,
-                                     **_margins(width, height, left=0.9, right=0.3, top=0.75)})
+    ax = fig.add_axes(_axes_box(width, height, _margins))
     t = np.asarray(series["time"], float)
     t0, label = _time_axis(t, time_scale)
-    for k, ax in enumerate(axes.ravel(order="F")):
-        if k >= n:
-            ax.set_visible(False)
-            continue
+    x = t - t0
+    for k in range(n):
         r = np.asarray(series["ratio"][k], float)
-        ax.plot(t - t0, r, ".", ms=3, color="0.3")
-        ax.axhline(1.0, color="0.7", lw=0.8, zorder=0)
-        rms = series["rms"][k]
-        text = f"#{series['stars'][k]}  w = {series['weights'][k]:.3f}" + (
-            f"  rms {1000 * rms:.2g} ppt" if np.isfinite(rms) else "")
         bad = bool(series["suspect"][k])
-        ax.text(0.01, 0.95, text + ("  (noisy)" if bad else ""), transform=ax.transAxes, va="top",
-                fontsize=8, color="#d62728" if bad else "k",
-                bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
-        if bad:
-            for spine in ax.spines.values():
-                spine.set(color="#d62728", lw=1.5)
-        lo, hi = ax.get_ylim()
-        ax.set_ylim(lo, hi + 0.35 * (hi - lo))  # room for the label above the points
-        ax.tick_params(labelsize=7)
-        if (k + 1) % rows == 0 or k == n - 1:  # the lowest panel of its column
-            ax.xaxis.set_tick_params(labelbottom=True)
-            ax.set_xlabel(label, fontsize=8)
-    fig.text(0.02 / width * 10, 0.5, "comparison / ensemble of the others", rotation=90, va="center",
-             fontsize=9)
+        colour = "#d62728" if bad else ("0.25" if k % 2 == 0 else "#1f77b4")
+        ax.plot(x, np.clip(r - 1.0, -0.5 * step, 0.5 * step) - k * step, ".", ms=2.5, color=colour)
+        ax.axhline(-k * step, color="0.85", lw=0.6, zorder=0)
+        text = f"#{series['stars'][k]}  w = {series['weights'][k]:.3f}" + (
+            f"  rms {1000 * rms[k]:.2g} ppt" if np.isfinite(rms[k]) else "") + ("  (noisy)" if bad else "")
+        ax.text(1.005, -k * step, text, transform=ax.get_yaxis_transform(), va="center", fontsize=7,
+                color="#d62728" if bad else "k", clip_on=False)
+    ax.set_ylim(-(n - 0.5) * step, 0.5 * step)
+    ax.set_yticks([])
+    ax.set_ylabel(f"comparison / ensemble of the others (offset by {1000 * step:.0f} ppt each)", fontsize=9)
+    ax.set_xlabel(label, fontsize=9)
+    ax.tick_params(labelsize=8)
     head = title or "comparison stars"
     more = f"; {n_all - n} lighter ones not drawn" if n_all > n else ""
-    fig.suptitle(f"{head}\neach comparison over the weighted ensemble of the others (weight w){more}",
-                 fontsize=10, y=1 - 0.1 / height, va="top")
+    fig.suptitle(f"{head}\neach comparison over the weighted ensemble of the others (weight w), heaviest "
+                 f"first{more}", fontsize=10, y=1 - 0.1 / height, va="top")
     return fig
+
+
+def _axes_box(width, height, margins):
+    """[left, bottom, width, height] of the one panel, room for the labels on its right."""
+    m = margins(width, height, left=0.5, right=2.6, top=0.75)
+    return [m["left"], m["bottom"], m["right"] - m["left"], m["top"] - m["bottom"]]
