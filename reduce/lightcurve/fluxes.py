@@ -257,7 +257,8 @@ class Fluxes:
 
     def outlier_guard(self, *, sigma: float = GUARD_SIGMA, window: int = GUARD_WINDOW) -> "Fluxes":
         """Remove frames whose target ratio is more than ``sigma`` robust sigmas from its
-        ``window`` neighbours in time while the ensemble is not (differential Fluxes only).
+        ``window`` neighbours in time (differential Fluxes only; the reason says when the
+        comparisons disagree on that frame too).
 
         The neighbours' prediction follows smooth signals (transits, eclipses) and the noise is
         the local one, or the frame's own error scaled to it where larger (a clouded frame; see

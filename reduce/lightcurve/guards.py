@@ -3,9 +3,10 @@ target outliers (``Fluxes.set_aside_clouds``, ``Fluxes.outlier_guard``).
 
 A transparency loss is what the ensemble corrects: a clouded frame is kept, with its larger error,
 unless the comparisons lost more than ``max_loss`` of their light. A frame whose target ratio
-jumps away from its neighbours in time, while the ensemble does not, is a defect of the target
-(a cosmic ray, a satellite, a bad pixel) and is set aside; smooth signals (transits, eclipses) are
-followed by the neighbours' local fits and never are.
+jumps away from its neighbours in time is a defect of the measurement (of the target: a cosmic
+ray, a satellite, a bad pixel; or of a comparison the single-frame tests missed, when the
+ensemble jumps there too) and is set aside; smooth signals (transits, eclipses) are followed by
+the neighbours' local fits and never are.
 """
 from __future__ import annotations
 
@@ -206,13 +207,18 @@ def _scaled(expected, sigma) -> np.ndarray:
 def target_outliers(target, ensemble, time=None, *, sigma: float = GUARD_SIGMA,
                     window: int = GUARD_WINDOW, errors=None) -> tuple[np.ndarray, np.ndarray]:
     """(keep, reason): frames whose target ratio is more than ``sigma`` robust sigmas from its
-    neighbours (``neighbour_deviation``, with the ratio's ``errors`` as the expected noise)
-    while the ensemble's own error series is not."""
+    neighbours (``neighbour_deviation``, with the ratio's ``errors`` as the expected noise). When
+    the ensemble's own error series jumps there too (a comparison's defect the single-frame tests
+    missed), the frame is set aside all the same, the reason saying so: a ratio that far off is
+    not a measurement, whichever star spoiled it (a simulated colour night kept one 7 sigma off)."""
     dt = neighbour_deviation(target, time, window, expected=errors)
     de = neighbour_deviation(ensemble, time, window)
     with np.errstate(invalid="ignore"):
-        out = (dt > sigma) & ~(de > sigma)
+        out = dt > sigma
+        both = out & (de > sigma)
     reason = np.array([""] * dt.size, dtype=object)
     for i in np.flatnonzero(out):
         reason[i] = f"target outlier: {dt[i]:.1f} sigma from its neighbours (> {sigma:g})"
+        if both[i]:  # the comparisons disagree there too: the ratio is no better for it
+            reason[i] += f"; the comparisons disagree on this frame ({de[i]:.0f} sigma)"
     return ~out, reason

@@ -63,7 +63,7 @@ class DifferentialSpec:
     (``sigma_clip``: name -> sigma, e.g. ``{sky: 3}``) are rejected first, then frames whose
     comparisons lost more than ``max_light_loss`` of their light (clouds; None: never); after the
     ensemble, ``outlier_guard`` ``{sigma, window}`` sets aside a frame whose target ratio is
-    ``sigma`` robust sigmas from its ``window`` neighbours while the ensemble is not (None: off,
+    ``sigma`` robust sigmas from its ``window`` neighbours (None: off,
     e.g. for flare stars). ``bin`` is the bin width in days for plots (and for ``scatter:
     binned``). None means the Fluxes default.
     """
