@@ -13,19 +13,10 @@ import numpy as np
 import pytest
 
 from reduce.blocks.calibration import Calibration
-from reduce.cli import main
+from tests.cli.test_run import DEFAULT, run_cli
 from reduce.config import ConfigError, load_config
 from reduce.model.image import Image
 from reduce.run.pedestal import bias_pedestal
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "recipes" / "default.yaml"
-
-
-def run_cli(*args) -> int:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    return exc.value.code
 
 
 def _config(tmp_path, match: str, **values) -> Path:

@@ -7,7 +7,7 @@ import click
 
 from ..fit.planet import EXAMPLE
 
-_HELP = f"""Fit a light-curve product (the .fits, .csv or .ecsv that `reduce run` wrote).
+_HELP = """Fit a light-curve product (the .fits, .csv or .ecsv that `reduce run` wrote).
 
 \b
 A transit:  reduce fit NIGHT/reduced/PRODUCT.fits PLANET.yaml

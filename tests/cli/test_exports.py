@@ -16,17 +16,9 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from reduce.cli import main
+from tests.cli.test_run import DEFAULT, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT = ROOT / "recipes" / "default.yaml"
 PLAIN = "outputs: {csv: true, fits: true, plot: true, provenance: true}"
-
-
-def run_cli(*args) -> int:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    return exc.value.code
 
 
 def _headers(night: Path, **values) -> None:

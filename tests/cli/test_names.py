@@ -6,20 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from astropy.io import fits
 
-from reduce.cli import main
+from tests.cli.test_run import DEFAULT, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT = ROOT / "recipes" / "default.yaml"
 STEM = "2024-03-15_SIM-60_SIM-1_V"
-
-
-def run_cli(*args) -> int:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    return exc.value.code
 
 
 def _config(tmp_path, name: str, extra: str = "") -> Path:

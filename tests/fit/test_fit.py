@@ -12,8 +12,8 @@ from astropy.table import Table
 pytest.importorskip("batman")
 pytest.importorskip("emcee")
 
-from reduce.cli import main  # noqa: E402
-from reduce.fit import load_planet, read_product  # noqa: E402
+from tests.cli.test_run import run_cli  # noqa: E402
+from reduce.fit import load_planet  # noqa: E402
 from reduce.fit.minimum import time_of_minimum  # noqa: E402
 from reduce.fit.simulate import simulated_transit  # noqa: E402
 from reduce.fit.transit import _Model, fit_transit  # noqa: E402
@@ -29,12 +29,6 @@ inc: 88.9
 rp_rs: 0.15
 u: [0.40, 0.25]
 """
-
-
-def run_cli(*args) -> int:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    return exc.value.code
 
 
 def write_product(path: Path, lc, flags=None) -> Path:
