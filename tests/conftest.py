@@ -37,9 +37,13 @@ def small_night(tmp_path_factory) -> Path:
 @pytest.fixture
 def night_copy(small_night, tmp_path) -> Path:
     """A private, writable copy of ``small_night``."""
-    dest = tmp_path / "night"
-    shutil.copytree(small_night, dest, ignore=shutil.ignore_patterns(".reduce", "reduced"))
-    return dest
+    return copy_night(small_night, tmp_path / "night")
+
+
+def copy_night(src, dest) -> Path:
+    """A copy of the night folder ``src`` at ``dest``, without its index and outputs."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".reduce", "reduced"))
+    return Path(dest)
 
 
 @pytest.fixture(scope="session")

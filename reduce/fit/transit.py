@@ -200,9 +200,11 @@ def duration(period, rp, a, inc) -> float:
 def _start(planet: Planet, tc: float) -> tuple[list, list]:
     names, theta = ["tc", "rp_rs"], [tc, planet.rp_rs]
     if planet.a_rs[1] > 0:
-        names.append("a_rs"), theta.append(planet.a_rs[0])
+        names.append("a_rs")
+        theta.append(planet.a_rs[0])
     if planet.inc[1] > 0:
-        names.append("inc"), theta.append(min(planet.inc[0], 89.999))
+        names.append("inc")
+        theta.append(min(planet.inc[0], 89.999))
     if planet.u is None:
         names += ["q1", "q2"]
         theta += [0.36, 0.3]  # u ~ (0.36, 0.24): a Sun-like star in the visible

@@ -7,35 +7,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import stayed_broken
+from tests.conftest import copy_night, stayed_broken
 
+from .test_cron import recipe  # noqa: F401  (the default recipe without figures)
 from .test_run import run_cli
+from .test_summary import _fresh_console  # noqa: F401  (autouse: a new console per test)
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT = ROOT / "recipes" / "default.yaml"
 LABEL = "2024-03-15_SIM-60_SIM-1_V"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_console(monkeypatch):
-    """The CLI's console reads COLUMNS when made: a new one per test."""
-    import reduce.console
-
-    monkeypatch.setattr(reduce.console, "_console", None)
-
-
-@pytest.fixture
-def recipe(tmp_path) -> Path:
-    path = tmp_path / "noplot.yaml"
-    path.write_text(DEFAULT.read_text().replace("plot: true", "plot: false"))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +38,7 @@ def bare_night(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def bare_copy(bare_night, tmp_path) -> Path:
-    dest = tmp_path / "night"
-    shutil.copytree(bare_night, dest, ignore=shutil.ignore_patterns(".reduce", "reduced"))
-    return dest
+    return copy_night(bare_night, tmp_path / "night")
 
 
 def test_missing_calibration_and_every_warning_reach_summary_json_and_provenance(
